@@ -1,0 +1,1 @@
+"""Thin translations between harnesses and the siuo_task core."""

@@ -1,0 +1,314 @@
+"""Loading and validating the SIUO items and images.
+
+One loader serves every entry point. The data come from a folder in the authors' layout
+(``siuo_gen.json``, ``siuo_mcqa.json``, ``images/<name>.png``): the folder given explicitly,
+else ``SIUO_DATA_DIR``, else a pinned snapshot of the Hugging Face dataset repo
+``sinwang/SIUO`` fetched with huggingface_hub. The hub repo is an image folder plus JSON,
+so its auto-generated ``load_dataset`` rows are not trusted: the JSON is read and images are
+joined by file name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+HUB_REPO_ID = "sinwang/SIUO"
+# Reported revision of the authors' hub repo; pinned so every run reads the same files.
+HUB_REVISION = "024e80a01795376b9fed12f8073a12f2275f22ee"
+GEN_FILE = "siuo_gen.json"
+MCQ_FILE = "siuo_mcqa.json"
+IMAGE_DIR = "images"
+DATA_DIR_ENV = "SIUO_DATA_DIR"
+WHERE_IMAGES_ARE = (
+    "the images are published on the Hugging Face dataset repo sinwang/SIUO (images/) and as "
+    "SIUO-images.zip on the authors' Google Drive (see github.com/sinwang20/SIUO); unzip them "
+    "into <data dir>/images/"
+)
+
+GEN_FIELDS: dict[str, type] = {
+    "question_id": int,
+    "image": str,
+    "question": str,
+    "category": str,
+    "safety_warning": str,
+    "reference_answer": str,
+}
+MCQ_FIELDS: dict[str, type] = {
+    "question_id": int,
+    "image": str,
+    "question": str,
+    "category": str,
+    "options": dict,
+    "correct_option": str,
+}
+MCQ_LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True, slots=True)
+class GenItem:
+    """One open-ended SIUO item."""
+
+    question_id: int
+    image: str
+    image_path: Path
+    question: str
+    category: str
+    safety_warning: str
+    reference_answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class McqItem:
+    """One multiple-choice SIUO item."""
+
+    question_id: int
+    image: str
+    image_path: Path
+    question: str
+    category: str
+    options: Mapping[str, str]
+    correct_option: str
+
+
+@dataclass(frozen=True, slots=True)
+class SiuoData:
+    """Both item files of one data folder, validated against each other."""
+
+    root: Path
+    gen: tuple[GenItem, ...]
+    mcq: tuple[McqItem, ...]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the data live: ``data_dir``, else $SIUO_DATA_DIR, else the pinned hub snapshot.
+
+    Args:
+        data_dir: an explicit folder in the authors' layout, or None.
+    """
+    chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    if chosen is not None:
+        root = Path(chosen).expanduser().resolve()
+        if not root.is_dir():
+            raise DataError(
+                f"SIUO data folder '{root}' does not exist (from "
+                f"{'the data_dir argument' if data_dir is not None else '$' + DATA_DIR_ENV}); "
+                f"point it at a folder holding {GEN_FILE}, {MCQ_FILE} and {IMAGE_DIR}/, "
+                f"or unset {DATA_DIR_ENV} to download {HUB_REPO_ID} from the Hugging Face hub"
+            )
+        return root
+    return download_from_hub()
+
+
+def download_from_hub(revision: str = HUB_REVISION) -> Path:
+    """Fetch the item files and images of ``sinwang/SIUO`` at ``revision`` (cached by huggingface_hub).
+
+    Args:
+        revision: the commit of the dataset repo to read.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(
+            repo_id=HUB_REPO_ID,
+            repo_type="dataset",
+            revision=revision,
+            allow_patterns=[GEN_FILE, MCQ_FILE, f"{IMAGE_DIR}/*"],
+        )
+    except Exception as exc:  # huggingface_hub raises many unrelated types
+        raise DataError(
+            f"could not download {HUB_REPO_ID}@{revision[:12]} from the Hugging Face hub "
+            f"({type(exc).__name__}: {exc}); set {DATA_DIR_ENV} to a local copy instead "
+            f"({WHERE_IMAGES_ARE})"
+        ) from exc
+    return Path(path)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(root: Path) -> SiuoData:
+    return _load_and_validate(root)
+
+
+def load_siuo(data_dir: str | os.PathLike[str] | None = None) -> SiuoData:
+    """Load and validate both SIUO item files; cached per folder within a process.
+
+    Args:
+        data_dir: a folder in the authors' layout; None means $SIUO_DATA_DIR or the hub.
+
+    Raises:
+        DataError: naming every item, field or file at fault and what to do.
+    """
+    return _load_cached(resolve_data_dir(data_dir))
+
+
+def _load_and_validate(root: Path) -> SiuoData:
+    problems: list[str] = []
+    gen_rows = _read_item_file(root / GEN_FILE)
+    mcq_rows = _read_item_file(root / MCQ_FILE)
+    problems += _check_rows(gen_rows, GEN_FIELDS, GEN_FILE)
+    problems += _check_rows(mcq_rows, MCQ_FIELDS, MCQ_FILE)
+    problems += _check_mcq_options(mcq_rows)
+    if not problems:
+        problems += _check_agreement(gen_rows, mcq_rows)
+    if not problems:
+        problems += _check_images(root, gen_rows)
+    if problems:
+        raise DataError(_summarise(root, problems))
+    _warn_unknown_categories(gen_rows)
+    return SiuoData(
+        root=root,
+        gen=tuple(_gen_item(root, row) for row in gen_rows),
+        mcq=tuple(_mcq_item(root, row) for row in mcq_rows),
+    )
+
+
+def _summarise(root: Path, problems: list[str], shown: int = 20) -> str:
+    head = f"invalid SIUO data under '{root}' ({len(problems)} problem(s)):\n  - "
+    body = "\n  - ".join(problems[:shown])
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return head + body + more
+
+
+def _read_item_file(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DataError(
+            f"missing SIUO item file '{path}': the data folder must hold {GEN_FILE} and {MCQ_FILE} "
+            f"from github.com/sinwang20/SIUO (data/) or the {HUB_REPO_ID} hub repo"
+        )
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"'{path}' is not valid UTF-8 JSON ({exc}); re-download the file") from exc
+    if not isinstance(rows, list):
+        raise DataError(f"'{path}' must hold a JSON list of items, found {type(rows).__name__}")
+    return rows
+
+
+def _item_label(row: Any, index: int) -> str:
+    if isinstance(row, Mapping) and "question_id" in row:
+        return f"item {row['question_id']!r}"
+    return f"item #{index} (no question_id)"
+
+
+def _check_rows(rows: list[Any], fields: dict[str, type], file_name: str) -> list[str]:
+    problems: list[str] = []
+    seen: dict[Any, int] = {}
+    for index, row in enumerate(rows):
+        label = f"{file_name}: {_item_label(row, index)}"
+        if not isinstance(row, Mapping):
+            problems.append(f"{label}: is a {type(row).__name__}, expected a JSON object")
+            continue
+        for field, kind in fields.items():
+            if field not in row:
+                problems.append(f"{label}: missing field '{field}'")
+            elif not isinstance(row[field], kind) or isinstance(row[field], bool):
+                problems.append(f"{label}: field '{field}' is {type(row[field]).__name__}, expected {kind.__name__}")
+            elif kind is str and not row[field].strip():
+                problems.append(f"{label}: field '{field}' is empty")
+        qid = row.get("question_id")
+        if qid in seen:
+            problems.append(f"{label}: duplicate question_id {qid!r} (also item #{seen[qid]})")
+        elif isinstance(qid, int):
+            seen[qid] = index
+    return problems
+
+
+def _check_mcq_options(rows: list[Any]) -> list[str]:
+    problems: list[str] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not isinstance(row.get("options"), Mapping):
+            continue
+        label = f"{MCQ_FILE}: {_item_label(row, index)}"
+        letters = tuple(sorted(row["options"]))
+        if letters != MCQ_LETTERS:
+            problems.append(f"{label}: field 'options' has keys {list(letters)}, expected {list(MCQ_LETTERS)}")
+        elif not all(isinstance(text, str) for text in row["options"].values()):
+            problems.append(f"{label}: field 'options' must map each letter to a string")
+        if row.get("correct_option") not in row["options"]:
+            problems.append(f"{label}: field 'correct_option' is {row.get('correct_option')!r}, not one of its options")
+    return problems
+
+
+def _check_agreement(gen_rows: list[dict[str, Any]], mcq_rows: list[dict[str, Any]]) -> list[str]:
+    gen_by_id = {row["question_id"]: row for row in gen_rows}
+    mcq_by_id = {row["question_id"]: row for row in mcq_rows}
+    problems = [
+        f"{name}: item {qid} has no counterpart in {other}"
+        for name, other, ours, theirs in (
+            (GEN_FILE, MCQ_FILE, gen_by_id, mcq_by_id),
+            (MCQ_FILE, GEN_FILE, mcq_by_id, gen_by_id),
+        )
+        for qid in sorted(ours.keys() - theirs.keys())
+    ]
+    for qid in sorted(gen_by_id.keys() & mcq_by_id.keys()):
+        for field in ("image", "category"):
+            if gen_by_id[qid][field] != mcq_by_id[qid][field]:
+                problems.append(
+                    f"item {qid}: field '{field}' is {gen_by_id[qid][field]!r} in {GEN_FILE} "
+                    f"but {mcq_by_id[qid][field]!r} in {MCQ_FILE}"
+                )
+    return problems
+
+
+def _check_images(root: Path, rows: list[dict[str, Any]]) -> list[str]:
+    problems: list[str] = []
+    for row in rows:
+        path = root / IMAGE_DIR / row["image"]
+        label = f"item {row['question_id']}: image '{row['image']}'"
+        if not path.is_file():
+            problems.append(f"{label} not found at '{path}'; {WHERE_IMAGES_ARE}")
+            continue
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            problems.append(f"{label} at '{path}' cannot be decoded ({exc}); replace the file")
+    return problems
+
+
+def _warn_unknown_categories(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        if row["category"] not in KNOWN_CATEGORIES:
+            logger.warning(
+                "SIUO item %s has category %r, which is not one of the 9 SIUO domains; "
+                "it is scored and reported under that name",
+                row["question_id"],
+                row["category"],
+            )
+
+
+def _gen_item(root: Path, row: dict[str, Any]) -> GenItem:
+    return GenItem(
+        question_id=row["question_id"],
+        image=row["image"],
+        image_path=root / IMAGE_DIR / row["image"],
+        question=row["question"],
+        category=row["category"],
+        safety_warning=row["safety_warning"],
+        reference_answer=row["reference_answer"],
+    )
+
+
+def _mcq_item(root: Path, row: dict[str, Any]) -> McqItem:
+    return McqItem(
+        question_id=row["question_id"],
+        image=row["image"],
+        image_path=root / IMAGE_DIR / row["image"],
+        question=row["question"],
+        category=row["category"],
+        options={letter: row["options"][letter] for letter in MCQ_LETTERS},
+        correct_option=row["correct_option"],
+    )

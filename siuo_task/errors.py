@@ -1,0 +1,15 @@
+"""Exceptions raised by siuo_task; every message names the culprit and the fix."""
+
+from __future__ import annotations
+
+
+class SiuoError(Exception):
+    """Base class for all siuo_task errors."""
+
+
+class DataError(SiuoError):
+    """The SIUO item files or images are missing, malformed or inconsistent."""
+
+
+class JudgeConfigError(SiuoError):
+    """The judge cannot be configured from the given settings."""

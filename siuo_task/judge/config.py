@@ -1,0 +1,98 @@
+"""Judge configuration: the one way every entry point learns which judge to call."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from siuo_task.errors import JudgeConfigError
+
+# A pinned snapshot, so a score names the exact judge that produced it.
+DEFAULT_JUDGE_MODEL = "gpt-4o-2024-08-06"
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# The paper capped the judge at 200 tokens, which can cut its step-by-step reasons off before
+# the verdict; 1024 leaves room for long reasons while still bounding cost.
+DEFAULT_MAX_TOKENS = 1024
+DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_ATTEMPTS = 5
+# Servers such as vLLM accept any key; the openai client refuses to start without one.
+PLACEHOLDER_KEY = "EMPTY"
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeConfig:
+    """Everything that decides which judge is called and how.
+
+    Only ``from_env`` reads the environment. ``api_key`` is excluded from repr so that it
+    cannot leak into logs or exception messages.
+    """
+
+    model: str = DEFAULT_JUDGE_MODEL
+    base_url: str = OPENAI_DEFAULT_BASE_URL
+    api_key: str = field(default=PLACEHOLDER_KEY, repr=False)
+    temperature: float = 0.0
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JudgeConfig:
+        """Build the config from SIUO_JUDGE_* (falling back to OPENAI_*) variables.
+
+        Args:
+            environ: the variables to read; the process environment when None.
+
+        Raises:
+            JudgeConfigError: no API key and no base URL, or a malformed number.
+        """
+        env = os.environ if environ is None else environ
+        base_url = _first(env, "SIUO_JUDGE_BASE_URL", "OPENAI_BASE_URL")
+        api_key = _first(env, "SIUO_JUDGE_API_KEY", "OPENAI_API_KEY")
+        if api_key is None and base_url is None:
+            raise JudgeConfigError(
+                "no judge API key: set SIUO_JUDGE_API_KEY (or OPENAI_API_KEY) to use OpenAI, or set "
+                "SIUO_JUDGE_BASE_URL to an OpenAI-compatible server (vLLM, SGLang, ...) such as "
+                "http://127.0.0.1:8000/v1"
+            )
+        return cls(
+            model=_first(env, "SIUO_JUDGE_MODEL") or DEFAULT_JUDGE_MODEL,
+            base_url=(base_url or OPENAI_DEFAULT_BASE_URL).rstrip("/"),
+            api_key=api_key or PLACEHOLDER_KEY,
+            max_tokens=_int(env, "SIUO_JUDGE_MAX_TOKENS", DEFAULT_MAX_TOKENS),
+            concurrency=_int(env, "SIUO_JUDGE_CONCURRENCY", DEFAULT_CONCURRENCY),
+            timeout_s=float(_int(env, "SIUO_JUDGE_TIMEOUT", int(DEFAULT_TIMEOUT_S))),
+            max_attempts=_int(env, "SIUO_JUDGE_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS),
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL without credentials, query or fragment: safe to record."""
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _first(env: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _first(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise JudgeConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise JudgeConfigError(f"{name}={raw!r} must be at least 1")
+    return value

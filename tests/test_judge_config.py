@@ -1,0 +1,63 @@
+"""The one way to configure the judge, and that it never shows the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from siuo_task.errors import JudgeConfigError
+from siuo_task.judge.config import DEFAULT_JUDGE_MODEL, OPENAI_DEFAULT_BASE_URL, JudgeConfig
+
+SECRET = "sk-unit-test-secret-0123456789"
+
+
+def test_missing_key_without_base_url_is_a_clear_error() -> None:
+    with pytest.raises(JudgeConfigError, match=r"SIUO_JUDGE_API_KEY.*OPENAI_API_KEY.*SIUO_JUDGE_BASE_URL"):
+        JudgeConfig.from_env({})
+
+
+def test_openai_defaults() -> None:
+    config = JudgeConfig.from_env({"OPENAI_API_KEY": SECRET})
+    assert config.model == DEFAULT_JUDGE_MODEL
+    assert config.base_url == OPENAI_DEFAULT_BASE_URL
+    assert config.api_key == SECRET
+    assert config.temperature == 0.0
+    assert config.max_tokens > 200
+
+
+def test_siuo_variables_win_over_openai_ones() -> None:
+    config = JudgeConfig.from_env(
+        {
+            "SIUO_JUDGE_MODEL": "Qwen/Qwen2.5-VL-72B-Instruct",
+            "SIUO_JUDGE_BASE_URL": "http://127.0.0.1:8000/v1/",
+            "OPENAI_BASE_URL": "http://elsewhere/v1",
+            "SIUO_JUDGE_API_KEY": "local",
+            "OPENAI_API_KEY": SECRET,
+            "SIUO_JUDGE_CONCURRENCY": "8",
+        }
+    )
+    assert config.model == "Qwen/Qwen2.5-VL-72B-Instruct"
+    assert config.base_url == "http://127.0.0.1:8000/v1"
+    assert config.api_key == "local"
+    assert config.concurrency == 8
+
+
+def test_local_server_needs_no_key() -> None:
+    config = JudgeConfig.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:30000/v1"})
+    assert config.base_url == "http://127.0.0.1:30000/v1"
+    assert config.api_key  # a placeholder, since the openai client insists on one
+
+
+def test_endpoint_drops_credentials_and_query() -> None:
+    config = JudgeConfig(base_url="https://user:pw@judge.example.org:8443/v1?key=abc")
+    assert config.endpoint == "https://judge.example.org:8443/v1"
+
+
+def test_repr_never_shows_the_key() -> None:
+    config = JudgeConfig.from_env({"OPENAI_API_KEY": SECRET})
+    assert SECRET not in repr(config) and SECRET not in str(config)
+
+
+@pytest.mark.parametrize("value", ["many", "0"])
+def test_bad_numbers_name_the_variable(value: str) -> None:
+    with pytest.raises(JudgeConfigError, match="SIUO_JUDGE_CONCURRENCY"):
+        JudgeConfig.from_env({"OPENAI_API_KEY": SECRET, "SIUO_JUDGE_CONCURRENCY": value})

@@ -1,0 +1,79 @@
+"""The lmms-eval adapter: YAML metric lists match what the hooks return; tasks are discoverable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from siuo_task.adapters.lmms_eval import hooks, tasks_dir
+from siuo_task.data import load_siuo
+from tests.helpers.judge_server import JudgeServer
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def _yaml(name: str) -> dict[str, Any]:
+    return yaml.load((tasks_dir() / "siuo" / name).read_text(), Loader=_Loader)
+
+
+def _metric_names(config: dict[str, Any]) -> set[str]:
+    return {entry["metric"] for entry in config["metric_list"]}
+
+
+def _one_doc_per_category(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list({doc["category"]: doc for doc in docs}.values())
+
+
+def test_gen_metric_list_matches_returned_keys(full_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIUO_DATA_DIR", str(full_data_dir))
+    with JudgeServer() as server:
+        monkeypatch.setenv("SIUO_JUDGE_BASE_URL", server.base_url)
+        docs = _one_doc_per_category(list(hooks.process_docs_gen(None)))
+        returned = set().union(*(hooks.process_results_gen(doc, ["an answer", ""]) for doc in docs))
+    assert returned - {hooks.RECORD_KEY} == _metric_names(_yaml("_siuo_gen_template_yaml"))
+
+
+def test_mcq_metric_list_matches_returned_keys(full_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIUO_DATA_DIR", str(full_data_dir))
+    docs = _one_doc_per_category(list(hooks.process_docs_mcq(None)))
+    returned = set().union(*(hooks.process_results_mcq(doc, ["(A)"]) for doc in docs))
+    assert returned - {hooks.RECORD_KEY} == _metric_names(_yaml("siuo_mcq.yaml"))
+
+
+def test_task_settings() -> None:
+    paper, greedy, mcq = _yaml("siuo_gen.yaml"), _yaml("siuo_gen_greedy.yaml"), _yaml("siuo_mcq.yaml")
+    assert paper["repeats"] == 3 and paper["filter_list"][0]["filter"][0] == {"function": "take_first_k", "k": 3}
+    assert paper["generation_kwargs"]["temperature"] == 1.0 and paper["generation_kwargs"]["max_new_tokens"] == 500
+    assert "repeats" not in greedy and greedy["generation_kwargs"]["do_sample"] is False
+    assert mcq["generation_kwargs"]["temperature"] == 0 and mcq["output_type"] == "generate_until"
+    assert _yaml("siuo.yaml") == {"group": "siuo", "task": ["siuo_gen", "siuo_mcq"], "metadata": {"version": 1.0}}
+
+
+def test_docs_carry_what_the_judge_needs(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIUO_DATA_DIR", str(small_data_dir))
+    monkeypatch.setenv("SIUO_JUDGE_API_KEY", "sk-not-used-here-000000")
+    doc = hooks.process_docs_gen(None)[0]
+    assert hooks.doc_to_text_gen(doc) == load_siuo(small_data_dir).gen[0].question
+    assert Path(doc["image_path"]).is_file()
+    assert hooks.doc_to_visual(doc)[0].mode == "RGB"
+
+
+def test_installed_entry_point_registers_the_task_folder() -> None:
+    from importlib.metadata import entry_points
+
+    (entry,) = [ep for ep in entry_points(group="lmms_eval.models") if ep.name == "siuo_task"]
+    assert entry.load()() == []  # no model manifests, only the task folder
+    from lmms_eval.tasks import TaskManager
+
+    manager = TaskManager()
+    assert {"siuo", "siuo_gen", "siuo_gen_greedy", "siuo_mcq"} <= set(manager.all_tasks)
+    manager_with_flag = TaskManager(include_path=str(tasks_dir()))
+    assert manager_with_flag.all_tasks == manager.all_tasks
