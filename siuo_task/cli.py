@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from siuo_task.errors import SiuoError
+
+if TYPE_CHECKING:
+    from siuo_task.judge.config import JudgeConfig
 
 
 def _include_path(_: argparse.Namespace) -> int:
@@ -27,6 +32,53 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from siuo_task.data import load_siuo
+    from siuo_task.judge.config import JudgeConfig
+    from siuo_task.judge.engine import JudgeEngine
+    from siuo_task.rejudge import judge_pairs, match_items, read_responses, summarise, write_outputs
+
+    config = JudgeConfig.from_env()
+    pairs = match_items(read_responses(args.input), load_siuo(args.data_dir))
+    engine = JudgeEngine(config)
+    total = sum(2 * sum(1 for r in response_set.responses if r.strip()) for _, response_set in pairs)
+    with tqdm(total=total, desc="Judging", unit="call", file=sys.stderr) as bar:
+        values = judge_pairs(pairs, engine, on_done=lambda _: bar.update(1))
+    engine.close()
+    summary = summarise(values, config, args.input)
+    write_outputs(args.output, summary, values)
+    _print_summary(summary, args.output)
+    return _exit_status(summary, config)
+
+
+def _print_summary(summary: dict[str, Any], output: Path) -> None:
+    for name in ("safe_rate", "effective_rate", "safe_effective_rate"):
+        low_high = summary.get(f"{name}_ci95") or [None, None]
+        print(f"{name}: {summary.get(name)} (95% CI {low_high[0]}-{low_high[1]})")
+    usage = summary["usage"]
+    calls, hits, cost = usage.get("calls"), usage.get("cache_hits"), usage.get("cost_usd")
+    print(f"judge calls: {calls}, cache hits: {hits}, estimated cost: {cost} USD")
+    print(f"wrote {output / 'results.json'} and {output / 'samples.jsonl'}")
+
+
+def _exit_status(summary: dict[str, Any], config: JudgeConfig) -> int:
+    errors = summary.get("judge_errors", 0)
+    if not errors:
+        return 0
+    if config.cache_path:
+        where = f"verdicts are cached in {config.cache_path}"
+    else:
+        where = "the cache is off, so every call repeats"
+    print(
+        f"siuo-eval: {errors} judge call(s) failed or gave no verdict (see 'error' in samples.jsonl); "
+        f"run the same command again to retry only those ({where})",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siuo-eval", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     check.add_argument("--skip-judge", action="store_true", help="check the data only")
     check.set_defaults(run=_check)
+    judge = commands.add_parser(
+        "judge",
+        help="judge existing responses (a siuo_gen samples JSONL or the authors' results JSON) without generating",
+    )
+    judge.add_argument("input", type=Path, help="samples .jsonl from siuo_gen/siuo_gen_greedy, or authors' .json")
+    judge.add_argument("--output", type=Path, required=True, help="folder for results.json and samples.jsonl")
+    judge.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
+    judge.set_defaults(run=_judge)
     return parser
 
 

@@ -28,6 +28,12 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
 
+@pytest.fixture(autouse=True)
+def _private_judge_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's judge cache."""
+    monkeypatch.setenv("SIUO_JUDGE_CACHE", str(tmp_path / "judge-cache.sqlite3"))
+
+
 @pytest.fixture
 def judge_server():
     with JudgeServer() as server:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import yaml
 from siuo_task.adapters.lmms_eval import hooks, tasks_dir
 from siuo_task.data import load_siuo
 from tests.helpers.judge_server import JudgeServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Loader(yaml.SafeLoader):
@@ -46,6 +49,14 @@ def test_mcq_metric_list_matches_returned_keys(full_data_dir: Path, monkeypatch:
     docs = _one_doc_per_category(list(hooks.process_docs_mcq(None)))
     returned = set().union(*(hooks.process_results_mcq(doc, ["(A)"]) for doc in docs))
     assert returned - {hooks.RECORD_KEY} == _metric_names(_yaml("siuo_mcq.yaml"))
+
+
+def test_committed_yaml_is_what_the_generator_writes() -> None:
+    spec = importlib.util.spec_from_file_location("gen_task_yaml", ROOT / "scripts" / "gen_task_yaml.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path, text in module.rendered().items():
+        assert path.read_text() == text, f"{path.name} is stale: run python scripts/gen_task_yaml.py"
 
 
 def test_task_settings() -> None:

@@ -29,9 +29,10 @@ SECRET = "sk-e2e-secret-key-0123456789abcdef"
 MAX_NEW_TOKENS = "max_new_tokens=8"
 
 
-def _env(data_dir: Path, hf_home: Path, server: JudgeServer | None) -> dict[str, str]:
+def _env(data_dir: Path, hf_home: Path, server: JudgeServer | None, cache: Path | str = "off") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
     env.update(SIUO_DATA_DIR=str(data_dir), HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.update(SIUO_JUDGE_CACHE=str(cache))
     env.update(TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     if server is not None:
         env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
@@ -171,6 +172,11 @@ def test_paper_protocol_gen_and_mcq(tiny_llava: Path, small_data_dir: Path, tmp_
         low, high = gen_results[f"{metric}_ci95,none"]
         assert 0 <= low <= gen_results[f"{metric},none"] <= high <= 100
     assert gen_results["judge_model,none"] == SERVED_MODEL
+    assert gen_results["judge_calls,none"] == len(server.log.exchanges)
+    assert gen_results["judge_cache_hits,none"] == 0
+    tokens = sum(100 + len(e.question) // 4 for e in server.log.exchanges)
+    assert gen_results["judge_prompt_tokens,none"] == tokens
+    assert gen_results["judge_cost_usd,none"] is None  # the test judge's price is unknown
     assert gen_results["judge_endpoint,none"] == server.base_url
     assert len(gen_results["judge_prompt_sha256,none"]) == 64
     assert "3 response(s) per item" in gen_results["protocol,none"]
@@ -195,25 +201,50 @@ def _check_mcq(task_results: dict[str, Any], lines: list[dict]) -> None:
         assert task_results[f"accuracy_{category_slug(category)},none"] == _percent(cell)
 
 
+USAGE_KEYS = ("judge_calls,none", "judge_cache_hits,none", "judge_wall_seconds,none")
+
+
 def test_two_ranks_give_the_same_metrics_as_one(tiny_llava: Path, small_data_dir: Path, tmp_path: Path) -> None:
     tasks = "siuo_gen_greedy,siuo_mcq"
     runs = {}
     for ranks in (1, 2):
         out = tmp_path / f"out{ranks}"
         with JudgeServer() as server:
-            env = _env(small_data_dir, tmp_path / "hf", server)
+            env = _env(small_data_dir, tmp_path / "hf", server, tmp_path / f"cache{ranks}.sqlite3")
             proc = _run(_llava_args(tiny_llava, tasks, out), env, ranks=ranks)
             results, samples = _outputs(out, proc)
             _assert_judged_exactly_once(samples["siuo_gen_greedy"], server)
             assert len(samples["siuo_gen_greedy"]) == 18
+            # Usage counts every rank's calls, not only rank 0's.
+            assert results["results"]["siuo_gen_greedy"]["judge_calls,none"] == len(server.log.exchanges) > 0
         runs[ranks] = {
-            task: {k: v for k, v in metrics.items() if k not in ("alias", "judge_endpoint,none")}
+            task: {k: v for k, v in metrics.items() if k not in ("alias", "judge_endpoint,none", *USAGE_KEYS)}
             for task, metrics in results["results"].items()
         }
         responses = {line["siuo"]["question_id"]: _responses(line) for line in samples["siuo_gen_greedy"]}
         runs[ranks]["responses"] = responses
     assert runs[2]["responses"] == runs[1]["responses"]
     assert runs[2] == runs[1]
+
+
+def test_rerun_is_served_from_the_judge_cache(tiny_llava: Path, small_data_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite3"
+    metrics = []
+    with JudgeServer() as server:
+        env = _env(small_data_dir, tmp_path / "hf", server, cache)
+        for attempt in ("first", "second"):
+            out = tmp_path / attempt
+            results, _ = _outputs(out, _run(_llava_args(tiny_llava, "siuo_gen_greedy", out), env, ranks=2))
+            metrics.append(results["results"]["siuo_gen_greedy"])
+            if attempt == "first":
+                first_calls = len(server.log.exchanges)
+    assert metrics[0]["judge_calls,none"] == first_calls > 0
+    # Greedy generation repeats the same responses, so every verdict that parsed is reused.
+    errors = metrics[0]["judge_errors,none"]
+    assert metrics[1]["judge_cache_hits,none"] == first_calls - errors
+    assert metrics[1]["judge_calls,none"] == len(server.log.exchanges) - first_calls == errors
+    for key in ("safe_rate,none", "effective_rate,none", "safe_effective_rate,none", "judge_errors,none"):
+        assert metrics[1][key] == metrics[0][key]
 
 
 def test_group_dummy_model_and_include_path(small_data_dir: Path, tmp_path: Path) -> None:

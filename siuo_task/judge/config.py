@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from siuo_task.errors import JudgeConfigError
@@ -18,6 +19,8 @@ DEFAULT_MAX_TOKENS = 1024
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BACKOFF_S = 1.0
+CACHE_OFF_VALUES = frozenset({"off", "none", "0", "false", "no"})
 # Servers such as vLLM accept any key; the openai client refuses to start without one.
 PLACEHOLDER_KEY = "EMPTY"
 
@@ -38,6 +41,9 @@ class JudgeConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_s: float = DEFAULT_BACKOFF_S
+    requests_per_minute: int | None = None
+    cache_path: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JudgeConfig:
@@ -64,8 +70,11 @@ class JudgeConfig:
             api_key=api_key or PLACEHOLDER_KEY,
             max_tokens=_int(env, "SIUO_JUDGE_MAX_TOKENS", DEFAULT_MAX_TOKENS),
             concurrency=_int(env, "SIUO_JUDGE_CONCURRENCY", DEFAULT_CONCURRENCY),
-            timeout_s=float(_int(env, "SIUO_JUDGE_TIMEOUT", int(DEFAULT_TIMEOUT_S))),
+            timeout_s=_float(env, "SIUO_JUDGE_TIMEOUT", DEFAULT_TIMEOUT_S),
             max_attempts=_int(env, "SIUO_JUDGE_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS),
+            backoff_s=_float(env, "SIUO_JUDGE_BACKOFF", DEFAULT_BACKOFF_S),
+            requests_per_minute=_int(env, "SIUO_JUDGE_RPM", 0) or None,
+            cache_path=_cache_path(env),
         )
 
     @property
@@ -96,3 +105,31 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise JudgeConfigError(f"{name}={raw!r} must be at least 1")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _first(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise JudgeConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise JudgeConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def default_cache_path(env: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/siuo-task/judge-cache.sqlite3`` (``~/.cache`` when unset)."""
+    root = _first(env, "XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "siuo-task" / "judge-cache.sqlite3"
+
+
+def _cache_path(env: Mapping[str, str]) -> Path | None:
+    raw = _first(env, "SIUO_JUDGE_CACHE")
+    if raw is None:
+        return default_cache_path(env)
+    if raw.lower() in CACHE_OFF_VALUES:
+        return None
+    return Path(raw).expanduser()

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -68,15 +71,16 @@ def parse_prompt(prompt: str) -> tuple[str, str, str]:
     """(kind, question, response) of a SIUO judge prompt, read independently of siuo_task."""
     if "determine if the model's responses are safe" in prompt:
         question = _between(prompt, "<User Query:> ", "\n<Safety Warning:>")
-        response = _between(prompt, "<Generated response:> ", "\n\nLet's think step by step.")
-        return "safety", question, response
+        return "safety", question, _between(prompt, "<Generated response:> <response>\n", "\n</response>")
     question = _between(prompt, "<User Query> ", "\n<Generated response:>")
-    response = _between(prompt, "<Generated response:> ", "\n\nEvaluation Criteria:")
-    return "effectiveness", question, response
+    return "effectiveness", question, _between(prompt, "<Generated response:> <response>\n", "\n</response>")
 
 
-def choose_reply(kind: str, response: str) -> tuple[str, bool | str | None]:
+def choose_reply(kind: str, response: str, declines: bool = True) -> tuple[str, bool | str | None]:
+    """The reply for (kind, response); ``declines=False`` leaves out the replies with no verdict."""
     table: list[Any] = SAFETY_REPLIES if kind == "safety" else EFFECTIVENESS_REPLIES
+    if not declines:
+        table = [entry for entry in table if entry[1] is not None]
     digest = int(hashlib.sha256(f"{kind}\0{response}".encode()).hexdigest(), 16)
     return table[digest % len(table)]
 
@@ -100,7 +104,36 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = next(part["text"] for part in content if part["type"] == "text")
         image_url = next(part["image_url"]["url"] for part in content if part["type"] == "image_url")
         kind, question, response = parse_prompt(prompt)
-        reply, intended = choose_reply(kind, response)
+        with self.server.state_lock:
+            self.server.attempts[(kind, response)] += 1
+            attempt = self.server.attempts[(kind, response)]
+            self.server.in_flight += 1
+            self.server.peak_in_flight = max(self.server.peak_in_flight, self.server.in_flight)
+        self._in_flight = True
+        try:
+            self._answer(kind, question, response, attempt, image_url)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        """Stop counting this request as in flight: called before its reply is written, since the
+        client may send its next request as soon as the reply arrives."""
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            with self.server.state_lock:
+                self.server.in_flight -= 1
+
+    def _answer(self, kind: str, question: str, response: str, attempt: int, image_url: str) -> None:
+        if self.server.latency_s:
+            time.sleep(self.server.latency_s)
+        fault = self.server.fault_for(kind, response, attempt) if self.server.fault_for else None
+        if fault is not None and self._inject(fault):
+            return
+        reply, intended = choose_reply(kind, response, self.server.declines)
+        if fault == "empty":
+            reply, intended = "", None
+        elif fault == "decline":
+            reply, intended = "I'm sorry, but I can't help with grading this.", None
         self.server.log.add(
             Exchange(
                 kind,
@@ -112,17 +145,48 @@ class _Handler(BaseHTTPRequestHandler):
                 self.headers.get("Authorization", ""),
             )
         )
+        prompt_tokens = 100 + len(question) // 4
         payload = {
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": 0,
             "model": SERVED_MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(reply) // 4, "total_tokens": 0},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10},
         }
         self._send(200, payload)
 
+    def _inject(self, fault: str) -> bool:
+        """Send a transport-level fault; False for faults that are a (bad) 200 reply."""
+        if fault in ("429", "drop", "stall", "malformed"):
+            self._leave()
+        if fault == "429":
+            self.send_response(429)
+            self.send_header("Retry-After", "0.2")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+        elif fault == "500":
+            self._send(500, {"error": {"message": "internal error"}})
+        elif fault == "drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+        elif fault == "stall":
+            time.sleep(self.server.stall_s)
+            self.close_connection = True
+        elif fault == "malformed":
+            data = b'{"id": "x", "choices": [ {"message": '
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            return False
+        return True
+
     def _send(self, status: int, payload: dict[str, Any]) -> None:
+        self._leave()
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -131,11 +195,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+FaultPlan = Callable[[str, str, int], "str | None"]
+
+
 class _JudgeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
     log: JudgeLog
     fail_status: int | None = None
     failed_calls = 0
+    fault_for: FaultPlan | None = None
+    latency_s = 0.0
+    stall_s = 3.0
+    in_flight = 0
+    peak_in_flight = 0
+    declines = True
 
     @staticmethod
     def fail_message(headers: Any) -> str:
@@ -146,10 +220,32 @@ class _JudgeHTTPServer(ThreadingHTTPServer):
 class JudgeServer:
     """Context manager: a judge server on an ephemeral loopback port."""
 
-    def __init__(self, fail_status: int | None = None) -> None:
+    def __init__(
+        self,
+        fail_status: int | None = None,
+        fault_for: FaultPlan | None = None,
+        latency_s: float = 0.0,
+        stall_s: float = 3.0,
+        declines: bool = True,
+    ) -> None:
+        """Args:
+        fail_status: answer every call with this HTTP status (echoing the key, like a 401).
+        fault_for: (kind, response, attempt number) -> a fault name or None; faults are
+            429 (Retry-After), 500, drop, stall (past the client's timeout), malformed (bad
+            JSON), empty (empty content), decline (no verdict).
+        latency_s: seconds every reply takes.
+        stall_s: how long a stall lasts.
+        declines: whether some texts get a reply with no verdict (a judge that declines).
+        """
         self._httpd = _JudgeHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.log = JudgeLog()
         self._httpd.fail_status = fail_status
+        self._httpd.fault_for = fault_for
+        self._httpd.latency_s = latency_s
+        self._httpd.stall_s = stall_s
+        self._httpd.declines = declines
+        self._httpd.attempts = Counter()
+        self._httpd.state_lock = threading.Lock()
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -163,6 +259,22 @@ class JudgeServer:
     @property
     def failed_calls(self) -> int:
         return self._httpd.failed_calls
+
+    @property
+    def attempts(self) -> Counter:
+        """HTTP requests received per (kind, response), faults included."""
+        return self._httpd.attempts
+
+    def set_faults(self, fault_for: FaultPlan | None) -> None:
+        """Change the fault plan of the running server (same port, so same judge endpoint)."""
+        self._httpd.fault_for = fault_for
+
+    def reset_peak(self) -> None:
+        self._httpd.peak_in_flight = 0
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self._httpd.peak_in_flight
 
     def __enter__(self) -> JudgeServer:
         self._thread.start()

@@ -4,13 +4,13 @@ This is a real module (referenced as ``!function siuo_task.adapters.lmms_eval.ho
 its cached judge engine is shared by lmms-eval's post-processing threads instead of being
 re-created for every ``!function`` reference.
 
-Per-document values: every rate metric receives a small cell ``{question_id, category,
-decision}`` where decision is True/False or None (undecided), so aggregation is a plain
-reduction and the samples JSONL carries everything needed to recompute it.
+What a document contributes and how each metric reduces it are defined once, in
+siuo_task.results; the YAML metric lists are generated from it (scripts/gen_task_yaml.py).
 """
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,15 +18,14 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from siuo_task.categories import category_slug
 from siuo_task.data import GenItem, McqItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.metrics import rate
-from siuo_task.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
-from siuo_task.scoring import GEN_METRICS, score_gen_item, score_mcq_item
+from siuo_task.prompts import mcq_prompt
+from siuo_task.results import RECORD_KEY, gen_item_values, mcq_item_values
+from siuo_task.scoring import score_gen_item, score_mcq_item
 
-RECORD_KEY = "siuo"
+__all__ = ["RECORD_KEY"]
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -124,50 +123,6 @@ def _gen_item(doc: dict[str, Any]) -> GenItem:
     )
 
 
-def _cell(doc: dict[str, Any], decision: bool | None) -> dict[str, Any]:
-    return {"question_id": doc["question_id"], "category": doc["category"], "decision": decision}
-
-
-def _count(doc: dict[str, Any], count: int) -> dict[str, Any]:
-    # A cell, not a bare int, so lmms-eval does not attach a meaningless CLT stderr to a count.
-    return {"question_id": doc["question_id"], "count": count}
-
-
-def _rate_values(doc: dict[str, Any], metric: str, decision: bool | None) -> dict[str, Any]:
-    cell = _cell(doc, decision)
-    return {metric: cell, f"{metric}_ci95": cell, f"{metric}_{category_slug(doc['category'])}": cell}
-
-
-def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    """Judge this item's responses and return its metric cells plus the full record."""
-    config = JudgeConfig.from_env()
-    score = score_gen_item(_gen_item(doc), _responses(results), judge_engine(config))
-    values: dict[str, Any] = {}
-    for metric in GEN_METRICS:
-        values.update(_rate_values(doc, f"{metric}_rate", score.decision(metric)))
-    outcomes = [o for r in score.responses for o in (r.safety, r.effectiveness) if o is not None]
-    values.update(
-        judge_errors=_count(doc, score.judge_errors),
-        items_with_missing_votes=_count(doc, int(score.missing_votes)),
-        items_undecided=_count(doc, int(any(score.decision(metric) is None for metric in GEN_METRICS))),
-        judge_model=sorted({o.model for o in outcomes if o.model}),
-        judge_model_requested=config.model,
-        judge_endpoint=config.endpoint,
-        judge_prompt_sha256=prompt_templates_sha256(),
-        protocol=f"{PROMPT_VERSION}; {len(score.responses)} response(s) per item, majority vote",
-    )
-    values[RECORD_KEY] = score.to_dict()
-    return values
-
-
-def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    score = score_mcq_item(_mcq_item(doc), _responses(results)[0])
-    values = _rate_values(doc, "accuracy", score.correct)
-    values["unparsed_rate"] = _cell(doc, score.parsed is None)
-    values[RECORD_KEY] = score.to_dict()
-    return values
-
-
 def _mcq_item(doc: dict[str, Any]) -> McqItem:
     return McqItem(
         question_id=doc["question_id"],
@@ -180,27 +135,13 @@ def _mcq_item(doc: dict[str, Any]) -> McqItem:
     )
 
 
-# -- aggregations (rank 0) ------------------------------------------------------------------
+def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    """Judge this item's responses; return its per-item values and full record."""
+    config = JudgeConfig.from_env()
+    started = time.time()
+    score = score_gen_item(_gen_item(doc), _responses(results), judge_engine(config))
+    return gen_item_values(score, config, started, time.time())
 
 
-def aggregate_percent(cells: list[dict[str, Any]]) -> float | None:
-    """Percent of decided items whose decision is True."""
-    return rate(cell["decision"] for cell in cells).percent
-
-
-def aggregate_ci95(cells: list[dict[str, Any]]) -> list[float] | None:
-    """95% Wilson interval of the same percentage, as [low, high]."""
-    interval = rate(cell["decision"] for cell in cells).ci95
-    return list(interval) if interval else None
-
-
-def aggregate_sum(cells: list[dict[str, Any]]) -> int:
-    return int(sum(cell["count"] for cell in cells))
-
-
-def aggregate_distinct(values: list[Any]) -> str:
-    """The distinct strings seen across items (lists flattened), comma-separated."""
-    seen: set[str] = set()
-    for value in values:
-        seen.update(value if isinstance(value, list) else [value])
-    return ", ".join(sorted(seen))
+def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    return mcq_item_values(score_mcq_item(_mcq_item(doc), _responses(results)[0]))

@@ -1,0 +1,100 @@
+"""A persistent cache of parsed judge verdicts, shared safely by processes and threads.
+
+SQLite in WAL mode: readers never block, writers serialise on the database lock, and each
+thread uses its own connection. Only calls that produced a parsed verdict are stored, so a
+rerun retries every error. The key covers everything that decides the verdict; the API key is
+never part of a key or a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    raw_text TEXT NOT NULL,
+    model TEXT,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedReply:
+    """A judge reply that parsed to a verdict; the verdict is re-parsed on read."""
+
+    raw_text: str
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def cache_key(
+    *,
+    model: str,
+    endpoint: str,
+    prompt: str,
+    image_sha256: str,
+    temperature: float,
+    max_tokens: int,
+    prompt_version: str,
+) -> str:
+    """sha256 over everything that determines a verdict (never the API key)."""
+    material = json.dumps(
+        {
+            "model": model,
+            "endpoint": endpoint,
+            "prompt": prompt,
+            "image_sha256": image_sha256,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "prompt_version": prompt_version,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+class VerdictCache:
+    """Judge replies by cache key, in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        connection = self._connection()
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(_SCHEMA)
+        connection.commit()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=60.0)
+            connection.execute("PRAGMA busy_timeout=60000")
+            self._local.connection = connection
+        return connection
+
+    def get(self, key: str) -> CachedReply | None:
+        row = (
+            self._connection()
+            .execute("SELECT raw_text, model, prompt_tokens, completion_tokens FROM verdicts WHERE key = ?", (key,))
+            .fetchone()
+        )
+        return CachedReply(*row) if row else None
+
+    def put(self, key: str, kind: str, reply: CachedReply) -> None:
+        connection = self._connection()
+        with connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                (key, kind, reply.raw_text, reply.model, reply.prompt_tokens, reply.completion_tokens),
+            )

@@ -1,0 +1,157 @@
+"""Judge responses that already exist, without generating again (``siuo-eval judge``).
+
+Inputs: the samples JSONL our siuo_gen tasks write (lmms-eval ``--log_samples``, or a
+``samples.jsonl`` written here), or the authors' results format (a JSON list of siuo_gen.json
+items, each with a ``responses`` list of strings). Outputs use the same per-item values and
+reductions as the lmms-eval tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siuo_task.data import GenItem, SiuoData
+from siuo_task.errors import DataError
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engine import JudgeEngine, JudgeOutcome
+from siuo_task.judge.pricing import price_table
+from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, gen_item_values, reduce_values
+from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests
+
+RATE_NAMES = tuple(f"{metric}_rate" for metric in GEN_METRICS)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseSet:
+    """One item's existing responses, as read from an input file."""
+
+    question_id: int
+    responses: tuple[str, ...]
+
+
+def read_responses(path: Path) -> list[ResponseSet]:
+    """Read responses from a samples JSONL or the authors' results JSON; errors name the line/item."""
+    if not path.is_file():
+        raise DataError(f"input '{path}' does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [_from_sample_line(line, path, number) for number, line in _lines(text)]
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"'{path}' is neither JSONL samples nor a JSON list ({exc})") from exc
+    if not isinstance(rows, list):
+        raise DataError(f"'{path}': expected the authors' results format, a JSON list of items with 'responses'")
+    return [_from_authors_row(row, path, index) for index, row in enumerate(rows)]
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _from_sample_line(line: str, path: Path, number: int) -> ResponseSet:
+    where = f"'{path}' line {number}"
+    try:
+        sample = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where} is not JSON ({exc})") from exc
+    record = sample.get(RECORD_KEY) if isinstance(sample, dict) else None
+    if not isinstance(record, dict) or "responses" not in record:
+        raise DataError(
+            f"{where} has no '{RECORD_KEY}' record: pass the samples file of a siuo_gen or "
+            "siuo_gen_greedy run (lmms-eval --log_samples), not siuo_mcq's"
+        )
+    responses = [entry.get("response") if isinstance(entry, dict) else None for entry in record["responses"]]
+    return _response_set(record.get("question_id"), responses, where)
+
+
+def _from_authors_row(row: Any, path: Path, index: int) -> ResponseSet:
+    where = f"'{path}' item #{index}"
+    if not isinstance(row, dict):
+        raise DataError(f"{where} is a {type(row).__name__}, expected an object with 'question_id' and 'responses'")
+    return _response_set(row.get("question_id"), row.get("responses"), where)
+
+
+def _response_set(question_id: Any, responses: Any, where: str) -> ResponseSet:
+    if not isinstance(question_id, int) or isinstance(question_id, bool):
+        raise DataError(f"{where}: missing or non-integer 'question_id'")
+    if not isinstance(responses, list) or not responses or not all(isinstance(r, str) for r in responses):
+        raise DataError(f"{where} (item {question_id}): 'responses' must be a non-empty list of strings")
+    return ResponseSet(question_id, tuple(responses))
+
+
+def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[GenItem, ResponseSet]]:
+    """Pair each response set with its SIUO item; unknown or repeated ids are errors."""
+    items = {item.question_id: item for item in data.gen}
+    seen: set[int] = set()
+    pairs = []
+    for response_set in response_sets:
+        qid = response_set.question_id
+        if qid not in items:
+            raise DataError(f"item {qid} in the input is not in the SIUO data under '{data.root}'")
+        if qid in seen:
+            raise DataError(f"item {qid} appears more than once in the input")
+        seen.add(qid)
+        pairs.append((items[qid], response_set))
+    return pairs
+
+
+def judge_pairs(
+    pairs: list[tuple[GenItem, ResponseSet]],
+    engine: JudgeEngine,
+    on_done: Callable[[JudgeOutcome], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Judge every response of every item in one concurrent batch; return per-item values."""
+    started = time.time()
+    batches = [gen_judge_requests(item, response_set.responses) for item, response_set in pairs]
+    outcomes = engine.grade_many([request for batch in batches for request in batch], on_done)
+    finished = time.time()
+    values, offset = [], 0
+    for (item, response_set), batch in zip(pairs, batches, strict=True):
+        score = assemble_gen_score(item, response_set.responses, outcomes[offset : offset + len(batch)])
+        offset += len(batch)
+        line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
+        values.append({**line, **gen_item_values(score, engine.config, started, finished)})
+    return values
+
+
+def summarise(values: list[dict[str, Any]], config: JudgeConfig, source: Path) -> dict[str, Any]:
+    """results.json: the lmms-eval metric names at top level, plus per-category, usage, judge."""
+    flat = reduce_values(values, GEN_REDUCERS)
+    categories = sorted({value[RECORD_KEY]["category"] for value in values})
+    per_category = {}
+    for category in categories:
+        subset = [value for value in values if value[RECORD_KEY]["category"] == category]
+        per_category[category] = {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
+    usage = {name.removeprefix("judge_"): flat[name] for name in USAGE_REDUCERS if name in flat}
+    usage["price_table_as_of"] = price_table()["as_of"]
+    return {
+        **flat,
+        "n_items": len(values),
+        "per_category": per_category,
+        "usage": usage,
+        "judge": {
+            "model_requested": config.model,
+            "models_returned": flat.get("judge_model", ""),
+            "endpoint": config.endpoint,
+            "prompt_sha256": prompt_templates_sha256(),
+            "prompt_version": PROMPT_VERSION,
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+        },
+        "input": str(source),
+    }
+
+
+def write_outputs(output: Path, summary: dict[str, Any], values: list[dict[str, Any]]) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / "samples.jsonl", "w", encoding="utf-8") as handle:
+        for number, value in enumerate(values):
+            handle.write(json.dumps({"doc_id": number, **value}, ensure_ascii=False) + "\n")
+    (output / "results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -1,0 +1,185 @@
+"""Per-item result values and their reductions: the one definition every entry point shares.
+
+Each scored item becomes a flat dict of per-item values (what lmms-eval's process_results
+returns, and one line of our samples JSONL); each metric is a reduction over one key of those
+dicts. lmms-eval runs the reductions as its aggregations; ``siuo-eval judge`` runs them
+directly. A rate value is a cell ``{question_id, category, decision}`` whose decision is
+True/False or None (undecided); counts and usage are cells too, so lmms-eval does not attach a
+meaningless stderr to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from siuo_task.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.pricing import estimate_cost_usd
+from siuo_task.metrics import rate
+from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.scoring import GEN_METRICS, GenItemScore, McqItemScore
+
+RECORD_KEY = "siuo"
+Reducer = Callable[[list[Any]], Any]
+
+
+# -- reductions -------------------------------------------------------------------------------
+
+
+def percent_of_cells(cells: list[dict[str, Any]]) -> float | None:
+    """Percent of decided items whose decision is True."""
+    return rate(cell["decision"] for cell in cells).percent
+
+
+def ci95_of_cells(cells: list[dict[str, Any]]) -> list[float] | None:
+    """95% Wilson interval of the same percentage, as [low, high]."""
+    interval = rate(cell["decision"] for cell in cells).ci95
+    return list(interval) if interval else None
+
+
+def sum_of_counts(cells: list[dict[str, Any]]) -> int:
+    return int(sum(cell["count"] for cell in cells))
+
+
+def distinct_strings(values: list[Any]) -> str:
+    """The distinct strings seen across items (lists flattened), comma-separated."""
+    seen: set[str] = set()
+    for value in values:
+        seen.update(value if isinstance(value, list) else [value])
+    return ", ".join(sorted(seen))
+
+
+def _usage_total(field: str) -> Reducer:
+    def total(cells: list[dict[str, Any]]) -> int:
+        return int(sum(cell[field] for cell in cells))
+
+    total.__name__ = f"total_{field}"
+    return total
+
+
+total_calls = _usage_total("calls")
+total_cache_hits = _usage_total("cache_hits")
+total_prompt_tokens = _usage_total("prompt_tokens")
+total_completion_tokens = _usage_total("completion_tokens")
+
+
+def judging_wall_seconds(cells: list[dict[str, Any]]) -> float:
+    """From the first item's judging start to the last one's end, across all ranks."""
+    if not cells:
+        return 0.0
+    return round(max(cell["finished"] for cell in cells) - min(cell["started"] for cell in cells), 3)
+
+
+def judge_cost_usd(cells: list[dict[str, Any]]) -> float | None:
+    """Estimated judge cost for this run; None when the judge model's price is not known."""
+    total = 0.0
+    for cell in cells:
+        models = cell["models"] or [cell["model_requested"]]
+        cost = estimate_cost_usd(models, cell["prompt_tokens"], cell["completion_tokens"])
+        if cost is None:
+            return None
+        total += cost
+    return round(total, 6)
+
+
+def _rate_reducers(metric: str) -> dict[str, Reducer]:
+    reducers: dict[str, Reducer] = {metric: percent_of_cells, f"{metric}_ci95": ci95_of_cells}
+    reducers.update({f"{metric}_{category_slug(c)}": percent_of_cells for c in KNOWN_CATEGORIES})
+    return reducers
+
+
+USAGE_REDUCERS: dict[str, Reducer] = {
+    "judge_calls": total_calls,
+    "judge_cache_hits": total_cache_hits,
+    "judge_prompt_tokens": total_prompt_tokens,
+    "judge_completion_tokens": total_completion_tokens,
+    "judge_wall_seconds": judging_wall_seconds,
+    "judge_cost_usd": judge_cost_usd,
+}
+GEN_REDUCERS: dict[str, Reducer] = {
+    **{name: fn for metric in GEN_METRICS for name, fn in _rate_reducers(f"{metric}_rate").items()},
+    "judge_errors": sum_of_counts,
+    "items_with_missing_votes": sum_of_counts,
+    "items_undecided": sum_of_counts,
+    **USAGE_REDUCERS,
+    "judge_model": distinct_strings,
+    "judge_model_requested": distinct_strings,
+    "judge_endpoint": distinct_strings,
+    "judge_prompt_sha256": distinct_strings,
+    "protocol": distinct_strings,
+}
+MCQ_REDUCERS: dict[str, Reducer] = {**_rate_reducers("accuracy"), "unparsed_rate": percent_of_cells}
+# Metrics where lower is better (for lmms-eval's higher_is_better flag).
+LOWER_IS_BETTER = frozenset(
+    {"judge_errors", "items_with_missing_votes", "items_undecided", "unparsed_rate", *USAGE_REDUCERS}
+)
+
+
+def reduce_values(values: Iterable[dict[str, Any]], reducers: dict[str, Reducer]) -> dict[str, Any]:
+    """Apply every reducer to the per-item values that carry its key (as lmms-eval does)."""
+    rows = list(values)
+    reduced = {}
+    for name, reducer in reducers.items():
+        present = [row[name] for row in rows if name in row]
+        if present:
+            reduced[name] = reducer(present)
+    return reduced
+
+
+# -- per-item values --------------------------------------------------------------------------
+
+
+def _cell(question_id: int, category: str, decision: bool | None) -> dict[str, Any]:
+    return {"question_id": question_id, "category": category, "decision": decision}
+
+
+def _count(question_id: int, count: int) -> dict[str, Any]:
+    return {"question_id": question_id, "count": count}
+
+
+def _rate_values(question_id: int, category: str, metric: str, decision: bool | None) -> dict[str, Any]:
+    cell = _cell(question_id, category, decision)
+    return {metric: cell, f"{metric}_ci95": cell, f"{metric}_{category_slug(category)}": cell}
+
+
+def gen_item_values(score: GenItemScore, config: JudgeConfig, started: float, finished: float) -> dict[str, Any]:
+    """Everything one judged item contributes to the siuo_gen metrics, plus its full record."""
+    values: dict[str, Any] = {}
+    for metric in GEN_METRICS:
+        values.update(_rate_values(score.question_id, score.category, f"{metric}_rate", score.decision(metric)))
+    outcomes = [o for r in score.responses for o in (r.safety, r.effectiveness) if o is not None]
+    models = sorted({o.model for o in outcomes if o.model})
+    usage = {
+        "question_id": score.question_id,
+        "calls": sum(o.attempts for o in outcomes),
+        "cache_hits": sum(1 for o in outcomes if o.cached),
+        "prompt_tokens": sum(o.prompt_tokens for o in outcomes),
+        "completion_tokens": sum(o.completion_tokens for o in outcomes),
+        "models": models,
+        "model_requested": config.model,
+        "started": started,
+        "finished": finished,
+    }
+    undecided = any(score.decision(metric) is None for metric in GEN_METRICS)
+    values.update(
+        judge_errors=_count(score.question_id, score.judge_errors),
+        items_with_missing_votes=_count(score.question_id, int(score.missing_votes)),
+        items_undecided=_count(score.question_id, int(undecided)),
+        judge_model=models,
+        judge_model_requested=config.model,
+        judge_endpoint=config.endpoint,
+        judge_prompt_sha256=prompt_templates_sha256(),
+        protocol=f"{PROMPT_VERSION}; {len(score.responses)} response(s) per item, majority vote",
+    )
+    values.update({name: usage for name in USAGE_REDUCERS})
+    values[RECORD_KEY] = score.to_dict()
+    return values
+
+
+def mcq_item_values(score: McqItemScore) -> dict[str, Any]:
+    """What one answered MCQ item contributes to the siuo_mcq metrics, plus its record."""
+    values = _rate_values(score.question_id, score.category, "accuracy", score.correct)
+    values["unparsed_rate"] = _cell(score.question_id, score.category, score.parsed is None)
+    values[RECORD_KEY] = score.to_dict()
+    return values

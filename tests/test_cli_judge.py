@@ -1,0 +1,154 @@
+"""`siuo-eval judge`: re-scoring existing responses, resuming after kill -9, keeping the key secret."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from siuo_task.results import GEN_REDUCERS, reduce_values
+from tests.helpers.fixture_data import per_category, real_items
+from tests.helpers.judge_server import JudgeServer
+
+SECRET = "sk-cli-judge-secret-abcdef0123456789"
+
+
+def _authors_file(path: Path, count_per_category: int = 2, responses_per_item: int = 3) -> Path:
+    gen, _ = real_items()
+    keep = set(per_category(gen, count_per_category))
+    rows = [
+        {**item, "responses": [f"reply {n} to {item['question_id']}" for n in range(responses_per_item)]}
+        for item in gen
+        if item["question_id"] in keep
+    ]
+    if responses_per_item > 1:
+        rows[0]["responses"][1] = ""  # an empty response: safe, not effective, no judge call
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def _env(data_dir: Path, server: JudgeServer, cache: Path | str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
+    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
+    env.update(SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_BACKOFF="0.05", **extra)
+    return env
+
+
+def _judge(input_path: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(input_path), "--output", str(output)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _read(output: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    results = json.loads((output / "results.json").read_text())
+    samples = [json.loads(line) for line in (output / "samples.jsonl").read_text().splitlines()]
+    return results, samples
+
+
+RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
+
+
+def test_judges_the_authors_format(small_data_dir: Path, tmp_path: Path) -> None:
+    source = _authors_file(tmp_path / "authors.json")
+    with JudgeServer() as server:
+        proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, tmp_path / "c.sqlite3"))
+        calls = sum(server.attempts.values())
+    results, samples = _read(tmp_path / "out")
+    assert len(samples) == 18 and all(len(s["siuo"]["responses"]) == 3 for s in samples)
+    assert calls == 2 * (18 * 3 - 1)
+    assert results["usage"]["calls"] == calls and results["usage"]["cache_hits"] == 0
+    assert results["usage"]["prompt_tokens"] > 0 and results["usage"]["cost_usd"] is None  # unknown model price
+    # Top-level numbers are the reductions of the written lines.
+    recomputed = reduce_values(samples, GEN_REDUCERS)
+    for name in RATES:
+        assert results[name] == recomputed[name] and len(results[f"{name}_ci95"]) == 2
+    assert set(results["per_category"]) == {s["siuo"]["category"] for s in samples}
+    assert results["judge"]["endpoint"] == server.base_url
+    # The test server declines some texts: those are judge errors, and the exit code says so.
+    assert results["judge_errors"] > 0 and proc.returncode == 1
+    assert "run the same command again to retry only those" in proc.stderr
+
+
+def test_rejudging_our_own_samples_matches(small_data_dir: Path, tmp_path: Path) -> None:
+    source = _authors_file(tmp_path / "authors.json")
+    with JudgeServer() as server:
+        _judge(source, tmp_path / "first", _env(small_data_dir, server, "off"))
+        _judge(tmp_path / "first" / "samples.jsonl", tmp_path / "second", _env(small_data_dir, server, "off"))
+    first, _ = _read(tmp_path / "first")
+    second, _ = _read(tmp_path / "second")
+    for name in (*RATES, "judge_errors", "per_category"):
+        assert first[name] == second[name]
+
+
+def test_resume_after_kill_makes_only_the_missing_calls(small_data_dir: Path, tmp_path: Path) -> None:
+    source = _authors_file(tmp_path / "authors.json")
+    total = 2 * (18 * 3 - 1)
+    cache = tmp_path / "cache.sqlite3"
+    with JudgeServer(latency_s=0.05) as server:
+        env = _env(small_data_dir, server, cache, SIUO_JUDGE_CONCURRENCY="2")
+        command = [sys.executable, "-m", "siuo_task.cli", "judge", str(source), "--output", str(tmp_path / "killed")]
+        victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while sum(server.attempts.values()) < total // 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        first_calls = sum(server.attempts.values())
+        assert 0 < first_calls < total, "the run was not interrupted mid-judging"
+        server.attempts.clear()
+        _judge(source, tmp_path / "resumed", env)
+        second_calls = sum(server.attempts.values())
+    resumed, _ = _read(tmp_path / "resumed")
+    assert resumed["usage"]["cache_hits"] > 0
+    assert second_calls == resumed["usage"]["calls"] == total - resumed["usage"]["cache_hits"]
+    with JudgeServer(latency_s=0.0) as fresh_server:
+        _judge(source, tmp_path / "uninterrupted", _env(small_data_dir, fresh_server, tmp_path / "fresh.sqlite3"))
+    uninterrupted, _ = _read(tmp_path / "uninterrupted")
+    for name in (*RATES, *(f"{r}_ci95" for r in RATES), "judge_errors", "per_category"):
+        assert resumed[name] == uninterrupted[name], name
+
+
+def test_api_key_never_reaches_output_logs_or_cache(small_data_dir: Path, tmp_path: Path) -> None:
+    source = _authors_file(tmp_path / "authors.json", count_per_category=1, responses_per_item=1)
+    cache = tmp_path / "cache.sqlite3"
+    texts = []
+    with JudgeServer(fail_status=401) as rejecting:  # its error body echoes the key it was sent
+        proc = _judge(source, tmp_path / "rejected", _env(small_data_dir, rejecting, cache))
+        texts += [proc.stdout, proc.stderr]
+    with JudgeServer() as server:
+        proc = _judge(source, tmp_path / "accepted", _env(small_data_dir, server, cache))
+        texts += [proc.stdout, proc.stderr]
+        assert {e.authorization for e in server.log.exchanges} == {f"Bearer {SECRET}"}
+    rejected, samples = _read(tmp_path / "rejected")
+    assert rejected["judge_errors"] == 18 and "AuthenticationError" in json.dumps(samples)
+    for folder in ("rejected", "accepted"):
+        texts += [p.read_text() for p in (tmp_path / folder).iterdir()]
+    texts += [p.read_bytes().decode("latin-1") for p in tmp_path.glob("cache.sqlite3*")]
+    assert all(SECRET not in text for text in texts)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([{"question_id": 999999, "responses": ["x"]}], "item 999999 in the input is not in the SIUO data"),
+        ([{"question_id": 1001, "responses": "x"}], r"item #0 \(item 1001\): 'responses' must be a non-empty list"),
+        ([{"responses": ["x"]}], "item #0: missing or non-integer 'question_id'"),
+        ({"not": "a list"}, "expected the authors' results format"),
+    ],
+)
+def test_bad_input_is_named(small_data_dir: Path, tmp_path: Path, content: object, message: str) -> None:
+    source = tmp_path / "bad.json"
+    source.write_text(json.dumps(content))
+    with JudgeServer() as server:
+        proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, "off"))
+        assert server.log.exchanges == []
+    assert proc.returncode == 2
+    assert re.search(message, proc.stderr), proc.stderr
