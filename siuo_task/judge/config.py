@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from siuo_task.errors import JudgeConfigError
+
+T = TypeVar("T", int, float)
 
 # A pinned snapshot, so a score names the exact judge that produced it.
 DEFAULT_JUDGE_MODEL = "gpt-4o-2024-08-06"
@@ -94,30 +97,27 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
+    """A positive number from ``env[name]`` (``default`` when unset); errors name the variable."""
     raw = _first(env, name)
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise JudgeConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < 1:
-        raise JudgeConfigError(f"{name}={raw!r} must be at least 1")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _first(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise JudgeConfigError(f"{name}={raw!r} is not a number of seconds") from None
+        kind = "whole number" if parse is int else "number"
+        raise JudgeConfigError(f"{name}={raw!r} is not a {kind}") from None
     if not value > 0:
         raise JudgeConfigError(f"{name}={raw!r} must be greater than 0")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _positive(env, name, default, int)
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _positive(env, name, default, float)
 
 
 def default_cache_path(env: Mapping[str, str]) -> Path:
