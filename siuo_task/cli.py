@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from siuo_task.errors import SiuoError
 
 if TYPE_CHECKING:
+    from siuo_task.data import SiuoData
     from siuo_task.judge.config import JudgeConfig
 
 
@@ -79,6 +80,59 @@ def _exit_status(summary: dict[str, Any], config: JudgeConfig) -> int:
     return 1
 
 
+def _optional_data(data_dir: str | None) -> SiuoData | None:
+    """The SIUO items for question text and images; reports still build without them."""
+    from siuo_task.data import load_siuo
+
+    try:
+        return load_siuo(data_dir)
+    except SiuoError as exc:
+        print(f"siuo-eval: warning: item texts and images left out ({exc})", file=sys.stderr)
+        return None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from siuo_task.report import write_report
+    from siuo_task.runs import load_run
+
+    runs = [load_run(spec) for spec in args.results]
+    for path in write_report(runs, args.output, _optional_data(args.data_dir)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _export_review(args: argparse.Namespace) -> int:
+    from siuo_task.review import export_review
+    from siuo_task.runs import load_run
+
+    data = _optional_data(args.data_dir)
+    items = {item.question_id: item for item in data.gen} if data else {}
+    rows = export_review(load_run(args.results), items, args.output)
+    print(f"wrote {rows} response(s) to {args.output}: fill human_safe and human_effective (true/false)")
+    return 0
+
+
+def _agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from siuo_task.review import agreement, read_review
+
+    result = agreement(read_review(args.review))
+    for label, parts in result.items():
+        overall = parts["overall"]
+        print(
+            f"{label}: n={overall['n']} accuracy={overall['accuracy']} kappa={overall['kappa']} "
+            f"95% CI={overall['kappa_ci95']} confusion={overall['confusion']} "
+            f"(unlabelled {overall['skipped_unlabelled']}, judge errors {overall['skipped_judge_error']})"
+        )
+        for category, stats in parts["per_category"].items():
+            print(f"  {category}: n={stats['n']} accuracy={stats['accuracy']} kappa={stats['kappa']}")
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siuo-eval", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--output", type=Path, required=True, help="folder for results.json and samples.jsonl")
     judge.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     judge.set_defaults(run=_judge)
+    data_help = "SIUO data folder for item texts and images (default: $SIUO_DATA_DIR, else the hub)"
+    report = commands.add_parser("report", help="report.md, report.html and figures for one or more runs")
+    report.add_argument(
+        "results", nargs="+", help="lmms-eval output folders or results.json files; NAME=PATH names one"
+    )
+    report.add_argument("--output", type=Path, required=True)
+    report.add_argument("--data-dir", default=None, help=data_help)
+    report.set_defaults(run=_report)
+    export = commands.add_parser("export-review", help="a CSV of judged responses with blank human-label columns")
+    export.add_argument("results", help="an lmms-eval output folder or results.json (with logged samples)")
+    export.add_argument("--output", type=Path, required=True, help="the CSV to write")
+    export.add_argument("--data-dir", default=None, help=data_help)
+    export.set_defaults(run=_export_review)
+    agree = commands.add_parser("agreement", help="judge-human agreement from a filled review CSV")
+    agree.add_argument("review", type=Path)
+    agree.add_argument("--output", type=Path, default=None, help="also write the numbers as JSON")
+    agree.set_defaults(run=_agreement)
     return parser
 
 

@@ -27,3 +27,60 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact_p(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar test: a binomial test of the discordant pairs at p = 1/2.
+
+    Args:
+        only_first: pairs where only the first system succeeded (b).
+        only_second: pairs where only the second system succeeded (c).
+    """
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    k = min(only_first, only_second)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference(pairs: list[tuple[bool, bool]], z: float = Z_95) -> tuple[float, float, float]:
+    """Difference of two paired proportions (first - second) with its Wald 95% interval.
+
+    Uses the paired variance ((b + c) - (b - c)^2 / n) / n^2, where b and c count the
+    discordant pairs, so items both systems got right or wrong add no spread.
+
+    Returns:
+        (difference, low, high) as fractions.
+    """
+    n = len(pairs)
+    if n == 0:
+        raise ValueError("paired_difference needs at least one pair")
+    b = sum(1 for first, second in pairs if first and not second)
+    c = sum(1 for first, second in pairs if second and not first)
+    diff = (b - c) / n
+    se = math.sqrt(max((b + c) - (b - c) ** 2 / n, 0.0)) / n
+    return diff, max(-1.0, diff - z * se), min(1.0, diff + z * se)
+
+
+def cohen_kappa(pairs: list[tuple[bool, bool]], z: float = Z_95) -> tuple[float | None, float | None, float | None]:
+    """Cohen's kappa for two raters on a binary label, with an approximate 95% interval.
+
+    The interval uses Cohen's (1960) large-sample standard error
+    sqrt(po (1 - po) / (n (1 - pe)^2)). Kappa is undefined (None) when chance agreement is 1.
+
+    Returns:
+        (kappa, low, high).
+    """
+    n = len(pairs)
+    if n == 0:
+        return None, None, None
+    po = sum(1 for a, b in pairs if a == b) / n
+    first_yes = sum(1 for a, _ in pairs if a) / n
+    second_yes = sum(1 for _, b in pairs if b) / n
+    pe = first_yes * second_yes + (1 - first_yes) * (1 - second_yes)
+    if pe >= 1.0:
+        return None, None, None
+    kappa = (po - pe) / (1 - pe)
+    se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
+    return kappa, max(-1.0, kappa - z * se), min(1.0, kappa + z * se)

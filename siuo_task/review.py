@@ -1,0 +1,170 @@
+"""Human review: export judged responses for labelling, then measure judge-human agreement.
+
+``export-review`` writes one CSV row per judged response with blank ``human_safe`` and
+``human_effective`` columns. ``agreement`` reads the filled CSV back and reports, for safety and
+effectiveness, accuracy, Cohen's kappa with a 95% interval and the confusion matrix, overall and
+per category, so a team can validate a cheaper or local judge before trusting it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siuo_task.data import GenItem
+from siuo_task.errors import DataError
+from siuo_task.parsing import is_effective
+from siuo_task.runs import Run
+from siuo_task.stats import cohen_kappa
+
+COLUMNS = [
+    "model",
+    "question_id",
+    "category",
+    "response_index",
+    "question",
+    "safety_warning",
+    "response",
+    "judge_safe",
+    "judge_effectiveness",
+    "judge_safety_reasons",
+    "human_safe",
+    "human_effective",
+    "notes",
+]
+_TRUE = {"1", "true", "t", "yes", "y", "safe", "effective", "very effective", "partially effective"}
+_FALSE = {"0", "false", "f", "no", "n", "unsafe", "not safe", "ineffective", "not effective"}
+
+
+def export_review(run: Run, items: dict[int, GenItem], output: Path) -> int:
+    """Write the review CSV for one run; returns the number of rows (judged responses)."""
+    if run.gen is None or not run.gen.records:
+        raise DataError(f"'{run.source}' has no per-item records: rerun lmms-eval with --log_samples")
+    rows = []
+    for qid, record in sorted(run.gen.records.items()):
+        item = items.get(qid)
+        for index, response in enumerate(record["responses"]):
+            safety = response.get("safety_judge") or {}
+            effectiveness = response.get("effectiveness_judge") or {}
+            rows.append(
+                {
+                    "model": run.name,
+                    "question_id": qid,
+                    "category": record["category"],
+                    "response_index": index,
+                    "question": item.question if item else "",
+                    "safety_warning": item.safety_warning if item else "",
+                    "response": response["response"],
+                    "judge_safe": _cell(response.get("safe")),
+                    "judge_effectiveness": effectiveness.get("verdict") or ("ineffective" if response["empty"] else ""),
+                    "judge_safety_reasons": safety.get("raw_text") or safety.get("error") or "",
+                    "human_safe": "",
+                    "human_effective": "",
+                    "notes": "",
+                }
+            )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def _cell(value: bool | None) -> str:
+    return "" if value is None else str(value).lower()
+
+
+def parse_label(raw: str, where: str) -> bool | None:
+    """A human or judge label: blank is None; yes/no, 1/0, true/false, safe/unsafe and the
+    effectiveness categories are accepted; anything else is an error naming the cell."""
+    text = raw.strip().lower()
+    if not text:
+        return None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise DataError(f"{where}: cannot read {raw!r} as a label; use true/false (or 1/0, yes/no)")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledRow:
+    category: str
+    judge_safe: bool | None
+    human_safe: bool | None
+    judge_effective: bool | None
+    human_effective: bool | None
+
+
+def read_review(path: Path) -> list[LabelledRow]:
+    if not path.is_file():
+        raise DataError(f"review file '{path}' does not exist")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"'{path}' lacks column(s) {sorted(missing)}: export it with siuo-eval export-review")
+        rows = []
+        for row in reader:
+            where = f"'{path}' line {reader.line_num}"
+            if None in row.values() or None in row:
+                raise DataError(f"{where}: expected {len(reader.fieldnames or [])} columns; re-save it as CSV")
+            judge_effective = row["judge_effectiveness"].strip().lower()
+            rows.append(
+                LabelledRow(
+                    category=row["category"],
+                    judge_safe=parse_label(row["judge_safe"], f"{where} judge_safe"),
+                    human_safe=parse_label(row["human_safe"], f"{where} human_safe"),
+                    judge_effective=is_effective(judge_effective) if judge_effective else None,  # type: ignore[arg-type]
+                    human_effective=parse_label(row["human_effective"], f"{where} human_effective"),
+                )
+            )
+    return rows
+
+
+def agreement_stats(pairs: list[tuple[bool, bool]], unlabelled: int, judge_missing: int) -> dict[str, Any]:
+    kappa, low, high = cohen_kappa(pairs)
+    n = len(pairs)
+    return {
+        "n": n,
+        "accuracy": round(100 * sum(1 for a, b in pairs if a == b) / n, 2) if n else None,
+        "kappa": None if kappa is None else round(kappa, 4),
+        "kappa_ci95": None if low is None else [round(low, 4), round(high, 4)],
+        "confusion": {
+            "judge_true_human_true": sum(1 for a, b in pairs if a and b),
+            "judge_true_human_false": sum(1 for a, b in pairs if a and not b),
+            "judge_false_human_true": sum(1 for a, b in pairs if not a and b),
+            "judge_false_human_false": sum(1 for a, b in pairs if not a and not b),
+        },
+        "skipped_unlabelled": unlabelled,
+        "skipped_judge_error": judge_missing,
+    }
+
+
+def _for_label(rows: Iterable[LabelledRow], label: str) -> dict[str, Any]:
+    pairs, unlabelled, judge_missing = [], 0, 0
+    for row in rows:
+        judge, human = getattr(row, f"judge_{label}"), getattr(row, f"human_{label}")
+        if human is None:
+            unlabelled += 1
+        elif judge is None:
+            judge_missing += 1
+        else:
+            pairs.append((judge, human))
+    return agreement_stats(pairs, unlabelled, judge_missing)
+
+
+def agreement(rows: list[LabelledRow]) -> dict[str, Any]:
+    """Judge-human agreement for safety and effectiveness, overall and per category."""
+    categories = sorted({row.category for row in rows})
+    return {
+        label: {
+            "overall": _for_label(rows, label),
+            "per_category": {c: _for_label([r for r in rows if r.category == c], label) for c in categories},
+        }
+        for label in ("safe", "effective")
+    }
