@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates (or reuses) a virtual environment with siuo-task, lmms-eval and the test tools,
-# on a CPU-only machine. Usage: bash scripts/install.sh [VENV_DIR]   (default: .venv)
+# Creates (or reuses) a virtual environment with siuo-task, lmms-eval, VLMEvalKit (ms-vlmeval)
+# and the test tools. Usage: bash scripts/install.sh [VENV_DIR]   (default: .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-.venv}"
@@ -8,12 +8,11 @@ venv="${1:-.venv}"
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
 python -m pip install --quiet --upgrade pip
-# CPU torch first: a bare `pip install lmms-eval` resolves a CUDA build of several GB.
-python -m pip install --quiet "torch==2.13.0"
-# torchvision pinned to the release that matches torch 2.13 so the resolver keeps CPU torch;
+# torch and torchvision are pinned as a matching pair: VLMEvalKit imports torchvision, and the
+# x86_64 torchvision on PyPI only loads beside the torch build it was made for (a CPU torch
+# raises "operator torchvision::nms does not exist"). Both run on the CPU.
+pins=("torch==2.14.1" "torchvision==0.29.1")
+python -m pip install --quiet "${pins[@]}"
 # filelock<4 because lmms-eval imports filelock._api; decord for lmms-eval's llava_hf.
-python -m pip install --quiet -e ".[dev]" "torch==2.13.0" "torchvision==0.28.0" "filelock<4" decord
-# PyPI's torchvision is a CUDA build that cannot load beside CPU torch ("operator
-# torchvision::nms does not exist"); without it transformers uses its PIL image processors.
-python -m pip uninstall --quiet -y torchvision
-python -c "import siuo_task, lmms_eval.evaluator; print('siuo-task', siuo_task.__version__, 'installed in $venv')"
+python -m pip install --quiet -e ".[dev,vlmeval]" "${pins[@]}" "filelock<4" decord
+python -c "import siuo_task, lmms_eval.evaluator, vlmeval; print('siuo-task', siuo_task.__version__, 'installed in $venv')"

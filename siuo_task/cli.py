@@ -42,7 +42,8 @@ def _judge(args: argparse.Namespace) -> int:
     from siuo_task.rejudge import judge_pairs, match_items, read_responses, summarise, write_outputs
 
     config = JudgeConfig.from_env()
-    pairs = match_items(read_responses(args.input), load_siuo(args.data_dir))
+    data = load_siuo(args.data_dir)
+    pairs = match_items(read_responses(args.input, data), data)
     engine = JudgeEngine(config)
     total = sum(2 * sum(1 for r in response_set.responses if r.strip()) for _, response_set in pairs)
     with tqdm(total=total, desc="Judging", unit="call", file=sys.stderr) as bar:
@@ -144,9 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
     judge = commands.add_parser(
         "judge",
-        help="judge existing responses (a siuo_gen samples JSONL or the authors' results JSON) without generating",
+        help="judge existing responses without generating: siuo_gen samples JSONL, the authors' results JSON, "
+        "or VLMEvalKit predictions (.xlsx/.tsv) of SIUO_GEN or ours",
     )
-    judge.add_argument("input", type=Path, help="samples .jsonl from siuo_gen/siuo_gen_greedy, or authors' .json")
+    judge.add_argument("input", type=Path, help="samples .jsonl, authors' .json, or VLMEvalKit .xlsx/.tsv/.csv")
     judge.add_argument("--output", type=Path, required=True, help="folder for results.json and samples.jsonl")
     judge.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     judge.set_defaults(run=_judge)

@@ -35,10 +35,15 @@ class ResponseSet:
     responses: tuple[str, ...]
 
 
-def read_responses(path: Path) -> list[ResponseSet]:
-    """Read responses from a samples JSONL or the authors' results JSON; errors name the line/item."""
+def read_responses(path: Path, data: SiuoData | None = None) -> list[ResponseSet]:
+    """Read responses from a samples JSONL, the authors' results JSON, or VLMEvalKit predictions
+    (.xlsx/.tsv/.csv, which need ``data`` to map questions to items); errors name the line/item."""
     if not path.is_file():
         raise DataError(f"input '{path}' does not exist")
+    if path.suffix in VLMEVAL_SUFFIXES:
+        if data is None:
+            raise DataError(f"reading VLMEvalKit predictions '{path}' needs the SIUO data")
+        return read_vlmeval_predictions(path, data)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
         return [_from_sample_line(line, path, number) for number, line in _lines(text)]
@@ -49,6 +54,49 @@ def read_responses(path: Path) -> list[ResponseSet]:
     if not isinstance(rows, list):
         raise DataError(f"'{path}': expected the authors' results format, a JSON list of items with 'responses'")
     return [_from_authors_row(row, path, index) for index, row in enumerate(rows)]
+
+
+VLMEVAL_SUFFIXES = (".xlsx", ".tsv", ".csv")
+# VLMEvalKit writes this into the prediction when its model call failed: not a response.
+VLMEVAL_INFER_FAIL = "Failed to obtain answer"
+
+
+def read_vlmeval_predictions(path: Path, data: SiuoData) -> list[ResponseSet]:
+    """Responses from a VLMEvalKit predictions file: ours (``question_id`` and ``repeat``
+    columns, several rows per item) or its built-in SIUO_GEN (matched by question text)."""
+    import pandas as pd
+
+    if path.suffix == ".xlsx":
+        frame = pd.read_excel(path)
+    else:
+        frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+    if "prediction" not in frame.columns:
+        raise DataError(f"'{path}' has no 'prediction' column: pass a VLMEvalKit predictions file")
+    by_question = {item.question: item.question_id for item in data.gen}
+    grouped: dict[int, list[tuple[int, str]]] = {}
+    failed = []
+    for row_number, row in enumerate(frame.to_dict("records"), start=2):
+        qid = _vlmeval_question_id(row, by_question, f"'{path}' row {row_number}")
+        prediction = "" if pd.isna(row["prediction"]) else str(row["prediction"])
+        if VLMEVAL_INFER_FAIL in prediction:
+            failed.append(qid)
+        order = int(row["repeat"]) if "repeat" in row and not pd.isna(row["repeat"]) else row_number
+        grouped.setdefault(qid, []).append((order, prediction))
+    if failed:
+        raise DataError(
+            f"'{path}': VLMEvalKit's model call failed for item(s) {sorted(set(failed))[:20]}; "
+            "rerun its inference for them (their predictions are not responses to score)"
+        )
+    return [ResponseSet(qid, tuple(text for _, text in sorted(rows))) for qid, rows in grouped.items()]
+
+
+def _vlmeval_question_id(row: dict[str, Any], by_question: dict[str, int], where: str) -> int:
+    if "question_id" in row and row["question_id"] == row["question_id"]:  # not NaN
+        return int(row["question_id"])
+    question = str(row.get("question", "")).strip()
+    if question not in by_question:
+        raise DataError(f"{where}: question {question[:60]!r} is not a SIUO item; is this a SIUO_GEN predictions file?")
+    return by_question[question]
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
@@ -149,9 +197,10 @@ def summarise(values: list[dict[str, Any]], config: JudgeConfig, source: Path) -
     }
 
 
-def write_outputs(output: Path, summary: dict[str, Any], values: list[dict[str, Any]]) -> None:
+def write_outputs(output: Path, summary: dict[str, Any], values: list[dict[str, Any]], prefix: str = "") -> None:
+    """``<prefix>results.json`` and ``<prefix>samples.jsonl`` (one line per item) in ``output``."""
     output.mkdir(parents=True, exist_ok=True)
-    with open(output / "samples.jsonl", "w", encoding="utf-8") as handle:
+    with open(output / f"{prefix}samples.jsonl", "w", encoding="utf-8") as handle:
         for number, value in enumerate(values):
             handle.write(json.dumps({"doc_id": number, **value}, ensure_ascii=False) + "\n")
-    (output / "results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    (output / f"{prefix}results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), "utf-8")

@@ -50,10 +50,10 @@ def load_run(spec: str) -> Run:
     results = json.loads(results_file.read_text(encoding="utf-8"))
     if "results" in results:
         run = _from_lmms_eval(results, results_file)
-    elif "safe_rate" in results and "judge" in results:
-        run = _from_rejudge(results, results_file)
+    elif "safe_rate" in results or "accuracy" in results:
+        run = _from_siuo_results(results, results_file)
     else:
-        raise DataError(f"'{results_file}' is neither lmms-eval results nor siuo-eval judge results")
+        raise DataError(f"'{results_file}' is neither lmms-eval results nor siuo-eval / VLMEvalKit SIUO results")
     if name:
         run.name = name
     if run.gen is None and run.mcq is None:
@@ -67,6 +67,7 @@ def _find_results(path: Path) -> Path:
     if not path.is_dir():
         raise DataError(f"results path '{path}' does not exist")
     candidates = sorted(path.rglob("*_results.json")) or sorted(path.rglob("results.json"))
+    candidates = [c for c in candidates if not c.name.endswith("_siuo_results.json")] or candidates
     if not candidates:
         raise DataError(f"no results.json or *_results.json under '{path}'")
     return candidates[-1]
@@ -106,7 +107,14 @@ def _from_lmms_eval(results: dict[str, Any], results_file: Path) -> Run:
     )
 
 
-def _from_rejudge(results: dict[str, Any], results_file: Path) -> Run:
+def _from_siuo_results(results: dict[str, Any], results_file: Path) -> Run:
+    """``siuo-eval judge`` output (results.json + samples.jsonl) or the files our VLMEvalKit
+    datasets write beside the predictions (<stem>_siuo_results.json + <stem>_siuo_samples.jsonl)."""
     metrics = {key: value for key, value in results.items() if not isinstance(value, dict)}
-    gen = TaskRun("siuo-eval judge", metrics, _records(results_file.parent / "samples.jsonl"))
-    return Run(name=results_file.parent.name, source=results_file, gen=gen, mcq=None)
+    samples = results_file.with_name(results_file.name.removesuffix("results.json") + "samples.jsonl")
+    vlmeval = results_file.name.endswith("_siuo_results.json")
+    name = results_file.name.removesuffix("_siuo_results.json") if vlmeval else results_file.parent.name
+    if "safe_rate" in results:
+        gen = TaskRun("VLMEvalKit" if vlmeval else "siuo-eval judge", metrics, _records(samples))
+        return Run(name=name, source=results_file, gen=gen, mcq=None)
+    return Run(name=name, source=results_file, gen=None, mcq=TaskRun("VLMEvalKit", metrics, _records(samples)))

@@ -1,0 +1,159 @@
+"""VLMEvalKit dataset classes for SIUO; they translate, siuo_task's core scores.
+
+Rows come from siuo_task's own loader (SIUO_DATA_DIR or the pinned hub snapshot), so there is
+no TSV download. The generation dataset repeats each item once per response the protocol
+needs (3 for the paper, 1 for the single-response variant) with ``question_id`` and
+``repeat`` columns, so VLMEvalKit's ordinary one-prediction-per-row loop yields all responses.
+``force_use_dataset_prompt`` keeps model classes from rewriting the SIUO prompt.
+
+Judging uses SIUO_JUDGE_* (the one judge configuration), not VLMEvalKit's --judge options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from vlmeval.dataset.image_base import ImageBaseDataset
+from vlmeval.smp import dump, load
+from vlmeval.smp.file import get_intermediate_file_path
+
+from siuo_task.data import load_siuo
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.prompts import mcq_prompt
+from siuo_task.rejudge import judge_pairs, match_items, read_vlmeval_predictions, summarise, write_outputs
+from siuo_task.results import MCQ_REDUCERS, mcq_item_values, reduce_values
+from siuo_task.scoring import score_mcq_item
+from siuo_task.vlmeval import GEN_PAPER, GEN_SINGLE, MCQ
+
+logger = logging.getLogger(__name__)
+
+RESPONSES_PER_ITEM = {GEN_PAPER: 3, GEN_SINGLE: 1}
+HEADLINE = ("safe_rate", "effective_rate", "safe_effective_rate")  # our names, in the logs
+
+
+def _message(image_path: str, text: str) -> list[dict[str, str]]:
+    return [{"type": "image", "value": image_path}, {"type": "text", "value": text}]
+
+
+def _note_judge_options(judge_kwargs: dict[str, Any]) -> None:
+    if judge_kwargs.get("model"):
+        logger.info(
+            "SIUO is judged with SIUO_JUDGE_* settings (the paper's prompts, with the image); "
+            "VLMEvalKit's judge option %r is not used",
+            judge_kwargs["model"],
+        )
+
+
+class SiuoGenDataset(ImageBaseDataset):
+    """Open-ended SIUO: one row per (item, response number)."""
+
+    TYPE = "VQA"
+    MODALITY = "IMAGE"
+    force_use_dataset_prompt = True
+
+    @classmethod
+    def supported_datasets(cls) -> list[str]:
+        return [GEN_PAPER, GEN_SINGLE]
+
+    def load_data(self, dataset: str) -> pd.DataFrame:
+        repeats = RESPONSES_PER_ITEM[dataset]
+        rows = [
+            {
+                "index": item.question_id * 10 + repeat,
+                "question_id": item.question_id,
+                "repeat": repeat,
+                "image_path": str(item.image_path),
+                "question": item.question,
+                "category": item.category,
+                "safety_warning": item.safety_warning,
+                "answer": item.reference_answer,
+            }
+            for item in load_siuo().gen
+            for repeat in range(repeats)
+        ]
+        return pd.DataFrame(rows)
+
+    def build_prompt(self, line: Any) -> list[dict[str, str]]:
+        if isinstance(line, int):
+            line = self.data.iloc[line]
+        return _message(str(line["image_path"]), str(line["question"]))
+
+    def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
+        """Judge every response with the paper protocol; write the score file and our results."""
+        _note_judge_options(judge_kwargs)
+        data = load_siuo()
+        config = JudgeConfig.from_env()
+        pairs = match_items(read_vlmeval_predictions(Path(eval_file), data), data)
+        engine = JudgeEngine(config)
+        values = judge_pairs(pairs, engine)
+        engine.close()
+        summary = summarise(values, config, Path(eval_file))
+        _write_ours(eval_file, summary, values)
+        # "overall" in the first key makes VLMEvalKit's run summary pick Safe as the primary metric.
+        scores = {
+            "Safe (overall)": summary.get("safe_rate"),
+            "Effective": summary.get("effective_rate"),
+            "Safe & Effective": summary.get("safe_effective_rate"),
+            "judge_errors": summary.get("judge_errors"),
+            "items": summary.get("n_items"),
+        }
+        dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
+        return scores
+
+
+class SiuoMcqDataset(ImageBaseDataset):
+    """Multiple-choice SIUO with the authors' template; the letter is parsed deterministically."""
+
+    TYPE = "MCQ"
+    MODALITY = "IMAGE"
+    force_use_dataset_prompt = True
+
+    @classmethod
+    def supported_datasets(cls) -> list[str]:
+        return [MCQ]
+
+    def load_data(self, dataset: str) -> pd.DataFrame:
+        rows = [
+            {
+                "index": item.question_id,
+                "question_id": item.question_id,
+                "image_path": str(item.image_path),
+                "question": item.question,
+                "category": item.category,
+                **dict(item.options),
+                "answer": item.correct_option,
+            }
+            for item in load_siuo().mcq
+        ]
+        return pd.DataFrame(rows)
+
+    def build_prompt(self, line: Any) -> list[dict[str, str]]:
+        if isinstance(line, int):
+            line = self.data.iloc[line]
+        options = {letter: str(line[letter]) for letter in "ABCD"}
+        return _message(str(line["image_path"]), mcq_prompt(str(line["question"]), options))
+
+    def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
+        items = {item.question_id: item for item in load_siuo().mcq}
+        predictions = load(eval_file)
+        values = []
+        for row in predictions.to_dict("records"):
+            response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
+            values.append(mcq_item_values(score_mcq_item(items[int(row["question_id"])], response)))
+        summary = {**reduce_values(values, MCQ_REDUCERS), "n_items": len(values), "input": str(eval_file)}
+        _write_ours(eval_file, summary, values)
+        scores = {"accuracy": summary.get("accuracy"), "unparsed_rate": summary.get("unparsed_rate")}
+        dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
+        return scores
+
+
+def _write_ours(eval_file: str, summary: dict[str, Any], values: list[dict[str, Any]]) -> None:
+    """results.json and samples.jsonl beside the predictions, in the lmms-eval path's schema."""
+    stem = Path(eval_file).stem
+    write_outputs(Path(eval_file).parent, summary, values, prefix=f"{stem}_siuo_")
+    logger.info("SIUO results: %s", json.dumps({k: summary.get(k) for k in (*HEADLINE, "accuracy") if k in summary}))

@@ -1,0 +1,161 @@
+"""VLMEvalKit, really installed (ms-vlmeval), running its own inference loop on our datasets.
+
+The model under test is VLMEvalKit's OpenAI-compatible API model pointed at a loopback server;
+the judge is the loopback judge server. Scores must equal the lmms-eval path's for the same
+responses and verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from siuo_task.adapters.lmms_eval import hooks
+from siuo_task.parsing import parse_mcq_answer
+from siuo_task.results import GEN_REDUCERS, reduce_values
+from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ
+from tests.helpers.judge_server import JudgeServer
+from tests.helpers.model_server import ModelServer
+
+pytestmark = pytest.mark.slow
+
+SECRET = "sk-vlmeval-judge-secret-0123456789"
+
+
+def _env(data_dir: Path, root: Path, judge: JudgeServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
+    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_BASE_URL=judge.base_url, SIUO_JUDGE_API_KEY=SECRET)
+    env.update(SIUO_JUDGE_CACHE="off", LMUData=str(root / "lmu"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return env
+
+
+def _run_vlmeval(model: ModelServer, env: dict[str, str], work: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url]
+    command += ["--data", GEN_PAPER, MCQ, "--work-dir", str(work), "--api-nproc", "4", "--temperature", "1.0"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=work.parent)
+
+
+def _one(folder: Path, pattern: str, proc: subprocess.CompletedProcess[str]) -> Path:
+    found = sorted(folder.rglob(pattern))
+    assert found, f"no {pattern} under {folder}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def vlmeval_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("vlmeval")
+    with ModelServer() as model, JudgeServer() as judge:
+        env = _env(small_data_dir, root, judge)
+        proc = _run_vlmeval(model, env, root / "outputs")
+        gen_results = _one(root / "outputs", f"*{GEN_PAPER}_siuo_results.json", proc)
+        run = {
+            "proc": proc,
+            "env": env,
+            "judge_calls": len(judge.log.exchanges),
+            "judge_authorization": {e.authorization for e in judge.log.exchanges},
+            "prompts": dict(model.prompts),
+            "images": model.images,
+            "gen_results": json.loads(gen_results.read_text()),
+            "gen_samples": [json.loads(line) for line in _one(root, f"*{GEN_PAPER}_siuo_samples.jsonl", proc).open()],
+            "gen_predictions": _one(root / "outputs", f"*_{GEN_PAPER}.xlsx", proc),
+            "gen_score": _one(root / "outputs", f"*_{GEN_PAPER}_score.csv", proc),
+            "mcq_results": json.loads(_one(root / "outputs", f"*{MCQ}_siuo_results.json", proc).read_text()),
+            "mcq_predictions": _one(root / "outputs", f"*_{MCQ}.xlsx", proc),
+            "root": root,
+        }
+        # The lmms-eval path on the same responses, judged by the same server.
+        os.environ.update({k: v for k, v in env.items() if k.startswith("SIUO_")})
+        try:
+            docs = {doc["question_id"]: doc for doc in hooks.process_docs_gen(None)}
+            run["lmms_eval_values"] = [
+                hooks.process_results_gen(docs[line["question_id"]], line["filtered_resps"])
+                for line in run["gen_samples"]
+            ]
+        finally:
+            for key in [k for k in os.environ if k.startswith("SIUO_")]:
+                del os.environ[key]
+    return run
+
+
+def test_generation_runs_through_vlmevalkit_with_the_dataset_prompt(vlmeval_run: dict[str, Any]) -> None:
+    predictions = pd.read_excel(vlmeval_run["gen_predictions"])
+    assert len(predictions) == 18 * 3
+    assert sorted(predictions.groupby("question_id")["repeat"].apply(sorted).iloc[0]) == [0, 1, 2]
+    questions = set(predictions["question"])
+    gen_prompts = {p: n for p, n in vlmeval_run["prompts"].items() if p in questions}
+    # Every SIUO question reached the model verbatim (no appended instructions), 3 times, with its image.
+    assert gen_prompts == {question: 3 for question in questions}
+    assert vlmeval_run["images"] == 18 * 3 + 18
+    assert vlmeval_run["judge_authorization"] == {f"Bearer {SECRET}"}
+
+
+def test_vlmevalkit_scores_equal_the_lmms_eval_path(vlmeval_run: dict[str, Any]) -> None:
+    ours = vlmeval_run["gen_results"]
+    lmms = reduce_values(vlmeval_run["lmms_eval_values"], GEN_REDUCERS)
+    compared = [name for name in GEN_REDUCERS if name.endswith("rate") or "_rate_" in name] + ["judge_errors"]
+    for name in compared:
+        assert ours.get(name) == lmms.get(name), name
+    assert ours["judge_model"] == lmms["judge_model"]
+    assert len(vlmeval_run["gen_samples"]) == 18
+    assert all(len(line["siuo"]["responses"]) == 3 for line in vlmeval_run["gen_samples"])
+    score = pd.read_csv(vlmeval_run["gen_score"])
+    assert score["Safe (overall)"].iloc[0] == pytest.approx(ours["safe_rate"])
+    assert "primary_metric" in vlmeval_run["proc"].stdout + vlmeval_run["proc"].stderr
+    summary_line = next(
+        line
+        for line in (vlmeval_run["proc"].stdout + vlmeval_run["proc"].stderr).splitlines()
+        if line.startswith(GEN_PAPER)
+    )
+    assert "Safe (overall)" in summary_line  # VLMEvalKit's run summary shows Safe as the primary metric
+
+
+def test_mcq_uses_our_parser_and_template(vlmeval_run: dict[str, Any]) -> None:
+    predictions = pd.read_excel(vlmeval_run["mcq_predictions"])
+    assert len(predictions) == 18
+    correct = []
+    for row in predictions.to_dict("records"):
+        response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
+        options = {letter: str(row[letter]) for letter in "ABCD"}
+        correct.append(parse_mcq_answer(response, options) == row["answer"])
+    assert vlmeval_run["mcq_results"]["accuracy"] == round(100 * sum(correct) / len(correct), 4)
+    assert any(p.startswith("Answer the following multi-choice questions") for p in vlmeval_run["prompts"])
+
+
+def test_siuo_eval_judge_rescores_vlmevalkit_predictions(vlmeval_run: dict[str, Any], tmp_path: Path) -> None:
+    with JudgeServer() as judge:
+        env = {**vlmeval_run["env"], "SIUO_JUDGE_BASE_URL": judge.base_url}
+        command = [sys.executable, "-m", "siuo_task.cli", "judge", str(vlmeval_run["gen_predictions"])]
+        subprocess.run([*command, "--output", str(tmp_path / "rejudged")], env=env, capture_output=True, timeout=300)
+    rejudged = json.loads((tmp_path / "rejudged" / "results.json").read_text())
+    for name in ("safe_rate", "effective_rate", "safe_effective_rate", "judge_errors"):
+        assert rejudged[name] == vlmeval_run["gen_results"][name], name
+
+
+def test_report_reads_vlmevalkit_results(vlmeval_run: dict[str, Any], tmp_path: Path) -> None:
+    results = next(vlmeval_run["root"].rglob(f"*{GEN_PAPER}_siuo_results.json"))
+    command = [sys.executable, "-m", "siuo_task.cli", "report", f"vlm={results}", "--output", str(tmp_path / "r")]
+    proc = subprocess.run(command, env=vlmeval_run["env"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| vlm | " in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_no_secret_in_vlmevalkit_outputs(vlmeval_run: dict[str, Any]) -> None:
+    assert SECRET not in vlmeval_run["proc"].stdout + vlmeval_run["proc"].stderr
+    for path in vlmeval_run["root"].rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".csv", ".log", ".txt"):
+            assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_names_and_import_isolation() -> None:
+    # VLMEvalKit's runner forces gpt-4o-mini for any dataset name containing "SIUO".
+    assert all("SIUO" not in name and "siuo" not in name.lower() for name in DATASET_NAMES)
+    probe = "import sys, siuo_task, siuo_task.cli, siuo_task.vlmeval; print('vlmeval' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False"
