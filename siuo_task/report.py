@@ -51,6 +51,15 @@ def _metric(task: TaskRun | None, name: str) -> str:
     return fmt_rate(task.metrics.get(name), task.metrics.get(f"{name}_ci95"))
 
 
+def _rates(run: Run) -> list[str]:
+    return [
+        _metric(run.gen, "safe_rate"),
+        _metric(run.gen, "effective_rate"),
+        _metric(run.gen, "safe_effective_rate"),
+        _metric(run.mcq, "accuracy"),
+    ]
+
+
 def headline_table(runs: Sequence[Run]) -> Table:
     headers = ["Model", "Safe", "Effective", "Safe & Effective", "MCQ accuracy", "Judge", "Protocol", "Judge errors"]
     headers.append("Judge cost (USD)")
@@ -62,10 +71,7 @@ def headline_table(runs: Sequence[Run]) -> Table:
         rows.append(
             [
                 run.name,
-                _metric(run.gen, "safe_rate"),
-                _metric(run.gen, "effective_rate"),
-                _metric(run.gen, "safe_effective_rate"),
-                _metric(run.mcq, "accuracy"),
+                *_rates(run),
                 f"{judge} (prompts {sha[:12]})" if sha else judge if run.gen else "—",
                 f"{run.gen.task}: {gen.get('protocol', '—')}" if run.gen else "—",
                 str(gen.get("judge_errors", "—")),
@@ -91,17 +97,7 @@ def leaderboard_table(runs: Sequence[Run]) -> Table:
         [m["name"], cell(m["safe"]), cell(m["effective"]), cell(m["safe_effective"]), cell(m["mcq_accuracy"]), "paper"]
         for m in board["models"]
     ]
-    for run in runs:
-        rows.append(
-            [
-                run.name,
-                _metric(run.gen, "safe_rate"),
-                _metric(run.gen, "effective_rate"),
-                _metric(run.gen, "safe_effective_rate"),
-                _metric(run.mcq, "accuracy"),
-                "this report (automatic judge)",
-            ]
-        )
+    rows += [[run.name, *_rates(run), "this report (automatic judge)"] for run in runs]
     return Table(headers, rows)
 
 

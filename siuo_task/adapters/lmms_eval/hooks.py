@@ -10,9 +10,9 @@ siuo_task.results; the YAML metric lists are generated from it (scripts/gen_task
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -38,37 +38,19 @@ def process_docs_gen(dataset: datasets.Dataset) -> datasets.Dataset:
     """
     del dataset  # the YAML's data file is only a placeholder; see tasks/siuo/README.md
     JudgeConfig.from_env()
-    return datasets.Dataset.from_list([_gen_doc(item) for item in load_siuo().gen])
+    return datasets.Dataset.from_list([_doc(item) for item in load_siuo().gen])
 
 
 def process_docs_mcq(dataset: datasets.Dataset) -> datasets.Dataset:
     """Replace the placeholder split with the validated SIUO multiple-choice items."""
     del dataset
-    return datasets.Dataset.from_list([_mcq_doc(item) for item in load_siuo().mcq])
+    return datasets.Dataset.from_list([_doc(item) for item in load_siuo().mcq])
 
 
-def _gen_doc(item: GenItem) -> dict[str, Any]:
-    return {
-        "question_id": item.question_id,
-        "image": item.image,
-        "image_path": str(item.image_path),
-        "question": item.question,
-        "category": item.category,
-        "safety_warning": item.safety_warning,
-        "reference_answer": item.reference_answer,
-    }
-
-
-def _mcq_doc(item: McqItem) -> dict[str, Any]:
-    return {
-        "question_id": item.question_id,
-        "image": item.image,
-        "image_path": str(item.image_path),
-        "question": item.question,
-        "category": item.category,
-        "options": dict(item.options),
-        "correct_option": item.correct_option,
-    }
+def _doc(item: GenItem | McqItem) -> dict[str, Any]:
+    # The image travels as a path string: lmms-eval strips datasets.Image columns before
+    # process_results, and the judge needs the image.
+    return {**dataclasses.asdict(item), "image_path": str(item.image_path)}
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
@@ -112,27 +94,12 @@ def _responses(results: list[Any]) -> list[str]:
 
 
 def _gen_item(doc: dict[str, Any]) -> GenItem:
-    return GenItem(
-        question_id=doc["question_id"],
-        image=doc["image"],
-        image_path=Path(doc["image_path"]),
-        question=doc["question"],
-        category=doc["category"],
-        safety_warning=doc["safety_warning"],
-        reference_answer=doc["reference_answer"],
-    )
+    """The validated item behind a document (the loader is cached per process)."""
+    return {item.question_id: item for item in load_siuo().gen}[doc["question_id"]]
 
 
 def _mcq_item(doc: dict[str, Any]) -> McqItem:
-    return McqItem(
-        question_id=doc["question_id"],
-        image=doc["image"],
-        image_path=Path(doc["image_path"]),
-        question=doc["question"],
-        category=doc["category"],
-        options=doc["options"],
-        correct_option=doc["correct_option"],
-    )
+    return {item.question_id: item for item in load_siuo().mcq}[doc["question_id"]]
 
 
 def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
