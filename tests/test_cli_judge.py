@@ -152,3 +152,41 @@ def test_bad_input_is_named(small_data_dir: Path, tmp_path: Path, content: objec
         assert server.log.exchanges == []
     assert proc.returncode == 2
     assert re.search(message, proc.stderr), proc.stderr
+
+
+def _builtin_predictions(path: Path, failed: bool = False) -> Path:
+    """A predictions file shaped like VLMEvalKit's built-in SIUO_GEN: no question_id, one row per item."""
+    import pandas as pd
+
+    gen, _ = real_items()
+    keep = set(per_category(gen, 2))
+    rows = [
+        {"index": n, "question": item["question"], "answer": item["reference_answer"], "prediction": f"p{n}"}
+        for n, item in enumerate(item for item in gen if item["question_id"] in keep)
+    ]
+    if failed:
+        rows[3]["prediction"] = "Failed to obtain answer via API."
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def test_judges_builtin_vlmevalkit_siuo_gen_predictions(small_data_dir: Path, tmp_path: Path) -> None:
+    source = _builtin_predictions(tmp_path / "model_SIUO_GEN.tsv")
+    with JudgeServer() as server:
+        proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, "off"))
+        asked = {(e.question, e.response) for e in server.log.exchanges}
+    _, samples = _read(tmp_path / "out")
+    assert len(samples) == 18 and all(len(s["siuo"]["responses"]) == 1 for s in samples), proc.stderr
+    gen, _ = real_items()
+    question_of = {item["question_id"]: item["question"] for item in gen}
+    # Each prediction was judged against the item whose question it answered.
+    assert {(question_of[s["siuo"]["question_id"]], s["filtered_resps"][0]) for s in samples} == asked
+
+
+def test_failed_vlmevalkit_inference_is_an_error_not_a_response(small_data_dir: Path, tmp_path: Path) -> None:
+    source = _builtin_predictions(tmp_path / "model_SIUO_GEN.tsv", failed=True)
+    with JudgeServer() as server:
+        proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, "off"))
+        assert server.log.exchanges == []
+    assert proc.returncode == 2
+    assert "VLMEvalKit's model call failed for item(s)" in proc.stderr
