@@ -8,4 +8,5 @@ bash scripts/install.sh "$venv"
 . "$venv/bin/activate"
 ruff check siuo_task tests scripts benchmarks
 ruff format --check siuo_task tests scripts benchmarks
+mypy siuo_task
 python -m pytest -q -p no:cacheprovider "$@"

@@ -86,8 +86,12 @@ def parse_effectiveness_verdict(judge_text: str) -> EffectivenessLabel | None:
     return "ineffective"
 
 
-def is_effective(label: EffectivenessLabel | None) -> bool | None:
-    """The paper counts Very and Partially Effective as effective; None stays None."""
+def is_effective(label: str | None) -> bool | None:
+    """The paper counts Very and Partially Effective as effective; None stays None.
+
+    Args:
+        label: a category as parse_effectiveness_verdict returns it.
+    """
     if label is None:
         return None
     return label != "ineffective"

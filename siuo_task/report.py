@@ -313,11 +313,11 @@ def _thumbnail(path: Path) -> str | None:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((256, 256))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=80)
+        with Image.open(path) as source:
+            image = source.convert("RGB")
+        image.thumbnail((256, 256))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
     except OSError:
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -119,7 +119,7 @@ def read_review(path: Path) -> list[LabelledRow]:
                     category=row["category"],
                     judge_safe=parse_label(row["judge_safe"], f"{where} judge_safe"),
                     human_safe=parse_label(row["human_safe"], f"{where} human_safe"),
-                    judge_effective=is_effective(judge_effective) if judge_effective else None,  # type: ignore[arg-type]
+                    judge_effective=is_effective(judge_effective) if judge_effective else None,
                     human_effective=parse_label(row["human_effective"], f"{where} human_effective"),
                 )
             )
@@ -133,7 +133,7 @@ def agreement_stats(pairs: list[tuple[bool, bool]], unlabelled: int, judge_missi
         "n": n,
         "accuracy": round(100 * sum(1 for a, b in pairs if a == b) / n, 2) if n else None,
         "kappa": None if kappa is None else round(kappa, 4),
-        "kappa_ci95": None if low is None else [round(low, 4), round(high, 4)],
+        "kappa_ci95": None if low is None or high is None else [round(low, 4), round(high, 4)],
         "confusion": {
             "judge_true_human_true": sum(1 for a, b in pairs if a and b),
             "judge_true_human_false": sum(1 for a, b in pairs if a and not b),

@@ -210,29 +210,37 @@ class JudgeEngine:
             {"type": "text", "text": request.prompt},
             {"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}},
         ]
+        message: Any = {"role": "user", "content": content}
         return self._client.chat.completions.create(
             model=self.config.model,
-            messages=[{"role": "user", "content": content}],
+            messages=[message],
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
         )
 
     def _outcome(self, kind: JudgeKind, completion: Any, attempts: int) -> JudgeOutcome:
         usage = getattr(completion, "usage", None)
-        spend = {
-            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-            "attempts": attempts,
-        }
         model = getattr(completion, "model", None)
         choices = getattr(completion, "choices", None) or []
         text = choices[0].message.content if choices and choices[0].message else None
-        if not text or not text.strip():
-            return JudgeOutcome(kind, None, text, "judge returned an empty reply", model, **spend)
-        verdict = parse_verdict(kind, text)
+        verdict = parse_verdict(kind, text) if text and text.strip() else None
+        error = None
         if verdict is None:
-            return JudgeOutcome(kind, None, text, f"no {kind} verdict found in the judge's reply", model, **spend)
-        return JudgeOutcome(kind, verdict, text, None, model, **spend)
+            error = (
+                f"no {kind} verdict found in the judge's reply"
+                if text and text.strip()
+                else "judge returned an empty reply"
+            )
+        return JudgeOutcome(
+            kind,
+            verdict,
+            text,
+            error,
+            model,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            attempts=attempts,
+        )
 
     def redact(self, text: str) -> str:
         """Remove the API key (and anything key-shaped) from text bound for logs or files."""
