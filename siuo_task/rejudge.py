@@ -1,9 +1,10 @@
 """Judge responses that already exist, without generating again (``siuo-eval judge``).
 
 Inputs: the samples JSONL our siuo_gen tasks write (lmms-eval ``--log_samples``, or a
-``samples.jsonl`` written here), or the authors' results format (a JSON list of siuo_gen.json
-items, each with a ``responses`` list of strings). Outputs use the same per-item values and
-reductions as the lmms-eval tasks.
+``samples.jsonl`` written here), the authors' results format (a JSON list of siuo_gen.json
+items, each with a ``responses`` list of strings), or VLMEvalKit predictions of its built-in
+SIUO_GEN or of our VLMEvalKit datasets. Outputs use the same per-item values and reductions as
+the lmms-eval tasks.
 """
 
 from __future__ import annotations

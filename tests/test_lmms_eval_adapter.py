@@ -11,6 +11,7 @@ import yaml
 
 from siuo_task.adapters.lmms_eval import hooks, tasks_dir
 from siuo_task.data import load_siuo
+from siuo_task.results import RECORD_KEY
 from tests.helpers.judge_server import JudgeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,14 +42,14 @@ def test_gen_metric_list_matches_returned_keys(full_data_dir: Path, monkeypatch:
         monkeypatch.setenv("SIUO_JUDGE_BASE_URL", server.base_url)
         docs = _one_doc_per_category(list(hooks.process_docs_gen(None)))
         returned = set().union(*(hooks.process_results_gen(doc, ["an answer", ""]) for doc in docs))
-    assert returned - {hooks.RECORD_KEY} == _metric_names(_yaml("_siuo_gen_template_yaml"))
+    assert returned - {RECORD_KEY} == _metric_names(_yaml("_siuo_gen_template_yaml"))
 
 
 def test_mcq_metric_list_matches_returned_keys(full_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIUO_DATA_DIR", str(full_data_dir))
     docs = _one_doc_per_category(list(hooks.process_docs_mcq(None)))
     returned = set().union(*(hooks.process_results_mcq(doc, ["(A)"]) for doc in docs))
-    assert returned - {hooks.RECORD_KEY} == _metric_names(_yaml("siuo_mcq.yaml"))
+    assert returned - {RECORD_KEY} == _metric_names(_yaml("siuo_mcq.yaml"))
 
 
 def test_committed_yaml_is_what_the_generator_writes() -> None:

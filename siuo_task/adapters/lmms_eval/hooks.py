@@ -22,11 +22,8 @@ from siuo_task.data import GenItem, McqItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.prompts import mcq_prompt
-from siuo_task.results import RECORD_KEY, gen_item_values, mcq_item_values
+from siuo_task.results import gen_item_values, mcq_item_values
 from siuo_task.scoring import score_gen_item, score_mcq_item
-
-__all__ = ["RECORD_KEY"]
-
 
 # -- documents ------------------------------------------------------------------------------
 
@@ -36,7 +33,7 @@ def process_docs_gen(dataset: datasets.Dataset) -> datasets.Dataset:
 
     The judge configuration is checked here so that a missing key fails before generation.
     """
-    del dataset  # the YAML's data file is only a placeholder; see tasks/siuo/README.md
+    del dataset  # the YAML's data file is only a placeholder (see _siuo_gen_template_yaml)
     JudgeConfig.from_env()
     return datasets.Dataset.from_list([_doc(item) for item in load_siuo().gen])
 
