@@ -38,18 +38,14 @@ def _judge(args: argparse.Namespace) -> int:
 
     from siuo_task.data import load_siuo
     from siuo_task.judge.config import JudgeConfig
-    from siuo_task.judge.engine import JudgeEngine
-    from siuo_task.rejudge import judge_pairs, match_items, read_responses, summarise, write_outputs
+    from siuo_task.rejudge import match_items, read_responses, rejudge, write_outputs
 
     config = JudgeConfig.from_env()
     data = load_siuo(args.data_dir)
     pairs = match_items(read_responses(args.input, data), data)
-    engine = JudgeEngine(config)
     total = sum(2 * sum(1 for r in response_set.responses if r.strip()) for _, response_set in pairs)
     with tqdm(total=total, desc="Judging", unit="call", file=sys.stderr) as bar:
-        values = judge_pairs(pairs, engine, on_done=lambda _: bar.update(1))
-    engine.close()
-    summary = summarise(values, config, args.input)
+        summary, values = rejudge(pairs, config, args.input, on_done=lambda _: bar.update(1))
     write_outputs(args.output, summary, values)
     _print_summary(summary, args.output)
     return _exit_status(summary, config)

@@ -170,6 +170,21 @@ def judge_pairs(
     return values
 
 
+def rejudge(
+    pairs: list[tuple[GenItem, ResponseSet]],
+    config: JudgeConfig,
+    source: Path,
+    on_done: Callable[[JudgeOutcome], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Judge ``pairs`` with a fresh engine for ``config``; return (results summary, per-item values)."""
+    engine = JudgeEngine(config)
+    try:
+        values = judge_pairs(pairs, engine, on_done)
+    finally:
+        engine.close()
+    return summarise(values, config, source), values
+
+
 def summarise(values: list[dict[str, Any]], config: JudgeConfig, source: Path) -> dict[str, Any]:
     """results.json: the lmms-eval metric names at top level, plus per-category, usage, judge."""
     flat = reduce_values(values, GEN_REDUCERS)

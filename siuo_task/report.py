@@ -104,12 +104,22 @@ def leaderboard_table(runs: Sequence[Run]) -> Table:
 # -- per-category ----------------------------------------------------------------------------
 
 
+def _task(run: Run, metric: str) -> TaskRun | None:
+    """The part of a run a metric belongs to: MCQ for accuracy, else the open-ended task."""
+    return run.mcq if metric == "accuracy" else run.gen
+
+
+def _record_key(metric: str) -> str:
+    """The per-item record field holding a metric's decision."""
+    return "correct" if metric == "accuracy" else metric
+
+
 def category_rate(run: Run, metric: str, category: str) -> Rate | None:
     """From the per-item records when logged (with an interval), else None."""
-    task = run.mcq if metric == "accuracy" else run.gen
+    task = _task(run, metric)
     if task is None or not task.records:
         return None
-    key = "correct" if metric == "accuracy" else metric
+    key = _record_key(metric)
     return rate(record[key] for record in task.records.values() if record["category"] == category)
 
 
@@ -120,7 +130,7 @@ def category_table(runs: Sequence[Run], metric: str) -> Table:
         for run in runs:
             cell = category_rate(run, metric, category)
             if cell is None:
-                task = run.mcq if metric == "accuracy" else run.gen
+                task = _task(run, metric)
                 name = "accuracy" if metric == "accuracy" else f"{metric}_rate"
                 value = task.metrics.get(f"{name}_{category_slug(category)}") if task else None
                 row.append(fmt_rate(value, None))
@@ -163,8 +173,7 @@ def category_figure(runs: Sequence[Run], metric: str, label: str) -> bytes:
 
 
 def _decisions(run: Run, metric: str) -> dict[int, bool]:
-    task = run.mcq if metric == "accuracy" else run.gen
-    key = "correct" if metric == "accuracy" else metric
+    task, key = _task(run, metric), _record_key(metric)
     if task is None:
         return {}
     return {qid: bool(record[key]) for qid, record in task.records.items() if record[key] is not None}
@@ -362,7 +371,7 @@ def write_report(runs: Sequence[Run], output: Path, data: SiuoData | None) -> li
     (output / "figures").mkdir(exist_ok=True)
     figures = {}
     for metric, label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
-        if any((run.mcq if metric == "accuracy" else run.gen) for run in runs):
+        if any(_task(run, metric) for run in runs):
             figures[f"category_{metric}.png"] = category_figure(runs, metric, label)
     written = []
     for name, png in figures.items():

@@ -23,9 +23,8 @@ from vlmeval.smp.file import get_intermediate_file_path
 
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
 from siuo_task.prompts import mcq_prompt
-from siuo_task.rejudge import judge_pairs, match_items, read_vlmeval_predictions, summarise, write_outputs
+from siuo_task.rejudge import match_items, read_vlmeval_predictions, rejudge, write_outputs
 from siuo_task.results import MCQ_REDUCERS, mcq_item_values, reduce_values
 from siuo_task.scoring import score_mcq_item
 from siuo_task.vlmeval import GEN_PAPER, GEN_SINGLE, MCQ
@@ -89,10 +88,7 @@ class SiuoGenDataset(ImageBaseDataset):
         data = load_siuo()
         config = JudgeConfig.from_env()
         pairs = match_items(read_vlmeval_predictions(Path(eval_file), data), data)
-        engine = JudgeEngine(config)
-        values = judge_pairs(pairs, engine)
-        engine.close()
-        summary = summarise(values, config, Path(eval_file))
+        summary, values = rejudge(pairs, config, Path(eval_file))
         _write_ours(eval_file, summary, values)
         # "overall" in the first key makes VLMEvalKit's run summary pick Safe as the primary metric.
         scores = {

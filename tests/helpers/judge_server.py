@@ -62,6 +62,16 @@ class JudgeLog:
             self.exchanges.append(exchange)
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+    """Write one JSON response (shared by the loopback test servers)."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def _between(text: str, start: str, end: str) -> str:
     head = text.split(start, 1)[1]
     return head.split(end, 1)[0]
@@ -187,12 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         self._leave()
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
 
 FaultPlan = Callable[[str, str, int], "str | None"]

@@ -10,6 +10,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.helpers.judge_server import send_json
+
 MCQ_MARKER = "Answer the following multi-choice questions"
 
 
@@ -51,20 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
             ],
             "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
         }
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 200, payload)
 
     def do_GET(self) -> None:  # /v1/models, which some clients ask for first
-        data = json.dumps({"object": "list", "data": [{"id": "test-model", "object": "model"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
 
 
 class _ModelHTTPServer(ThreadingHTTPServer):
