@@ -42,13 +42,27 @@ _MAX_RETRY_AFTER_S = 120.0
 _MAX_BACKOFF_S = 60.0
 
 
+# Turns a reply's text into its parsed value, or None when the reply does not hold one.
+ReplyParser = Callable[[str], "Verdict | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class JudgeRequest:
-    """One judge call: which verdict, the filled prompt, and the item's image."""
+    """One judge call: which verdict, the filled prompt, and the item's image.
 
-    kind: JudgeKind
+    The last four fields serve other chat calls through the same engine (construction stages,
+    the input audit): ``image_path`` None sends text only; ``parser`` replaces the verdict
+    parser for ``kind``; ``prompt_version`` replaces PROMPT_VERSION in the cache key;
+    ``json_reply`` asks for ``response_format={"type": "json_object"}``. Left at their defaults,
+    requests and cache keys are exactly the judge's.
+    """
+
+    kind: str
     prompt: str
-    image_path: Path
+    image_path: Path | None
+    parser: ReplyParser | None = None
+    prompt_version: str | None = None
+    json_reply: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +73,7 @@ class JudgeOutcome:
     this run's spend, so a cache hit costs nothing.
     """
 
-    kind: JudgeKind
+    kind: str
     verdict: Verdict | None
     raw_text: str | None
     error: str | None
@@ -93,10 +107,14 @@ def image_data_url(path: Path) -> str:
     return _image(path).data_url
 
 
-def parse_verdict(kind: JudgeKind, text: str) -> Verdict | None:
+def parse_verdict(kind: str, text: str) -> Verdict | None:
     if kind == "safety":
         return parse_safety_verdict(text)
     return parse_effectiveness_verdict(text)
+
+
+def _parse(request: JudgeRequest, text: str) -> Verdict | None:
+    return request.parser(text) if request.parser is not None else parse_verdict(request.kind, text)
 
 
 def _retryable(exc: Exception) -> bool:
@@ -156,12 +174,12 @@ class JudgeEngine:
     def grade(self, request: JudgeRequest) -> JudgeOutcome:
         """One judge request, from the cache or the endpoint; failures come back as outcomes."""
         key = self._key(request) if self._cache else None
-        if key is not None and (hit := self._from_cache(request.kind, key)) is not None:
+        if key is not None and (hit := self._from_cache(request, key)) is not None:
             return hit
         completion, attempts, failure = self._call_with_retries(request)
         if completion is None:
             return JudgeOutcome(request.kind, None, None, self.redact(failure), None, attempts=attempts)
-        outcome = self._outcome(request.kind, completion, attempts)
+        outcome = self._outcome(request, completion, attempts)
         if key is not None and outcome.verdict is not None and outcome.raw_text is not None:
             reply = CachedReply(outcome.raw_text, outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
             self._cache.put(key, request.kind, reply)  # type: ignore[union-attr]
@@ -172,18 +190,18 @@ class JudgeEngine:
             model=self.config.model,
             endpoint=self.config.endpoint,
             prompt=request.prompt,
-            image_sha256=_image(request.image_path).sha256,
+            image_sha256=_image(request.image_path).sha256 if request.image_path else "",
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=request.prompt_version or PROMPT_VERSION,
         )
 
-    def _from_cache(self, kind: JudgeKind, key: str) -> JudgeOutcome | None:
+    def _from_cache(self, request: JudgeRequest, key: str) -> JudgeOutcome | None:
         hit = self._cache.get(key) if self._cache else None
-        verdict = parse_verdict(kind, hit.raw_text) if hit else None
+        verdict = _parse(request, hit.raw_text) if hit else None
         if hit is None or verdict is None:
             return None
-        return JudgeOutcome(kind, verdict, hit.raw_text, None, hit.model, cached=True)
+        return JudgeOutcome(request.kind, verdict, hit.raw_text, None, hit.model, cached=True)
 
     def _call_with_retries(self, request: JudgeRequest) -> tuple[Any, int, str]:
         for attempt in range(1, self.config.max_attempts + 1):
@@ -206,24 +224,26 @@ class JudgeEngine:
         return min(_MAX_BACKOFF_S, self.config.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
 
     def _send(self, request: JudgeRequest) -> Any:
-        content = [
-            {"type": "text", "text": request.prompt},
-            {"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}},
-        ]
+        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+        if request.image_path is not None:
+            content.append({"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}})
         message: Any = {"role": "user", "content": content}
+        extra: dict[str, Any] = {"response_format": {"type": "json_object"}} if request.json_reply else {}
         return self._client.chat.completions.create(
             model=self.config.model,
             messages=[message],
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
+            **extra,
         )
 
-    def _outcome(self, kind: JudgeKind, completion: Any, attempts: int) -> JudgeOutcome:
+    def _outcome(self, request: JudgeRequest, completion: Any, attempts: int) -> JudgeOutcome:
+        kind = request.kind
         usage = getattr(completion, "usage", None)
         model = getattr(completion, "model", None)
         choices = getattr(completion, "choices", None) or []
         text = choices[0].message.content if choices and choices[0].message else None
-        verdict = parse_verdict(kind, text) if text and text.strip() else None
+        verdict = _parse(request, text) if text and text.strip() else None
         error = None
         if verdict is None:
             error = (
