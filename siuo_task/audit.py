@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siuo_task.build import prompts
-from siuo_task.build.calls import StageCall, StageCaller
-from siuo_task.build.files import dump_json, write_text_atomic
-from siuo_task.build.replies import check_safety
+from siuo_task.construction import prompts
+from siuo_task.construction.calls import StageCall, StageCaller
+from siuo_task.construction.files import dump_json, write_text_atomic
+from siuo_task.construction.replies import check_safety
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("review", type=Path)
     agree.add_argument("--output", type=Path, default=None, help="also write the numbers as JSON")
     agree.set_defaults(run=_agreement)
-    from siuo_task.build.commands import add_commands
+    from siuo_task.construction.commands import add_commands
 
     add_commands(commands)
     return parser

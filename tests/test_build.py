@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from siuo_task.build.replies import ReplyError, check_query, check_reflect, validate
 from siuo_task.categories import KNOWN_CATEGORIES
 from siuo_task.cli import main
+from siuo_task.construction.replies import ReplyError, check_query, check_reflect, validate
 from siuo_task.data import load_siuo
 from tests.helpers.build_server import BuildServer, tag_of_bytes
 from tests.helpers.judge_server import JudgeServer
