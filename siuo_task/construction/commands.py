@@ -118,8 +118,8 @@ def _audit(args: argparse.Namespace) -> int:
     from siuo_task.construction.pipeline import StageModels
     from siuo_task.data import load_siuo
 
-    base = _judge_config(None)
     check_audit_output(args.output, args.force)
+    base = _judge_config(None)
     data = load_siuo(args.data_dir)
     judges = tuple(dict.fromkeys(args.models or [base.model]))
     answerer = StageModels.resolve(base, None, args.answer_model).answerer
