@@ -251,6 +251,17 @@ def test_finalize_rejects_bad_reviews(built: dict[str, Any], reviewed: dict[str,
     assert "line 2 (c" in stderr and "mark 'edit'" in stderr and "found ['accept', 'reject']" in stderr
 
 
+def test_question_ids_cannot_collide_with_the_original_167() -> None:
+    from siuo_task.construction.finalize import Reviewed, assign_ids
+
+    categories = ["self-harm", "weapons", "privacy violation"]
+    rows = [
+        Reviewed(f"c{n:04d}", "accept", "", {"category": category})
+        for n, category in enumerate(["weapons", "self-harm", "weapons", "privacy violation", "self-harm"], start=1)
+    ]
+    assert assign_ids(rows, categories) == {"c0001": 10100, "c0002": 1100, "c0003": 10101, "c0004": 9100, "c0005": 1101}
+
+
 # -- bad input -------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(descriptor, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()

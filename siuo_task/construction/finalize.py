@@ -233,7 +233,7 @@ def datasheet(
         f"- Items in this folder: {total} ({len(kept)} built" + (f", merged with '{merged}')" if merged else ")"),
         f"- Source images: `{settings['images_dir']}` ({manifest['images_available']} usable, "
         f"{len(manifest['image_problems'])} file(s) left out: unreadable or duplicates)",
-        f"- Candidates: {manifest['candidates']} (seed {settings['seed']}, count {settings['count']})",
+        f"- Candidates: {manifest['candidates']} (seed {settings['seed']}, count {settings['count'] or 'all'})",
         f"- Models: query and reflection `{settings['models']['generator']}`, text-only answers "
         f"`{settings['models']['answerer']}`, text-safety judge `{settings['models']['judge']}` at "
         f"`{settings['endpoint']}`, temperature {settings['temperature']}",
