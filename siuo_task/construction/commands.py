@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,13 @@ def _build(args: argparse.Namespace) -> int:
     )
     for problem in scan.problems:
         print(f"siuo-eval: skipped {problem['file']}: {problem['problem']}", file=sys.stderr)
-    total = min(len(scan.images), args.count or len(scan.images))
-    with tqdm(total=total, desc="Building", unit="candidate", file=sys.stderr) as bar:
-        result = run_build(settings, base, scan, args.build_output, args.force, on_done=lambda _: bar.update(1))
+    with contextlib.ExitStack() as stack:
+
+        def progress(total: int) -> Callable[[dict[str, Any]], None]:
+            bar = stack.enter_context(tqdm(total=total, desc="Building", unit="candidate", file=sys.stderr))
+            return lambda _: bar.update(1)
+
+        result = run_build(settings, base, scan, args.build_output, args.force, on_start=progress)
     return _print_build(result, args)
 
 

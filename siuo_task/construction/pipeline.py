@@ -255,7 +255,7 @@ def prepare_output(output: Path, plan: dict[str, Any], force: bool) -> bool:
                 f"'{output}' holds a build made with other settings or images ({config_path}); "
                 "choose a new --output, or pass --force to delete that build and start again"
             )
-    elif output.exists() and any(output.iterdir()) and not force:
+    elif output.exists() and any(not p.name.endswith(".tmp") for p in output.iterdir()) and not force:
         raise DataError(f"'{output}' exists and is not empty; choose a new --output (or --force to replace it)")
     if output.exists() and force:
         shutil.rmtree(output)
@@ -276,9 +276,14 @@ def run_build(
     scan: ImageScan,
     output: Path,
     force: bool = False,
-    on_done: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[int], Callable[[dict[str, Any]], None]] | None = None,
 ) -> BuildResult:
-    """Build every selected candidate not already finished in ``output``; write the manifest."""
+    """Build every selected candidate not already finished in ``output``; write the manifest.
+
+    Args:
+        on_start: called with the number of candidates once the output folder is accepted; it
+            returns the callback run with each finished candidate record (e.g. a progress bar's).
+    """
     candidates = select_images(scan, settings.count, settings.seed)
     plan = {
         "settings": settings.to_dict(),
@@ -292,6 +297,7 @@ def run_build(
         if not target.is_file() or target.read_bytes() != candidate.source.data:
             write_bytes_atomic(target, candidate.source.data)
     done = _finished(output, candidates) if resumed else {}
+    on_done = on_start(len(candidates)) if on_start is not None else None
     models = (settings.models.generator, settings.models.answerer, settings.models.judge)
     caller = StageCaller(base, models, settings.prompt_version, settings.stage_attempts)
     builder = CandidateBuilder(settings, caller, output)
