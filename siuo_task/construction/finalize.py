@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +148,10 @@ def finalize(
     clash = sorted(set(ids.values()) & {row["question_id"] for row in gen_rows})
     if clash:
         raise DataError(f"question ids {clash[:10]} of the built items are already in '{merge_with}'")
-    staging = output.parent / f".{output.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / IMAGE_DIR).mkdir(parents=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name each time: the loader caches by folder, so a reused name could be validated stale.
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    (staging / IMAGE_DIR).mkdir()
     try:
         _copy_original_images(original, staging)
         for row in sorted(kept, key=lambda r: ids[r.candidate_id]):
