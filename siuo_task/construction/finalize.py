@@ -169,6 +169,7 @@ def finalize(
         text = datasheet(manifest, decisions, kept, original is not None and merge_with, len(gen_rows))
         (staging / "datasheet.md").write_text(text, encoding="utf-8")
         load_siuo(staging)  # the loader's own validation, before anything replaces the output
+        staging.chmod(0o755)  # mkdtemp makes it private; a data folder is meant to be shared
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
