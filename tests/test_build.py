@@ -262,6 +262,20 @@ def test_question_ids_cannot_collide_with_the_original_167() -> None:
     assert assign_ids(rows, categories) == {"c0001": 10100, "c0002": 1100, "c0003": 10101, "c0004": 9100, "c0005": 1101}
 
 
+def test_a_stage_without_any_reply_is_an_error_after_the_engines_retries(tmp_path: Path) -> None:
+    tags = make_images(tmp_path / "images", ["a.png", "b.png"])
+    plan = {(tags["b.png"], "reflect"): "http500"}
+    with BuildServer(plan) as server, judge_env(server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_MAX_ATTEMPTS="2"):
+        code, _, stderr = run_cli(["build", "--images", str(tmp_path / "images"), "--output", str(tmp_path / "out")])
+        calls = [e for e in server.log if e.stage == "reflect"]
+    assert code == 1 and "1 candidate(s) ended in a stage error" in stderr
+    failed = _records(tmp_path / "out")["b.png"]
+    assert failed["status"] == "error" and failed["stopped_at"] == "reflect" and failed["item"] is None
+    (error,) = failed["stages"][1]["errors"]  # the engine retried the transport; the stage did not ask again
+    assert "failed after 2 attempt(s)" in error and "500" in error
+    assert len(calls) == 1  # only a.png's reflect call was answered (and logged)
+
+
 # -- bad input -------------------------------------------------------------------------------
 
 

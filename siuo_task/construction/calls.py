@@ -70,7 +70,11 @@ class StageCaller:
         self.usage = Usage()
 
     def call(self, model: str, stage: str, prompt: str, image: Path | None, check: Check | None) -> StageCall:
-        """One stage; ``check`` None means a free-text reply (any non-empty text)."""
+        """One stage; ``check`` None means a free-text reply (any non-empty text).
+
+        A reply that is not what the stage asked for is asked for again, up to ``attempts``
+        times; a call that got no reply (after the engine's own retries) is not.
+        """
         parser = json_parser(check) if check is not None else text_parser
         request = JudgeRequest(
             stage, prompt, image, parser=parser, prompt_version=self.prompt_version, json_reply=check is not None
@@ -83,6 +87,8 @@ class StageCaller:
                 value = json.loads(str(outcome.verdict)) if check is not None else outcome.verdict
                 return StageCall(value, outcome.raw_text, outcome.model, tuple(errors))
             errors.append(_why_malformed(outcome, check))
+            if outcome.raw_text is None:
+                break  # no reply at all: the engine has already retried the transport
         return StageCall(None, None, None, tuple(errors))
 
     def close(self) -> None:

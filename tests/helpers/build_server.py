@@ -5,7 +5,8 @@ It identifies the stage from the prompt's first line ("[siuo-build stage: ...]" 
 candidate from a tag: for requests with an image, the first 8 hex digits of the sha256 of the
 image bytes; for text-only requests, the "[tag:xxxxxxxx]" the scripted query put into the
 question, else the first 8 hex digits of the sha256 of the question. A plan maps (tag, stage)
-or (tag, stage, model) to a behaviour; everything else gets a well-formed accepting reply.
+or (tag, stage, model) to a behaviour (see BEHAVIOURS; http500 answers with a server error);
+everything else gets a well-formed accepting reply.
 Every exchange is logged so tests can check what was sent (image or not, JSON mode, model).
 """
 
@@ -26,7 +27,7 @@ from tests.helpers.judge_server import send_json
 
 SERVED_SUFFIX = "-served"
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
-BEHAVIOURS = ("reject", "refuse", "malformed", "malformed_once", "bad_field", "unsafe")
+BEHAVIOURS = ("reject", "refuse", "malformed", "malformed_once", "bad_field", "unsafe", "http500")
 _TAG = re.compile(r"\[tag:([0-9a-f]{8})\]")
 
 
@@ -155,7 +156,11 @@ class _Handler(BaseHTTPRequestHandler):
             attempt = self.server.attempts[(tag, stage, model)]
         if self.server.latency_s:
             time.sleep(self.server.latency_s)
-        reply = scripted_reply(stage, tag, prompt, self.server.plan.behaviour(tag, stage, model), attempt)
+        behaviour = self.server.plan.behaviour(tag, stage, model)
+        if behaviour == "http500":
+            send_json(self, 500, {"error": {"message": "internal error"}})
+            return
+        reply = scripted_reply(stage, tag, prompt, behaviour, attempt)
         json_mode = body.get("response_format") == {"type": "json_object"}
         with self.server.lock:
             self.server.log.append(Exchange(stage, tag, model, bool(images), json_mode, reply))
