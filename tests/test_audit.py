@@ -9,7 +9,7 @@ from typing import Any
 from siuo_task.data import load_siuo
 from siuo_task.metrics import rate
 from tests.helpers.build_server import BuildServer, tag_of_bytes, tag_of_question
-from tests.test_build import judge_env, run_cli
+from tests.helpers.in_process import judge_env, run_cli
 
 JUDGES = ("audit-a", "audit-b")
 

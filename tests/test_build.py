@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 import signal
@@ -19,10 +17,10 @@ import pytest
 from PIL import Image
 
 from siuo_task.categories import KNOWN_CATEGORIES
-from siuo_task.cli import main
 from siuo_task.construction.replies import ReplyError, check_query, check_reflect, validate
 from siuo_task.data import load_siuo
 from tests.helpers.build_server import BuildServer, tag_of_bytes
+from tests.helpers.in_process import judge_env, run_cli
 from tests.helpers.judge_server import JudgeServer
 
 MODELS = ("--generator-model", "gen-model", "--answer-model", "answer-model", "--judge-model", "judge-model")
@@ -66,27 +64,6 @@ def plan_for(tags: dict[str, str], script: dict[str, tuple[str, str] | None]) ->
         if entry is not None:
             plan[(tags[name], entry[0])] = entry[1]
     return plan
-
-
-@contextlib.contextmanager
-def judge_env(server_url: str, cache: Path, **extra: str) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith(("SIUO_", "OPENAI_")):
-                patch.delenv(name)
-        patch.setenv("SIUO_JUDGE_BASE_URL", server_url)
-        patch.setenv("SIUO_JUDGE_CACHE", str(cache))
-        patch.setenv("SIUO_JUDGE_BACKOFF", "0.01")
-        for name, value in extra.items():
-            patch.setenv(name, value)
-        yield
-
-
-def run_cli(args: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(args)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
