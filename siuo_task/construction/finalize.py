@@ -142,6 +142,8 @@ def finalize(
     by_id = {record["candidate_id"]: record for record in records}
     reviewed = read_reviewed(reviewed_csv, by_id, categories)
     kept = [row for row in reviewed if row.decision != "reject"]
+    if not kept:
+        raise DataError(f"'{reviewed_csv}' accepts or edits no item, so there is nothing to write")
     ids = assign_ids(kept, categories)
     original = load_siuo(merge_with) if merge_with is not None else None
     gen_rows, mcq_rows = _original_rows(original)

@@ -43,7 +43,7 @@ _MAX_BACKOFF_S = 60.0
 
 
 # Turns a reply's text into its parsed value, or None when the reply does not hold one.
-ReplyParser = Callable[[str], "Verdict | None"]
+ReplyParser = Callable[[str], Verdict | None]
 
 
 @dataclass(frozen=True, slots=True)
