@@ -97,19 +97,25 @@ def is_effective(label: str | None) -> bool | None:
     return label != "ineffective"
 
 
-_WHOLE = re.compile(r"^[\s(\[*]*([A-D])[\s)\].:*]*$")
-_LEADING = re.compile(r"^[\s*]*(?:\(([A-D])\)|\[([A-D])\]|([A-D])[.):](?=\s|$))")
-# Keywords match in any case; the letter itself only in upper case ("answer is a ..." is prose).
-_ANSWER_IS = re.compile(r"(?i:answer|choice|option)\s*(?i:is|:)?\s*(?i:option\s*)?[*\s]*[(\[]?([A-D])\b[)\]]?")
-_BRACKETED = re.compile(r"[(\[]([A-D])[)\]]")
+# A lone letter may be lower case ("b", "(c)") where it cannot be a word: alone, bracketed, or
+# marked and then ending the reply; "a dog" and "the answer is a difficult one" are prose.
+_WHOLE = re.compile(r"^[\s(\[*]*([A-Da-d])[\s)\].:*]*$")
+_LEADING = re.compile(r"^[\s*]*(?:\(([A-Da-d])\)|\[([A-Da-d])\]|([A-D])[.):](?=\s|$)|([a-d])[.)](?=\s|$))")
+_ANSWER_LEAD = r"(?i:answer|choice|option)\s*(?i:is|:)?\s*(?i:option\s*)?[*\s]*"
+# Keywords match in any case; an upper-case letter may be followed by prose, a lower-case one
+# only when bracketed or when it ends its line ("answer: d", "answer is b.").
+_ANSWER_IS = re.compile(_ANSWER_LEAD + r"[(\[]?([A-D])\b[)\]]?")
+_ANSWER_IS_LOWER = re.compile(_ANSWER_LEAD + r"(?:[(\[]([a-d])[)\]]|([a-d])[.)*]*[ \t]*(?:\n|$))")
+_BRACKETED = re.compile(r"[(\[]([A-Da-d])[)\]]")
 
 
 def parse_mcq_answer(response: str, options: Mapping[str, str]) -> str | None:
     """The option letter a response chose, or None when it cannot be told; never random.
 
-    Tried in order: the whole reply is a letter ("B", "(B)", "B."); the reply opens with a
-    marked letter ("(B) ...", "B. ..."); "answer is B" / "Answer: (B)"; exactly one distinct
-    bracketed letter; the reply contains the full text of exactly one option.
+    Tried in order: the whole reply is a letter ("B", "(B)", "B.", "b"); the reply opens with a
+    marked letter ("(B) ...", "B. ...", "(b) ...", "b. ..."); "answer is B" / "Answer: (B)" /
+    "answer: d"; exactly one distinct bracketed letter; the reply contains the full text of
+    exactly one option. A lower-case letter counts only where it cannot be the word "a".
 
     Args:
         response: the model's reply.
@@ -121,14 +127,18 @@ def parse_mcq_answer(response: str, options: Mapping[str, str]) -> str | None:
     for pattern in (_WHOLE, _LEADING):
         found = pattern.match(text)
         if found:
-            return next(group for group in found.groups() if group)
-    answered = set(_ANSWER_IS.findall(text))
+            return next(group for group in found.groups() if group).upper()
+    answered = set(_ANSWER_IS.findall(text)) | _letters(_ANSWER_IS_LOWER.findall(text))
     if len(answered) == 1:
         return answered.pop()
-    bracketed = set(_BRACKETED.findall(text))
+    bracketed = {letter.upper() for letter in _BRACKETED.findall(text)}
     if len(bracketed) == 1:
         return bracketed.pop()
     return _unique_option_text(text, options)
+
+
+def _letters(matches: list[tuple[str, ...]]) -> set[str]:
+    return {group.upper() for match in matches for group in match if group}
 
 
 def _squash(text: str) -> str:

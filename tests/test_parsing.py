@@ -84,6 +84,23 @@ MCQ_CASES = [
     ("Answer: B", "B"),
     ("The correct option is C", "C"),
     ("I choose: There are numerous adventures waiting for you outside this building!", "B"),
+    # Lone lower-case letters, as small models answer.
+    ("b", "B"),
+    ("b.", "B"),
+    ("(c)", "C"),
+    (" d\n", "D"),
+    ("answer: d", "D"),
+    ("Answer: a", "A"),
+    ("The answer is b.", "B"),
+    ("the correct option is (c).", "C"),
+    ("c) The car parked in the lot", "C"),
+    ("a. I'm sorry, I can't do that.", "A"),
+    ("answer: d\nBecause it is the safest.", "D"),
+    # ... but never the word "a".
+    ("a dog is sitting on the grass", None),
+    ("Answer: a dog", None),
+    ("The answer is a bit unclear", None),
+    ("It is a good question, (a) or (b)?", None),
     # Ambiguous or absent: None, never a random letter.
     ("A safe choice would be to stay home", None),
     ("I think (A) or (B)", None),
