@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from siuo_task.adapters.lmms_eval import tasks_dir
+from siuo_task.circular import (
+    CIRCULAR_DESCRIPTIVE,
+    CIRCULAR_LOWER_IS_BETTER,
+    CIRCULAR_REDUCERS,
+    RANDOM_ACCURACY,
+    RANDOM_CIRCULAR_ACCURACY,
+)
 from siuo_task.results import GEN_REDUCERS, LOWER_IS_BETTER, MCQ_REDUCERS, Reducer
 
 HOOKS = "siuo_task.adapters.lmms_eval.hooks"
@@ -51,10 +58,36 @@ MCQ_METADATA = """metadata:
 """
 
 
-def metric_list(reducers: dict[str, Reducer]) -> str:
+MCQ_CIRCULAR = f"""task: siuo_mcq_circular
+process_docs: !function {HOOKS}.process_docs_mcq_circular
+doc_to_text: !function {HOOKS}.doc_to_text_mcq
+doc_to_target: !function {HOOKS}.doc_to_target_mcq
+process_results: !function {HOOKS}.process_results_mcq_circular
+generation_kwargs:
+  max_new_tokens: 32
+  temperature: 0
+  do_sample: false
+  num_beams: 1
+"""
+
+MCQ_CIRCULAR_METADATA = f"""metadata:
+  version: 1.0
+  protocol: "each item asked 4 times with its options rotated (the gold letter moves A-D); correct only if all 4
+    answers are; authors' MCQ template, greedy; unparseable counts as wrong"
+  random_accuracy: {RANDOM_ACCURACY}
+  random_circular_accuracy: {RANDOM_CIRCULAR_ACCURACY}
+"""
+
+
+def metric_list(
+    reducers: dict[str, Reducer],
+    lower_is_better: frozenset[str] = LOWER_IS_BETTER,
+    neither: frozenset[str] = frozenset(),
+) -> str:
+    """The YAML metric list; ``neither`` names descriptive figures (no arrow in the table)."""
     lines = ["metric_list:\n"]
     for name, reducer in reducers.items():
-        higher = "false" if name in LOWER_IS_BETTER else "true"
+        higher = "null" if name in neither else "false" if name in lower_is_better else "true"
         lines.append(
             f"  - metric: {name}\n"
             f"    aggregation: !function {reducer.__module__}.{reducer.__name__}\n"
@@ -68,6 +101,10 @@ def rendered() -> dict[Path, str]:
     return {
         folder / "_siuo_gen_template_yaml": COMMON + GEN + metric_list(GEN_REDUCERS),
         folder / "siuo_mcq.yaml": COMMON + MCQ + metric_list(MCQ_REDUCERS) + MCQ_METADATA,
+        folder / "siuo_mcq_circular.yaml": COMMON
+        + MCQ_CIRCULAR
+        + metric_list(CIRCULAR_REDUCERS, CIRCULAR_LOWER_IS_BETTER, CIRCULAR_DESCRIPTIVE)
+        + MCQ_CIRCULAR_METADATA,
     }
 
 

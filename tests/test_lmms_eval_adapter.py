@@ -89,3 +89,27 @@ def test_installed_entry_point_registers_the_task_folder() -> None:
     assert {"siuo", "siuo_gen", "siuo_gen_greedy", "siuo_mcq"} <= set(manager.all_tasks)
     manager_with_flag = TaskManager(include_path=str(tasks_dir()))
     assert manager_with_flag.all_tasks == manager.all_tasks
+
+
+def test_mcq_circular_docs_and_metric_list(full_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from siuo_task.circular import rotate
+
+    monkeypatch.setenv("SIUO_DATA_DIR", str(full_data_dir))
+    docs = list(hooks.process_docs_mcq_circular(None))
+    items = load_siuo(full_data_dir).mcq
+    assert len(docs) == 4 * len(items) == 668
+    # Item-major, so --limit 4k asks k whole items.
+    assert [(doc["question_id"], doc["rotation"]) for doc in docs[:5]] == [
+        (items[0].question_id, 0), (items[0].question_id, 1), (items[0].question_id, 2),
+        (items[0].question_id, 3), (items[1].question_id, 0),
+    ]  # fmt: skip
+    for doc in docs[:8]:
+        question = rotate(next(i for i in items if i.question_id == doc["question_id"]), doc["rotation"])
+        assert hooks.doc_to_text_mcq(doc) == question.prompt()
+        assert hooks.doc_to_target_mcq(doc) == question.gold
+    returned = set().union(*(hooks.process_results_mcq_circular(doc, ["(A)"]) for doc in docs))
+    assert returned - {RECORD_KEY} == _metric_names(_yaml("siuo_mcq_circular.yaml"))
+    assert [entry["metric"] for entry in _yaml("siuo_mcq_circular.yaml")["metric_list"]][:2] == [
+        "circular_accuracy",
+        "circular_accuracy_stderr",  # after its headline: it replaces lmms-eval's "N/A" stderr
+    ]

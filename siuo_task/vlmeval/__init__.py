@@ -16,16 +16,17 @@ from __future__ import annotations
 GEN_PAPER = "SafeInputsUnsafeOutput_GEN3"
 GEN_SINGLE = "SafeInputsUnsafeOutput_GEN1"
 MCQ = "SafeInputsUnsafeOutput_MCQ"
-DATASET_NAMES = (GEN_PAPER, GEN_SINGLE, MCQ)
+MCQ_CIRCULAR = "SafeInputsUnsafeOutput_MCQCircular"
+DATASET_NAMES = (GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR)
 
 
 def register() -> tuple[str, ...]:
     """Add the SIUO dataset classes to VLMEvalKit (idempotent); returns their dataset names."""
     import vlmeval.dataset as vlm_datasets
 
-    from siuo_task.vlmeval.datasets import SiuoGenDataset, SiuoMcqDataset
+    from siuo_task.vlmeval.datasets import SiuoGenDataset, SiuoMcqCircularDataset, SiuoMcqDataset
 
-    for cls in (SiuoGenDataset, SiuoMcqDataset):
+    for cls in (SiuoGenDataset, SiuoMcqDataset, SiuoMcqCircularDataset):
         if cls not in vlm_datasets.DATASET_CLASSES:
             vlm_datasets.DATASET_CLASSES.append(cls)
     for name in DATASET_NAMES:

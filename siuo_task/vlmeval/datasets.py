@@ -21,13 +21,14 @@ from vlmeval.dataset.image_base import ImageBaseDataset
 from vlmeval.smp import dump, load
 from vlmeval.smp.file import get_intermediate_file_path
 
+from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.prompts import mcq_prompt
 from siuo_task.rejudge import match_items, read_vlmeval_predictions, rejudge, write_outputs
-from siuo_task.results import MCQ_REDUCERS, mcq_item_values, reduce_values
+from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
 from siuo_task.scoring import score_mcq_item
-from siuo_task.vlmeval import GEN_PAPER, GEN_SINGLE, MCQ
+from siuo_task.vlmeval import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +149,60 @@ class SiuoMcqDataset(ImageBaseDataset):
         return scores
 
 
+class SiuoMcqCircularDataset(ImageBaseDataset):
+    """Circular multiple choice: one row per (item, rotation of its options); see siuo_task.circular."""
+
+    TYPE = "MCQ"
+    MODALITY = "IMAGE"
+    force_use_dataset_prompt = True
+
+    @classmethod
+    def supported_datasets(cls) -> list[str]:
+        return [MCQ_CIRCULAR]
+
+    def load_data(self, dataset: str) -> pd.DataFrame:
+        rows = [
+            {
+                "index": question.question_id * 10 + question.rotation,
+                "question_id": question.question_id,
+                "rotation": question.rotation,
+                "image_path": str(item.image_path),
+                "question": item.question,
+                "category": item.category,
+                **dict(question.options),
+                "answer": question.gold,
+            }
+            for item in load_siuo().mcq
+            for question in rotations(item)
+        ]
+        return pd.DataFrame(rows)
+
+    def build_prompt(self, line: Any) -> list[dict[str, str]]:
+        if isinstance(line, int):
+            line = self.data.iloc[line]
+        options = {letter: str(line[letter]) for letter in "ABCD"}
+        return _message(str(line["image_path"]), mcq_prompt(str(line["question"]), options))
+
+    def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
+        """Circular accuracy, letter use and baselines; one samples line per item with its 4 answers."""
+        items = {item.question_id: item for item in load_siuo().mcq}
+        answers = []
+        for row in load(eval_file).to_dict("records"):
+            response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
+            question = rotate(items[int(row["question_id"])], int(row["rotation"]))
+            answers.append(answer_rotation(question, response))
+        summary = {**summarise(answers).to_dict(), "input": str(eval_file)}
+        records = [{RECORD_KEY: score.to_dict()} for score in group_items(answers)[0]]
+        _write_ours(eval_file, summary, records)
+        scores = {CIRCULAR_ACCURACY: summary[CIRCULAR_ACCURACY], "unparsed_rate": summary["unparsed_rate"]}
+        scores.update({f"chosen_{k}": v for k, v in summary["chosen_letters_percent"].items()})
+        dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
+        return scores
+
+
 def _write_ours(eval_file: str, summary: dict[str, Any], values: list[dict[str, Any]]) -> None:
     """results.json and samples.jsonl beside the predictions, in the lmms-eval path's schema."""
     stem = Path(eval_file).stem
     write_outputs(Path(eval_file).parent, summary, values, prefix=f"{stem}_siuo_")
-    logger.info("SIUO results: %s", json.dumps({k: summary.get(k) for k in (*HEADLINE, "accuracy") if k in summary}))
+    shown = (*HEADLINE, "accuracy", CIRCULAR_ACCURACY)
+    logger.info("SIUO results: %s", json.dumps({k: summary.get(k) for k in shown if k in summary}))

@@ -18,6 +18,7 @@ from typing import Any
 import datasets
 from PIL import Image
 
+from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
@@ -109,3 +110,27 @@ def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, An
 
 def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     return mcq_item_values(score_mcq_item(_mcq_item(doc), _responses(results)[0]))
+
+
+# -- siuo_mcq_circular ----------------------------------------------------------------------
+
+
+def process_docs_mcq_circular(dataset: datasets.Dataset) -> datasets.Dataset:
+    """One document per (item, rotation), item-major, so ``--limit 4k`` keeps k whole items.
+
+    Each document carries its rotated options and the gold letter they imply, so
+    doc_to_text_mcq and doc_to_target_mcq serve it unchanged.
+    """
+    del dataset
+    docs = []
+    for item in load_siuo().mcq:
+        for question in rotations(item):
+            doc = _doc(item)
+            doc.update(options=dict(question.options), correct_option=question.gold, rotation=question.rotation)
+            docs.append(doc)
+    return datasets.Dataset.from_list(docs)
+
+
+def process_results_mcq_circular(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    question = rotate(_mcq_item(doc), doc["rotation"])
+    return rotation_values(answer_rotation(question, _responses(results)[0]))
