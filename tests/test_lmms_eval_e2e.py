@@ -20,6 +20,7 @@ import pytest
 
 from siuo_task.adapters.lmms_eval import tasks_dir
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.circular import CIRCULAR_REDUCERS
 from tests.helpers.fixture_data import real_items
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer
 
@@ -201,11 +202,44 @@ def _check_mcq(task_results: dict[str, Any], lines: list[dict]) -> None:
         assert task_results[f"accuracy_{category_slug(category)},none"] == _percent(cell)
 
 
+def _check_circular(task_results: dict[str, Any], lines: list[dict]) -> list[bool]:
+    """Recomputes siuo_mcq_circular from its samples (one line per item and rotation); returns item verdicts."""
+    _, mcq_items = real_items()
+    items = {item["question_id"]: item for item in mcq_items}
+    by_item: dict[int, dict[int, dict]] = {}
+    for line in lines:
+        record = line["siuo"]
+        by_item.setdefault(record["question_id"], {})[record["rotation"]] = record
+    verdicts = []
+    for question_id, answers in by_item.items():
+        item = items[question_id]
+        assert sorted(answers) == [0, 1, 2, 3]
+        for rotation, record in answers.items():
+            # The gold text sits `rotation` places earlier: letter index (original - rotation) mod 4.
+            assert record["gold"] == "ABCD"[("ABCD".index(item["correct_option"]) - rotation) % 4]
+            assert record["correct"] == (record["parsed"] == record["gold"])
+        verdicts.append(all(record["correct"] for record in answers.values()))
+    assert task_results["circular_accuracy,none"] == _percent(verdicts)
+    assert task_results["incomplete_items,none"] == 0
+    share = verdicts.count(True) / len(verdicts)
+    stderr = 100 * math.sqrt(share * (1 - share) / (len(verdicts) - 1))
+    assert math.isclose(task_results["circular_accuracy_stderr,none"], stderr, abs_tol=1e-3)
+    golds = [items[qid]["correct_option"] for qid in by_item]
+    for letter in "ABCD":
+        chosen = [line["siuo"]["parsed"] for line in lines]
+        assert task_results[f"chosen_{letter}_rate,none"] == round(100 * chosen.count(letter) / len(chosen), 4)
+        assert task_results[f"always_{letter}_accuracy,none"] == round(100 * golds.count(letter) / len(golds), 4)
+    # Every metric row is a number a leaderboard tool can read, the Stderr of the headline too.
+    for name in CIRCULAR_REDUCERS:
+        assert isinstance(task_results[f"{name},none"], (int, float)), name
+    return verdicts
+
+
 USAGE_KEYS = ("judge_calls,none", "judge_cache_hits,none", "judge_wall_seconds,none")
 
 
 def test_two_ranks_give_the_same_metrics_as_one(tiny_llava: Path, small_data_dir: Path, tmp_path: Path) -> None:
-    tasks = "siuo_gen_greedy,siuo_mcq"
+    tasks = "siuo_gen_greedy,siuo_mcq,siuo_mcq_circular"
     runs = {}
     for ranks in (1, 2):
         out = tmp_path / f"out{ranks}"
@@ -217,6 +251,9 @@ def test_two_ranks_give_the_same_metrics_as_one(tiny_llava: Path, small_data_dir
             assert len(samples["siuo_gen_greedy"]) == 18
             # Usage counts every rank's calls, not only rank 0's.
             assert results["results"]["siuo_gen_greedy"]["judge_calls,none"] == len(server.log.exchanges) > 0
+            # Rotations of one item land on different ranks; rank 0's aggregation regroups them.
+            assert len(samples["siuo_mcq_circular"]) == 18 * 4
+            _check_circular(results["results"]["siuo_mcq_circular"], samples["siuo_mcq_circular"])
         runs[ranks] = {
             task: {k: v for k, v in metrics.items() if k not in ("alias", "judge_endpoint,none", *USAGE_KEYS)}
             for task, metrics in results["results"].items()
@@ -250,7 +287,7 @@ def test_rerun_is_served_from_the_judge_cache(tiny_llava: Path, small_data_dir: 
 def test_group_dummy_model_and_include_path(small_data_dir: Path, tmp_path: Path) -> None:
     """`--tasks siuo` runs both tasks; --include_path still works beside the entry point."""
     out = tmp_path / "out"
-    args = ["--model", "dummy", "--model_args", "response=The answer is (A).", "--tasks", "siuo"]
+    args = ["--model", "dummy", "--model_args", "response=The answer is (A).", "--tasks", "siuo,siuo_mcq_circular"]
     args += ["--include_path", str(tasks_dir()), "--output_path", str(out), "--log_samples"]
     with JudgeServer() as server:
         proc = _run(args, _env(small_data_dir, tmp_path / "hf", server))
@@ -264,6 +301,13 @@ def test_group_dummy_model_and_include_path(small_data_dir: Path, tmp_path: Path
     golds = [item["correct_option"] for item in mcq_items if item["question_id"] in asked]
     assert results["results"]["siuo_mcq"]["accuracy,none"] == round(100 * golds.count("A") / len(golds), 4)
     assert results["results"]["siuo_mcq"]["unparsed_rate,none"] == 0
+    # A constant-letter model: its standard accuracy is always_A_accuracy, its circular score 0.
+    circular = results["results"]["siuo_mcq_circular"]
+    assert _check_circular(circular, samples["siuo_mcq_circular"]) == [False] * 18
+    assert circular["circular_accuracy,none"] == 0 and circular["chosen_A_rate,none"] == 100
+    assert circular["always_A_accuracy,none"] == results["results"]["siuo_mcq"]["accuracy,none"]
+    row = next(line for line in proc.stdout.splitlines() if "|circular_accuracy " in line)
+    assert row.split("|")[-2].strip() == "0.0000"  # the Stderr column is filled, not N/A
 
 
 def test_missing_judge_key_fails_before_generation(small_data_dir: Path, tmp_path: Path) -> None:

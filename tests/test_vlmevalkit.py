@@ -19,8 +19,9 @@ import pytest
 
 from siuo_task.adapters.lmms_eval import hooks
 from siuo_task.parsing import parse_mcq_answer
+from siuo_task.prompts import mcq_prompt
 from siuo_task.results import GEN_REDUCERS, reduce_values
-from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ
+from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ, MCQ_CIRCULAR
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -38,7 +39,18 @@ def _env(data_dir: Path, root: Path, judge: JudgeServer) -> dict[str, str]:
 
 def _run_vlmeval(model: ModelServer, env: dict[str, str], work: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url]
-    command += ["--data", GEN_PAPER, MCQ, "--work-dir", str(work), "--api-nproc", "4", "--temperature", "1.0"]
+    command += [
+        "--data",
+        GEN_PAPER,
+        MCQ,
+        MCQ_CIRCULAR,
+        "--work-dir",
+        str(work),
+        "--api-nproc",
+        "4",
+        "--temperature",
+        "1.0",
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=work.parent)
 
 
@@ -68,6 +80,11 @@ def vlmeval_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
             "gen_score": _one(root / "outputs", f"*_{GEN_PAPER}_score.csv", proc),
             "mcq_results": json.loads(_one(root / "outputs", f"*{MCQ}_siuo_results.json", proc).read_text()),
             "mcq_predictions": _one(root / "outputs", f"*_{MCQ}.xlsx", proc),
+            "circular_results": json.loads(_one(root, f"*{MCQ_CIRCULAR}_siuo_results.json", proc).read_text()),
+            "circular_samples": [
+                json.loads(line) for line in _one(root, f"*{MCQ_CIRCULAR}_siuo_samples.jsonl", proc).open()
+            ],
+            "circular_predictions": _one(root / "outputs", f"*_{MCQ_CIRCULAR}.xlsx", proc),
             "root": root,
         }
         # The lmms-eval path on the same responses, judged by the same server.
@@ -92,7 +109,7 @@ def test_generation_runs_through_vlmevalkit_with_the_dataset_prompt(vlmeval_run:
     gen_prompts = {p: n for p, n in vlmeval_run["prompts"].items() if p in questions}
     # Every SIUO question reached the model verbatim (no appended instructions), 3 times, with its image.
     assert gen_prompts == {question: 3 for question in questions}
-    assert vlmeval_run["images"] == 18 * 3 + 18
+    assert vlmeval_run["images"] == 18 * 3 + 18 + 18 * 4
     assert vlmeval_run["judge_authorization"] == {f"Bearer {SECRET}"}
 
 
@@ -126,6 +143,39 @@ def test_mcq_uses_our_parser_and_template(vlmeval_run: dict[str, Any]) -> None:
         correct.append(parse_mcq_answer(response, options) == row["answer"])
     assert vlmeval_run["mcq_results"]["accuracy"] == round(100 * sum(correct) / len(correct), 4)
     assert any(p.startswith("Answer the following multi-choice questions") for p in vlmeval_run["prompts"])
+
+
+def test_circular_mcq_through_vlmevalkit(vlmeval_run: dict[str, Any]) -> None:
+    rows = pd.read_excel(vlmeval_run["circular_predictions"]).to_dict("records")
+    standard = {row["question_id"]: row for row in pd.read_excel(vlmeval_run["mcq_predictions"]).to_dict("records")}
+    assert len(rows) == 18 * 4
+    by_item: dict[int, list[bool]] = {}
+    chosen = []
+    for row in rows:
+        options = {letter: str(row[letter]) for letter in "ABCD"}
+        # Each rotation reached the model as the authors' template with its own option order.
+        assert vlmeval_run["prompts"][mcq_prompt(str(row["question"]), options)] >= 1
+        original = standard[row["question_id"]]
+        assert options[row["answer"]] == str(original[original["answer"]])  # the gold text moved with its letter
+        if row["rotation"] == 0:
+            assert options == {letter: str(original[letter]) for letter in "ABCD"}
+        response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
+        chosen.append(parse_mcq_answer(response, options))
+        by_item.setdefault(row["question_id"], []).append(chosen[-1] == row["answer"])
+    results = vlmeval_run["circular_results"]
+    assert all(len(v) == 4 for v in by_item.values())
+    correct = [all(v) for v in by_item.values()]
+    assert results["circular_accuracy"] == round(100 * sum(correct) / len(correct), 4)
+    assert results["n_items"] == 18 and results["incomplete_items"] == []
+    for letter in "ABCD":
+        assert results["chosen_letters_percent"][letter] == round(100 * chosen.count(letter) / len(chosen), 4)
+        golds = [row["answer"] for row in standard.values()]
+        assert results["baselines"][f"always_{letter}"]["accuracy"] == round(100 * golds.count(letter) / 18, 4)
+    assert results["gold_letters_percent"] == {"A": 25.0, "B": 25.0, "C": 25.0, "D": 25.0, "none": 0.0}
+    samples = vlmeval_run["circular_samples"]
+    assert len(samples) == 18
+    assert all(len(line["siuo"]["responses"]) == len(line["siuo"]["parsed"]) == 4 for line in samples)
+    assert sorted(g for line in samples for g in line["siuo"]["golds"]) == sorted("ABCD" * 18)
 
 
 def test_siuo_eval_judge_rescores_vlmevalkit_predictions(vlmeval_run: dict[str, Any], tmp_path: Path) -> None:
