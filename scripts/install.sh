@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates (or reuses) a virtual environment with siuo-task, lmms-eval, VLMEvalKit (ms-vlmeval)
-# and the test tools. Usage: bash scripts/install.sh [VENV_DIR]   (default: .venv)
+# Creates (or reuses) a virtual environment with siuo-task, lmms-eval, VLMEvalKit (ms-vlmeval),
+# Inspect (inspect-ai), lm-evaluation-harness (lm-eval[hf]) and the test tools, all in one environment.
+# Usage: bash scripts/install.sh [VENV_DIR]   (default: .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-.venv}"
@@ -14,5 +15,5 @@ python -m pip install --quiet --upgrade pip
 pins=("torch==2.14.1" "torchvision==0.29.1")
 python -m pip install --quiet "${pins[@]}"
 # filelock<4 because lmms-eval imports filelock._api; decord for lmms-eval's llava_hf.
-python -m pip install --quiet -e ".[dev,vlmeval]" "${pins[@]}" "filelock<4" decord
-python -c "import siuo_task, lmms_eval.evaluator, vlmeval; print('siuo-task', siuo_task.__version__, 'installed in $venv')"
+python -m pip install --quiet -e ".[dev,vlmeval,inspect,lm-eval]" "${pins[@]}" "filelock<4" decord
+python -c "import siuo_task, lmms_eval.evaluator, vlmeval, inspect_ai, lm_eval; print('siuo-task', siuo_task.__version__, 'installed in $venv')"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siuo_task.adapters.inspect_ai.logs import is_inspect_log, read_inspect_responses
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
@@ -37,10 +38,13 @@ class ResponseSet:
 
 
 def read_responses(path: Path, data: SiuoData | None = None) -> list[ResponseSet]:
-    """Read responses from a samples JSONL, the authors' results JSON, or VLMEvalKit predictions
-    (.xlsx/.tsv/.csv, which need ``data`` to map questions to items); errors name the line/item."""
+    """Read responses from a samples JSONL, the authors' results JSON, an Inspect log (.eval/.json)
+    or VLMEvalKit predictions (.xlsx/.tsv/.csv, which need ``data`` to map questions to items);
+    errors name the line/item."""
     if not path.is_file():
         raise DataError(f"input '{path}' does not exist")
+    if is_inspect_log(path):
+        return read_inspect_responses(path)
     if path.suffix in VLMEVAL_SUFFIXES:
         if data is None:
             raise DataError(f"reading VLMEvalKit predictions '{path}' needs the SIUO data")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siuo_task.adapters.inspect_ai.logs import is_inspect_source, load_inspect_run
 from siuo_task.errors import DataError
 from siuo_task.results import RECORD_KEY
 
@@ -39,13 +40,17 @@ class Run:
 
 
 def load_run(spec: str) -> Run:
-    """Load ``PATH`` or ``NAME=PATH`` (a results file or a folder holding one).
+    """Load ``PATH`` or ``NAME=PATH`` (a results file or a folder holding one, or Inspect logs).
 
     Raises:
         DataError: naming the path when no SIUO results are found there.
     """
     name, _, raw = spec.rpartition("=") if "=" in spec and not Path(spec).exists() else ("", "", spec)
     path = Path(raw)
+    if is_inspect_source(path):
+        run = load_inspect_run(path)
+        run.name = name or run.name
+        return run
     results_file = _find_results(path)
     results = json.loads(results_file.read_text(encoding="utf-8"))
     if "results" in results:
