@@ -14,8 +14,11 @@ if TYPE_CHECKING:
     from siuo_task.judge.config import JudgeConfig
 
 
-def _include_path(_: argparse.Namespace) -> int:
-    from siuo_task.adapters.lmms_eval import tasks_dir
+def _include_path(args: argparse.Namespace) -> int:
+    if args.harness == "lm-eval":
+        from siuo_task.adapters.lm_eval import tasks_dir
+    else:
+        from siuo_task.adapters.lmms_eval import tasks_dir
 
     print(tasks_dir())
     return 0
@@ -133,7 +136,10 @@ def _agreement(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siuo-eval", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    include = commands.add_parser("include-path", help="print the lmms-eval task folder (for --include_path)")
+    include = commands.add_parser("include-path", help="print the task folder for a harness's --include_path")
+    include.add_argument(
+        "--harness", choices=("lmms-eval", "lm-eval"), default="lmms-eval", help="which harness (default: lmms-eval)"
+    )
     include.set_defaults(run=_include_path)
     check = commands.add_parser("check", help="validate the data and judge settings before a long run")
     check.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
