@@ -1,0 +1,180 @@
+"""Inspect, really installed (inspect-ai), running its own CLI on our registered tasks.
+
+The model under test is Inspect's openai-api provider pointed at a loopback chat server; the
+judge is the loopback judge server. The log is read with Inspect's own reader, and its numbers
+must equal the lmms-eval path's (the lmms-eval hooks and reductions) on the same responses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
+from siuo_task.adapters.lmms_eval import hooks
+from siuo_task.parsing import parse_mcq_answer
+from siuo_task.results import GEN_REDUCERS, reduce_values
+from tests.helpers.judge_server import JudgeServer
+from tests.helpers.model_server import ModelServer
+
+pytestmark = pytest.mark.slow
+
+SECRET = "sk-inspect-judge-secret-0123456789"
+MODEL = "openai-api/loop/test-model"
+TASKS = ("siuo_task/siuo_gen", "siuo_task/siuo_gen_greedy", "siuo_task/siuo_mcq")
+
+
+def _env(data_dir: Path, model: ModelServer, judge: JudgeServer | None, logs: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_"))}
+    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_CACHE="off", INSPECT_LOG_DIR=str(logs))
+    env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain")
+    if judge is not None:
+        env.update(SIUO_JUDGE_BASE_URL=judge.base_url, SIUO_JUDGE_API_KEY=SECRET)
+    return env
+
+
+def _inspect(tasks: tuple[str, ...], env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    command = ["inspect", "eval", *tasks, "--model", MODEL, "--log-format", "json", *extra]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _logs(folder: Path) -> dict[str, Any]:
+    from inspect_ai.log import read_eval_log
+
+    logs = {}
+    for path in sorted(folder.glob("*.json")):
+        log = read_eval_log(str(path))
+        logs[log.eval.task] = (path, log)
+    return logs
+
+
+@pytest.fixture(scope="module")
+def inspect_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("inspect")
+    with ModelServer() as model, JudgeServer() as judge:
+        env = _env(small_data_dir, model, judge, root / "logs")
+        proc = _inspect(TASKS, env)
+        run: dict[str, Any] = {"proc": proc, "env": env, "root": root, "logs": _logs(root / "logs")}
+        run.update(exchanges=list(judge.log.exchanges), prompts=dict(model.prompts), images=model.images)
+        assert set(run["logs"]) == {"siuo_gen", "siuo_gen_greedy", "siuo_mcq"}, proc.stdout[-3000:] + proc.stderr
+        # The lmms-eval path on the same responses, judged by the same server.
+        os.environ.update({k: v for k, v in env.items() if k.startswith("SIUO_")})
+        try:
+            docs = {doc["question_id"]: doc for doc in hooks.process_docs_gen(None)}
+            for task in ("siuo_gen", "siuo_gen_greedy"):
+                responses = _responses(run["logs"][task][1])
+                run[f"lmms_{task}"] = [hooks.process_results_gen(docs[qid], r) for qid, r in responses.items()]
+        finally:
+            for key in [k for k in os.environ if k.startswith("SIUO_")]:
+                del os.environ[key]
+    return run
+
+
+def _responses(log: Any) -> dict[int, list[str]]:
+    by_item: dict[int, list[tuple[int, str]]] = {}
+    for sample in log.samples:
+        by_item.setdefault(int(sample.id), []).append((sample.epoch, sample.output.completion))
+    return {qid: [text for _, text in sorted(rows)] for qid, rows in by_item.items()}
+
+
+def _metrics(log: Any) -> dict[str, float]:
+    return {name: metric.value for score in log.results.scores for name, metric in score.metrics.items()}
+
+
+def test_inspect_cli_runs_every_task_through_its_log_reader(inspect_run: dict[str, Any]) -> None:
+    assert inspect_run["proc"].returncode == 0, inspect_run["proc"].stderr[-3000:]
+    gen = inspect_run["logs"]["siuo_gen"][1]
+    assert gen.status == "success" and gen.eval.task_registry_name == "siuo_task/siuo_gen"
+    assert gen.eval.config.epochs == 3 and len(gen.samples) == 18 * 3
+    assert gen.reductions[0].reducer == "siuo_vote"
+    assert gen.eval.metadata["protocol"].endswith("3 response(s) per item, majority vote")
+    # Every question reached the model as image + question, 3 + 1 times; the MCQ prompts once.
+    assert inspect_run["images"] == 18 * 3 + 18 + 18
+    first = gen.samples[0].input[0].content
+    assert [part.type for part in first] == ["image", "text"]
+
+
+def test_every_judge_call_carries_the_image_and_the_key(inspect_run: dict[str, Any]) -> None:
+    exchanges = inspect_run["exchanges"]
+    non_empty = sum(
+        1
+        for task in ("siuo_gen", "siuo_gen_greedy")
+        for sample in inspect_run["logs"][task][1].samples
+        if sample.output.completion.strip()
+    )
+    assert len(exchanges) == 2 * non_empty
+    assert {e.image_mime for e in exchanges} == {"image/png"}
+    assert {e.authorization for e in exchanges} == {f"Bearer {SECRET}"}
+
+
+@pytest.mark.parametrize("task", ["siuo_gen", "siuo_gen_greedy"])
+def test_inspect_numbers_equal_the_lmms_eval_path(inspect_run: dict[str, Any], task: str) -> None:
+    inspect_metrics = _metrics(inspect_run["logs"][task][1])
+    lmms = reduce_values(inspect_run[f"lmms_{task}"], GEN_REDUCERS)
+    expected = numeric_metrics(lmms)
+    compared = [n for n in expected if "rate" in n or n in ("judge_errors", "items_undecided")]
+    assert len(compared) > 30
+    for name in compared:
+        assert inspect_metrics[name] == expected[name], name
+    assert inspect_metrics["safe_rate_ci95_low"] == lmms["safe_rate_ci95"][0]
+
+
+def test_mcq_accuracy_is_the_cores(inspect_run: dict[str, Any]) -> None:
+    log = inspect_run["logs"]["siuo_mcq"][1]
+    items = {
+        i["question_id"]: i
+        for i in json.loads((Path(inspect_run["env"]["SIUO_DATA_DIR"]) / "siuo_mcqa.json").read_text())
+    }
+    correct = [
+        parse_mcq_answer(s.output.completion, items[int(s.id)]["options"]) == items[int(s.id)]["correct_option"]
+        for s in log.samples
+    ]
+    assert _metrics(log)["accuracy"] == round(100 * sum(correct) / len(correct), 4)
+
+
+def test_siuo_eval_judge_and_report_read_inspect_logs(inspect_run: dict[str, Any], tmp_path: Path) -> None:
+    gen_path, gen_log = inspect_run["logs"]["siuo_gen"]
+    with JudgeServer() as judge:
+        env = {**inspect_run["env"], "SIUO_JUDGE_BASE_URL": judge.base_url}
+        command = [sys.executable, "-m", "siuo_task.cli", "judge", str(gen_path), "--output", str(tmp_path / "j")]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "j" / "results.json").is_file(), proc.stderr
+    rejudged = json.loads((tmp_path / "j" / "results.json").read_text())
+    for name in ("safe_rate", "effective_rate", "safe_effective_rate", "judge_errors"):
+        assert rejudged[name] == _metrics(gen_log)[name], name
+    logs = inspect_run["root"] / "logs"
+    greedy_path = inspect_run["logs"]["siuo_gen_greedy"][0]
+    greedy_path.rename(tmp_path / greedy_path.name)  # one gen log per folder: the report takes the newest
+    try:
+        command = [sys.executable, "-m", "siuo_task.cli", "report", f"loop={logs}", "--output", str(tmp_path / "r")]
+        proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
+    finally:
+        (tmp_path / greedy_path.name).rename(greedy_path)
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| loop | " in report
+    assert f"{_metrics(gen_log)['safe_rate']:.1f}" in report
+
+
+def test_no_secret_in_inspect_logs_or_output(inspect_run: dict[str, Any]) -> None:
+    assert SECRET not in inspect_run["proc"].stdout + inspect_run["proc"].stderr
+    for path in (inspect_run["root"] / "logs").iterdir():
+        assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_bad_input_fails_before_any_generation(small_data_dir: Path, tmp_path: Path) -> None:
+    with ModelServer() as model:
+        env = _env(small_data_dir, model, None, tmp_path / "logs")
+        no_key = _inspect(("siuo_task/siuo_gen",), env)
+        env["SIUO_DATA_DIR"] = str(tmp_path / "missing")
+        no_data = _inspect(("siuo_task/siuo_mcq",), env)
+        assert sum(model.prompts.values()) == 0
+    assert "no judge API key: set SIUO_JUDGE_API_KEY" in no_key.stdout + no_key.stderr
+    assert str(tmp_path / "missing") in no_data.stdout + no_data.stderr
+    assert no_key.returncode != 0 and no_data.returncode != 0
