@@ -178,3 +178,11 @@ def test_bad_input_fails_before_any_generation(small_data_dir: Path, tmp_path: P
     assert "no judge API key: set SIUO_JUDGE_API_KEY" in no_key.stdout + no_key.stderr
     assert str(tmp_path / "missing") in no_data.stdout + no_data.stderr
     assert no_key.returncode != 0 and no_data.returncode != 0
+
+
+def test_siuo_eval_judge_refuses_an_mcq_log(inspect_run: dict[str, Any], tmp_path: Path) -> None:
+    mcq_path = inspect_run["logs"]["siuo_mcq"][0]
+    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(mcq_path), "--output", str(tmp_path / "j")]
+    proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "Inspect log of task 'siuo_mcq'; pass a siuo_gen or siuo_gen_greedy log" in proc.stderr
