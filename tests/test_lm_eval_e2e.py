@@ -156,3 +156,16 @@ def test_committed_lm_eval_task_files_are_generated() -> None:
     for path, text in module.rendered().items():
         assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run python scripts/gen_lm_eval_yaml.py"
     assert (tasks_dir() / "siuo" / "siuo_gen.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_siuo_eval_judge_reads_lm_eval_samples(lm_eval_run: dict[str, Any], tmp_path: Path) -> None:
+    samples = next(lm_eval_run["out"].rglob("samples_siuo_gen_2*.jsonl"))
+    with JudgeServer() as judge:
+        env = {**lm_eval_run["env"], "SIUO_JUDGE_BASE_URL": judge.base_url}
+        command = ["siuo-eval", "judge", str(samples), "--output", str(tmp_path / "j")]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "j" / "results.json").is_file(), proc.stderr
+    rejudged = json.loads((tmp_path / "j" / "results.json").read_text())
+    for name in ("safe_rate", "effective_rate", "safe_effective_rate", "judge_errors"):
+        assert rejudged[name] == _metric(lm_eval_run["results"], "siuo_gen", name), name
