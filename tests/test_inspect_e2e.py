@@ -93,7 +93,7 @@ def test_inspect_cli_runs_every_task_through_its_log_reader(inspect_run: dict[st
     assert gen.status == "success" and gen.eval.task_registry_name == "siuo_task/siuo_gen"
     assert gen.eval.config.epochs == 3 and len(gen.samples) == 18 * 3
     assert gen.reductions[0].reducer == "siuo_vote"
-    assert gen.eval.metadata["protocol"].endswith("3 response(s) per item, majority vote")
+    assert gen.eval.metadata["protocol"].endswith("(3 by default), majority vote per item")
     # Every question reached the model as image + question, 3 + 1 times; the MCQ prompts once.
     assert inspect_run["images"] == 18 * 3 + 18 + 18
     first = gen.samples[0].input[0].content

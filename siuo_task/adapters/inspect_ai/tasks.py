@@ -52,7 +52,8 @@ def _gen_task(name: str, epochs: int, config: GenerateConfig, data_dir: str | No
             "judge_model_requested": judge_settings.model,
             "judge_endpoint": judge_settings.endpoint,
             "judge_prompt_sha256": prompt_templates_sha256(),
-            "protocol": f"{PROMPT_VERSION}; {epochs} response(s) per item, majority vote",
+            # --epochs N changes the count (the vote stays); the log's eval config records it.
+            "protocol": f"{PROMPT_VERSION}; one response per epoch ({epochs} by default), majority vote per item",
         },
         version="1.0.0",
     )
