@@ -60,7 +60,8 @@ def _print_summary(summary: dict[str, Any], output: Path) -> None:
         print(f"{name}: {summary.get(name)} (95% CI {low_high[0]}-{low_high[1]})")
     usage = summary["usage"]
     calls, hits, cost = usage.get("calls"), usage.get("cache_hits"), usage.get("cost_usd")
-    print(f"judge calls: {calls}, cache hits: {hits}, estimated cost: {cost} USD")
+    cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {summary.get('judge_model') or '?'})"
+    print(f"judge calls: {calls}, cache hits: {hits}, estimated cost: {cost_text}")
     print(f"wrote {output / 'results.json'} and {output / 'samples.jsonl'}")
 
 
@@ -92,23 +93,34 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from siuo_task.report import write_report
-    from siuo_task.runs import load_run
+    from siuo_task.report import label, report_warnings, write_report
+    from siuo_task.runs import load_runs, unique_names
 
-    runs = [load_run(spec) for spec in args.results]
+    runs = unique_names([run for spec in args.results for run in load_runs(spec)])
+    for run in runs:
+        print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
+    for warning in report_warnings(runs):
+        print(f"siuo-eval: warning: {warning}", file=sys.stderr)
     for path in write_report(runs, args.output, _optional_data(args.data_dir)):
         print(f"wrote {path}")
     return 0
 
 
 def _export_review(args: argparse.Namespace) -> int:
-    from siuo_task.review import export_review
-    from siuo_task.runs import load_run
+    from siuo_task.review import export_review, refuse_to_overwrite
+    from siuo_task.runs import load_one_run
 
+    if not args.force:
+        refuse_to_overwrite(args.output)
+    run = load_one_run(args.results)
+    print(f"read {run.name} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     data = _optional_data(args.data_dir)
     items = {item.question_id: item for item in data.gen} if data else {}
-    rows = export_review(load_run(args.results), items, args.output)
-    print(f"wrote {rows} response(s) to {args.output}: fill human_safe and human_effective (true/false)")
+    rows = export_review(run, items, args.output, args.seed)
+    print(
+        f"wrote {rows} response(s) to {args.output} in a category-stratified order (seed {args.seed}): fill "
+        "human_safe and human_effective (true/false) from the top; the first N rows spread over every category"
+    )
     return 0
 
 
@@ -126,7 +138,10 @@ def _agreement(args: argparse.Namespace) -> int:
             f"(unlabelled {overall['skipped_unlabelled']}, judge errors {overall['skipped_judge_error']})"
         )
         for category, stats in parts["per_category"].items():
-            print(f"  {category}: n={stats['n']} accuracy={stats['accuracy']} kappa={stats['kappa']}")
+            print(
+                f"  {category}: labelled {stats['n'] + stats['skipped_judge_error']} of {stats['rows']} row(s), "
+                f"n={stats['n']} accuracy={stats['accuracy']} kappa={stats['kappa']}"
+            )
     if args.output:
         args.output.write_text(json.dumps(result, indent=2), encoding="utf-8")
         print(f"wrote {args.output}")
@@ -157,14 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = "SIUO data folder for item texts and images (default: $SIUO_DATA_DIR, else the hub)"
     report = commands.add_parser("report", help="report.md, report.html and figures for one or more runs")
     report.add_argument(
-        "results", nargs="+", help="lmms-eval output folders or results.json files; NAME=PATH names one"
+        "results",
+        nargs="+",
+        help="results files or folders (every run found in a folder is reported, each named); NAME=FILE names one",
     )
     report.add_argument("--output", type=Path, required=True)
     report.add_argument("--data-dir", default=None, help=data_help)
     report.set_defaults(run=_report)
     export = commands.add_parser("export-review", help="a CSV of judged responses with blank human-label columns")
-    export.add_argument("results", help="an lmms-eval output folder or results.json (with logged samples)")
-    export.add_argument("--output", type=Path, required=True, help="the CSV to write")
+    export.add_argument("results", help="one run: a results file, or a folder holding exactly one run")
+    export.add_argument("--output", type=Path, required=True, help="the CSV to write (labels kept: see --force)")
+    export.add_argument("--force", action="store_true", help="overwrite a review file even if it holds labels")
+    export.add_argument("--seed", type=int, default=0, help="seed of the row order (default 0)")
     export.add_argument("--data-dir", default=None, help=data_help)
     export.set_defaults(run=_export_review)
     agree = commands.add_parser("agreement", help="judge-human agreement from a filled review CSV")

@@ -20,17 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.categories import KNOWN_CATEGORIES
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.metrics import Rate, rate
 from siuo_task.resources import config_text
-from siuo_task.runs import Run, TaskRun
+from siuo_task.runs import BENCHMARK_ITEMS, JudgeInfo, Run, TaskRun, judge_info, minority_response_counts
 from siuo_task.stats import mcnemar_exact_p, paired_difference
 
 logger = logging.getLogger(__name__)
 
 GEN_LABELS = {"safe": "Safe", "effective": "Effective", "safe_effective": "Safe & Effective"}
 SIGNIFICANCE = 0.05
+SCATTER = "safe_vs_effective.png"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,25 @@ def fmt_rate(percent: float | None, ci: Sequence[float] | None) -> str:
     if percent is None:
         return "—"
     return f"{percent:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else f"{percent:.1f}"
+
+
+def fmt_p(p: float) -> str:
+    return "< 0.0001" if p < 0.0001 else f"{p:.4f}"
+
+
+def label(run: Run) -> str:
+    """A run's name as every table and figure shows it: partial runs say so."""
+    if not run.partial:
+        return run.name
+    return f"{run.name} (PARTIAL: {items_cell(run)} of {BENCHMARK_ITEMS} items)"
+
+
+def items_cell(run: Run) -> str:
+    counts = {task.task: task.item_count for task in run.tasks()}
+    shown = {str(count) if count is not None else "unknown" for count in counts.values()}
+    if len(shown) == 1:
+        return shown.pop()
+    return ", ".join(f"{task} {count if count is not None else 'unknown'}" for task, count in counts.items())
 
 
 def _metric(task: TaskRun | None, name: str) -> str:
@@ -60,45 +80,152 @@ def _rates(run: Run) -> list[str]:
     ]
 
 
-def headline_table(runs: Sequence[Run]) -> Table:
-    headers = ["Model", "Safe", "Effective", "Safe & Effective", "MCQ accuracy", "Judge", "Protocol", "Judge errors"]
-    headers.append("Judge cost (USD)")
+def _unparsed(run: Run) -> str:
+    value = run.mcq.metrics.get("unparsed_rate") if run.mcq else None
+    return "—" if value is None else f"{value:.1f}%"
+
+
+def runs_table(runs: Sequence[Run]) -> Table:
+    headers = ["Run", "Harness", "Model (harness metadata)", "Items", "Results file", "Per-item records"]
     rows = []
     for run in runs:
-        gen = run.gen.metrics if run.gen else {}
-        judge = f"{gen.get('judge_model') or gen.get('judge_model_requested', '—')} @ {gen.get('judge_endpoint', '—')}"
-        sha = gen.get("judge_prompt_sha256")
-        rows.append(
-            [
-                run.name,
-                *_rates(run),
-                f"{judge} (prompts {sha[:12]})" if sha else judge if run.gen else "—",
-                f"{run.gen.task}: {gen.get('protocol', '—')}" if run.gen else "—",
-                str(gen.get("judge_errors", "—")),
-                "—" if gen.get("judge_cost_usd") is None else f"{gen['judge_cost_usd']:.2f}",
-            ]
-        )
+        samples = [
+            str(t.samples_file) if t.records else f"none ({t.task}: no samples at {t.samples_file})"
+            for t in run.tasks()
+        ]
+        rows.append([label(run), run.harness, run.model, items_cell(run), str(run.source), "; ".join(samples)])
     return Table(headers, rows)
+
+
+def headline_table(runs: Sequence[Run]) -> Table:
+    headers = ["Model", "Items", "Safe", "Effective", "Safe & Effective", "MCQ accuracy", "MCQ unparsed"]
+    return Table(headers, [[label(run), items_cell(run), *_rates(run), _unparsed(run)] for run in runs])
+
+
+def fmt_cost(info: JudgeInfo) -> str:
+    if info.cost_usd is None:
+        return f"unknown (no price for {info.model})"
+    return f"{info.cost_usd:.2f}"
+
+
+def judge_table(runs: Sequence[Run]) -> Table:
+    headers = ["Model", "Judge (model returned)", "Endpoint", "Prompts (sha256)", "Protocol", "Judge errors"]
+    rows = []
+    for run in runs:
+        info = judge_info(run)
+        if info is None:
+            continue
+        sha = info.prompt_sha256[:12] or "unknown"
+        rows.append([label(run), info.model, info.endpoint, sha, info.protocol, str(info.errors), fmt_cost(info)])
+    return Table([*headers, "Judge cost (USD)"], rows)
 
 
 def paper_leaderboard() -> dict[str, Any]:
     return json.loads(config_text("paper_leaderboard.json"))
 
 
+def _paper_cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 def leaderboard_table(runs: Sequence[Run]) -> Table:
     board = paper_leaderboard()
-    headers = ["Model", "Safe (human)", "Effective (human)", "Safe & Effective (human)", "MCQ accuracy (auto)"]
-    headers.append("Source")
-
-    def cell(value: float | None) -> str:
-        return "—" if value is None else f"{value:.2f}"
-
+    headers = ["Model", "Size", "Date", "Items", "Safe (human)", "Effective (human)", "Safe & Effective (human)"]
+    headers += ["MCQ accuracy (auto)", "Source"]
     rows = [
-        [m["name"], cell(m["safe"]), cell(m["effective"]), cell(m["safe_effective"]), cell(m["mcq_accuracy"]), "paper"]
+        [
+            m["name"],
+            m.get("size") or "—",
+            m.get("date") or "—",
+            str(board["items"]),
+            *(_paper_cell(m[key]) for key in ("safe", "effective", "safe_effective", "mcq_accuracy")),
+            "paper",
+        ]
         for m in board["models"]
     ]
-    rows += [[run.name, *_rates(run), "this report (automatic judge)"] for run in runs]
+    for run in runs:
+        info = judge_info(run)
+        source = f"this report (automatic judge: {info.model})" if info else "this report (automatic)"
+        if run.partial:
+            source += f"; PARTIAL run, not comparable with the paper's {board['items']}-item figures"
+        rows.append([label(run), "—", "—", items_cell(run), *_rates(run), source])
     return Table(headers, rows)
+
+
+def scatter_figure(runs: Sequence[Run]) -> bytes:
+    """Safe vs Effective, as in the paper's overview figure: the paper's models (human
+    evaluation) as labelled points, this report's models highlighted with 95% interval bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    board = paper_leaderboard()
+    figure, axis = plt.subplots(figsize=(9, 6.5))
+    paper = [m for m in board["models"] if m["safe"] is not None and m["effective"] is not None]
+    axis.scatter([m["safe"] for m in paper], [m["effective"] for m in paper], color="#888888", s=22, zorder=2)
+    for model in paper:
+        axis.annotate(
+            model["name"],
+            (model["safe"], model["effective"]),
+            fontsize=7,
+            color="#555555",
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    colours = plt.get_cmap("tab10")
+    for index, run in enumerate(r for r in runs if r.gen is not None):
+        _plot_run(axis, run, colours(index % 10))
+    axis.set_xlim(0, 100)
+    axis.set_ylim(0, 105)
+    axis.set_xlabel("Safe (%)")
+    axis.set_ylabel("Effective (%)")
+    axis.set_title("Safe vs Effective: the paper's models and this report's")
+    figure.text(0.01, 0.01, textwrap.fill(scatter_note(runs), 150), fontsize=7.5, ha="left", va="bottom")
+    if any(run.gen is not None for run in runs):
+        axis.legend(fontsize=8, loc="lower left")
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def scatter_note(runs: Sequence[Run]) -> str:
+    """What the scatter shows, stated on the figure and under it: human vs automatic."""
+    board = paper_leaderboard()
+    paper = [m for m in board["models"] if m["safe"] is not None and m["effective"] is not None]
+    judges = sorted({info.model for run in runs if (info := judge_info(run))})
+    ours = [label(run) for run in runs if run.gen is not None]
+    return (
+        f"Grey: the paper's {len(paper)} models, HUMAN evaluation of {board['items']} items. "
+        f"Coloured, with 95% interval bars: {', '.join(ours) or 'no open-ended run in this report'}, "
+        f"AUTOMATIC judge ({', '.join(judges) or 'none'}). Human and automatic labels are different "
+        "measurements: part of any gap between a grey and a coloured point is the judge, not the model."
+    )
+
+
+def _plot_run(axis: Any, run: Run, colour: Any) -> None:
+    assert run.gen is not None
+    metrics = run.gen.metrics
+    safe, effective = metrics.get("safe_rate"), metrics.get("effective_rate")
+    if safe is None or effective is None:
+        return
+    safe_ci = metrics.get("safe_rate_ci95") or [safe, safe]
+    effective_ci = metrics.get("effective_rate_ci95") or [effective, effective]
+    axis.errorbar(
+        safe,
+        effective,
+        xerr=[[safe - safe_ci[0]], [safe_ci[1] - safe]],
+        yerr=[[effective - effective_ci[0]], [effective_ci[1] - effective]],
+        fmt="o",
+        markersize=9,
+        mfc=colour if not run.partial else "white",
+        color=colour,
+        capsize=3,
+        zorder=3,
+        label=label(run),
+    )
 
 
 # -- per-category ----------------------------------------------------------------------------
@@ -124,23 +251,40 @@ def category_rate(run: Run, metric: str, category: str) -> Rate | None:
 
 
 def category_table(runs: Sequence[Run], metric: str) -> Table:
+    """Runs with per-item records: rate, interval and n; without them: no cell (see the note)."""
+    with_records = [run for run in runs if not _lacks_records(run, metric)]
     rows = []
     for category in KNOWN_CATEGORIES:
         row = [category]
-        for run in runs:
+        for run in with_records:
             cell = category_rate(run, metric, category)
-            if cell is None:
-                task = _task(run, metric)
-                name = "accuracy" if metric == "accuracy" else f"{metric}_rate"
-                value = task.metrics.get(f"{name}_{category_slug(category)}") if task else None
-                row.append(fmt_rate(value, None))
-            else:
-                row.append(f"{fmt_rate(cell.percent, cell.ci95)} (n={cell.n})")
+            row.append("—" if cell is None else f"{fmt_rate(cell.percent, cell.ci95)} (n={cell.n})")
         rows.append(row)
-    return Table(["Category", *[run.name for run in runs]], rows)
+    return Table(["Category", *[label(run) for run in with_records]], rows)
 
 
-def category_figure(runs: Sequence[Run], metric: str, label: str) -> bytes:
+def _lacks_records(run: Run, metric: str) -> bool:
+    task = _task(run, metric)
+    return task is not None and not task.records
+
+
+def missing_records_note(runs: Sequence[Run], metric: str | None = None) -> str:
+    """Which runs have no per-item records (for ``metric``'s task, or any task) and why."""
+    lacking = []
+    for run in runs:
+        tasks = [_task(run, metric)] if metric else run.tasks()
+        for task in tasks:
+            if task is not None and not task.records:
+                lacking.append(f"{label(run)} ({task.task}: no per-item records at {task.samples_file})")
+    if not lacking:
+        return ""
+    return (
+        f"Left out, no per-item records: {'; '.join(lacking)}. Per-category intervals, counts and paired "
+        "comparisons need them: rerun lmms-eval with --log_samples, or keep samples.jsonl beside results.json."
+    )
+
+
+def category_figure(runs: Sequence[Run], metric: str, metric_label: str) -> bytes:
     """Grouped bars per category, one per model, with 95% intervals where records exist."""
     import matplotlib
 
@@ -148,6 +292,7 @@ def category_figure(runs: Sequence[Run], metric: str, label: str) -> bytes:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(11, 4.2))
+    runs = [run for run in runs if _task(run, metric) is not None and not _lacks_records(run, metric)]
     width = 0.8 / max(len(runs), 1)
     for index, run in enumerate(runs):
         cells = [category_rate(run, metric, category) for category in KNOWN_CATEGORIES]
@@ -155,12 +300,12 @@ def category_figure(runs: Sequence[Run], metric: str, label: str) -> bytes:
         low = [v - c.ci95[0] if c and c.ci95 else 0.0 for v, c in zip(values, cells, strict=True)]
         high = [c.ci95[1] - v if c and c.ci95 else 0.0 for v, c in zip(values, cells, strict=True)]
         positions = [i + index * width for i in range(len(KNOWN_CATEGORIES))]
-        axis.bar(positions, values, width, yerr=[low, high], capsize=2, label=run.name)
+        axis.bar(positions, values, width, yerr=[low, high], capsize=2, label=label(run))
     axis.set_xticks([i + 0.4 - width / 2 for i in range(len(KNOWN_CATEGORIES))])
     axis.set_xticklabels([textwrap.fill(c, 16, break_long_words=False) for c in KNOWN_CATEGORIES], fontsize=7)
     axis.set_ylim(0, 100)
-    axis.set_ylabel(f"{label} (%)")
-    axis.set_title(f"{label} by category (bars: 95% Wilson intervals)")
+    axis.set_ylabel(f"{metric_label} (%)")
+    axis.set_title(f"{metric_label} by category (bars: 95% Wilson intervals)")
     axis.legend(fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -181,7 +326,7 @@ def _decisions(run: Run, metric: str) -> dict[int, bool]:
 
 def paired_rows(first: Run, second: Run) -> list[list[str]]:
     rows = []
-    for metric, label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
+    for metric, metric_label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
         a, b = _decisions(first, metric), _decisions(second, metric)
         common = sorted(a.keys() & b.keys())
         if not common:
@@ -191,15 +336,18 @@ def paired_rows(first: Run, second: Run) -> list[list[str]]:
         only_first = sum(1 for x, y in pairs if x and not y)
         only_second = sum(1 for x, y in pairs if y and not x)
         p = mcnemar_exact_p(only_first, only_second)
+        discordant = only_first + only_second
         rows.append(
             [
-                f"{first.name} vs {second.name}",
-                label,
+                f"{label(first)} vs {label(second)}",
+                metric_label,
                 str(len(common)),
-                f"{100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]",
+                f"{100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]" if discordant else "no discordant items",
                 f"{only_first} / {only_second}",
-                f"{p:.4f}",
-                _verdict(first.name, second.name, label, diff, p),
+                fmt_p(p) if discordant else "— (no discordant items)",
+                _verdict(first.name, second.name, metric_label, diff, p)
+                if discordant
+                else "same decision on every shared item",
             ]
         )
     return rows
@@ -242,37 +390,121 @@ class Section:
     text: str = ""
     table: Table | None = None
     figure: str | None = None  # file name under figures/
+    caption: str = ""
+
+
+def headline_text(runs: Sequence[Run]) -> str:
+    """Only the sentences that hold for these runs."""
+    text = "Percentages with 95% Wilson intervals; MCQ unparsed is the share of answers with no readable letter."
+    if runs and all(run.tasks() and all(t.item_count == BENCHMARK_ITEMS for t in run.tasks()) for run in runs):
+        text += (
+            f" With {BENCHMARK_ITEMS} items an interval is about ±7.5 points, so models closer than that are "
+            "not told apart by this table alone"
+        )
+        text += "; see the paired comparisons." if len(runs) > 1 else "."
+    if any(run.partial for run in runs):
+        text += (
+            f" Runs marked PARTIAL scored fewer than the benchmark's {BENCHMARK_ITEMS} items: their numbers "
+            "cover only those items and are not comparable with full runs or the paper's."
+        )
+    return text
+
+
+def protocol_text(runs: Sequence[Run]) -> str:
+    notes = []
+    for run in runs:
+        for count, items in minority_response_counts(run).items():
+            notes.append(f"{label(run)}: {count} response(s) for item(s) {', '.join(map(str, items))}")
+    if not notes:
+        return "Who judged each run's open-ended answers, with which prompts and protocol, and at what cost."
+    return (
+        "Who judged each run's open-ended answers, with which prompts and protocol, and at what cost. "
+        "Items with a different number of responses from the rest of their run (each item's vote is over "
+        f"its own responses): {'; '.join(notes)}."
+    )
+
+
+def leaderboard_text(runs: Sequence[Run]) -> str:
+    board = paper_leaderboard()
+    text = (
+        f"The paper's Safe / Effective / Safe & Effective columns are HUMAN evaluation; MCQ accuracy is automatic; "
+        f"— means not published. This report's open-ended numbers come from an automatic judge, which estimates "
+        f"the human labels, so the two are not the same measurement. Rows are in the paper's order, not ranked; "
+        f"this report's runs follow, marked in the Source column. Source: {board['source']}."
+    )
+    if any(run.partial for run in runs):
+        text += " PARTIAL runs scored only some items and are not comparable with the paper's rows."
+    return text
+
+
+def paired_section(runs: Sequence[Run]) -> Section:
+    comparison = comparison_table(runs)
+    text = (
+        "Paired on the items both models answered: difference (first - second) with a 95% paired interval, "
+        "and McNemar's exact test on the discordant items."
+    )
+    if note := missing_records_note(runs):
+        text += " " + note
+    if not comparison.rows:
+        text += " No pair of runs has per-item records on shared items, so there is nothing to compare."
+    return Section("Paired comparisons", text, comparison if comparison.rows else None)
 
 
 def build_sections(runs: Sequence[Run], figures: dict[str, bytes]) -> list[Section]:
-    board = paper_leaderboard()
     sections = [
         Section(
-            "Headline results",
-            "Percentages with 95% Wilson intervals. With 167 items an interval is about ±7.5 points, "
-            "so models closer than that are not told apart by this table alone; see the paired comparisons.",
-            headline_table(runs),
+            "Runs read", "The files each run was read from and its model as the harness recorded it.", runs_table(runs)
         ),
+        Section("Headline results", headline_text(runs), headline_table(runs)),
+    ]
+    judges = judge_table(runs)
+    if judges.rows:
+        sections.append(Section("Judge and protocol", protocol_text(runs), judges))
+    sections.append(
         Section(
             "Beside the paper's leaderboard",
-            f"The paper's Safe / Effective / Safe & Effective columns are HUMAN evaluation; MCQ accuracy is "
-            f"automatic. This report's open-ended numbers come from an automatic judge, which estimates the human "
-            f"labels. Source: {board['source']}. Status: {board['status']}",
+            leaderboard_text(runs),
             leaderboard_table(runs),
-        ),
-    ]
-    for metric, label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
-        name = f"category_{metric}.png"
-        if name in figures:
-            sections.append(Section(f"{label} by category", "", category_table(runs, metric), name))
-    comparison = comparison_table(runs)
-    if len(runs) > 1:
-        text = (
-            "Paired on the items both models answered: difference (first - second) with a 95% paired interval, "
-            "and McNemar's exact test on the discordant items."
+            SCATTER,
+            scatter_note(runs),
         )
-        sections.append(Section("Paired comparisons", text, comparison if comparison.rows else None))
+    )
+    for metric, metric_label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
+        name = f"category_{metric}.png"
+        if any(_task(run, metric) for run in runs):
+            note = missing_records_note(runs, metric)
+            table = category_table(runs, metric)
+            has_records = len(table.headers) > 1
+            sections.append(
+                Section(
+                    f"{metric_label} by category",
+                    note,
+                    table if has_records else None,
+                    name if has_records and name in figures else None,
+                )
+            )
+    if len(runs) > 1:
+        sections.append(paired_section(runs))
     return sections
+
+
+def report_warnings(runs: Sequence[Run]) -> list[str]:
+    """What a reader of the terminal should know before opening the report."""
+    warnings = []
+    if note := missing_records_note(runs):
+        warnings.append(note)
+    for run in runs:
+        for count, items in minority_response_counts(run).items():
+            warnings.append(
+                f"{run.name}: {count} response(s) for item(s) {', '.join(map(str, items))}, unlike the rest"
+            )
+        if run.partial:
+            warnings.append(f"{run.name}: PARTIAL run, {items_cell(run)} of {BENCHMARK_ITEMS} items")
+    return warnings
+
+
+def _figure_alt(section: Section) -> str:
+    return "Safe vs Effective scatter" if section.figure == SCATTER else section.title
 
 
 def render_markdown(sections: Sequence[Section]) -> str:
@@ -282,7 +514,9 @@ def render_markdown(sections: Sequence[Section]) -> str:
         if section.text:
             parts.append(section.text + "\n")
         if section.figure:
-            parts.append(f"![{section.title}](figures/{section.figure})\n")
+            parts.append(f"![{_figure_alt(section)}](figures/{section.figure})\n")
+        if section.caption:
+            parts.append(f"*{section.caption}*\n")
         if section.table:
             parts.append(md_table(section.table) + "\n")
     return "\n".join(parts)
@@ -307,7 +541,9 @@ def render_html(sections: Sequence[Section], figures: dict[str, bytes], items_ht
             parts.append(f"<p>{html.escape(section.text)}</p>")
         if section.figure:
             data = base64.b64encode(figures[section.figure]).decode("ascii")
-            parts.append(f'<img class="figure" alt="{html.escape(section.title)}" src="data:image/png;base64,{data}">')
+            image = f'<img class="figure" alt="{html.escape(_figure_alt(section))}" src="data:image/png;base64,{data}">'
+            caption = f"<figcaption>{html.escape(section.caption)}</figcaption>" if section.caption else ""
+            parts.append(f"<figure>{image}{caption}</figure>")
         if section.table:
             parts.append(html_table(section.table, css_class=section.title.lower().replace(" ", "-")))
     parts.append(items_html)
@@ -332,12 +568,13 @@ def _thumbnail(path: Path) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _response_html(response: dict[str, Any]) -> str:
+def _response_html(response: dict[str, Any], number: int, total: int) -> str:
     safety = response.get("safety_judge") or {}
     verdict = {True: "safe", False: "UNSAFE", None: "no verdict"}[response.get("safe")]
     reason = safety.get("raw_text") or safety.get("error") or "(empty response: safe without a judge call)"
     return (
-        f"<details><summary>Response ({verdict})</summary><div class='reason'>{html.escape(response['response'])}"
+        f"<details><summary>Response {number} of {total} ({verdict})</summary>"
+        f"<div class='reason'>{html.escape(response['response'])}"
         f"</div><p><b>Judge:</b></p><div class='reason'>{html.escape(reason)}</div></details>"
     )
 
@@ -349,7 +586,7 @@ def unsafe_items_html(runs: Sequence[Run], items: dict[int, GenItem]) -> str:
         if run.gen is None or not run.gen.records:
             continue
         unsafe = [record for record in run.gen.records.values() if record["safe"] is False]
-        parts.append(f"<h3>{html.escape(run.name)}: {len(unsafe)} item(s)</h3><div class='unsafe-items'>")
+        parts.append(f"<h3>{html.escape(label(run))}: {len(unsafe)} item(s)</h3><div class='unsafe-items'>")
         for record in sorted(unsafe, key=lambda r: r["question_id"]):
             item = items.get(record["question_id"])
             parts.append(f"<div class='item' id='{html.escape(run.name)}-{record['question_id']}'>")
@@ -359,7 +596,8 @@ def unsafe_items_html(runs: Sequence[Run], items: dict[int, GenItem]) -> str:
             if item is not None:
                 parts.append(f"<p><b>Question:</b> {html.escape(item.question)}</p>")
                 parts.append(f"<p><b>Safety warning:</b> {html.escape(item.safety_warning)}</p>")
-            parts += [_response_html(response) for response in record["responses"]]
+            total = len(record["responses"])
+            parts += [_response_html(r, n, total) for n, r in enumerate(record["responses"], start=1)]
             parts.append("<div class='clear'></div></div>")
         parts.append("</div>")
     return "".join(parts)
@@ -369,10 +607,10 @@ def write_report(runs: Sequence[Run], output: Path, data: SiuoData | None) -> li
     """Write report.md, report.html and figures/*.png into ``output``; return the files written."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "figures").mkdir(exist_ok=True)
-    figures = {}
-    for metric, label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
-        if any(_task(run, metric) for run in runs):
-            figures[f"category_{metric}.png"] = category_figure(runs, metric, label)
+    figures = {SCATTER: scatter_figure(runs)}
+    for metric, metric_label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
+        if any(_task(run, metric) and not _lacks_records(run, metric) for run in runs):
+            figures[f"category_{metric}.png"] = category_figure(runs, metric, metric_label)
     written = []
     for name, png in figures.items():
         (output / "figures" / name).write_bytes(png)

@@ -10,6 +10,7 @@ meaningless stderr to them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -48,6 +49,26 @@ def distinct_strings(values: list[Any]) -> str:
     for value in values:
         seen.update(value if isinstance(value, list) else [value])
     return ", ".join(sorted(seen))
+
+
+def describe_protocol(prompt_version: str, responses_by_item: dict[int, int]) -> str:
+    """The run's protocol line, built once from every item's response count; items whose count
+    differs from the usual one are named."""
+    counts = Counter(responses_by_item.values())
+    if not counts:
+        return f"{prompt_version}; majority vote"
+    usual = counts.most_common(1)[0][0]
+    line = f"{prompt_version}; {usual} response(s) per item, majority vote"
+    others = sorted(count for count in counts if count != usual)
+    for count in others:
+        items = sorted(qid for qid, n in responses_by_item.items() if n == count)
+        line += f"; {count} response(s) for item(s) {', '.join(map(str, items))}"
+    return line
+
+
+def protocol_of_cells(cells: list[dict[str, Any]]) -> str:
+    versions = ", ".join(sorted({cell["prompt_version"] for cell in cells}))
+    return describe_protocol(versions, {cell["question_id"]: cell["responses"] for cell in cells})
 
 
 def _usage_total(field: str) -> Reducer:
@@ -107,7 +128,7 @@ GEN_REDUCERS: dict[str, Reducer] = {
     "judge_model_requested": distinct_strings,
     "judge_endpoint": distinct_strings,
     "judge_prompt_sha256": distinct_strings,
-    "protocol": distinct_strings,
+    "protocol": protocol_of_cells,
 }
 MCQ_REDUCERS: dict[str, Reducer] = {**_rate_reducers("accuracy"), "unparsed_rate": percent_of_cells}
 # Metrics where lower is better (for lmms-eval's higher_is_better flag).
@@ -170,7 +191,11 @@ def gen_item_values(score: GenItemScore, config: JudgeConfig, started: float, fi
         judge_model_requested=config.model,
         judge_endpoint=config.endpoint,
         judge_prompt_sha256=prompt_templates_sha256(),
-        protocol=f"{PROMPT_VERSION}; {len(score.responses)} response(s) per item, majority vote",
+        protocol={
+            "question_id": score.question_id,
+            "prompt_version": PROMPT_VERSION,
+            "responses": len(score.responses),
+        },
     )
     values.update({name: usage for name in USAGE_REDUCERS})
     values[RECORD_KEY] = score.to_dict()

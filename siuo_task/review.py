@@ -1,7 +1,10 @@
 """Human review: export judged responses for labelling, then measure judge-human agreement.
 
 ``export-review`` writes one CSV row per judged response with blank ``human_safe`` and
-``human_effective`` columns. ``agreement`` reads the filled CSV back and reports, for safety and
+``human_effective`` columns, in a category-stratified order (categories taken in turn, items
+shuffled with a stated seed) so that labelling only the first N rows still gives a fair sample;
+the ``sample_order`` column says so in the file itself. It never writes over a file that holds
+labels (or notes) unless told to with ``--force``. ``agreement`` reads the filled CSV back and reports, for safety and
 effectiveness, accuracy, Cohen's kappa with a 95% interval and the confusion matrix, overall and
 per category, so a team can validate a cheaper or local judge before trusting it.
 """
@@ -9,6 +12,7 @@ per category, so a team can validate a cheaper or local judge before trusting it
 from __future__ import annotations
 
 import csv
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,8 @@ from siuo_task.runs import Run
 from siuo_task.stats import cohen_kappa
 
 COLUMNS = [
+    "review_row",
+    "sample_order",
     "model",
     "question_id",
     "category",
@@ -35,11 +41,53 @@ COLUMNS = [
     "human_effective",
     "notes",
 ]
+# Older exports lack these; they are not needed to read labels back.
+OPTIONAL_COLUMNS = {"review_row", "sample_order"}
+LABEL_COLUMNS = ("human_safe", "human_effective", "notes")
 _TRUE = {"1", "true", "t", "yes", "y", "safe", "effective", "very effective", "partially effective"}
 _FALSE = {"0", "false", "f", "no", "n", "unsafe", "not safe", "ineffective", "not effective"}
 
 
-def export_review(run: Run, items: dict[int, GenItem], output: Path) -> int:
+def count_labels(path: Path) -> int:
+    """Rows of an existing review file with anything in a human column (0 if not a review file)."""
+    if not path.is_file():
+        return 0
+    with open(path, newline="", encoding="utf-8") as handle:
+        return sum(1 for row in csv.DictReader(handle) if any((row.get(c) or "").strip() for c in LABEL_COLUMNS))
+
+
+def refuse_to_overwrite(output: Path) -> None:
+    """Raise if ``output`` holds human labels: nothing a person typed is replaced unasked.
+
+    Raises:
+        DataError: naming the file and its count of labelled rows.
+    """
+    labelled = count_labels(output)
+    if labelled:
+        raise DataError(
+            f"'{output}' already holds {labelled} labelled row(s); it was left unchanged. Write the export to "
+            "another file (--output), or pass --force to replace it and lose those labels"
+        )
+
+
+def stratified_order(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Categories in turn (round-robin), each category's items in a seeded random order; an
+    item's responses stay together so a reviewer reads them side by side."""
+    rng = random.Random(seed)
+    by_category: dict[str, list[list[dict[str, Any]]]] = {}
+    for qid in sorted({row["question_id"] for row in rows}):
+        group = [row for row in rows if row["question_id"] == qid]
+        by_category.setdefault(group[0]["category"], []).append(group)
+    queues = [by_category[category] for category in sorted(by_category)]
+    for queue in queues:
+        rng.shuffle(queue)
+    ordered = []
+    for turn in range(max((len(queue) for queue in queues), default=0)):
+        ordered += [row for queue in queues if turn < len(queue) for row in queue[turn]]
+    return ordered
+
+
+def export_review(run: Run, items: dict[int, GenItem], output: Path, seed: int = 0) -> int:
     """Write the review CSV for one run; returns the number of rows (judged responses)."""
     if run.gen is None or not run.gen.records:
         raise DataError(f"'{run.source}' has no per-item records: rerun lmms-eval with --log_samples")
@@ -51,6 +99,8 @@ def export_review(run: Run, items: dict[int, GenItem], output: Path) -> int:
             effectiveness = response.get("effectiveness_judge") or {}
             rows.append(
                 {
+                    "review_row": 0,
+                    "sample_order": f"stratified by category (round-robin), seed {seed}: label from the top",
                     "model": run.name,
                     "question_id": qid,
                     "category": record["category"],
@@ -66,6 +116,9 @@ def export_review(run: Run, items: dict[int, GenItem], output: Path) -> int:
                     "notes": "",
                 }
             )
+    rows = stratified_order(rows, seed)
+    for number, row in enumerate(rows, start=1):
+        row["review_row"] = number
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -105,7 +158,7 @@ def read_review(path: Path) -> list[LabelledRow]:
         raise DataError(f"review file '{path}' does not exist")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = set(COLUMNS) - set(reader.fieldnames or [])
+        missing = set(COLUMNS) - OPTIONAL_COLUMNS - set(reader.fieldnames or [])
         if missing:
             raise DataError(f"'{path}' lacks column(s) {sorted(missing)}: export it with siuo-eval export-review")
         rows = []
@@ -158,13 +211,18 @@ def _for_label(rows: Iterable[LabelledRow], label: str) -> dict[str, Any]:
     return agreement_stats(pairs, unlabelled, judge_missing)
 
 
+def _category_stats(rows: list[LabelledRow], label: str, category: str) -> dict[str, Any]:
+    subset = [row for row in rows if row.category == category]
+    return {**_for_label(subset, label), "rows": len(subset)}
+
+
 def agreement(rows: list[LabelledRow]) -> dict[str, Any]:
     """Judge-human agreement for safety and effectiveness, overall and per category."""
     categories = sorted({row.category for row in rows})
     return {
         label: {
             "overall": _for_label(rows, label),
-            "per_category": {c: _for_label([r for r in rows if r.category == c], label) for c in categories},
+            "per_category": {c: _category_stats(rows, label, c) for c in categories},
         }
         for label in ("safe", "effective")
     }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -15,7 +17,7 @@ import pytest
 
 from siuo_task.stats import cohen_kappa, mcnemar_exact_p
 from tests.helpers.fixture_data import per_category, real_items
-from tests.helpers.judge_server import JudgeServer
+from tests.helpers.judge_server import SERVED_MODEL, JudgeServer, choose_reply
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -23,25 +25,46 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
+def _response_with(model: str, qid: int, safe: bool) -> str:
+    """A response the test judge server rates ``safe`` (and gives an effectiveness verdict)."""
+    for attempt in range(1000):
+        text = f"{model} answer {attempt} to item {qid}"
+        if choose_reply("safety", text)[1] is safe and choose_reply("effectiveness", text)[1] is not None:
+            return text
+    raise AssertionError("no response found")
+
+
 @pytest.fixture(scope="module")
 def judged_runs(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two models' responses judged by `siuo-eval judge` against the test judge server."""
+    """Several models' responses judged by `siuo-eval judge` against the test judge server:
+    alpha and beta (3 responses per item), gamma (one item with 2 responses), careful (every
+    response safe) and reckless (every response unsafe)."""
     root = tmp_path_factory.mktemp("runs")
     gen, _ = real_items()
-    keep = set(per_category(gen, 2))
+    keep = [item for item in gen if item["question_id"] in set(per_category(gen, 2))]
+    responses = {
+        model: {
+            item["question_id"]: [f"{model} says {n} about {item['question_id']}" for n in range(3)] for item in keep
+        }
+        for model in ("alpha", "beta", "gamma")
+    }
+    responses["gamma"][keep[4]["question_id"]].pop()
+    responses["careful"] = {
+        item["question_id"]: [_response_with("careful", item["question_id"], True)] for item in keep
+    }
+    responses["reckless"] = {
+        item["question_id"]: [_response_with("reckless", item["question_id"], False)] for item in keep
+    }
     outputs = {}
     with JudgeServer() as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
         env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_CACHE="off")
-        for model in ("alpha", "beta"):
-            rows = [
-                {**item, "responses": [f"{model} says {n} about {item['question_id']}" for n in range(3)]}
-                for item in gen
-                if item["question_id"] in keep
-            ]
+        for model, by_item in responses.items():
+            rows = [{**item, "responses": by_item[item["question_id"]]} for item in keep]
             source = root / f"{model}.json"
             source.write_text(json.dumps(rows))
-            _cli("judge", str(source), "--output", str(root / model), env=env)
+            proc = _cli("judge", str(source), "--output", str(root / model), env=env)
+            (root / f"{model}.stdout").write_text(proc.stdout)
             outputs[model] = root / model
     return outputs
 
@@ -54,13 +77,23 @@ def env(small_data_dir: Path) -> dict[str, str]:
 
 
 class _Page(HTMLParser):
+    """Tables (by section title), paragraphs, headings, images and item views of a report page."""
+
     def __init__(self) -> None:
         super().__init__()
         self.tables: list[list[list[str]]] = []
+        self.section_tables: dict[str, list[list[str]]] = {}
+        self.section_text: dict[str, str] = {}
+        self.headings: list[str] = []
         self.images: list[str] = []
+        self.alts: list[str] = []
         self.external: list[str] = []
+        self.summaries: list[str] = []
+        self.figcaptions: list[str] = []
         self.items = 0
         self._cell: list[str] | None = None
+        self._text: list[str] | None = None
+        self._tag = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
@@ -69,12 +102,17 @@ class _Page(HTMLParser):
                 self.external.append(values[name] or "")
         if tag == "img":
             self.images.append(values.get("src") or "")
+            self.alts.append(values.get("alt") or "")
         elif tag == "table":
             self.tables.append([])
+            if self.headings:
+                self.section_tables[self.headings[-1]] = self.tables[-1]
         elif tag == "tr":
             self.tables[-1].append([])
         elif tag in ("td", "th"):
             self._cell = []
+        elif tag in ("h2", "p", "summary", "figcaption"):
+            self._text, self._tag = [], tag
         elif tag == "div" and values.get("class") == "item":
             self.items += 1
 
@@ -82,10 +120,29 @@ class _Page(HTMLParser):
         if tag in ("td", "th") and self._cell is not None:
             self.tables[-1][-1].append("".join(self._cell))
             self._cell = None
+        elif tag == self._tag and self._text is not None:
+            text = "".join(self._text)
+            if tag == "h2":
+                self.headings.append(text)
+            elif tag == "summary":
+                self.summaries.append(text)
+            elif tag == "figcaption":
+                self.figcaptions.append(text)
+            elif self.headings and self.headings[-1] not in self.section_text:
+                self.section_text[self.headings[-1]] = text
+            self._text, self._tag = None, ""
 
     def handle_data(self, data: str) -> None:
         if self._cell is not None:
             self._cell.append(data)
+        if self._text is not None:
+            self._text.append(data)
+
+
+def _page(folder: Path) -> _Page:
+    page = _Page()
+    page.feed((folder / "report.html").read_text())
+    return page
 
 
 def _samples(folder: Path) -> dict[int, dict]:
@@ -97,32 +154,44 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
     out = tmp_path / "report"
     proc = _cli("report", f"alpha={judged_runs['alpha']}", f"beta={judged_runs['beta']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
-    page = _Page()
-    page.feed((out / "report.html").read_text())
+    page = _page(out)
     assert page.external == []  # self-contained: opens offline
     assert all(src.startswith("data:image/") for src in page.images)
-    assert len([src for src in page.images if src.startswith("data:image/png")]) == 3  # 3 category figures
+    assert len([src for src in page.images if src.startswith("data:image/png")]) == 4  # scatter + 3 categories
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "category_effective.png",
         "category_safe.png",
         "category_safe_effective.png",
+        "safe_vs_effective.png",
     ]
-    headline, leaderboard = page.tables[0], page.tables[1]
-    assert headline[0][:4] == ["Model", "Safe", "Effective", "Safe & Effective"]
-    assert [row[0] for row in headline[1:]] == ["alpha", "beta"]
+    headline = page.section_tables["Headline results"]
+    assert headline[0] == ["Model", "Items", "Safe", "Effective", "Safe & Effective", "MCQ accuracy", "MCQ unparsed"]
+    assert [row[0] for row in headline[1:]] == [f"{m} (PARTIAL: 18 of 167 items)" for m in ("alpha", "beta")]
+    assert [row[1] for row in headline[1:]] == ["18", "18"]
     results = {m: json.loads((judged_runs[m] / "results.json").read_text()) for m in ("alpha", "beta")}
     low, high = results["alpha"]["safe_rate_ci95"]
-    assert headline[1][1] == f"{results['alpha']['safe_rate']:.1f} [{low:.1f}, {high:.1f}]"
-    assert "Safe (human)" in leaderboard[0] and "MCQ accuracy (auto)" in leaderboard[0]
-    assert ["GPT-4V", "53.29"] == leaderboard[1][:2]
-    assert leaderboard[-1][-1] == "this report (automatic judge)"
-    # One item view per item judged unsafe, each with its image.
+    assert headline[1][2] == f"{results['alpha']['safe_rate']:.1f} [{low:.1f}, {high:.1f}]"
+    # Judge and protocol details have their own table, not the headline's.
+    judge = page.section_tables["Judge and protocol"]
+    assert (
+        judge[1][1] == SERVED_MODEL
+        and judge[1][4] == "siuo-eval judge: siuo-paper-v2; 3 response(s) per item, majority vote"
+    )
+    assert judge[1][-1] == f"unknown (no price for {SERVED_MODEL})"
+    assert "estimated cost: unknown (no price for" in (judged_runs["alpha"].parent / "alpha.stdout").read_text()
+    # Every file read is named, in the page and on stdout.
+    runs = page.section_tables["Runs read"]
+    assert runs[1][4] == str(judged_runs["alpha"] / "results.json")
+    assert runs[1][5] == str(judged_runs["alpha"] / "samples.jsonl")
+    assert f"{judged_runs['beta'] / 'samples.jsonl'}" in proc.stdout
+    # One item view per item judged unsafe, each with its image; responses numbered.
     alpha, beta = _samples(judged_runs["alpha"]), _samples(judged_runs["beta"])
     unsafe = sum(1 for r in alpha.values() if r["safe"] is False) + sum(1 for r in beta.values() if r["safe"] is False)
     assert page.items == unsafe > 0
     assert len([src for src in page.images if src.startswith("data:image/jpeg")]) == unsafe
+    assert {summary.split(" (")[0] for summary in page.summaries} == {f"Response {n} of 3" for n in (1, 2, 3)}
     # The paired test equals an independent computation on the records.
-    comparison = next(table for table in page.tables if table[0][0] == "Pair")
+    comparison = page.section_tables["Paired comparisons"]
     safe_row = next(row for row in comparison[1:] if row[1] == "Safe")
     pairs = [
         (alpha[q]["safe"], beta[q]["safe"])
@@ -138,22 +207,93 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
     assert "HUMAN evaluation" in markdown and "![Safe by category](figures/category_safe.png)" in markdown
 
 
-def test_report_on_lmms_eval_output_includes_mcq(small_data_dir: Path, env: dict[str, str], tmp_path: Path) -> None:
-    out = tmp_path / "lmms"
-    run = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", "response=(A)"]
-    run += ["--tasks", "siuo_mcq", "--output_path", str(out), "--log_samples"]
-    subprocess.run(
-        run, env={**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}, capture_output=True, timeout=600
-    )
-    proc = _cli("report", f"dummy={out}", "--output", str(tmp_path / "report"), env=env)
+def test_paper_leaderboard_and_scatter(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    proc = _cli("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
-    page = _Page()
-    page.feed((tmp_path / "report" / "report.html").read_text())
-    headline = page.tables[0]
+    page = _page(out)
+    board = json.loads((Path(__file__).parent.parent / "configs" / "paper_leaderboard.json").read_text())
+    shared = Path("/work/shared/siuo-data/paper_leaderboard.json")
+    if shared.is_file():
+        assert json.loads(shared.read_text()) == board
+    table = page.section_tables["Beside the paper's leaderboard"]
+    assert table[0][:8] == [
+        "Model",
+        "Size",
+        "Date",
+        "Items",
+        "Safe (human)",
+        "Effective (human)",
+        "Safe & Effective (human)",
+        "MCQ accuracy (auto)",
+    ]
+    paper_rows = [row for row in table[1:] if row[-1] == "paper"]
+    assert len(board["models"]) == 16 and len(paper_rows) == 16  # 15 models and the random row
+    for model, row in zip(board["models"], paper_rows, strict=True):
+        expected = [model["safe"], model["effective"], model["safe_effective"], model["mcq_accuracy"]]
+        assert row[0] == model["name"] and row[1] == (model["size"] or "—") and row[2] == model["date"]
+        assert row[4:8] == ["—" if v is None else f"{v:.2f}" for v in expected]
+    assert paper_rows[0][:5] == ["GPT-4V(ision)", "—", "2024-04-29", "167", "53.29"]
+    assert paper_rows[-1][0] == "Random Choice" and paper_rows[-1][4:8] == ["—", "—", "—", "24.95"]
+    ours = table[-1]
+    assert ours[0] == "alpha (PARTIAL: 18 of 167 items)" and ours[3] == "18"
+    assert "PARTIAL run, not comparable" in ours[-1] and SERVED_MODEL in ours[-1]
+    text = page.section_text["Beside the paper's leaderboard"]
+    assert board["source"] in text and "HUMAN evaluation" in text and "Fill the rest" not in text
+    scatter = next(src for src, alt in zip(page.images, page.alts, strict=True) if alt.startswith("Safe vs Effective"))
+    assert base64.b64decode(scatter.split(",", 1)[1]) == (out / "figures" / "safe_vs_effective.png").read_bytes()
+    caption = page.figcaptions[0]
+    assert "the paper's 15 models" in caption and "HUMAN evaluation" in caption and "AUTOMATIC judge" in caption
+    assert "alpha (PARTIAL: 18 of 167 items)" in caption
+    from PIL import Image
+
+    with Image.open(out / "figures" / "safe_vs_effective.png") as image:
+        assert image.size[0] >= 900
+
+
+@pytest.fixture(scope="module")
+def lmms_eval_folder(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two lmms-eval siuo_mcq runs of the dummy model written into one output folder."""
+    out = tmp_path_factory.mktemp("lmms")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
+    env.update(SIUO_DATA_DIR=str(small_data_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    for response in ("(A)", "I cannot say"):
+        run = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", f"response={response}"]
+        run += ["--tasks", "siuo_mcq", "--output_path", str(out), "--log_samples"]
+        subprocess.run(run, env=env, capture_output=True, timeout=600)
+    return out
+
+
+def test_lmms_eval_folder_of_two_runs(lmms_eval_folder: Path, env: dict[str, str], tmp_path: Path) -> None:
+    # lmms-eval 0.7.3 writes <output_path>/<sanitized pretrained=>/<timestamp>_results.json; with no
+    # pretrained= in --model_args (the dummy model) that folder name is empty.
+    files = sorted(lmms_eval_folder.rglob("*_results.json"))
+    assert len(files) == 2 and all(file.parent == lmms_eval_folder for file in files)
+    proc = _cli("report", str(lmms_eval_folder), "--output", str(tmp_path / "report"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    page = _page(tmp_path / "report")
+    runs = page.section_tables["Runs read"][1:]
+    assert sorted(row[4] for row in runs) == [str(file) for file in files]
+    assert len({row[0] for row in runs}) == 2 and all(row[0].startswith("dummy [") for row in runs)
+    assert {row[2] for row in runs} == {"dummy (response=(A))", "dummy (response=I cannot say)"}
+    assert all(str(file) in proc.stdout for file in files)
+    headline = {row[0]: row for row in page.section_tables["Headline results"][1:]}
+    by_model = {row[2]: headline[row[0]] for row in runs}
     gold_a = [m["correct_option"] for m in real_items()[1] if m["question_id"] in set(per_category(real_items()[0], 2))]
-    accuracy = 100 * gold_a.count("A") / len(gold_a)
-    assert headline[1][4].startswith(f"{accuracy:.1f} [")
+    assert by_model["dummy (response=(A))"][5].startswith(f"{100 * gold_a.count('A') / len(gold_a):.1f} [")
+    assert by_model["dummy (response=(A))"][6] == "0.0%"
+    assert by_model["dummy (response=I cannot say)"][5].startswith("0.0 [")
+    assert by_model["dummy (response=I cannot say)"][6] == "100.0%"  # unparsed, next to accuracy
     assert (tmp_path / "report" / "figures" / "category_accuracy.png").is_file()
+    assert "Judge and protocol" not in page.headings  # MCQ only: no judge
+
+
+def test_a_folder_of_runs_is_never_read_silently(lmms_eval_folder: Path, env: dict[str, str], tmp_path: Path) -> None:
+    files = sorted(lmms_eval_folder.rglob("*_results.json"))
+    proc = _cli("export-review", str(lmms_eval_folder), "--output", str(tmp_path / "r.csv"), env=env)
+    assert proc.returncode == 2 and f"holds 2 runs: {files[0]}; {files[1]}; pass one" in proc.stderr
+    named = _cli("report", f"x={lmms_eval_folder}", "--output", str(tmp_path / "r"), env=env)
+    assert named.returncode == 2 and "NAME=PATH names one run" in named.stderr and str(files[1]) in named.stderr
 
 
 def test_bad_results_path_is_named(env: dict[str, str], tmp_path: Path) -> None:
@@ -212,3 +352,120 @@ def test_agreement_names_an_unreadable_label(judged_runs: dict[str, Path], env: 
     proc = _cli("agreement", str(review), env=env)
     assert proc.returncode == 2
     assert re.search(r"line \d+ human_safe: cannot read 'maybe' as a label", proc.stderr), proc.stderr
+
+
+def test_partial_runs_marked_in_every_table(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    proc = _cli("report", str(judged_runs["alpha"]), str(judged_runs["beta"]), "--output", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    page = _page(out)
+    for title, table in page.section_tables.items():
+        names = table[0][1:] if title.endswith("by category") else [row[0] for row in table[1:] if row[-1] != "paper"]
+        assert names and all("PARTIAL: 18 of 167 items" in name for name in names), (title, names)
+    assert "PARTIAL: 18 of 167 items" in page.section_tables["Paired comparisons"][1][0]
+    headline = page.section_text["Headline results"]
+    assert "Runs marked PARTIAL" in headline and "±7.5" not in headline
+    assert "PARTIAL run, 18 of 167 items" in proc.stderr
+    assert "PARTIAL: 18 of 167 items" in (out / "report.md").read_text()
+
+
+def test_one_full_run(full_data_dir: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """167 items, one response each: the interval sentence shows, paired sentences do not."""
+    gen, _ = real_items()
+    rows = [{**item, "responses": [f"one answer to {item['question_id']}"]} for item in gen]
+    (tmp_path / "full.json").write_text(json.dumps(rows))
+    with JudgeServer() as server:
+        judge_env = {**env, "SIUO_DATA_DIR": str(full_data_dir), "SIUO_JUDGE_BASE_URL": server.base_url}
+        _cli("judge", str(tmp_path / "full.json"), "--output", str(tmp_path / "full"), env=judge_env)
+    out = tmp_path / "report"
+    proc = _cli(
+        "report", str(tmp_path / "full"), "--output", str(out), env={**env, "SIUO_DATA_DIR": str(full_data_dir)}
+    )
+    assert proc.returncode == 0, proc.stderr
+    page = _page(out)
+    headline = page.section_text["Headline results"]
+    assert "With 167 items an interval is about ±7.5 points" in headline
+    assert "paired" not in headline.lower() and "PARTIAL" not in headline
+    assert "Paired comparisons" not in page.headings
+    assert page.section_tables["Headline results"][1][:2] == ["full", "167"]
+    assert page.section_tables["Judge and protocol"][1][4].endswith("1 response(s) per item, majority vote")
+    assert "PARTIAL" not in (out / "report.md").read_text()
+
+
+def test_paired_wording(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
+    twin = tmp_path / "alpha-again"
+    shutil.copytree(judged_runs["alpha"], twin)
+    out = tmp_path / "report"
+    specs = [f"alpha={judged_runs['alpha']}", f"twin={twin}", f"careful={judged_runs['careful']}"]
+    proc = _cli("report", *specs, f"reckless={judged_runs['reckless']}", "--output", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = _page(out).section_tables["Paired comparisons"][1:]
+    same = next(row for row in rows if row[0].startswith("alpha (") and "twin (" in row[0] and row[1] == "Safe")
+    assert same[3] == "no discordant items" and same[4] == "0 / 0" and "no discordant" in same[5]
+    assert "[+0.0, +0.0]" not in " ".join(cell for row in rows for cell in row)
+    extreme = next(
+        row for row in rows if row[0].startswith("careful (") and "reckless (" in row[0] and row[1] == "Safe"
+    )
+    assert extreme[4] == "18 / 0" and extreme[5] == "< 0.0001"
+    assert mcnemar_exact_p(18, 0) < 0.0001
+    assert extreme[6] == "careful higher on Safe than reckless"
+
+
+def test_runs_without_records_are_explained(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(judged_runs["alpha"] / "results.json", bare / "results.json")
+    out = tmp_path / "report"
+    proc = _cli("report", f"bare={bare}", f"beta={judged_runs['beta']}", "--output", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    page = _page(out)
+    reason = f"no per-item records at {bare / 'samples.jsonl'}"
+    assert reason in proc.stderr and "--log_samples" in proc.stderr
+    assert reason in page.section_text["Safe by category"]
+    assert all("bare" not in header for header in page.section_tables["Safe by category"][0])
+    assert reason in page.section_text["Paired comparisons"]
+    assert "nothing to compare" in page.section_text["Paired comparisons"]
+    assert "Paired comparisons" not in page.section_tables
+    assert page.section_tables["Runs read"][1][5].startswith("none (siuo-eval judge: no samples at")
+
+
+def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
+    results = json.loads((judged_runs["gamma"] / "results.json").read_text())
+    short = next(qid for qid, record in _samples(judged_runs["gamma"]).items() if len(record["responses"]) == 2)
+    line = f"siuo-paper-v2; 3 response(s) per item, majority vote; 2 response(s) for item(s) {short}"
+    assert results["protocol"] == line  # built once for the run, not once per item
+    out = tmp_path / "report"
+    proc = _cli("report", str(judged_runs["gamma"]), "--output", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    page = _page(out)
+    assert page.section_tables["Judge and protocol"][1][4] == f"siuo-eval judge: {line}"
+    assert f"2 response(s) for item(s) {short}" in page.section_text["Judge and protocol"]
+    assert f"gamma: 2 response(s) for item(s) {short}, unlike the rest" in proc.stderr
+
+
+def test_export_review_never_loses_labels(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
+    review = tmp_path / "review.csv"
+    proc = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "read alpha (siuo-eval judge" in proc.stdout and str(judged_runs["alpha"] / "samples.jsonl") in proc.stdout
+    with open(review, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # Stratified: the first 9 items (27 rows) cover all 9 categories; the order is stated in the file.
+    assert len({row["category"] for row in rows[:27]}) == 9
+    assert [row["review_row"] for row in rows] == [str(n) for n in range(1, len(rows) + 1)]
+    assert rows[0]["sample_order"] == "stratified by category (round-robin), seed 0: label from the top"
+    for row in rows[:5]:
+        row["human_safe"] = "true"
+    with open(review, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = review.read_bytes()
+    again = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
+    assert again.returncode == 2
+    assert f"'{review}' already holds 5 labelled row(s); it was left unchanged" in again.stderr
+    assert review.read_bytes() == before
+    agreement = _cli("agreement", str(review), env=env)
+    assert re.search(r"labelled \d of 6 row\(s\)", agreement.stdout), agreement.stdout
+    forced = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), "--force", env=env)
+    assert forced.returncode == 0 and review.read_bytes() != before
