@@ -164,31 +164,59 @@ def scatter_figure(runs: Sequence[Run]) -> bytes:
     figure, axis = plt.subplots(figsize=(9, 6.5))
     paper = [m for m in board["models"] if m["safe"] is not None and m["effective"] is not None]
     axis.scatter([m["safe"] for m in paper], [m["effective"] for m in paper], color="#888888", s=22, zorder=2)
-    for model in paper:
-        axis.annotate(
-            model["name"],
-            (model["safe"], model["effective"]),
-            fontsize=7,
-            color="#555555",
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
+    axis.set_xlim(0, 100)
+    axis.set_ylim(0, 105)
+    _label_points(axis, [(m["name"], m["safe"], m["effective"]) for m in paper])
     colours = plt.get_cmap("tab10")
     for index, run in enumerate(r for r in runs if r.gen is not None):
         _plot_run(axis, run, colours(index % 10))
-    axis.set_xlim(0, 100)
-    axis.set_ylim(0, 105)
     axis.set_xlabel("Safe (%)")
     axis.set_ylabel("Effective (%)")
     axis.set_title("Safe vs Effective: the paper's models and this report's")
     figure.text(0.01, 0.01, textwrap.fill(scatter_note(runs), 150), fontsize=7.5, ha="left", va="bottom")
     if any(run.gen is not None for run in runs):
-        axis.legend(fontsize=8, loc="lower left")
+        axis.legend(fontsize=8, loc="best")
     figure.tight_layout(rect=(0, 0.07, 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _label_points(axis: Any, points: list[tuple[str, float, float]], fontsize: float = 7) -> None:
+    """Name every point without two names overlapping: each label takes the first nearby spot
+    (right, left, above, below, then further out with a leader line) inside the axes and clear
+    of the dots and of the labels already placed."""
+    import matplotlib.transforms
+
+    axis.figure.canvas.draw()
+    dpi_scale = axis.figure.dpi / 72
+    centres = [axis.transData.transform((x, y)) / dpi_scale for _, x, y in points]
+    placed = [(cx - 3.5, cy - 3.5, cx + 3.5, cy + 3.5) for cx, cy in centres]  # the dots themselves
+    frame = axis.get_window_extent().transformed(matplotlib.transforms.Affine2D().scale(1 / dpi_scale))
+    height = fontsize * 1.25
+    spots = [(4, 2), (4, -9), (None, 2), (None, -9)]
+    spots += [(dx, dy) for step in range(1, 8) for dy in (10 * step, -10 * step - 8) for dx in (4, None)]
+    for name, x, y in sorted(points, key=lambda p: (-p[2], p[1])):
+        width = 0.6 * fontsize * len(name)
+        px, py = axis.transData.transform((x, y)) / dpi_scale
+        for dx, dy in spots:
+            left = px + (dx if dx is not None else -width - 4)
+            box = (left, py + dy, left + width, py + dy + height)
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        far = abs(dy) >= 10
+        axis.annotate(
+            name,
+            (x, y),
+            xytext=(box[0] - px, dy),
+            textcoords="offset points",
+            fontsize=fontsize,
+            color="#444444",
+            arrowprops={"arrowstyle": "-", "color": "#aaaaaa", "lw": 0.6} if far else None,
+        )
 
 
 def scatter_note(runs: Sequence[Run]) -> str:
@@ -380,8 +408,14 @@ def md_table(table: Table) -> str:
 
 def html_table(table: Table, css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    body = "".join("<tr>" + "".join(_html_cell(cell) for cell in row) + "</tr>" for row in table.rows)
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _html_cell(text: str) -> str:
+    # Short cells (rates with intervals, dates, counts) stay on one line; long ones wrap.
+    css = ' class="short"' if len(text) <= 24 else ""
+    return f"<td{css}>{html.escape(text)}</td>"
 
 
 @dataclass
@@ -395,13 +429,16 @@ class Section:
 
 def headline_text(runs: Sequence[Run]) -> str:
     """Only the sentences that hold for these runs."""
-    text = "Percentages with 95% Wilson intervals; MCQ unparsed is the share of answers with no readable letter."
-    if runs and all(run.tasks() and all(t.item_count == BENCHMARK_ITEMS for t in run.tasks()) for run in runs):
+    text = "Percentages with 95% Wilson intervals."
+    if any(run.mcq for run in runs):
+        text += " MCQ unparsed is the share of answers with no readable letter (counted as wrong)."
+    full = [run for run in runs if run.tasks() and all(t.item_count == BENCHMARK_ITEMS for t in run.tasks())]
+    if full:
         text += (
             f" With {BENCHMARK_ITEMS} items an interval is about ±7.5 points, so models closer than that are "
             "not told apart by this table alone"
         )
-        text += "; see the paired comparisons." if len(runs) > 1 else "."
+        text += "; see the paired comparisons." if len(full) > 1 else "."
     if any(run.partial for run in runs):
         text += (
             f" Runs marked PARTIAL scored fewer than the benchmark's {BENCHMARK_ITEMS} items: their numbers "
@@ -504,7 +541,7 @@ def report_warnings(runs: Sequence[Run]) -> list[str]:
 
 
 def _figure_alt(section: Section) -> str:
-    return "Safe vs Effective scatter" if section.figure == SCATTER else section.title
+    return f"Safe vs Effective scatter. {section.caption}" if section.caption else section.title
 
 
 def render_markdown(sections: Sequence[Section]) -> str:
@@ -515,8 +552,6 @@ def render_markdown(sections: Sequence[Section]) -> str:
             parts.append(section.text + "\n")
         if section.figure:
             parts.append(f"![{_figure_alt(section)}](figures/{section.figure})\n")
-        if section.caption:
-            parts.append(f"*{section.caption}*\n")
         if section.table:
             parts.append(md_table(section.table) + "\n")
     return "\n".join(parts)
@@ -526,7 +561,8 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3} img.figure{max-width:100%} .item{border:1px solid #ddd;margin:1em 0;padding:1em}
+th{background:#f3f3f3} td.short{white-space:nowrap}
+img.figure{max-width:100%} .item{border:1px solid #ddd;margin:1em 0;padding:1em}
 .item img{max-width:256px;float:right;margin-left:1em} .reason{white-space:pre-wrap;color:#444;font-size:13px}
 details{margin:0.5em 0} .clear{clear:both}
 """
@@ -542,8 +578,7 @@ def render_html(sections: Sequence[Section], figures: dict[str, bytes], items_ht
         if section.figure:
             data = base64.b64encode(figures[section.figure]).decode("ascii")
             image = f'<img class="figure" alt="{html.escape(_figure_alt(section))}" src="data:image/png;base64,{data}">'
-            caption = f"<figcaption>{html.escape(section.caption)}</figcaption>" if section.caption else ""
-            parts.append(f"<figure>{image}{caption}</figure>")
+            parts.append(image)
         if section.table:
             parts.append(html_table(section.table, css_class=section.title.lower().replace(" ", "-")))
     parts.append(items_html)

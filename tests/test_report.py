@@ -89,7 +89,6 @@ class _Page(HTMLParser):
         self.alts: list[str] = []
         self.external: list[str] = []
         self.summaries: list[str] = []
-        self.figcaptions: list[str] = []
         self.items = 0
         self._cell: list[str] | None = None
         self._text: list[str] | None = None
@@ -111,7 +110,7 @@ class _Page(HTMLParser):
             self.tables[-1].append([])
         elif tag in ("td", "th"):
             self._cell = []
-        elif tag in ("h2", "p", "summary", "figcaption"):
+        elif tag in ("h2", "p", "summary"):
             self._text, self._tag = [], tag
         elif tag == "div" and values.get("class") == "item":
             self.items += 1
@@ -126,8 +125,6 @@ class _Page(HTMLParser):
                 self.headings.append(text)
             elif tag == "summary":
                 self.summaries.append(text)
-            elif tag == "figcaption":
-                self.figcaptions.append(text)
             elif self.headings and self.headings[-1] not in self.section_text:
                 self.section_text[self.headings[-1]] = text
             self._text, self._tag = None, ""
@@ -240,9 +237,8 @@ def test_paper_leaderboard_and_scatter(judged_runs: dict[str, Path], env: dict[s
     assert "PARTIAL run, not comparable" in ours[-1] and SERVED_MODEL in ours[-1]
     text = page.section_text["Beside the paper's leaderboard"]
     assert board["source"] in text and "HUMAN evaluation" in text and "Fill the rest" not in text
-    scatter = next(src for src, alt in zip(page.images, page.alts, strict=True) if alt.startswith("Safe vs Effective"))
+    scatter, caption = next((s, a) for s, a in zip(page.images, page.alts, strict=True) if a.startswith("Safe vs"))
     assert base64.b64decode(scatter.split(",", 1)[1]) == (out / "figures" / "safe_vs_effective.png").read_bytes()
-    caption = page.figcaptions[0]
     assert "the paper's 15 models" in caption and "HUMAN evaluation" in caption and "AUTOMATIC judge" in caption
     assert "alpha (PARTIAL: 18 of 167 items)" in caption
     from PIL import Image
