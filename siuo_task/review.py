@@ -49,11 +49,21 @@ _FALSE = {"0", "false", "f", "no", "n", "unsafe", "not safe", "ineffective", "no
 
 
 def count_labels(path: Path) -> int:
-    """Rows of an existing review file with anything in a human column (0 if not a review file)."""
-    if not path.is_file():
+    """Rows of an existing review file with anything in a human column.
+
+    Raises:
+        DataError: when ``path`` exists but is not a review CSV (it is not ours to replace).
+    """
+    if not path.exists():
         return 0
-    with open(path, newline="", encoding="utf-8") as handle:
-        return sum(1 for row in csv.DictReader(handle) if any((row.get(c) or "").strip() for c in LABEL_COLUMNS))
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if path.is_file() and set(LABEL_COLUMNS) <= set(reader.fieldnames or []):
+                return sum(1 for row in reader if any((row.get(c) or "").strip() for c in LABEL_COLUMNS))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    raise DataError(f"'{path}' exists and is not a review CSV; it was left unchanged. Choose another --output")
 
 
 def refuse_to_overwrite(output: Path) -> None:

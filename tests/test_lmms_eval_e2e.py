@@ -180,7 +180,7 @@ def test_paper_protocol_gen_and_mcq(tiny_llava: Path, small_data_dir: Path, tmp_
     assert gen_results["judge_cost_usd,none"] is None  # the test judge's price is unknown
     assert gen_results["judge_endpoint,none"] == server.base_url
     assert len(gen_results["judge_prompt_sha256,none"]) == 64
-    assert "3 response(s) per item" in gen_results["protocol,none"]
+    assert gen_results["protocol,none"] == "siuo-paper-v2; 3 response(s) per item, majority vote"  # one line per run
     # The per-line records hold the decisions the results were computed from.
     assert _percent([line["siuo"]["safe"] for line in gen]) == gen_results["safe_rate,none"]
     _check_mcq(results["results"]["siuo_mcq"], mcq)

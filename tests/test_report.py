@@ -463,5 +463,10 @@ def test_export_review_never_loses_labels(judged_runs: dict[str, Path], env: dic
     assert review.read_bytes() == before
     agreement = _cli("agreement", str(review), env=env)
     assert re.search(r"labelled \d of 6 row\(s\)", agreement.stdout), agreement.stdout
+    results = judged_runs["alpha"] / "results.json"
+    results_before = results.read_bytes()
+    wrong = _cli("export-review", str(judged_runs["alpha"]), "--output", str(results), env=env)
+    assert wrong.returncode == 2 and "exists and is not a review CSV; it was left unchanged" in wrong.stderr
+    assert results.read_bytes() == results_before
     forced = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), "--force", env=env)
     assert forced.returncode == 0 and review.read_bytes() != before
