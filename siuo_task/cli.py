@@ -97,6 +97,9 @@ def _report(args: argparse.Namespace) -> int:
     from siuo_task.runs import load_runs, unique_names
 
     runs = unique_names([run for spec in args.results for run in load_runs(spec)])
+    for spec in args.results:
+        for other in _other_results(spec):
+            print(f"skipped {other}: no SIUO task in it")
     for run in runs:
         print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     for warning in report_warnings(runs):
@@ -104,6 +107,12 @@ def _report(args: argparse.Namespace) -> int:
     for path in write_report(runs, args.output, _optional_data(args.data_dir)):
         print(f"wrote {path}")
     return 0
+
+
+def _other_results(spec: str) -> list[Path]:
+    from siuo_task.runs import scan_results, split_spec
+
+    return scan_results(split_spec(spec)[1])[1]
 
 
 def _export_review(args: argparse.Namespace) -> int:

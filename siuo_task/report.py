@@ -109,14 +109,17 @@ def fmt_cost(info: JudgeInfo) -> str:
 
 
 def judge_table(runs: Sequence[Run]) -> Table:
-    headers = ["Model", "Judge (model returned)", "Endpoint", "Prompts (sha256)", "Protocol", "Judge errors"]
+    headers = ["Model", "Items", "Judge (model returned)", "Endpoint", "Prompts (sha256)", "Protocol", "Judge errors"]
     rows = []
     for run in runs:
         info = judge_info(run)
         if info is None:
             continue
         sha = info.prompt_sha256[:12] or "unknown"
-        rows.append([label(run), info.model, info.endpoint, sha, info.protocol, str(info.errors), fmt_cost(info)])
+        items = str(run.gen.item_count) if run.gen and run.gen.item_count is not None else "unknown"
+        rows.append(
+            [label(run), items, info.model, info.endpoint, sha, info.protocol, str(info.errors), fmt_cost(info)]
+        )
     return Table([*headers, "Judge cost (USD)"], rows)
 
 

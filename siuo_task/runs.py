@@ -148,16 +148,48 @@ def find_results(path: Path) -> list[Path]:
     """Every SIUO results file at ``path`` (a file, or a folder searched recursively).
 
     Raises:
-        DataError: naming the path when it does not exist or holds no results file.
+        DataError: naming the path when it does not exist or holds no SIUO results file.
+    """
+    return scan_results(path)[0]
+
+
+def scan_results(path: Path) -> tuple[list[Path], list[Path]]:
+    """(SIUO results files, other results files) at ``path``; a folder may hold other
+    benchmarks' lmms-eval results beside ours, which are listed, not read.
+
+    Raises:
+        DataError: naming the path when it does not exist or holds no SIUO results file.
     """
     if path.is_file():
-        return [path]
+        return [path], []
     if not path.is_dir():
         raise DataError(f"results path '{path}' does not exist")
     found = sorted({*path.rglob("*_results.json"), *path.rglob("results.json")})
-    if not found:
-        raise DataError(f"no results.json or *_results.json under '{path}'")
-    return found
+    ours = [file for file in found if _is_siuo_results(file)]
+    if not ours:
+        others = f" (found only results without SIUO tasks: {listing(found)})" if found else ""
+        raise DataError(f"no SIUO results.json or *_results.json under '{path}'{others}")
+    return ours, [file for file in found if file not in ours]
+
+
+def _is_siuo_results(file: Path) -> bool:
+    try:
+        results = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True  # read it, so the error names the file
+    if not isinstance(results, dict):
+        return False
+    if isinstance(results.get("results"), dict):
+        return any(task in results["results"] for task in (*GEN_TASKS, MCQ_TASK))
+    return "safe_rate" in results or "accuracy" in results
+
+
+def split_spec(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` into (NAME, PATH); a bare PATH (even one holding '=') gives ("", PATH)."""
+    if "=" in spec and not Path(spec).exists():
+        name, _, raw = spec.partition("=")
+        return name, Path(raw)
+    return "", Path(spec)
 
 
 def load_runs(spec: str) -> list[Run]:
@@ -166,11 +198,11 @@ def load_runs(spec: str) -> list[Run]:
     Raises:
         DataError: when NAME= names a folder of several runs, or nothing SIUO is found.
     """
-    name, _, raw = spec.rpartition("=") if "=" in spec and not Path(spec).exists() else ("", "", spec)
-    files = find_results(Path(raw))
+    name, path = split_spec(spec)
+    files = find_results(path)
     if name and len(files) > 1:
         raise DataError(
-            f"'{spec}': NAME=PATH names one run, but '{raw}' holds {len(files)}: {listing(files)}; "
+            f"'{spec}': NAME=PATH names one run, but '{path}' holds {len(files)}: {listing(files)}; "
             "name each results file (NAME=FILE), or pass the folder without NAME= to report every run"
         )
     runs = [load_results_file(file) for file in files]
@@ -181,10 +213,10 @@ def load_runs(spec: str) -> list[Run]:
 
 def load_one_run(spec: str) -> Run:
     """Exactly one run; a folder holding several is an error that lists them."""
-    raw = spec.rpartition("=")[2] if "=" in spec and not Path(spec).exists() else spec
-    files = find_results(Path(raw))
+    _, path = split_spec(spec)
+    files = find_results(path)
     if len(files) > 1:
-        raise DataError(f"'{raw}' holds {len(files)} runs: {listing(files)}; pass one of these results files")
+        raise DataError(f"'{path}' holds {len(files)} runs: {listing(files)}; pass one of these results files")
     return load_runs(spec)[0]
 
 

@@ -171,8 +171,8 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
     # Judge and protocol details have their own table, not the headline's.
     judge = page.section_tables["Judge and protocol"]
     assert (
-        judge[1][1] == SERVED_MODEL
-        and judge[1][4] == "siuo-eval judge: siuo-paper-v2; 3 response(s) per item, majority vote"
+        judge[1][1:3] == ["18", SERVED_MODEL]
+        and judge[1][5] == "siuo-eval judge: siuo-paper-v2; 3 response(s) per item, majority vote"
     )
     assert judge[1][-1] == f"unknown (no price for {SERVED_MODEL})"
     assert "estimated cost: unknown (no price for" in (judged_runs["alpha"].parent / "alpha.stdout").read_text()
@@ -384,7 +384,7 @@ def test_one_full_run(full_data_dir: Path, env: dict[str, str], tmp_path: Path) 
     assert "paired" not in headline.lower() and "PARTIAL" not in headline
     assert "Paired comparisons" not in page.headings
     assert page.section_tables["Headline results"][1][:2] == ["full", "167"]
-    assert page.section_tables["Judge and protocol"][1][4].endswith("1 response(s) per item, majority vote")
+    assert page.section_tables["Judge and protocol"][1][5].endswith("1 response(s) per item, majority vote")
     assert "PARTIAL" not in (out / "report.md").read_text()
 
 
@@ -434,7 +434,7 @@ def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str
     proc = _cli("report", str(judged_runs["gamma"]), "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
-    assert page.section_tables["Judge and protocol"][1][4] == f"siuo-eval judge: {line}"
+    assert page.section_tables["Judge and protocol"][1][5] == f"siuo-eval judge: {line}"
     assert f"2 response(s) for item(s) {short}" in page.section_text["Judge and protocol"]
     assert f"gamma: 2 response(s) for item(s) {short}, unlike the rest" in proc.stderr
 
@@ -470,3 +470,31 @@ def test_export_review_never_loses_labels(judged_runs: dict[str, Path], env: dic
     assert results.read_bytes() == results_before
     forced = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), "--force", env=env)
     assert forced.returncode == 0 and review.read_bytes() != before
+
+
+def test_other_benchmarks_listed_and_vlmevalkit_named(
+    lmms_eval_folder: Path, judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "out"
+    shutil.copytree(lmms_eval_folder, folder)
+    other = folder / "20250101_000000_results.json"
+    other.write_text(json.dumps({"results": {"mmmu_val": {"mmmu_acc,none": 0.4}}}))
+    vlmeval = folder / "vlmeval" / "Qwen2-VL-7B"
+    vlmeval.mkdir(parents=True)
+    stem = "Qwen2-VL-7B_SafeInputsUnsafeOutput_GEN3"
+    shutil.copy(judged_runs["alpha"] / "results.json", vlmeval / f"{stem}_siuo_results.json")
+    shutil.copy(judged_runs["alpha"] / "samples.jsonl", vlmeval / f"{stem}_siuo_samples.jsonl")
+    proc = _cli("report", str(folder), "--output", str(tmp_path / "report"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped {other}: no SIUO task in it" in proc.stdout
+    runs = _page(tmp_path / "report").section_tables["Runs read"][1:]
+    assert len(runs) == 3
+    row = next(row for row in runs if row[1] == "VLMEvalKit")
+    assert row[0] == "Qwen2-VL-7B (PARTIAL: 18 of 167 items)"
+    assert row[2].startswith("Qwen2-VL-7B (from the file name")
+    assert row[5] == str(vlmeval / f"{stem}_siuo_samples.jsonl")
+    only_other = tmp_path / "other"
+    only_other.mkdir()
+    shutil.copy(other, only_other / other.name)
+    proc = _cli("report", str(only_other), "--output", str(tmp_path / "r2"), env=env)
+    assert proc.returncode == 2 and "found only results without SIUO tasks" in proc.stderr
