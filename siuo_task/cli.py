@@ -60,7 +60,8 @@ def _print_summary(summary: dict[str, Any], output: Path) -> None:
         print(f"{name}: {summary.get(name)} (95% CI {low_high[0]}-{low_high[1]})")
     usage = summary["usage"]
     calls, hits, cost = usage.get("calls"), usage.get("cache_hits"), usage.get("cost_usd")
-    cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {summary.get('judge_model') or '?'})"
+    judge = summary.get("judge_model") or summary.get("judge_model_requested")
+    cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {judge})"
     print(f"judge calls: {calls}, cache hits: {hits}, estimated cost: {cost_text}")
     print(f"wrote {output / 'results.json'} and {output / 'samples.jsonl'}")
 

@@ -105,7 +105,7 @@ def headline_table(runs: Sequence[Run]) -> Table:
 def fmt_cost(info: JudgeInfo) -> str:
     if info.cost_usd is None:
         return f"unknown (no price for {info.model})"
-    return f"{info.cost_usd:.2f}"
+    return f"{info.cost_usd:.2f}" if info.cost_usd >= 0.01 else f"{info.cost_usd:.4f}"
 
 
 def judge_table(runs: Sequence[Run]) -> Table:
@@ -554,7 +554,8 @@ def render_markdown(sections: Sequence[Section]) -> str:
         if section.text:
             parts.append(section.text + "\n")
         if section.figure:
-            parts.append(f"![{_figure_alt(section)}](figures/{section.figure})\n")
+            alt = _figure_alt(section).replace("[", "(").replace("]", ")")
+            parts.append(f"![{alt}](figures/{section.figure})\n")
         if section.table:
             parts.append(md_table(section.table) + "\n")
     return "\n".join(parts)
