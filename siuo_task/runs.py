@@ -255,6 +255,14 @@ def _strip_filters(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key.split(",", 1)[0]: value for key, value in metrics.items() if key != "alias"}
 
 
+def lmms_eval_task_values(results: dict[str, Any], task: str) -> dict[str, Any]:
+    """Every value of one task in an lmms-eval results.json, by name: the printed metric rows
+    and the task summary our tasks add under "siuo" (CIs, per-category rates, judge identity,
+    protocol, usage). Files written before that summary existed had all of it as metric rows."""
+    summary = results.get("siuo", {}).get(task, {})
+    return {**summary, **_strip_filters(results["results"][task])}
+
+
 def _records(path: Path) -> dict[int, dict[str, Any]]:
     if not path.is_file():
         return {}
@@ -289,7 +297,7 @@ def _from_lmms_eval(results: dict[str, Any], results_file: Path) -> Run:
     def task_run(task: str) -> TaskRun:
         samples = results_file.parent / f"{stamp}_samples_{task}.jsonl"
         items = (n_samples.get(task) or {}).get("effective")
-        return TaskRun(task, _strip_filters(tasks[task]), _records(samples), samples, items)
+        return TaskRun(task, lmms_eval_task_values(results, task), _records(samples), samples, items)
 
     gen_task = next((task for task in GEN_TASKS if task in tasks), None)
     short, model = _lmms_eval_model(results)
