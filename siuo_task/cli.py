@@ -95,12 +95,12 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 
 def _report(args: argparse.Namespace) -> int:
     from siuo_task.report import label, report_warnings, write_report
-    from siuo_task.runs import load_runs, unique_names
+    from siuo_task.runs import REPORTED_TASKS, load_runs, unique_names
 
     runs = unique_names([run for spec in args.results for run in load_runs(spec)])
     for spec in args.results:
         for other in _other_results(spec):
-            print(f"skipped {other}: no SIUO task in it")
+            print(f"skipped {other}: none of the tasks a report reads ({', '.join(REPORTED_TASKS)})")
     for run in runs:
         print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     for warning in report_warnings(runs):

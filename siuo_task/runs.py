@@ -24,6 +24,7 @@ from siuo_task.results import RECORD_KEY, describe_protocol
 GEN_TASKS = ("siuo_gen", "siuo_gen_greedy")
 MCQ_TASK = "siuo_mcq"
 BENCHMARK_ITEMS = 167
+REPORTED_TASKS = (*GEN_TASKS, MCQ_TASK)
 VLMEVAL_DATASETS = ("SafeInputsUnsafeOutput_GEN3", "SafeInputsUnsafeOutput_GEN1", "SafeInputsUnsafeOutput_MCQ")
 
 
@@ -167,8 +168,8 @@ def scan_results(path: Path) -> tuple[list[Path], list[Path]]:
     found = sorted({*path.rglob("*_results.json"), *path.rglob("results.json")})
     ours = [file for file in found if _is_siuo_results(file)]
     if not ours:
-        others = f" (found only results without SIUO tasks: {listing(found)})" if found else ""
-        raise DataError(f"no SIUO results.json or *_results.json under '{path}'{others}")
+        others = f" (found only results of other tasks: {listing(found)})" if found else ""
+        raise DataError(f"no results.json or *_results.json of {', '.join(REPORTED_TASKS)} under '{path}'{others}")
     return ours, [file for file in found if file not in ours]
 
 

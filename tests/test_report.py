@@ -486,7 +486,7 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     shutil.copy(judged_runs["alpha"] / "samples.jsonl", vlmeval / f"{stem}_siuo_samples.jsonl")
     proc = _cli("report", str(folder), "--output", str(tmp_path / "report"), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert f"skipped {other}: no SIUO task in it" in proc.stdout
+    assert f"skipped {other}: none of the tasks a report reads (siuo_gen, siuo_gen_greedy, siuo_mcq)" in proc.stdout
     runs = _page(tmp_path / "report").section_tables["Runs read"][1:]
     assert len(runs) == 3
     row = next(row for row in runs if row[1] == "VLMEvalKit")
@@ -497,4 +497,4 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     only_other.mkdir()
     shutil.copy(other, only_other / other.name)
     proc = _cli("report", str(only_other), "--output", str(tmp_path / "r2"), env=env)
-    assert proc.returncode == 2 and "found only results without SIUO tasks" in proc.stderr
+    assert proc.returncode == 2 and "found only results of other tasks" in proc.stderr
