@@ -22,6 +22,7 @@ from siuo_task.parsing import parse_mcq_answer
 from siuo_task.prompts import mcq_prompt
 from siuo_task.results import GEN_REDUCERS, reduce_values
 from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ, MCQ_CIRCULAR
+from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -193,7 +194,8 @@ def test_report_reads_vlmevalkit_results(vlmeval_run: dict[str, Any], tmp_path: 
     command = [sys.executable, "-m", "siuo_task.cli", "report", f"vlm={results}", "--output", str(tmp_path / "r")]
     proc = subprocess.run(command, env=vlmeval_run["env"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "| vlm | " in (tmp_path / "r" / "report.md").read_text()
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert f"| vlm (PARTIAL: {len(per_category(real_items()[0], 2))} of 167 items) | VLMEvalKit |" in report
 
 
 def test_no_secret_in_vlmevalkit_outputs(vlmeval_run: dict[str, Any]) -> None:
