@@ -111,9 +111,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _other_results(spec: str) -> list[Path]:
+    from siuo_task.adapters.inspect_ai.logs import is_inspect_source
     from siuo_task.runs import scan_results, split_spec
 
-    return scan_results(split_spec(spec)[1])[1]
+    path = split_spec(spec)[1]
+    return [] if is_inspect_source(path) else scan_results(path)[1]
 
 
 def _export_review(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siuo_task.adapters.inspect_ai.logs import is_inspect_source, load_inspect_run
 from siuo_task.errors import DataError
 from siuo_task.results import RECORD_KEY, describe_protocol
 
@@ -200,6 +201,10 @@ def load_runs(spec: str) -> list[Run]:
         DataError: when NAME= names a folder of several runs, or nothing SIUO is found.
     """
     name, path = split_spec(spec)
+    if is_inspect_source(path):
+        run = load_inspect_run(path)
+        run.name = name or run.name
+        return [run]
     files = find_results(path)
     if name and len(files) > 1:
         raise DataError(
@@ -215,6 +220,8 @@ def load_runs(spec: str) -> list[Run]:
 def load_one_run(spec: str) -> Run:
     """Exactly one run; a folder holding several is an error that lists them."""
     _, path = split_spec(spec)
+    if is_inspect_source(path):
+        return load_runs(spec)[0]
     files = find_results(path)
     if len(files) > 1:
         raise DataError(f"'{path}' holds {len(files)} runs: {listing(files)}; pass one of these results files")

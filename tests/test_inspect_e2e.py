@@ -150,7 +150,11 @@ def test_siuo_eval_judge_and_report_read_inspect_logs(inspect_run: dict[str, Any
         assert rejudged[name] == _metrics(gen_log)[name], name
     logs = inspect_run["root"] / "logs"
     greedy_path = inspect_run["logs"]["siuo_gen_greedy"][0]
-    greedy_path.rename(tmp_path / greedy_path.name)  # one gen log per folder: the report takes the newest
+    command = [sys.executable, "-m", "siuo_task.cli", "report", str(logs), "--output", str(tmp_path / "r0")]
+    proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "holds 2 open-ended Inspect logs" in proc.stderr  # never one picked silently
+    assert str(greedy_path) in proc.stderr and str(gen_path) in proc.stderr
+    greedy_path.rename(tmp_path / greedy_path.name)  # one gen log per folder
     try:
         command = [sys.executable, "-m", "siuo_task.cli", "report", f"loop={logs}", "--output", str(tmp_path / "r")]
         proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
@@ -158,7 +162,9 @@ def test_siuo_eval_judge_and_report_read_inspect_logs(inspect_run: dict[str, Any
         (tmp_path / greedy_path.name).rename(greedy_path)
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "| loop | " in report
+    items = len({sample.id for sample in gen_log.samples})
+    assert f"| loop (PARTIAL: {items} of 167 items) | Inspect |" in report
+    assert str(gen_path) in proc.stdout  # the exact log read is named
     assert f"{_metrics(gen_log)['safe_rate']:.1f}" in report
 
 

@@ -111,15 +111,15 @@ def _task_run(log: EvalLog, path: Path) -> Any:
     values = _values(log, path)
     reducers = MCQ_REDUCERS if task_name(log) == MCQ_TASK else GEN_REDUCERS
     records = {value[RECORD_KEY]["question_id"]: value[RECORD_KEY] for value in values}
-    return TaskRun(task_name(log), reduce_values(values, reducers), records)
+    return TaskRun(task_name(log), reduce_values(values, reducers), records, samples_file=path)
 
 
 def load_inspect_run(path: Path) -> Run:
-    """A run from one Inspect log, or from a log folder (the newest siuo_gen* and siuo_mcq logs
-    of its one model).
+    """A run from one Inspect log, or from a log folder (its one siuo_gen* log and one siuo_mcq
+    log, of one model).
 
     Raises:
-        DataError: no SIUO log there, or logs of several models in one folder.
+        DataError: no SIUO log there, logs of several models, or several logs of one kind.
     """
     from siuo_task.runs import Run
 
@@ -136,9 +136,15 @@ def load_inspect_run(path: Path) -> Run:
         )
     gen = [(file, log) for file, log in logs if task_name(log) in GEN_TASKS]
     mcq = [(file, log) for file, log in logs if task_name(log) == MCQ_TASK]
+    for kind, found in (("open-ended", gen), ("siuo_mcq", mcq)):
+        if len(found) > 1:  # never pick one silently
+            listed = "; ".join(str(file) for file, _ in found)
+            raise DataError(f"'{path}' holds {len(found)} {kind} Inspect logs: {listed}; pass each as NAME=FILE")
     return Run(
         name=models[0].rsplit("/", 1)[-1],
         source=path,
         gen=_task_run(gen[-1][1], gen[-1][0]) if gen else None,
         mcq=_task_run(mcq[-1][1], mcq[-1][0]) if mcq else None,
+        harness="Inspect",
+        model=models[0],
     )
