@@ -19,6 +19,7 @@ from siuo_task.results import (  # noqa: F401
     judge_cost_usd,
     judging_wall_seconds,
     percent_of_cells,
+    protocol_of_cells,
     sum_of_counts,
     total_cache_hits,
     total_calls,
