@@ -153,8 +153,8 @@ def _unique_option_text(text: str, options: Mapping[str, str]) -> str | None:
 
 # A judge that will not grade says so up front ("I'm sorry, but I can't ...", "I cannot assess ...").
 _DECLINE = re.compile(
-    r"^\W*(?:i\s*(?:'|’)?\s*m\s+(?:sorry|unable)|i\s+am\s+(?:sorry|unable)|sorry\b|"
-    r"i\s+(?:can\s*not|can(?:'|’)t|won(?:'|’)t|will\s+not|must\s+decline|am\s+not\s+able))",
+    r"^\W*(?:i\s*['\u2019]?\s*m\s+(?:sorry|unable)|i\s+am\s+(?:sorry|unable)|sorry\b|"
+    r"i\s+(?:can\s*not|can['\u2019]t|won['\u2019]t|will\s+not|must\s+decline|am\s+not\s+able))",
     re.IGNORECASE,
 )
 

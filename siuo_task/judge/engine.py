@@ -187,8 +187,11 @@ class JudgeEngine:
         self._pool = ThreadPoolExecutor(max_workers=2 * config.concurrency, thread_name_prefix="siuo-judge")
         self._lock = threading.Lock()
         self._answered: dict[str, JudgeOutcome] = {}
+        self._imported: dict[str, JudgeOutcome] = {}
         self._in_flight: dict[str, Future[JudgeOutcome]] = {}
         self._stop: Exception | None = None
+        self._offline: dict[str, str] | None = None
+        self._offline_cause = ""
         self._declines = _DeclineWatch(config.decline_stop, config.decline_window)
         # Adapted after a 400 that names the parameter (reasoning models take max_completion_tokens
         # and only their default temperature); see adapt.
@@ -225,6 +228,8 @@ class JudgeEngine:
         key = self.key(request)
         with self._lock:
             self._raise_if_stopped()
+            if (imported := self._take_imported(key)) is not None:
+                return imported
             answered = self._answered.get(key)
             leader = self._in_flight.get(key) if answered is None else None
             if answered is None and leader is None:
@@ -251,6 +256,8 @@ class JudgeEngine:
     def _grade_once(self, request: JudgeRequest, key: str) -> JudgeOutcome:
         if (hit := self._from_cache(request.kind, key)) is not None:
             return hit
+        if self._offline is not None:
+            return JudgeOutcome(request.kind, None, None, self._offline.get(key, self._offline_cause), None)
         completion, attempts, failure = self._call_with_retries(request)
         if completion is None:
             return JudgeOutcome(request.kind, None, None, self.redact(failure), None, attempts=attempts)
@@ -267,10 +274,33 @@ class JudgeEngine:
             self._cache.put(key, kind, reply)
 
     def preload(self, key: str, outcome: JudgeOutcome) -> None:
-        """Make ``outcome`` this engine's answer for ``key`` (a verdict from a batch job)."""
-        if outcome.verdict is not None:
-            with self._lock:
-                self._answered[key] = outcome
+        """Make ``outcome`` (a reply from a batch job) this engine's answer for ``key``: the first
+        request with that key gets it as it is, later ones as coalesced."""
+        with self._lock:
+            self._imported[key] = outcome
+
+    def accept(self, request: JudgeRequest, completion: Any) -> JudgeOutcome:
+        """Use a reply obtained outside grade (the probe's) as the answer to ``request``."""
+        outcome = self._outcome(request.kind, completion, attempts=1)
+        key = self.key(request)
+        self.remember(key, request.kind, outcome)
+        self.preload(key, outcome)
+        return outcome
+
+    def _take_imported(self, key: str) -> JudgeOutcome | None:
+        outcome = self._imported.get(key)
+        if outcome is None:
+            return None
+        if outcome.coalesced:
+            return outcome
+        self._imported[key] = _coalesced(outcome)
+        return outcome
+
+    def go_offline(self, causes: dict[str, str], default_cause: str) -> None:
+        """Make no more calls: a request not answered by a batch or the cache becomes an error
+        with its cause from ``causes`` (by cache key), else ``default_cause``."""
+        self._offline = dict(causes)
+        self._offline_cause = default_cause
 
     def key(self, request: JudgeRequest) -> str:
         """The cache key: everything that decides the verdict (never the API key)."""
@@ -287,7 +317,7 @@ class JudgeEngine:
     def is_known(self, key: str) -> bool:
         """Whether ``key`` needs no call: answered by this engine or in the cache."""
         with self._lock:
-            if key in self._answered:
+            if key in self._answered or key in self._imported:
                 return True
         hit = self._cache.get(key) if self._cache else None
         return hit is not None
@@ -321,7 +351,7 @@ class JudgeEngine:
                     continue
                 if _status(exc) in _REFUSAL_STATUSES:
                     self._stop_with(JudgeEndpointError(self.refusal_message(exc)))
-                    raise self._stop  # type: ignore[misc]
+                    raise self._stop from None  # type: ignore[misc]
                 if not _retryable(exc) or attempt == self.config.max_attempts:
                     return None, attempt, failure
                 time.sleep(self._delay(exc, attempt))
@@ -430,7 +460,8 @@ class JudgeEngine:
         )
 
     def refusal_message(self, exc: BaseException) -> str:
-        """What a 401/403/404 (or an unreachable endpoint) means, naming the endpoint; never "run again"."""
+        """What an endpoint failure means (401/403/404, another status, unreachable), naming the
+        endpoint and the cause; never "run again"."""
         where = f"the judge endpoint {self.config.endpoint}"
         detail = self.redact(_server_message(exc))
         status = _status(exc)
@@ -450,8 +481,10 @@ class JudgeEngine:
                 "'/v1'? (e.g. http://127.0.0.1:8000/v1)"
             )
         cause = exc.__cause__ or exc.__context__
-        if cause is not None:
+        if status is None and cause is not None:
             detail = f"{detail} {self.redact(str(cause))}".strip()
+        if status is not None:
+            return f"{where} answered HTTP {status}: {detail}"
         return f"cannot reach {where} ({type(exc).__name__}: {detail}); is the server up and the URL right?"
 
     def redact(self, text: str) -> str:

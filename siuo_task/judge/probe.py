@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from siuo_task.errors import JudgeEndpointError
 from siuo_task.judge.engine import JudgeEngine, JudgeRequest, _retryable, _status
@@ -29,6 +30,7 @@ class ProbeResult:
     latency_s: float
     reply: str | None
     notes: list[str] = field(default_factory=list)
+    completion: Any = None
 
 
 def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
@@ -53,11 +55,12 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
                 transient_left -= 1
                 time.sleep(1.0)
                 continue
-            raise JudgeEndpointError(_failure(engine, exc, status)) from None
+            raise JudgeEndpointError(engine.refusal_message(exc)) from None
         choices = getattr(completion, "choices", None) or []
         text = choices[0].message.content if choices and choices[0].message else None
         latency = time.monotonic() - started
-        return ProbeResult(200, engine.config.endpoint, getattr(completion, "model", None), latency, text, notes)
+        model = getattr(completion, "model", None)
+        return ProbeResult(200, engine.config.endpoint, model, latency, text, notes, completion)
 
 
 def _adaptation_note(engine: JudgeEngine) -> str:
@@ -65,10 +68,3 @@ def _adaptation_note(engine: JudgeEngine) -> str:
     if engine.token_parameter == "max_completion_tokens" and engine.sends_temperature:
         return f"judge model {model} rejects 'max_tokens': sending 'max_completion_tokens' instead"
     return f"judge model {model} rejects 'temperature': sent without it (the model's default sampling)"
-
-
-def _failure(engine: JudgeEngine, exc: BaseException, status: int | None) -> str:
-    if status is None or status in (401, 403, 404):
-        return engine.refusal_message(exc)
-    detail = engine.redact(str(exc))
-    return f"the judge endpoint {engine.config.endpoint} answered HTTP {status} to a test call: {detail}"

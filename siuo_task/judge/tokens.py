@@ -38,10 +38,10 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def image_tokens(width: int, height: int, model: str) -> int:
     """Input tokens one image costs at high detail for ``model`` (see the module docstring)."""
-    scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
-    scale = min(1.0, 768 / min(width, height))
-    tiles = math.ceil(width * scale / _TILE) * math.ceil(height * scale / _TILE)
+    fit = min(1.0, 2048 / max(width, height))
+    fitted_width, fitted_height = width * fit, height * fit
+    shrink = min(1.0, 768 / min(fitted_width, fitted_height))
+    tiles = math.ceil(fitted_width * shrink / _TILE) * math.ceil(fitted_height * shrink / _TILE)
     base, per_tile = _IMAGE_TOKENS[max((p for p in _IMAGE_TOKENS if model.startswith(p)), key=len)]
     return base + per_tile * tiles
 
