@@ -172,8 +172,7 @@ def test_bound_and_cache_hold_across_processes(small_data_dir: Path, tmp_path: P
 def test_requests_per_minute_cap_spaces_requests(small_data_dir: Path) -> None:
     item = load_siuo(small_data_dir).gen[0]
     requests = [
-        JudgeRequest("safety", safety_judge_prompt(item.question, "w", "r", f"x{n}"), item.image_path)
-        for n in range(6)
+        JudgeRequest("safety", safety_judge_prompt(item.question, "w", "r", f"x{n}"), item.image_path) for n in range(6)
     ]
     with JudgeServer() as server:
         engine = JudgeEngine(_config(server, None, requests_per_minute=600))  # one per 0.1 s

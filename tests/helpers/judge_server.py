@@ -76,6 +76,19 @@ def send_json(
     handler.wfile.write(data)
 
 
+def completion_body(question: str, reply: str) -> dict[str, Any]:
+    """The chat.completion JSON this server answers with (also the body of its batch output lines)."""
+    prompt_tokens = 100 + len(question) // 4
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": SERVED_MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10},
+    }
+
+
 def _between(text: str, start: str, end: str) -> str:
     head = text.split(start, 1)[1]
     return head.split(end, 1)[0]
@@ -184,16 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.headers.get("Authorization", ""),
             )
         )
-        prompt_tokens = 100 + len(question) // 4
-        payload = {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 0,
-            "model": SERVED_MODEL,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10},
-        }
-        self._send(200, payload)
+        self._send(200, completion_body(question, reply))
 
     def _inject(self, fault: str) -> bool:
         """Send a transport-level fault; False for faults that are a (bad) 200 reply."""
