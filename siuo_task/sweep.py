@@ -36,7 +36,10 @@ LMMS_OTHER_SAMPLES = re.compile(r"^.+_samples_.+\.jsonl$")
 VLMEVAL_GEN_DATASETS = (GEN_PAPER, GEN_SINGLE, "SIUO_GEN")
 VLMEVAL_PREDICTIONS = re.compile(r"^(?P<model>.+)_(?P<dataset>" + "|".join(VLMEVAL_GEN_DATASETS) + r")$")
 # Files that sit beside inputs and are not inputs: results files, our own outputs, scores.
-COMPANIONS = re.compile(r"(_results\.json|_siuo_samples\.jsonl|_score\.csv|_acc\.csv|^leaderboard\.(json|csv))$")
+COMPANIONS = re.compile(
+    r"(^\d{8}_\d{6}_results\.json|^results\.json|_siuo_results\.json|_siuo_samples\.jsonl|_score\.csv|_acc\.csv"
+    r"|^leaderboard\.(json|csv))$"
+)
 CANDIDATE_SUFFIXES = (".json", ".jsonl", ".xlsx", ".tsv", ".csv")
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
 HEADLINE = ("safe_rate", "effective_rate", "safe_effective_rate")
