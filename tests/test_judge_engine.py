@@ -180,3 +180,18 @@ def test_requests_per_minute_cap_spaces_requests(small_data_dir: Path) -> None:
         engine.grade_many(requests)
         elapsed = time.monotonic() - started
     assert elapsed >= 0.45  # six starts spaced 0.1 s apart need at least 0.5 s, less clock slack
+
+
+def test_identical_requests_are_sent_once_in_flight_or_not(small_data_dir: Path) -> None:
+    item = load_siuo(small_data_dir).gen[0]
+    distinct = gen_judge_requests(item, ["alpha", "beta"])  # 4 distinct requests
+    with JudgeServer(latency_s=0.2, declines=False) as server:
+        engine = JudgeEngine(_config(server, None, concurrency=8))  # cache off
+        together = engine.grade_many(distinct * 5)  # 20 requests in flight together
+        later = engine.grade_many(distinct)  # the same again, after the first answers
+        calls = sum(server.attempts.values())
+    assert calls == 4
+    assert sum(o.coalesced for o in together) == 16 and all(o.coalesced for o in later)
+    assert sum(o.attempts for o in together + later) == 4
+    assert [o.verdict for o in together[:4]] * 5 == [o.verdict for o in together]
+    assert all(o.prompt_tokens == 0 for o in together + later if o.coalesced)

@@ -370,18 +370,19 @@ class JudgeEngine:
             return retry_after
         return min(_MAX_BACKOFF_S, self.config.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
 
-    def adapt(self, exc: Exception) -> bool:
-        """After a 400 naming an unsupported parameter, change how requests are sent; True if changed."""
+    def adapt(self, exc: Exception) -> str | None:
+        """After a 400 naming an unsupported parameter, change how requests are sent; returns
+        the parameter given up ("max_tokens" or "temperature"), None when nothing changed."""
         if _status(exc) != 400:
-            return False
+            return None
         message = str(exc).lower()
         if "max_tokens" in message and self.token_parameter == "max_tokens":
             self.token_parameter = "max_completion_tokens"
-            return True
+            return "max_tokens"
         if "temperature" in message and self.sends_temperature:
             self.sends_temperature = False
-            return True
-        return False
+            return "temperature"
+        return None
 
     def request_body(self, request: JudgeRequest) -> dict[str, Any]:
         """The chat-completions request body, as sent online and written into batch files."""

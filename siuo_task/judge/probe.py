@@ -47,8 +47,8 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
         try:
             completion = engine.send(request, timeout_s=min(engine.config.timeout_s, PROBE_TIMEOUT_S))
         except Exception as exc:
-            if engine.adapt(exc):
-                notes.append(_adaptation_note(engine))
+            if given_up := engine.adapt(exc):
+                notes.append(_adaptation_note(engine.config.model, given_up))
                 continue
             status = _status(exc)
             if status is not None and status not in (401, 403, 404) and _retryable(exc) and transient_left > 1:
@@ -63,8 +63,7 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
         return ProbeResult(200, engine.config.endpoint, model, latency, text, notes, completion)
 
 
-def _adaptation_note(engine: JudgeEngine) -> str:
-    model = engine.config.model
-    if engine.token_parameter == "max_completion_tokens" and engine.sends_temperature:
+def _adaptation_note(model: str, given_up: str) -> str:
+    if given_up == "max_tokens":
         return f"judge model {model} rejects 'max_tokens': sending 'max_completion_tokens' instead"
     return f"judge model {model} rejects 'temperature': sent without it (the model's default sampling)"
