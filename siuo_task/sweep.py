@@ -96,7 +96,8 @@ def discover(specs: list[str], output: Path) -> tuple[list[RunInput], list[Probl
             problems.append(Problem(path, "does not exist"))
             continue
         found, skipped = _inputs_under(path, output.resolve())
-        problems += skipped
+        found, older = _newest_per_model(found)
+        problems += skipped + older
         if not found and path.is_dir():
             problems.append(Problem(path, "holds no SIUO generation inputs (see the notes above for what was skipped)"))
         for run in found:
@@ -104,6 +105,27 @@ def discover(specs: list[str], output: Path) -> tuple[list[RunInput], list[Probl
                 run.name, run.named_by = (override if len(found) == 1 else f"{override}-{run.name}"), "NAME=PATH"
             runs.append(run)
     return _unique_names(runs), problems
+
+
+def _newest_per_model(found: list[RunInput]) -> tuple[list[RunInput], list[Problem]]:
+    """One run per (model, kind) under one path: reruns (VLMEvalKit's T<time> folders, lmms-eval's
+    timestamps) leave older copies beside the newest; the older ones are noted, not judged."""
+    newest: dict[tuple[str, str], RunInput] = {}
+    for run in found:
+        key = (run.name, run.kind)
+        if key not in newest or _age_key(run.path) > _age_key(newest[key].path):
+            newest[key] = run
+    kept = [run for run in found if newest[(run.name, run.kind)] is run]
+    notes = [
+        Problem(run.path, f"skipped: an older run of {run.name} (judging {newest[(run.name, run.kind)].path})", False)
+        for run in found
+        if newest[(run.name, run.kind)] is not run
+    ]
+    return kept, notes
+
+
+def _age_key(path: Path) -> tuple[float, str]:
+    return path.stat().st_mtime, str(path)
 
 
 def _inputs_under(path: Path, output: Path) -> tuple[list[RunInput], list[Problem]]:

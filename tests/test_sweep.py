@@ -174,3 +174,31 @@ def test_bad_inputs_are_named_and_the_rest_is_judged(small_data_dir: Path, tmp_p
     kept = sorted(p.name for p in (output / "good").iterdir() if p.name.endswith(".bak"))
     assert len(kept) == 2 and "kept the earlier" in again.stderr
     assert len(list(output.glob("leaderboard.json.*.bak"))) == 1
+
+
+def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> None:
+    import os
+
+    from siuo_task.sweep import discover
+
+    rows = authors_rows(count_per_category=1)
+    older = _vlmeval_run(tmp_path / "a", "Model With Spaces", rows)  # a rerun leaves two T<time> folders
+    newer_folder = older / "Model With Spaces" / "T20261129_G7654321"
+    newer_folder.mkdir(parents=True)
+    predictions = next(older.rglob(f"*_{GEN_PAPER}.xlsx"))
+    newest = newer_folder / predictions.name
+    newest.write_bytes(predictions.read_bytes())
+    os.utime(predictions, (1, 1))
+    write_json(tmp_path / "b" / "x.json", rows)
+    write_json(tmp_path / "c" / "x.json", rows)
+    runs, problems = discover(
+        [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), f"my run={tmp_path / 'b' / 'x.json'}"],
+        tmp_path / "out",
+    )
+    assert [(run.name, run.path) for run in runs] == [
+        ("Model_With_Spaces", newest),
+        ("x", tmp_path / "b" / "x.json"),
+        ("x-2", tmp_path / "c" / "x.json"),
+        ("my_run", tmp_path / "b" / "x.json"),
+    ]
+    assert [p.path for p in problems if "older run" in p.reason] == [predictions]
