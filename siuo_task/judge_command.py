@@ -72,7 +72,7 @@ def add_judge_arguments(judge: argparse.ArgumentParser) -> None:
 
 
 def run_judge(args: argparse.Namespace, data: SiuoData) -> int:
-    config = JudgeConfig.from_env()
+    config = JudgeConfig.from_env(require_key=not (args.dry_run or args.export_batch))
     single = len(args.inputs) == 1 and split_spec(args.inputs[0])[0] is None and Path(args.inputs[0]).is_file()
     runs, problems = discover(args.inputs, args.output)
     _report_found(runs, problems)

@@ -146,6 +146,7 @@ def test_api_key_never_reaches_output_logs_or_cache(small_data_dir: Path, tmp_pa
         ([{"question_id": 1001, "responses": "x"}], r"item #0 \(item 1001\): 'responses' must be a non-empty list"),
         ([{"responses": ["x"]}], "item #0: missing or non-integer 'question_id'"),
         ({"not": "a list"}, "expected the authors' results format"),
+        ([], "holds no items: nothing to judge"),
     ],
 )
 def test_bad_input_is_named(small_data_dir: Path, tmp_path: Path, content: object, message: str) -> None:

@@ -202,3 +202,17 @@ def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> N
         ("my_run", tmp_path / "b" / "x.json"),
     ]
     assert [p.path for p in problems if "older run" in p.reason] == [predictions]
+
+
+def test_dry_run_and_export_need_no_key(small_data_dir: Path, tmp_path: Path) -> None:
+    import os
+
+    source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1, responses=1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
+    env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off")
+    dry = siuo_eval("judge", source, "--output", tmp_path / "out", "--dry-run", env=env)
+    exported = siuo_eval("judge", source, "--output", tmp_path / "out", "--export-batch", tmp_path / "r.jsonl", env=env)
+    judged = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+    assert dry.returncode == exported.returncode == 0, dry.stderr + exported.stderr
+    assert "TOTAL" in dry.stdout and len((tmp_path / "r.jsonl").read_text().splitlines()) == 18
+    assert judged.returncode == 2 and "no judge API key" in judged.stderr

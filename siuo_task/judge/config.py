@@ -58,11 +58,12 @@ class JudgeConfig:
     batch_poll_s: float = DEFAULT_BATCH_POLL_S
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> JudgeConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, require_key: bool = True) -> JudgeConfig:
         """Build the config from SIUO_JUDGE_* (falling back to OPENAI_*) variables.
 
         Args:
             environ: the variables to read; the process environment when None.
+            require_key: False for commands that make no call (a dry run, a batch export).
 
         Raises:
             JudgeConfigError: no API key and no base URL, or a malformed number.
@@ -70,7 +71,7 @@ class JudgeConfig:
         env = os.environ if environ is None else environ
         base_url = _first(env, "SIUO_JUDGE_BASE_URL", "OPENAI_BASE_URL")
         api_key = _first(env, "SIUO_JUDGE_API_KEY", "OPENAI_API_KEY")
-        if api_key is None and base_url is None:
+        if api_key is None and base_url is None and require_key:
             raise JudgeConfigError(
                 "no judge API key: set SIUO_JUDGE_API_KEY (or OPENAI_API_KEY) to use OpenAI, or set "
                 "SIUO_JUDGE_BASE_URL to an OpenAI-compatible server (vLLM, SGLang, ...) such as "
