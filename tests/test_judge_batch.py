@@ -98,3 +98,14 @@ def test_a_batch_interrupted_after_submission_is_resumed_not_resubmitted(small_d
     usage = results["usage"]
     assert usage["calls"] == len(server.state.lines_seen) + resumed_online
     assert usage["calls"] + usage["cache_hits"] == 2 * 9 * 3
+
+
+def test_batch_against_a_server_without_a_batch_api_says_what_to_do(small_data_dir: Path, tmp_path: Path) -> None:
+    from tests.helpers.judge_server import JudgeServer
+
+    source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1, responses=1))
+    with JudgeServer() as server:
+        env = judge_env(small_data_dir, server.base_url, "off")
+        proc = siuo_eval("judge", source, "--output", tmp_path / "out", "--batch", "openai", env=env)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "has no OpenAI Batch API" in last and "--export-batch" in last

@@ -206,8 +206,15 @@ class OpenAIBatchRunner:
         try:
             return action()
         except Exception as exc:
-            if _status(exc) is None and not _is_connection_error(exc):
+            status = _status(exc)
+            if status is None and not _is_connection_error(exc):
                 raise
+            if status == 404:
+                raise JudgeEndpointError(
+                    f"the judge endpoint {self.engine.config.endpoint} has no OpenAI Batch API (HTTP 404 on "
+                    f"files/batches: {self.engine.redact(str(exc))}); for a local server use --export-batch and "
+                    "`vllm run-batch`, then --import-batch"
+                ) from None
             raise JudgeEndpointError(self.engine.refusal_message(exc)) from None
 
     def close(self) -> None:
