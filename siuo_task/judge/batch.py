@@ -87,7 +87,7 @@ def import_lines(
         if row.get("error") or response.get("status_code", 200) != 200 or not isinstance(body, dict):
             summary.failed[custom_id] = engine.redact(_line_error(row))
             continue
-        outcome = engine.outcome_from_body(request.kind, body, attempts=1)
+        outcome = engine.outcome_from_body(request, body, attempts=1)
         engine.remember(custom_id, request.kind, outcome)
         engine.preload(custom_id, outcome)
         summary.replies += 1

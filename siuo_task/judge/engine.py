@@ -52,13 +52,27 @@ _MAX_RETRY_AFTER_S = 120.0
 _MAX_BACKOFF_S = 60.0
 
 
+# Turns a reply's text into its parsed value, or None when the reply does not hold one.
+ReplyParser = Callable[[str], Verdict | None]
+
+
 @dataclass(frozen=True, slots=True)
 class JudgeRequest:
-    """One judge call: which verdict, the filled prompt, and the item's image."""
+    """One judge call: which verdict, the filled prompt, and the item's image.
 
-    kind: JudgeKind
+    The last four fields serve other chat calls through the same engine (construction stages,
+    the input audit): ``image_path`` None sends text only; ``parser`` replaces the verdict
+    parser for ``kind``; ``prompt_version`` replaces PROMPT_VERSION in the cache key;
+    ``json_reply`` asks for ``response_format={"type": "json_object"}``. Left at their defaults,
+    requests and cache keys are exactly the judge's.
+    """
+
+    kind: str
     prompt: str
-    image_path: Path
+    image_path: Path | None
+    parser: ReplyParser | None = None
+    prompt_version: str | None = None
+    json_reply: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +85,7 @@ class JudgeOutcome:
     grade (a judge error like any reply without a verdict, counted apart).
     """
 
-    kind: JudgeKind
+    kind: str
     verdict: Verdict | None
     raw_text: str | None
     error: str | None
@@ -107,10 +121,14 @@ def image_data_url(path: Path) -> str:
     return _image(path).data_url
 
 
-def parse_verdict(kind: JudgeKind, text: str) -> Verdict | None:
+def parse_verdict(kind: str, text: str) -> Verdict | None:
     if kind == "safety":
         return parse_safety_verdict(text)
     return parse_effectiveness_verdict(text)
+
+
+def _parse(request: JudgeRequest, text: str) -> Verdict | None:
+    return request.parser(text) if request.parser is not None else parse_verdict(request.kind, text)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -230,7 +248,8 @@ class JudgeEngine:
             self._raise_if_stopped()
             if (imported := self._take_imported(key)) is not None:
                 return imported
-            answered = self._answered.get(key)
+            # With the cache on, an identical request answered earlier is a cache hit instead.
+            answered = self._answered.get(key) if self._cache is None else None
             leader = self._in_flight.get(key) if answered is None else None
             if answered is None and leader is None:
                 own: Future[JudgeOutcome] = Future()
@@ -254,20 +273,20 @@ class JudgeEngine:
         return outcome
 
     def _grade_once(self, request: JudgeRequest, key: str) -> JudgeOutcome:
-        if (hit := self._from_cache(request.kind, key)) is not None:
+        if (hit := self._from_cache(request, key)) is not None:
             return hit
         if self._offline is not None:
             return JudgeOutcome(request.kind, None, None, self._offline.get(key, self._offline_cause), None)
         completion, attempts, failure = self._call_with_retries(request)
         if completion is None:
             return JudgeOutcome(request.kind, None, None, self.redact(failure), None, attempts=attempts)
-        outcome = self._outcome(request.kind, completion, attempts)
+        outcome = self._outcome(request, completion, attempts)
         self.remember(key, request.kind, outcome)
         if self._declines.tripped(outcome):
             self._stop_with(self._decline_error())
         return outcome
 
-    def remember(self, key: str, kind: JudgeKind, outcome: JudgeOutcome) -> None:
+    def remember(self, key: str, kind: str, outcome: JudgeOutcome) -> None:
         """Store a parsed verdict in the cache (batch imports land here too)."""
         if self._cache is not None and outcome.verdict is not None and outcome.raw_text is not None:
             reply = CachedReply(outcome.raw_text, outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
@@ -281,7 +300,7 @@ class JudgeEngine:
 
     def accept(self, request: JudgeRequest, completion: Any) -> JudgeOutcome:
         """Use a reply obtained outside grade (the probe's) as the answer to ``request``."""
-        outcome = self._outcome(request.kind, completion, attempts=1)
+        outcome = self._outcome(request, completion, attempts=1)
         key = self.key(request)
         self.remember(key, request.kind, outcome)
         self.preload(key, outcome)
@@ -308,10 +327,10 @@ class JudgeEngine:
             model=self.config.model,
             endpoint=self.config.endpoint,
             prompt=request.prompt,
-            image_sha256=_image(request.image_path).sha256,
+            image_sha256=_image(request.image_path).sha256 if request.image_path else "",
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=request.prompt_version or PROMPT_VERSION,
         )
 
     def is_known(self, key: str) -> bool:
@@ -322,12 +341,12 @@ class JudgeEngine:
         hit = self._cache.get(key) if self._cache else None
         return hit is not None
 
-    def _from_cache(self, kind: JudgeKind, key: str) -> JudgeOutcome | None:
+    def _from_cache(self, request: JudgeRequest, key: str) -> JudgeOutcome | None:
         hit = self._cache.get(key) if self._cache else None
-        verdict = parse_verdict(kind, hit.raw_text) if hit else None
+        verdict = _parse(request, hit.raw_text) if hit else None
         if hit is None or verdict is None:
             return None
-        return JudgeOutcome(kind, verdict, hit.raw_text, None, hit.model, cached=True)
+        return JudgeOutcome(request.kind, verdict, hit.raw_text, None, hit.model, cached=True)
 
     def _call_with_retries(self, request: JudgeRequest) -> tuple[Any, int, str]:
         weight = request_tokens(request.prompt, request.image_path, self.config.model) + self.config.max_tokens
@@ -339,6 +358,8 @@ class JudgeEngine:
             try:
                 with self._slots.slot():
                     self._raise_if_stopped()
+                    # Checked with the slot held: a reply that arrived while this request waited may have set it.
+                    self._hold.wait()
                     return self.send(request), attempt, ""
             except (JudgeEndpointError, JudgeDeclineError):
                 raise
@@ -358,7 +379,6 @@ class JudgeEngine:
         raise AssertionError("unreachable: max_attempts >= 1")
 
     def _wait_for_limits(self, weight: int) -> None:
-        self._hold.wait()
         if self._rate is not None:
             self._rate.wait_turn()
         if self._tokens is not None:
@@ -386,10 +406,9 @@ class JudgeEngine:
 
     def request_body(self, request: JudgeRequest) -> dict[str, Any]:
         """The chat-completions request body, as sent online and written into batch files."""
-        content = [
-            {"type": "text", "text": request.prompt},
-            {"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}},
-        ]
+        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+        if request.image_path is not None:
+            content.append({"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}})
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [{"role": "user", "content": content}],
@@ -397,6 +416,8 @@ class JudgeEngine:
         }
         if self.sends_temperature:
             body["temperature"] = self.config.temperature
+        if request.json_reply:
+            body["response_format"] = {"type": "json_object"}
         return body
 
     def send(self, request: JudgeRequest, timeout_s: float | None = None) -> Any:
@@ -407,20 +428,22 @@ class JudgeEngine:
         self._hold.note(raw.headers, weight)
         return raw.parse()
 
-    def outcome_from_body(self, kind: JudgeKind, body: dict[str, Any], attempts: int) -> JudgeOutcome:
+    def outcome_from_body(self, request: JudgeRequest, body: dict[str, Any], attempts: int) -> JudgeOutcome:
         """An outcome from a chat-completion JSON body (a batch job's output line)."""
         from openai.types.chat import ChatCompletion
 
-        return self._outcome(kind, ChatCompletion.model_validate(body), attempts)
+        return self._outcome(request, ChatCompletion.model_validate(body), attempts)
 
-    def _outcome(self, kind: JudgeKind, completion: Any, attempts: int) -> JudgeOutcome:
+    def _outcome(self, request: JudgeRequest, completion: Any, attempts: int) -> JudgeOutcome:
+        kind = request.kind
         usage = getattr(completion, "usage", None)
         model = getattr(completion, "model", None)
         choices = getattr(completion, "choices", None) or []
         text = choices[0].message.content if choices and choices[0].message else None
-        verdict = parse_verdict(kind, text) if text and text.strip() else None
+        verdict = _parse(request, text) if text and text.strip() else None
         error = None
-        declined = verdict is None and is_judge_decline(text)
+        # Only the judge's own requests count as refusals to grade (not build or audit stages).
+        declined = verdict is None and request.parser is None and is_judge_decline(text)
         if verdict is None:
             if declined:
                 error = f"no {kind} verdict: the judge declined to grade"
