@@ -195,3 +195,11 @@ def test_identical_requests_are_sent_once_in_flight_or_not(small_data_dir: Path)
     assert sum(o.attempts for o in together + later) == 4
     assert [o.verdict for o in together[:4]] * 5 == [o.verdict for o in together]
     assert all(o.prompt_tokens == 0 for o in together + later if o.coalesced)
+
+
+def test_concurrent_requests_adapt_to_a_reasoning_model_without_errors(small_data_dir: Path) -> None:
+    requests = gen_judge_requests(load_siuo(small_data_dir).gen[0], [f"r{n}" for n in range(8)])
+    with JudgeServer(reject_params=frozenset({"max_tokens", "temperature"}), latency_s=0.05, declines=False) as server:
+        outcomes = JudgeEngine(_config(server, None, concurrency=8)).grade_many(requests)  # no probe first
+    assert all(o.error is None for o in outcomes), [o.error for o in outcomes if o.error]
+    assert all(o.attempts == 1 for o in outcomes)  # a rejected parameter is not a try

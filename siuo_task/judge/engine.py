@@ -396,12 +396,14 @@ class JudgeEngine:
         if _status(exc) != 400:
             return None
         message = str(exc).lower()
-        if "max_tokens" in message and self.token_parameter == "max_tokens":
-            self.token_parameter = "max_completion_tokens"
-            return "max_tokens"
-        if "temperature" in message and self.sends_temperature:
-            self.sends_temperature = False
-            return "temperature"
+        # A request built before another thread adapted gets the same 400: retry it as it is now sent.
+        with self._lock:
+            if "'max_tokens'" in message.replace('"', "'").replace("`", "'"):
+                self.token_parameter = "max_completion_tokens"
+                return "max_tokens"
+            if "temperature" in message:
+                self.sends_temperature = False
+                return "temperature"
         return None
 
     def request_body(self, request: JudgeRequest) -> dict[str, Any]:

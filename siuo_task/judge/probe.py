@@ -47,7 +47,8 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
         try:
             completion = engine.send(request, timeout_s=min(engine.config.timeout_s, PROBE_TIMEOUT_S))
         except Exception as exc:
-            if given_up := engine.adapt(exc):
+            given_up = engine.adapt(exc) if len(notes) < 2 else None
+            if given_up:
                 notes.append(_adaptation_note(engine.config.model, given_up))
                 continue
             status = _status(exc)
