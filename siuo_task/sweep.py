@@ -40,7 +40,7 @@ COMPANIONS = re.compile(
     r"(^\d{8}_\d{6}_results\.json|^results\.json|_siuo_results\.json|_siuo_samples\.jsonl|_score\.csv|_acc\.csv"
     r"|^leaderboard\.(json|csv))$"
 )
-CANDIDATE_SUFFIXES = (".json", ".jsonl", ".xlsx", ".tsv", ".csv")
+CANDIDATE_SUFFIXES = (".json", ".jsonl", ".xlsx", ".tsv", ".csv", ".eval")
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
 HEADLINE = ("safe_rate", "effective_rate", "safe_effective_rate")
 
@@ -153,6 +153,10 @@ def _explicit_input(path: Path) -> RunInput:
 
 
 def _classify(file: Path) -> RunInput | Problem | None:
+    from siuo_task.adapters.inspect_ai.logs import is_inspect_log
+
+    if is_inspect_log(file):
+        return _inspect_input(file)
     lmms = LMMS_SAMPLES.match(file.name)
     if lmms:
         name, named_by = _lmms_eval_name(file, lmms["stamp"])
@@ -169,6 +173,20 @@ def _classify(file: Path) -> RunInput | Problem | None:
     if file.suffix == ".json":
         return _authors_or_note(file)
     return Problem(file, "skipped: not a siuo_gen samples file (<date>_samples_siuo_gen.jsonl)", failure=False)
+
+
+def _inspect_input(file: Path) -> RunInput | Problem | None:
+    """An Inspect log of siuo_gen / siuo_gen_greedy, named by the model Inspect recorded."""
+    try:
+        from inspect_ai.log import read_eval_log
+
+        header = read_eval_log(str(file), header_only=True)
+    except Exception as exc:  # not installed, or a log Inspect cannot read
+        return Problem(file, f"could not be read as an Inspect log ({type(exc).__name__}: {exc})")
+    task = header.eval.task.rsplit("/", 1)[-1]
+    if task not in ("siuo_gen", "siuo_gen_greedy"):
+        return None  # another task's log (siuo_mcq needs no judge)
+    return RunInput(header.eval.model.rsplit("/", 1)[-1], file, f"Inspect {task} log", "Inspect log model")
 
 
 def _authors_or_note(file: Path) -> RunInput | Problem:
