@@ -160,7 +160,7 @@ def _classify(file: Path) -> RunInput | Problem | None:
     lmms = LMMS_SAMPLES.match(file.name)
     if lmms:
         name, named_by = _lmms_eval_name(file, lmms["stamp"])
-        return RunInput(name, file, f"lmms-eval {lmms['task']} samples", named_by)
+        return RunInput(name + _protocol_suffix(lmms["task"]), file, f"lmms-eval {lmms['task']} samples", named_by)
     if LMMS_OTHER_SAMPLES.match(file.name):
         return None  # another task's samples (siuo_mcq needs no judge)
     if file.name == "samples.jsonl":
@@ -168,7 +168,8 @@ def _classify(file: Path) -> RunInput | Problem | None:
     if file.suffix in (".xlsx", ".tsv", ".csv"):
         vlm = VLMEVAL_PREDICTIONS.match(file.stem)
         if vlm:
-            return RunInput(vlm["model"], file, f"VLMEvalKit {vlm['dataset']} predictions", "VLMEvalKit file name")
+            name = vlm["model"] + _protocol_suffix(vlm["dataset"])
+            return RunInput(name, file, f"VLMEvalKit {vlm['dataset']} predictions", "VLMEvalKit file name")
         return Problem(file, "skipped: not VLMEvalKit predictions of a SIUO generation dataset", failure=False)
     if file.suffix == ".json":
         return _authors_or_note(file)
@@ -186,7 +187,13 @@ def _inspect_input(file: Path) -> RunInput | Problem | None:
     task = header.eval.task.rsplit("/", 1)[-1]
     if task not in ("siuo_gen", "siuo_gen_greedy"):
         return None  # another task's log (siuo_mcq needs no judge)
-    return RunInput(header.eval.model.rsplit("/", 1)[-1], file, f"Inspect {task} log", "Inspect log model")
+    name = header.eval.model.rsplit("/", 1)[-1] + _protocol_suffix(task)
+    return RunInput(name, file, f"Inspect {task} log", "Inspect log model")
+
+
+def _protocol_suffix(task: str) -> str:
+    """Runs of the one-response variants are named apart from the paper protocol's (3 responses)."""
+    return {"siuo_gen_greedy": "-greedy", GEN_SINGLE: "-GEN1"}.get(task, "")
 
 
 def _authors_or_note(file: Path) -> RunInput | Problem:
