@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.helpers.batch_server import BatchServer, run_batch_file
-from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, verdicts, write_json
+from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, verdicts, write_json
 
 COMPARED = ("safe_rate", "effective_rate", "safe_effective_rate", "safe_rate_ci95", "judge_errors", "per_category")
 
@@ -59,6 +59,9 @@ def test_online_batch_and_export_import_agree(small_data_dir: Path, tmp_path: Pa
     _same_results(tmp_path / "online", tmp_path / "batch")
     _same_results(tmp_path / "online", tmp_path / "imported")
     assert read_run(tmp_path / "batch")[0]["usage"]["batch"] == "openai"
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".csv")]
+    texts = [p.read_text() for p in written] + [proc.stdout + proc.stderr for proc in (online, batch, imported)]
+    assert all(SECRET not in text for text in texts)
 
 
 def test_a_batch_interrupted_after_submission_is_resumed_not_resubmitted(small_data_dir: Path, tmp_path: Path) -> None:
