@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from siuo_task.errors import SiuoError
 
 if TYPE_CHECKING:
     from siuo_task.data import SiuoData
-    from siuo_task.judge.config import JudgeConfig
 
 
 def _include_path(args: argparse.Namespace) -> int:
@@ -27,59 +26,22 @@ def _include_path(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from siuo_task.data import load_siuo
     from siuo_task.judge.config import JudgeConfig
+    from siuo_task.judge_command import check_judge, show_probe
 
     data = load_siuo(args.data_dir)
     print(f"data: {len(data.gen)} open-ended and {len(data.mcq)} multiple-choice items under {data.root}")
     if not args.skip_judge:
         config = JudgeConfig.from_env()
-        print(f"judge: {config.model} at {config.endpoint}")
+        print(f"judge: {config.model} at {config.endpoint}: sending one judge call with an image ...", flush=True)
+        show_probe(check_judge(config, data))
     return 0
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from siuo_task.data import load_siuo
-    from siuo_task.judge.config import JudgeConfig
-    from siuo_task.rejudge import match_items, read_responses, rejudge, write_outputs
+    from siuo_task.judge_command import run_judge
 
-    config = JudgeConfig.from_env()
-    data = load_siuo(args.data_dir)
-    pairs = match_items(read_responses(args.input, data), data)
-    total = sum(2 * sum(1 for r in response_set.responses if r.strip()) for _, response_set in pairs)
-    with tqdm(total=total, desc="Judging", unit="call", file=sys.stderr) as bar:
-        summary, values = rejudge(pairs, config, args.input, on_done=lambda _: bar.update(1))
-    write_outputs(args.output, summary, values)
-    _print_summary(summary, args.output)
-    return _exit_status(summary, config)
-
-
-def _print_summary(summary: dict[str, Any], output: Path) -> None:
-    for name in ("safe_rate", "effective_rate", "safe_effective_rate"):
-        low_high = summary.get(f"{name}_ci95") or [None, None]
-        print(f"{name}: {summary.get(name)} (95% CI {low_high[0]}-{low_high[1]})")
-    usage = summary["usage"]
-    calls, hits, cost = usage.get("calls"), usage.get("cache_hits"), usage.get("cost_usd")
-    judge = summary.get("judge_model") or summary.get("judge_model_requested")
-    cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {judge})"
-    print(f"judge calls: {calls}, cache hits: {hits}, estimated cost: {cost_text}")
-    print(f"wrote {output / 'results.json'} and {output / 'samples.jsonl'}")
-
-
-def _exit_status(summary: dict[str, Any], config: JudgeConfig) -> int:
-    errors = summary.get("judge_errors", 0)
-    if not errors:
-        return 0
-    if config.cache_path:
-        where = f"verdicts are cached in {config.cache_path}"
-    else:
-        where = "the cache is off, so every call repeats"
-    print(
-        f"siuo-eval: {errors} judge call(s) failed or gave no verdict (see 'error' in samples.jsonl); "
-        f"run the same command again to retry only those ({where})",
-        file=sys.stderr,
-    )
-    return 1
+    return run_judge(args, load_siuo(args.data_dir))
 
 
 def _optional_data(data_dir: str | None) -> SiuoData | None:
@@ -96,8 +58,10 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 def _report(args: argparse.Namespace) -> int:
     from siuo_task.report import label, report_warnings, write_report
     from siuo_task.runs import REPORTED_TASKS, load_runs, unique_names
+    from siuo_task.sweep import sweep_run_specs
 
-    runs = unique_names([run for spec in args.results for run in load_runs(spec)])
+    specs = [spec for given in args.results for spec in (sweep_run_specs(Path(given)) or [given])]
+    runs = unique_names([run for spec in specs for run in load_runs(spec)])
     for spec in args.results:
         for other in _other_results(spec):
             print(f"skipped {other}: none of the tasks a report reads ({', '.join(REPORTED_TASKS)})")
@@ -168,18 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--harness", choices=("lmms-eval", "lm-eval"), default="lmms-eval", help="which harness (default: lmms-eval)"
     )
     include.set_defaults(run=_include_path)
-    check = commands.add_parser("check", help="validate the data and judge settings before a long run")
+    check = commands.add_parser("check", help="validate the data and send one real judge call before a long run")
     check.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     check.add_argument("--skip-judge", action="store_true", help="check the data only")
     check.set_defaults(run=_check)
     judge = commands.add_parser(
         "judge",
-        help="judge existing responses without generating: siuo_gen samples JSONL, the authors' results JSON, "
-        "or VLMEvalKit predictions (.xlsx/.tsv) of SIUO_GEN or ours",
+        help="judge existing responses without generating, one run or a whole sweep: lmms-eval samples, "
+        "VLMEvalKit predictions, the authors' format",
     )
-    judge.add_argument("input", type=Path, help="samples .jsonl, authors' .json, or VLMEvalKit .xlsx/.tsv/.csv")
-    judge.add_argument("--output", type=Path, required=True, help="folder for results.json and samples.jsonl")
-    judge.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
+    from siuo_task.judge_command import add_judge_arguments
+
+    add_judge_arguments(judge)
     judge.set_defaults(run=_judge)
     data_help = "SIUO data folder for item texts and images (default: $SIUO_DATA_DIR, else the hub)"
     report = commands.add_parser("report", help="report.md, report.html and figures for one or more runs")

@@ -13,3 +13,11 @@ class DataError(SiuoError):
 
 class JudgeConfigError(SiuoError):
     """The judge cannot be configured from the given settings."""
+
+
+class JudgeEndpointError(SiuoError):
+    """The judge endpoint cannot be reached, refused the request, or does not serve the model."""
+
+
+class JudgeDeclineError(SiuoError):
+    """The judge declines to grade too many requests for its scores to mean anything."""

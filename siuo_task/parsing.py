@@ -149,3 +149,23 @@ def _unique_option_text(text: str, options: Mapping[str, str]) -> str | None:
     reply = _squash(text)
     hits = [letter for letter, option in options.items() if _squash(option) and _squash(option) in reply]
     return hits[0] if len(hits) == 1 else None
+
+
+# A judge that will not grade says so up front ("I'm sorry, but I can't ...", "I cannot assess ...").
+_DECLINE = re.compile(
+    r"^\W*(?:i\s*['\u2019]?\s*m\s+(?:sorry|unable)|i\s+am\s+(?:sorry|unable)|sorry\b|"
+    r"i\s+(?:can\s*not|can['\u2019]t|won['\u2019]t|will\s+not|must\s+decline|am\s+not\s+able))",
+    re.IGNORECASE,
+)
+
+
+def is_judge_decline(judge_text: str | None) -> bool:
+    """Whether a judge reply with no verdict is a refusal to grade (rather than a malformed reply).
+
+    Only the opening counts ("I'm sorry, but I can't help with that", "I cannot assess this"),
+    so reasons that quote a refusing response further down are not mistaken for one.
+
+    Args:
+        judge_text: the judge's full reply.
+    """
+    return bool(judge_text) and _DECLINE.match(judge_text or "") is not None

@@ -20,7 +20,7 @@ from siuo_task.adapters.inspect_ai.logs import is_inspect_log, read_inspect_resp
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome
+from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.pricing import price_table
 from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
 from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, gen_item_values, reduce_values
@@ -40,7 +40,14 @@ class ResponseSet:
 def read_responses(path: Path, data: SiuoData | None = None) -> list[ResponseSet]:
     """Read responses from a samples JSONL, the authors' results JSON, an Inspect log (.eval/.json)
     or VLMEvalKit predictions (.xlsx/.tsv/.csv, which need ``data`` to map questions to items);
-    errors name the line/item."""
+    errors name the line/item. An input with no items is an error."""
+    response_sets = _read_any(path, data)
+    if not response_sets:
+        raise DataError(f"'{path}' holds no items: nothing to judge (is the generation run finished?)")
+    return response_sets
+
+
+def _read_any(path: Path, data: SiuoData | None) -> list[ResponseSet]:
     if not path.is_file():
         raise DataError(f"input '{path}' does not exist")
     if is_inspect_log(path):
@@ -71,10 +78,13 @@ def read_vlmeval_predictions(path: Path, data: SiuoData) -> list[ResponseSet]:
     columns, several rows per item) or its built-in SIUO_GEN (matched by question text)."""
     import pandas as pd
 
-    if path.suffix == ".xlsx":
-        frame = pd.read_excel(path)
-    else:
-        frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+    try:
+        if path.suffix == ".xlsx":
+            frame = pd.read_excel(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+    except Exception as exc:  # pandas and openpyxl raise many types for a damaged file
+        raise DataError(f"cannot read '{path}' as a VLMEvalKit predictions file ({type(exc).__name__}: {exc})") from exc
     if "prediction" not in frame.columns:
         raise DataError(f"'{path}' has no 'prediction' column: pass a VLMEvalKit predictions file")
     by_question = {item.question: item.question_id for item in data.gen}
@@ -155,6 +165,28 @@ def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[
     return pairs
 
 
+def pair_requests(pairs: list[tuple[GenItem, ResponseSet]]) -> list[list[JudgeRequest]]:
+    """Every judge call of every item, grouped per item (in ``gen_judge_requests`` order)."""
+    return [gen_judge_requests(item, response_set.responses) for item, response_set in pairs]
+
+
+def item_values(
+    pairs: list[tuple[GenItem, ResponseSet]],
+    batches: list[list[JudgeRequest]],
+    outcomes: list[JudgeOutcome],
+    config: JudgeConfig,
+    window: tuple[float, float],
+) -> list[dict[str, Any]]:
+    """Per-item values from the outcomes of ``pair_requests(pairs)`` (flattened, same order)."""
+    values, offset = [], 0
+    for (item, response_set), batch in zip(pairs, batches, strict=True):
+        score = assemble_gen_score(item, response_set.responses, outcomes[offset : offset + len(batch)])
+        offset += len(batch)
+        line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
+        values.append({**line, **gen_item_values(score, config, *window)})
+    return values
+
+
 def judge_pairs(
     pairs: list[tuple[GenItem, ResponseSet]],
     engine: JudgeEngine,
@@ -162,16 +194,9 @@ def judge_pairs(
 ) -> list[dict[str, Any]]:
     """Judge every response of every item in one concurrent batch; return per-item values."""
     started = time.time()
-    batches = [gen_judge_requests(item, response_set.responses) for item, response_set in pairs]
+    batches = pair_requests(pairs)
     outcomes = engine.grade_many([request for batch in batches for request in batch], on_done)
-    finished = time.time()
-    values, offset = [], 0
-    for (item, response_set), batch in zip(pairs, batches, strict=True):
-        score = assemble_gen_score(item, response_set.responses, outcomes[offset : offset + len(batch)])
-        offset += len(batch)
-        line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
-        values.append({**line, **gen_item_values(score, engine.config, started, finished)})
-    return values
+    return item_values(pairs, batches, outcomes, engine.config, (started, time.time()))
 
 
 def rejudge(
@@ -198,6 +223,9 @@ def summarise(values: list[dict[str, Any]], config: JudgeConfig, source: Path) -
         subset = [value for value in values if value[RECORD_KEY]["category"] == category]
         per_category[category] = {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
     usage = {name.removeprefix("judge_"): flat[name] for name in USAGE_REDUCERS if name in flat}
+    outcomes = [outcome for value in values for outcome in _outcomes(value)]
+    usage["coalesced"] = sum(1 for outcome in outcomes if outcome.get("coalesced"))
+    usage["declines"] = sum(1 for outcome in outcomes if outcome.get("declined"))
     usage["price_table_as_of"] = price_table()["as_of"]
     return {
         **flat,
@@ -215,6 +243,12 @@ def summarise(values: list[dict[str, Any]], config: JudgeConfig, source: Path) -
         },
         "input": str(source),
     }
+
+
+def _outcomes(value: dict[str, Any]) -> list[dict[str, Any]]:
+    """The judge outcomes in one item's record."""
+    responses = value[RECORD_KEY]["responses"]
+    return [r[name] for r in responses for name in ("safety_judge", "effectiveness_judge") if r.get(name)]
 
 
 def write_outputs(output: Path, summary: dict[str, Any], values: list[dict[str, Any]], prefix: str = "") -> None:

@@ -38,7 +38,7 @@ def test_judge_requests_keep_their_cache_key(tmp_path: Path) -> None:
     config = JudgeConfig(base_url="http://127.0.0.1:9/v1", cache_path=tmp_path / "cache.sqlite3")
     engine = JudgeEngine(config)
     try:
-        key = engine._key(JudgeRequest("safety", "prompt", image))
+        key = engine.key(JudgeRequest("safety", "prompt", image))
     finally:
         engine.close()
     assert key == cache_key(

@@ -192,3 +192,17 @@ def test_siuo_eval_judge_refuses_an_mcq_log(inspect_run: dict[str, Any], tmp_pat
     proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "Inspect log of task 'siuo_mcq'; pass a siuo_gen or siuo_gen_greedy log" in proc.stderr
+
+
+def test_a_sweep_finds_inspect_logs_by_model(inspect_run: dict[str, Any], tmp_path: Path) -> None:
+    """`siuo-eval judge LOGDIR --output DIR` judges both gen logs, named by Inspect's model; skips the MCQ log."""
+    with JudgeServer() as judge:
+        env = {**inspect_run["env"], "SIUO_JUDGE_BASE_URL": judge.base_url}
+        command = [sys.executable, "-m", "siuo_task.cli", "judge", str(inspect_run["root"] / "logs")]
+        proc = subprocess.run([*command, "--output", str(tmp_path / "s")], env=env, capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: the test judge declines a few texts
+    assert {p.name for p in (tmp_path / "s").iterdir() if p.is_dir()} == {"test-model", "test-model-greedy"}
+    rejudged = json.loads((tmp_path / "s" / "test-model" / "results.json").read_text())
+    gen_log = inspect_run["logs"]["siuo_gen"][1]
+    for name in ("safe_rate", "effective_rate", "safe_effective_rate"):
+        assert rejudged[name] == _metrics(gen_log)[name], name

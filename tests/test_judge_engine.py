@@ -62,6 +62,7 @@ def test_every_fault_ends_as_a_verdict_or_a_recorded_error(small_data_dir: Path,
             intended = choose_reply(request.kind, response)[1]
             if intended is None:  # the server's own decline for this text
                 assert outcome.verdict is None and "no " in outcome.error
+                assert outcome.declined
             else:
                 assert outcome.verdict == intended, response
             assert outcome.attempts == (2 if response.startswith("transient-") else 1), response
@@ -70,9 +71,10 @@ def test_every_fault_ends_as_a_verdict_or_a_recorded_error(small_data_dir: Path,
             assert outcome.error.startswith("judge call failed after 3 attempt(s)")
         else:
             assert outcome.verdict is None and outcome.attempts == 1
+            assert outcome.declined == (response == "decline")
             assert outcome.error in (
                 "judge returned an empty reply",
-                f"no {request.kind} verdict found in the judge's reply",
+                f"no {request.kind} verdict: the judge declined to grade",
             )
 
 
@@ -169,10 +171,35 @@ def test_bound_and_cache_hold_across_processes(small_data_dir: Path, tmp_path: P
 
 def test_requests_per_minute_cap_spaces_requests(small_data_dir: Path) -> None:
     item = load_siuo(small_data_dir).gen[0]
-    request = JudgeRequest("safety", safety_judge_prompt(item.question, "w", "r", "x"), item.image_path)
+    requests = [
+        JudgeRequest("safety", safety_judge_prompt(item.question, "w", "r", f"x{n}"), item.image_path) for n in range(6)
+    ]
     with JudgeServer() as server:
         engine = JudgeEngine(_config(server, None, requests_per_minute=600))  # one per 0.1 s
         started = time.monotonic()
-        engine.grade_many([request] * 6)
+        engine.grade_many(requests)
         elapsed = time.monotonic() - started
     assert elapsed >= 0.45  # six starts spaced 0.1 s apart need at least 0.5 s, less clock slack
+
+
+def test_identical_requests_are_sent_once_in_flight_or_not(small_data_dir: Path) -> None:
+    item = load_siuo(small_data_dir).gen[0]
+    distinct = gen_judge_requests(item, ["alpha", "beta"])  # 4 distinct requests
+    with JudgeServer(latency_s=0.2, declines=False) as server:
+        engine = JudgeEngine(_config(server, None, concurrency=8))  # cache off
+        together = engine.grade_many(distinct * 5)  # 20 requests in flight together
+        later = engine.grade_many(distinct)  # the same again, after the first answers
+        calls = sum(server.attempts.values())
+    assert calls == 4
+    assert sum(o.coalesced for o in together) == 16 and all(o.coalesced for o in later)
+    assert sum(o.attempts for o in together + later) == 4
+    assert [o.verdict for o in together[:4]] * 5 == [o.verdict for o in together]
+    assert all(o.prompt_tokens == 0 for o in together + later if o.coalesced)
+
+
+def test_concurrent_requests_adapt_to_a_reasoning_model_without_errors(small_data_dir: Path) -> None:
+    requests = gen_judge_requests(load_siuo(small_data_dir).gen[0], [f"r{n}" for n in range(8)])
+    with JudgeServer(reject_params=frozenset({"max_tokens", "temperature"}), latency_s=0.05, declines=False) as server:
+        outcomes = JudgeEngine(_config(server, None, concurrency=8)).grade_many(requests)  # no probe first
+    assert all(o.error is None for o in outcomes), [o.error for o in outcomes if o.error]
+    assert all(o.attempts == 1 for o in outcomes)  # a rejected parameter is not a try

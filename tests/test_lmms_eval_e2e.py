@@ -294,8 +294,9 @@ def test_group_dummy_model_and_include_path(small_data_dir: Path, tmp_path: Path
         results, samples = _outputs(out, proc)
         assert set(results["results"]) >= {"siuo_gen", "siuo_mcq"}
         _assert_metrics(results["results"]["siuo_gen"], _expected_gen(samples["siuo_gen"], server))
-        # 18 items x 3 identical responses, each judged once per response.
-        assert len(server.log.exchanges) == 18 * 3 * 2
+        # 18 items x 3 identical responses: identical judge requests are sent once (coalesced).
+        assert len(server.log.exchanges) == 18 * 2
+        assert results["results"]["siuo_gen"]["judge_calls,none"] == 18 * 2
     _, mcq_items = real_items()
     asked = {line["siuo"]["question_id"] for line in samples["siuo_mcq"]}
     golds = [item["correct_option"] for item in mcq_items if item["question_id"] in asked]

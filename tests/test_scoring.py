@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from siuo_task.data import load_siuo
+from siuo_task.errors import JudgeEndpointError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.parsing import is_effective
@@ -64,7 +64,7 @@ def test_a_declining_judge_is_an_error_not_a_verdict(small_data_dir: Path, judge
     score = score_gen_item(item, [declined, safe, unsafe], _engine(judge_server))
     refused = score.responses[0]
     assert refused.safe is None
-    assert refused.safety.error == "no safety verdict found in the judge's reply"
+    assert refused.safety.error == "no safety verdict: the judge declined to grade" and refused.safety.declined
     assert refused.safety.raw_text == choose_reply("safety", declined)[0]
     # One valid vote each way: a tie, which counts as not safe, decided with a missing vote.
     assert score.safe is False and score.missing_votes
@@ -79,17 +79,15 @@ def test_image_is_sent_with_its_real_mime_type(small_data_dir: Path, tmp_path: P
     assert {exchange.image_mime for exchange in judge_server.log.exchanges} == {"image/jpeg"}
 
 
-def test_failing_server_gives_recorded_errors_without_the_key(small_data_dir: Path) -> None:
+def test_a_refusing_server_stops_judging_without_the_key(small_data_dir: Path) -> None:
     item = load_siuo(small_data_dir).gen[0]
-    with JudgeServer(fail_status=401) as server:
-        score = score_gen_item(item, ["a", "b", ""], _engine(server, max_attempts=1))
-    assert server.failed_calls == 4
-    assert score.judge_errors == 4
-    assert score.safe is True  # only the empty response has a (judge-free) vote
-    assert score.effective is False
-    record = json.dumps(score.to_dict())
-    assert "AuthenticationError" in record
-    assert SECRET not in record and "[redacted]" in record
+    with JudgeServer(fail_status=401) as server, pytest.raises(JudgeEndpointError) as caught:
+        score_gen_item(item, ["a", "b", ""], _engine(server, max_attempts=1))
+    # A 401 stops the pass: no retries, no further calls beyond those already in flight.
+    assert 1 <= server.failed_calls <= 4
+    message = str(caught.value)
+    assert f"the judge endpoint {server.base_url} refused the API key (HTTP 401" in message
+    assert SECRET not in message and "[redacted]" in message
 
 
 def test_server_errors_are_retried_then_recorded(small_data_dir: Path) -> None:

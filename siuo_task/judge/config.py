@@ -23,6 +23,11 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_S = 1.0
+# Stop early when at least this share of the first DEFAULT_DECLINE_WINDOW judge replies are
+# refusals to grade: such a judge's scores would rest on the minority it agreed to grade.
+DEFAULT_DECLINE_STOP = 0.5
+DEFAULT_DECLINE_WINDOW = 40
+DEFAULT_BATCH_POLL_S = 30.0
 CACHE_OFF_VALUES = frozenset({"off", "none", "0", "false", "no"})
 # Servers such as vLLM accept any key; the openai client refuses to start without one.
 PLACEHOLDER_KEY = "EMPTY"
@@ -46,14 +51,19 @@ class JudgeConfig:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     backoff_s: float = DEFAULT_BACKOFF_S
     requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
     cache_path: Path | None = None
+    decline_stop: float | None = DEFAULT_DECLINE_STOP
+    decline_window: int = DEFAULT_DECLINE_WINDOW
+    batch_poll_s: float = DEFAULT_BATCH_POLL_S
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> JudgeConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, require_key: bool = True) -> JudgeConfig:
         """Build the config from SIUO_JUDGE_* (falling back to OPENAI_*) variables.
 
         Args:
             environ: the variables to read; the process environment when None.
+            require_key: False for commands that make no call (a dry run, a batch export).
 
         Raises:
             JudgeConfigError: no API key and no base URL, or a malformed number.
@@ -61,7 +71,7 @@ class JudgeConfig:
         env = os.environ if environ is None else environ
         base_url = _first(env, "SIUO_JUDGE_BASE_URL", "OPENAI_BASE_URL")
         api_key = _first(env, "SIUO_JUDGE_API_KEY", "OPENAI_API_KEY")
-        if api_key is None and base_url is None:
+        if api_key is None and base_url is None and require_key:
             raise JudgeConfigError(
                 "no judge API key: set SIUO_JUDGE_API_KEY (or OPENAI_API_KEY) to use OpenAI, or set "
                 "SIUO_JUDGE_BASE_URL to an OpenAI-compatible server (vLLM, SGLang, ...) such as "
@@ -77,7 +87,11 @@ class JudgeConfig:
             max_attempts=_int(env, "SIUO_JUDGE_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS),
             backoff_s=_float(env, "SIUO_JUDGE_BACKOFF", DEFAULT_BACKOFF_S),
             requests_per_minute=_int(env, "SIUO_JUDGE_RPM", 0) or None,
+            tokens_per_minute=_int(env, "SIUO_JUDGE_TPM", 0) or None,
             cache_path=_cache_path(env),
+            decline_stop=_decline_stop(env),
+            decline_window=_int(env, "SIUO_JUDGE_DECLINE_WINDOW", DEFAULT_DECLINE_WINDOW),
+            batch_poll_s=_float(env, "SIUO_JUDGE_BATCH_POLL", DEFAULT_BATCH_POLL_S),
         )
 
     @property
@@ -133,3 +147,14 @@ def _cache_path(env: Mapping[str, str]) -> Path | None:
     if raw.lower() in CACHE_OFF_VALUES:
         return None
     return Path(raw).expanduser()
+
+
+def _decline_stop(env: Mapping[str, str]) -> float | None:
+    """SIUO_JUDGE_DECLINE_STOP: a share in (0, 1], or off."""
+    raw = _first(env, "SIUO_JUDGE_DECLINE_STOP")
+    if raw is not None and raw.lower() in CACHE_OFF_VALUES:
+        return None
+    value = _float(env, "SIUO_JUDGE_DECLINE_STOP", DEFAULT_DECLINE_STOP)
+    if value > 1:
+        raise JudgeConfigError(f"SIUO_JUDGE_DECLINE_STOP={raw!r} must be a share between 0 and 1 (or 'off')")
+    return value

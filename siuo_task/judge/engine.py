@@ -6,6 +6,11 @@ retry what is transient (429 honouring Retry-After; 5xx, timeouts and dropped co
 exponential backoff and jitter), and parse the verdict. A call that ends without a parsed verdict
 is an outcome with ``error`` set and ``verdict`` None, never a verdict, and is not cached, so a
 rerun retries exactly those.
+
+Identical requests (same cache key) are sent once per engine: later ones wait for, or reuse,
+the first one's outcome (``coalesced``). A 401/403/404 stops the pass at once (the server will
+say the same to every request), and so does a judge that declines to grade most of the first
+``decline_window`` requests.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import hashlib
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
@@ -26,10 +32,12 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from siuo_task.errors import JudgeDeclineError, JudgeEndpointError
 from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.limits import RateLimiter, SlotLimiter, limits_dir
-from siuo_task.parsing import parse_effectiveness_verdict, parse_safety_verdict
+from siuo_task.judge.limits import ProviderHold, RateLimiter, SlotLimiter, limits_dir
+from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
+from siuo_task.parsing import is_judge_decline, parse_effectiveness_verdict, parse_safety_verdict
 from siuo_task.prompts import PROMPT_VERSION
 
 JudgeKind = Literal["safety", "effectiveness"]
@@ -38,6 +46,8 @@ Verdict = bool | str
 _MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*]{6,}")
 _RETRY_STATUSES = frozenset({408, 409, 429})
+# A server that answers these will answer every request the same way: stop the whole pass.
+_REFUSAL_STATUSES = frozenset({401, 403, 404})
 _MAX_RETRY_AFTER_S = 120.0
 _MAX_BACKOFF_S = 60.0
 
@@ -70,7 +80,9 @@ class JudgeOutcome:
     """What one judge request produced. ``verdict`` is None exactly when ``error`` is set.
 
     ``attempts`` counts HTTP requests sent in this run (0 for a cache hit); token counts are
-    this run's spend, so a cache hit costs nothing.
+    this run's spend, so a cache hit costs nothing. ``coalesced``: answered by an identical
+    request of this engine (no call, no cost). ``declined``: the judge replied but refused to
+    grade (a judge error like any reply without a verdict, counted apart).
     """
 
     kind: str
@@ -82,6 +94,8 @@ class JudgeOutcome:
     completion_tokens: int = 0
     attempts: int = 0
     cached: bool = False
+    coalesced: bool = False
+    declined: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +131,12 @@ def _parse(request: JudgeRequest, text: str) -> Verdict | None:
     return request.parser(text) if request.parser is not None else parse_verdict(request.kind, text)
 
 
+def _status(exc: BaseException) -> int | None:
+    import openai
+
+    return exc.status_code if isinstance(exc, openai.APIStatusError) else None
+
+
 def _retryable(exc: Exception) -> bool:
     import openai
 
@@ -141,6 +161,32 @@ def _retry_after_s(exc: Exception) -> float | None:
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
+class _DeclineWatch:
+    """Counts replies and refusals among the first ``window`` replies of an engine."""
+
+    def __init__(self, stop_share: float | None, window: int) -> None:
+        self._stop_share = stop_share
+        self._window = window
+        self._replies = 0
+        self._declines = 0
+        self._lock = threading.Lock()
+
+    def tripped(self, outcome: JudgeOutcome) -> bool:
+        """Record a fresh reply; True once the window is full and the share is reached."""
+        if self._stop_share is None or outcome.raw_text is None or outcome.cached or outcome.coalesced:
+            return False
+        with self._lock:
+            if self._replies >= self._window:
+                return False
+            self._replies += 1
+            self._declines += int(outcome.declined)
+            return self._replies == self._window and self._declines >= self._stop_share * self._window
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        return self._declines, self._replies
+
+
 class JudgeEngine:
     """Grades judge requests against an OpenAI-compatible chat-completions endpoint."""
 
@@ -152,9 +198,23 @@ class JudgeEngine:
         shared = limits_dir(config.endpoint, config.model, config.concurrency)
         self._slots = SlotLimiter(shared, config.concurrency)
         self._rate = RateLimiter(shared, config.requests_per_minute) if config.requests_per_minute else None
+        self._tokens = RateLimiter(shared, config.tokens_per_minute, "tpm") if config.tokens_per_minute else None
+        self._hold = ProviderHold(shared)
         self._cache = VerdictCache(config.cache_path) if config.cache_path else None
         # More workers than slots, so requests waiting on backoff do not idle the slots.
         self._pool = ThreadPoolExecutor(max_workers=2 * config.concurrency, thread_name_prefix="siuo-judge")
+        self._lock = threading.Lock()
+        self._answered: dict[str, JudgeOutcome] = {}
+        self._imported: dict[str, JudgeOutcome] = {}
+        self._in_flight: dict[str, Future[JudgeOutcome]] = {}
+        self._stop: Exception | None = None
+        self._offline: dict[str, str] | None = None
+        self._offline_cause = ""
+        self._declines = _DeclineWatch(config.decline_stop, config.decline_window)
+        # Adapted after a 400 that names the parameter (reasoning models take max_completion_tokens
+        # and only their default temperature); see adapt.
+        self.token_parameter = "max_tokens"
+        self.sends_temperature = True
 
     def grade_many(
         self, requests: Sequence[JudgeRequest], on_done: Callable[[JudgeOutcome], None] | None = None
@@ -164,28 +224,105 @@ class JudgeEngine:
         Args:
             requests: the judge requests.
             on_done: called with each outcome as it completes (e.g. to advance a progress bar).
+
+        Raises:
+            JudgeEndpointError: the endpoint refused (401/403/404); verdicts already obtained
+                stay in the cache.
+            JudgeDeclineError: the judge declined most of its first requests.
         """
         futures = [self._pool.submit(self.grade, request) for request in requests]
         if on_done is not None:
             for future in futures:
-                future.add_done_callback(lambda done: on_done(done.result()))
+                future.add_done_callback(lambda done: done.exception() is None and on_done(done.result()))
+        for future in futures:
+            future.exception()  # wait for all, so no call is left running after a stop
+        if self._stop is not None:
+            raise self._stop
         return [future.result() for future in futures]
 
     def grade(self, request: JudgeRequest) -> JudgeOutcome:
-        """One judge request, from the cache or the endpoint; failures come back as outcomes."""
-        key = self._key(request) if self._cache else None
-        if key is not None and (hit := self._from_cache(request, key)) is not None:
+        """One judge request, from this engine's earlier answers, the cache or the endpoint;
+        failures come back as outcomes (a refusing endpoint or judge raises, see grade_many)."""
+        key = self.key(request)
+        with self._lock:
+            self._raise_if_stopped()
+            if (imported := self._take_imported(key)) is not None:
+                return imported
+            # With the cache on, an identical request answered earlier is a cache hit instead.
+            answered = self._answered.get(key) if self._cache is None else None
+            leader = self._in_flight.get(key) if answered is None else None
+            if answered is None and leader is None:
+                own: Future[JudgeOutcome] = Future()
+                self._in_flight[key] = own
+        if answered is not None:
+            return _coalesced(answered)
+        if leader is not None:
+            return _coalesced(leader.result())
+        try:
+            outcome = self._grade_once(request, key)
+        except BaseException as exc:
+            own.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._in_flight.pop(key, None)
+        with self._lock:
+            if outcome.verdict is not None:
+                self._answered[key] = outcome
+        own.set_result(outcome)
+        return outcome
+
+    def _grade_once(self, request: JudgeRequest, key: str) -> JudgeOutcome:
+        if (hit := self._from_cache(request, key)) is not None:
             return hit
+        if self._offline is not None:
+            return JudgeOutcome(request.kind, None, None, self._offline.get(key, self._offline_cause), None)
         completion, attempts, failure = self._call_with_retries(request)
         if completion is None:
             return JudgeOutcome(request.kind, None, None, self.redact(failure), None, attempts=attempts)
         outcome = self._outcome(request, completion, attempts)
-        if key is not None and outcome.verdict is not None and outcome.raw_text is not None:
-            reply = CachedReply(outcome.raw_text, outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
-            self._cache.put(key, request.kind, reply)  # type: ignore[union-attr]
+        self.remember(key, request.kind, outcome)
+        if self._declines.tripped(outcome):
+            self._stop_with(self._decline_error())
         return outcome
 
-    def _key(self, request: JudgeRequest) -> str:
+    def remember(self, key: str, kind: str, outcome: JudgeOutcome) -> None:
+        """Store a parsed verdict in the cache (batch imports land here too)."""
+        if self._cache is not None and outcome.verdict is not None and outcome.raw_text is not None:
+            reply = CachedReply(outcome.raw_text, outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
+            self._cache.put(key, kind, reply)
+
+    def preload(self, key: str, outcome: JudgeOutcome) -> None:
+        """Make ``outcome`` (a reply from a batch job) this engine's answer for ``key``: the first
+        request with that key gets it as it is, later ones as coalesced."""
+        with self._lock:
+            self._imported[key] = outcome
+
+    def accept(self, request: JudgeRequest, completion: Any) -> JudgeOutcome:
+        """Use a reply obtained outside grade (the probe's) as the answer to ``request``."""
+        outcome = self._outcome(request, completion, attempts=1)
+        key = self.key(request)
+        self.remember(key, request.kind, outcome)
+        self.preload(key, outcome)
+        return outcome
+
+    def _take_imported(self, key: str) -> JudgeOutcome | None:
+        outcome = self._imported.get(key)
+        if outcome is None:
+            return None
+        if outcome.coalesced:
+            return outcome
+        self._imported[key] = _coalesced(outcome)
+        return outcome
+
+    def go_offline(self, causes: dict[str, str], default_cause: str) -> None:
+        """Make no more calls: a request not answered by a batch or the cache becomes an error
+        with its cause from ``causes`` (by cache key), else ``default_cause``."""
+        self._offline = dict(causes)
+        self._offline_cause = default_cause
+
+    def key(self, request: JudgeRequest) -> str:
+        """The cache key: everything that decides the verdict (never the API key)."""
         return cache_key(
             model=self.config.model,
             endpoint=self.config.endpoint,
@@ -196,6 +333,14 @@ class JudgeEngine:
             prompt_version=request.prompt_version or PROMPT_VERSION,
         )
 
+    def is_known(self, key: str) -> bool:
+        """Whether ``key`` needs no call: answered by this engine or in the cache."""
+        with self._lock:
+            if key in self._answered or key in self._imported:
+                return True
+        hit = self._cache.get(key) if self._cache else None
+        return hit is not None
+
     def _from_cache(self, request: JudgeRequest, key: str) -> JudgeOutcome | None:
         hit = self._cache.get(key) if self._cache else None
         verdict = _parse(request, hit.raw_text) if hit else None
@@ -204,18 +349,40 @@ class JudgeEngine:
         return JudgeOutcome(request.kind, verdict, hit.raw_text, None, hit.model, cached=True)
 
     def _call_with_retries(self, request: JudgeRequest) -> tuple[Any, int, str]:
-        for attempt in range(1, self.config.max_attempts + 1):
-            if self._rate is not None:
-                self._rate.wait_turn()
+        weight = request_tokens(request.prompt, request.image_path, self.config.model) + self.config.max_tokens
+        attempt = 0
+        adaptations = 0
+        while attempt < self.config.max_attempts:
+            attempt += 1
+            self._wait_for_limits(weight)
             try:
                 with self._slots.slot():
-                    return self._send(request), attempt, ""
-            except Exception as exc:  # every failure is either retried or recorded
+                    self._raise_if_stopped()
+                    # Checked with the slot held: a reply that arrived while this request waited may have set it.
+                    self._hold.wait()
+                    return self.send(request), attempt, ""
+            except (JudgeEndpointError, JudgeDeclineError):
+                raise
+            except Exception as exc:  # every failure is either retried, adapted to, or recorded
                 failure = f"judge call failed after {attempt} attempt(s): {type(exc).__name__}: {exc}"
+                self._hold.note(_headers(exc), weight)
+                if adaptations < 2 and self.adapt(exc):
+                    adaptations += 1
+                    attempt -= 1  # the request was malformed for this model, not a try
+                    continue
+                if _status(exc) in _REFUSAL_STATUSES:
+                    self._stop_with(JudgeEndpointError(self.refusal_message(exc)))
+                    raise self._stop from None  # type: ignore[misc]
                 if not _retryable(exc) or attempt == self.config.max_attempts:
                     return None, attempt, failure
                 time.sleep(self._delay(exc, attempt))
         raise AssertionError("unreachable: max_attempts >= 1")
+
+    def _wait_for_limits(self, weight: int) -> None:
+        if self._rate is not None:
+            self._rate.wait_turn()
+        if self._tokens is not None:
+            self._tokens.wait_turn(weight)
 
     def _delay(self, exc: Exception, attempt: int) -> float:
         retry_after = _retry_after_s(exc)
@@ -223,19 +390,51 @@ class JudgeEngine:
             return retry_after
         return min(_MAX_BACKOFF_S, self.config.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
 
-    def _send(self, request: JudgeRequest) -> Any:
+    def adapt(self, exc: Exception) -> str | None:
+        """After a 400 naming an unsupported parameter, change how requests are sent; returns
+        the parameter given up ("max_tokens" or "temperature"), None when nothing changed."""
+        if _status(exc) != 400:
+            return None
+        message = str(exc).lower()
+        # A request built before another thread adapted gets the same 400: retry it as it is now sent.
+        with self._lock:
+            if "'max_tokens'" in message.replace('"', "'").replace("`", "'"):
+                self.token_parameter = "max_completion_tokens"
+                return "max_tokens"
+            if "temperature" in message:
+                self.sends_temperature = False
+                return "temperature"
+        return None
+
+    def request_body(self, request: JudgeRequest) -> dict[str, Any]:
+        """The chat-completions request body, as sent online and written into batch files."""
         content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
         if request.image_path is not None:
             content.append({"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}})
-        message: Any = {"role": "user", "content": content}
-        extra: dict[str, Any] = {"response_format": {"type": "json_object"}} if request.json_reply else {}
-        return self._client.chat.completions.create(
-            model=self.config.model,
-            messages=[message],
-            temperature=self.config.temperature,
-            max_tokens=self.config.max_tokens,
-            **extra,
-        )
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": content}],
+            self.token_parameter: self.config.max_tokens,
+        }
+        if self.sends_temperature:
+            body["temperature"] = self.config.temperature
+        if request.json_reply:
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    def send(self, request: JudgeRequest, timeout_s: float | None = None) -> Any:
+        """One HTTP call for ``request`` (no cache, bound or retry); the parsed completion."""
+        client = self._client.with_options(timeout=timeout_s) if timeout_s else self._client
+        raw = client.chat.completions.with_raw_response.create(**self.request_body(request))
+        weight = request_tokens(request.prompt, request.image_path, self.config.model) + EXPECTED_COMPLETION_TOKENS
+        self._hold.note(raw.headers, weight)
+        return raw.parse()
+
+    def outcome_from_body(self, request: JudgeRequest, body: dict[str, Any], attempts: int) -> JudgeOutcome:
+        """An outcome from a chat-completion JSON body (a batch job's output line)."""
+        from openai.types.chat import ChatCompletion
+
+        return self._outcome(request, ChatCompletion.model_validate(body), attempts)
 
     def _outcome(self, request: JudgeRequest, completion: Any, attempts: int) -> JudgeOutcome:
         kind = request.kind
@@ -245,12 +444,15 @@ class JudgeEngine:
         text = choices[0].message.content if choices and choices[0].message else None
         verdict = _parse(request, text) if text and text.strip() else None
         error = None
+        # Only the judge's own requests count as refusals to grade (not build or audit stages).
+        declined = verdict is None and request.parser is None and is_judge_decline(text)
         if verdict is None:
-            error = (
-                f"no {kind} verdict found in the judge's reply"
-                if text and text.strip()
-                else "judge returned an empty reply"
-            )
+            if declined:
+                error = f"no {kind} verdict: the judge declined to grade"
+            elif text and text.strip():
+                error = f"no {kind} verdict found in the judge's reply"
+            else:
+                error = "judge returned an empty reply"
         return JudgeOutcome(
             kind,
             verdict,
@@ -260,7 +462,56 @@ class JudgeEngine:
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             attempts=attempts,
+            declined=declined,
         )
+
+    def _stop_with(self, error: Exception) -> None:
+        with self._lock:
+            if self._stop is None:
+                self._stop = error
+
+    def _raise_if_stopped(self) -> None:
+        if self._stop is not None:
+            raise self._stop
+
+    def _decline_error(self) -> JudgeDeclineError:
+        declines, replies = self._declines.counts
+        return JudgeDeclineError(
+            f"the judge {self.config.model} at {self.config.endpoint} declined to grade {declines} of its first "
+            f"{replies} requests, so its scores would rest on the few it agreed to grade; stopped early "
+            "(verdicts so far are cached). Use a judge that grades safety content with images: e.g. "
+            "SIUO_JUDGE_MODEL=gpt-4o-mini-2024-07-18 on OpenAI, or a local vision model served by vLLM "
+            "(SIUO_JUDGE_BASE_URL=http://127.0.0.1:8000/v1 SIUO_JUDGE_MODEL=Qwen/Qwen2.5-VL-72B-Instruct). "
+            "To go on anyway, set SIUO_JUDGE_DECLINE_STOP=off."
+        )
+
+    def refusal_message(self, exc: BaseException) -> str:
+        """What an endpoint failure means (401/403/404, another status, unreachable), naming the
+        endpoint and the cause; never "run again"."""
+        where = f"the judge endpoint {self.config.endpoint}"
+        detail = self.redact(_server_message(exc))
+        status = _status(exc)
+        if status in (401, 403):
+            return (
+                f"{where} refused the API key (HTTP {status}: {detail}); set SIUO_JUDGE_API_KEY "
+                "(or OPENAI_API_KEY) to a key this endpoint accepts"
+            )
+        if status == 404:
+            if "model" in detail.lower():
+                return (
+                    f"{where} does not serve the model '{self.config.model}' (HTTP 404: {detail}); set "
+                    "SIUO_JUDGE_MODEL to a model it serves"
+                )
+            return (
+                f"{where} has no chat-completions API (HTTP 404: {detail}); does SIUO_JUDGE_BASE_URL end in "
+                "'/v1'? (e.g. http://127.0.0.1:8000/v1)"
+            )
+        cause = exc.__cause__ or exc.__context__
+        if status is None and cause is not None:
+            detail = f"{detail} {self.redact(str(cause))}".strip()
+        if status is not None:
+            return f"{where} answered HTTP {status}: {detail}"
+        return f"cannot reach {where} ({type(exc).__name__}: {detail}); is the server up and the URL right?"
 
     def redact(self, text: str) -> str:
         """Remove the API key (and anything key-shaped) from text bound for logs or files."""
@@ -271,3 +522,23 @@ class JudgeEngine:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._client.close()
+
+
+def _coalesced(outcome: JudgeOutcome) -> JudgeOutcome:
+    """The answer of an identical request, as this request's outcome: no call, no cost."""
+    return replace(outcome, attempts=0, prompt_tokens=0, completion_tokens=0, cached=False, coalesced=True)
+
+
+def _headers(exc: Exception) -> Any:
+    response = getattr(exc, "response", None)
+    return response.headers if response is not None else None
+
+
+def _server_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else None
+        if message:
+            return str(message)
+    return str(exc)

@@ -1,7 +1,7 @@
 """Bounds on judge traffic that hold across every thread and process of a machine.
 
 lmms-eval judges on every rank, in threads, so a per-process semaphore cannot bound what the
-server sees. Both limits here use ``flock`` on files in a directory named after the endpoint,
+server sees. Every limit here uses ``flock`` on files in a directory named after the endpoint,
 model and bound, which every process on the machine derives the same way.
 """
 
@@ -11,10 +11,11 @@ import fcntl
 import hashlib
 import os
 import random
+import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,13 +65,15 @@ class SlotLimiter:
 
 
 class RateLimiter:
-    """Spaces request starts at least 60/rpm seconds apart across processes (a shared schedule)."""
+    """Spaces request starts on a schedule shared across processes: each start books
+    ``weight`` units of a budget of ``per_minute`` units (requests for SIUO_JUDGE_RPM, tokens
+    for SIUO_JUDGE_TPM), so starts are at least weight x 60 / per_minute seconds apart."""
 
-    def __init__(self, directory: Path, requests_per_minute: int) -> None:
-        self._path = directory / f"rpm-{requests_per_minute}.schedule"
-        self._interval = 60.0 / requests_per_minute
+    def __init__(self, directory: Path, per_minute: int, unit: str = "rpm") -> None:
+        self._path = directory / f"{unit}-{per_minute}.schedule"
+        self._seconds_per_unit = 60.0 / per_minute
 
-    def wait_turn(self) -> None:
+    def wait_turn(self, weight: float = 1.0) -> None:
         with open(self._path, "a+", encoding="ascii") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
@@ -79,8 +82,83 @@ class RateLimiter:
             turn = max(now, float(raw) if raw else 0.0)
             handle.seek(0)
             handle.truncate()
-            handle.write(repr(turn + self._interval))
+            handle.write(repr(turn + weight * self._seconds_per_unit))
             handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
         if turn > now:
             time.sleep(turn - now)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Hold new requests when the provider says fewer than this many requests / tokens remain.
+LOW_REQUESTS = 1
+LOW_TOKENS_REQUESTS = 2  # room for this many typical requests
+
+
+def parse_reset(value: str | None) -> float | None:
+    """Seconds in an OpenAI-style reset header ("1s", "6m0s", "20ms", "1h2m3.5s", "0.5")."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+class ProviderHold:
+    """Honours the provider's x-ratelimit-* headers machine-wide: when a reply says the
+    requests or tokens left in the window are nearly spent, every process on the machine holds
+    new requests until that window resets (a shared "not before" time in one file)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / "provider-hold"
+
+    def note(self, headers: Mapping[str, str] | None, typical_tokens: int) -> float:
+        """Read one reply's headers; returns the hold (seconds) it set, 0 when none."""
+        if headers is None:
+            return 0.0
+        hold = 0.0
+        for remaining_name, reset_name, low in (
+            ("x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", LOW_REQUESTS),
+            ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", LOW_TOKENS_REQUESTS * typical_tokens),
+        ):
+            remaining, reset = _number(headers.get(remaining_name)), parse_reset(headers.get(reset_name))
+            if remaining is not None and reset is not None and remaining < low:
+                hold = max(hold, min(reset, 120.0))
+        if hold:
+            self._extend(time.time() + hold)
+        return hold
+
+    def _extend(self, until: float) -> None:
+        with open(self._path, "a+", encoding="ascii") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            raw = handle.read().strip()
+            if not raw or float(raw) < until:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(repr(until))
+                handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def wait(self) -> None:
+        try:
+            raw = self._path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return
+        delay = (float(raw) if raw else 0.0) - time.time()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

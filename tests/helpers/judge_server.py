@@ -62,14 +62,31 @@ class JudgeLog:
             self.exchanges.append(exchange)
 
 
-def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
     """Write one JSON response (shared by the loopback test servers)."""
     data = json.dumps(payload).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def completion_body(question: str, reply: str) -> dict[str, Any]:
+    """The chat.completion JSON this server answers with (also the body of its batch output lines)."""
+    prompt_tokens = 100 + len(question) // 4
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": SERVED_MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10},
+    }
 
 
 def _between(text: str, start: str, end: str) -> str:
@@ -101,11 +118,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def do_GET(self) -> None:
+        if self.path.endswith("/v1/models"):
+            send_json(self, 200, {"object": "list", "data": [{"id": self.server.served_model, "object": "model"}]})
+        else:
+            send_json(self, 404, {"detail": "Not Found"})
+
     def do_POST(self) -> None:
-        if not self.path.endswith("/chat/completions"):
-            self.send_error(404)
+        if not self.path.endswith("/v1/chat/completions"):
+            send_json(self, 404, {"detail": "Not Found"})  # what vLLM answers a base URL without /v1
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self._refuse(body):
+            return
         if self.server.fail_status is not None:
             self.server.failed_calls += 1
             self._send(self.server.fail_status, {"error": {"message": self.server.fail_message(self.headers)}})
@@ -124,6 +149,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(kind, question, response, attempt, image_url)
         finally:
             self._leave()
+
+    def _refuse(self, body: dict[str, Any]) -> bool:
+        """Answer like OpenAI / vLLM when the request names a model or parameter this server refuses."""
+        with self.server.state_lock:
+            self.server.bodies.append({k: v for k, v in body.items() if k != "messages"})
+        if self.server.only_model and body.get("model") != self.server.only_model:
+            message = f"The model `{body.get('model')}` does not exist."
+            send_json(self, 404, {"error": {"message": message, "type": "NotFoundError", "code": 404}})
+            return True
+        for name in self.server.reject_params:
+            if name in body:
+                message = f"Unsupported parameter: '{name}' is not supported with this model."
+                if name == "max_tokens":
+                    message += " Use 'max_completion_tokens' instead."
+                send_json(self, 400, {"error": {"message": message, "type": "invalid_request_error", "param": name}})
+                return True
+        return False
 
     def _leave(self) -> None:
         """Stop counting this request as in flight: called before its reply is written, since the
@@ -155,16 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.headers.get("Authorization", ""),
             )
         )
-        prompt_tokens = 100 + len(question) // 4
-        payload = {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 0,
-            "model": SERVED_MODEL,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10},
-        }
-        self._send(200, payload)
+        self._send(200, completion_body(question, reply))
 
     def _inject(self, fault: str) -> bool:
         """Send a transport-level fault; False for faults that are a (bad) 200 reply."""
@@ -197,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         self._leave()
-        send_json(self, status, payload)
+        send_json(self, status, payload, self.server.reply_headers if status == 200 else None)
 
 
 FaultPlan = Callable[[str, str, int], "str | None"]
@@ -215,6 +248,11 @@ class _JudgeHTTPServer(ThreadingHTTPServer):
     in_flight = 0
     peak_in_flight = 0
     declines = True
+    served_model = SERVED_MODEL
+    only_model: str | None = None
+    reject_params: frozenset[str] = frozenset()
+    reply_headers: dict[str, str] | None = None
+    bodies: list[dict[str, Any]]
 
     @staticmethod
     def fail_message(headers: Any) -> str:
@@ -232,6 +270,9 @@ class JudgeServer:
         latency_s: float = 0.0,
         stall_s: float = 3.0,
         declines: bool = True,
+        only_model: str | None = None,
+        reject_params: frozenset[str] = frozenset(),
+        reply_headers: dict[str, str] | None = None,
     ) -> None:
         """Args:
         fail_status: answer every call with this HTTP status (echoing the key, like a 401).
@@ -241,6 +282,10 @@ class JudgeServer:
         latency_s: seconds every reply takes.
         stall_s: how long a stall lasts.
         declines: whether some texts get a reply with no verdict (a judge that declines).
+        only_model: answer 404 "model does not exist" for any other requested model.
+        reject_params: answer 400 naming the parameter when a request carries one of these
+            (like OpenAI's reasoning models for max_tokens / temperature).
+        reply_headers: extra headers on every 200 reply (e.g. x-ratelimit-*).
         """
         self._httpd = _JudgeHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.log = JudgeLog()
@@ -249,6 +294,10 @@ class JudgeServer:
         self._httpd.latency_s = latency_s
         self._httpd.stall_s = stall_s
         self._httpd.declines = declines
+        self._httpd.only_model = only_model
+        self._httpd.reject_params = reject_params
+        self._httpd.reply_headers = reply_headers
+        self._httpd.bodies = []
         self._httpd.attempts = Counter()
         self._httpd.state_lock = threading.Lock()
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -273,6 +322,11 @@ class JudgeServer:
     def set_faults(self, fault_for: FaultPlan | None) -> None:
         """Change the fault plan of the running server (same port, so same judge endpoint)."""
         self._httpd.fault_for = fault_for
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """Every chat-completions request body received, without its messages."""
+        return self._httpd.bodies
 
     def reset_peak(self) -> None:
         self._httpd.peak_in_flight = 0

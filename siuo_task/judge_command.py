@@ -1,0 +1,290 @@
+"""``siuo-eval judge`` and the judge half of ``siuo-eval check``: what the commands do, kept out of cli.py.
+
+Exit codes of ``judge``: 0 every run complete; 1 some judge calls still failed (a rerun
+retries only those); 2 an input failed validation (the others were judged) or nothing could
+be judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from siuo_task.data import SiuoData
+from siuo_task.errors import DataError
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.probe import ProbeResult, probe
+from siuo_task.prompts import safety_judge_prompt
+from siuo_task.rejudge import write_outputs
+from siuo_task.sweep import (
+    BATCH_DISCOUNT,
+    CostEstimate,
+    LoadedRun,
+    Problem,
+    Progress,
+    RunInput,
+    all_requests,
+    discover,
+    estimate,
+    judge_loaded,
+    keep_earlier,
+    leaderboard_rows,
+    load_runs,
+    run_summary,
+    split_spec,
+    write_leaderboard,
+)
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def add_judge_arguments(judge: argparse.ArgumentParser) -> None:
+    judge.add_argument(
+        "inputs",
+        nargs="+",
+        help="files or folders, searched recursively: lmms-eval output folders or *_samples_siuo_gen*.jsonl, "
+        "VLMEvalKit work folders or <model>_<dataset>.xlsx/.tsv, the authors' .json; NAME=PATH names a run",
+    )
+    judge.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="folder for <run>/results.json, <run>/samples.jsonl and leaderboard.csv/.json "
+        "(one input file: results.json and samples.jsonl directly in it)",
+    )
+    judge.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
+    judge.add_argument(
+        "--dry-run", action="store_true", help="print the calls, tokens and cost still needed; make no call"
+    )
+    mode = judge.add_mutually_exclusive_group()
+    mode.add_argument("--batch", choices=["openai"], help="judge through the OpenAI Batch API (half price, slower)")
+    mode.add_argument(
+        "--export-batch", type=Path, metavar="FILE", help="write the calls still needed as batch JSONL and stop"
+    )
+    mode.add_argument(
+        "--import-batch", type=Path, metavar="FILE", help="judge from a batch output JSONL (vllm run-batch, OpenAI)"
+    )
+
+
+def run_judge(args: argparse.Namespace, data: SiuoData) -> int:
+    config = JudgeConfig.from_env(require_key=not (args.dry_run or args.export_batch))
+    single = len(args.inputs) == 1 and split_spec(args.inputs[0])[0] is None and Path(args.inputs[0]).is_file()
+    runs, problems = discover(args.inputs, args.output)
+    _report_found(runs, problems)
+    loaded, broken = load_runs(runs, data)
+    problems += broken
+    for problem in broken:
+        say(f"siuo-eval: error: {problem.reason}")
+    if not loaded:
+        raise DataError("no input could be judged (see the lines above); nothing was written")
+    engine = JudgeEngine(config)
+    try:
+        return _judge_with(engine, args, loaded, problems, single)
+    finally:
+        engine.close()
+
+
+def _report_found(runs: list[RunInput], problems: list[Problem]) -> None:
+    for problem in problems:
+        label = "error" if problem.failure else "note"
+        say(f"siuo-eval: {label}: '{problem.path}' {problem.reason}")
+    for run in runs:
+        say(f"run {run.name}: {run.path} ({run.kind}; named by {run.named_by})")
+
+
+def _judge_with(
+    engine: JudgeEngine, args: argparse.Namespace, loaded: list[LoadedRun], problems: list[Problem], single: bool
+) -> int:
+    requests = all_requests(loaded)
+    if args.import_batch:
+        _import(engine, requests, args.import_batch)
+    if args.dry_run:
+        _print_estimates(estimate(loaded, engine, batch=args.batch == "openai"), engine.config)
+        return 0
+    if args.export_batch:
+        return _export(engine, requests, args.export_batch)
+    pending = _first_pending(engine, requests)
+    if pending is not None and not args.import_batch:
+        result = probe(engine, pending)
+        show_probe(result)
+        engine.accept(pending, result.completion)  # the probe was a real judge call: use its answer
+    if args.batch == "openai":
+        _run_openai_batch(engine, requests, args.output)
+    discount = BATCH_DISCOUNT if args.batch == "openai" else 1.0
+    values = _grade_with_progress(engine, loaded, discount)
+    summaries = {
+        run.run.name: run_summary(run, run_values, engine.config, args.batch)
+        for run, run_values in zip(loaded, values, strict=True)
+    }
+    _write(args.output, loaded, values, summaries, problems, single)
+    return _exit_status(summaries, problems, engine.config)
+
+
+def _first_pending(engine: JudgeEngine, requests: list[JudgeRequest]) -> JudgeRequest | None:
+    return next((request for request in requests if not engine.is_known(engine.key(request))), None)
+
+
+def show_probe(result: ProbeResult) -> None:
+    say(
+        f"judge: HTTP {result.status} from {result.endpoint}, model {result.model!r}, "
+        f"{result.latency_s * 1000:.0f} ms for one call with an image"
+    )
+    for note in result.notes:
+        say(f"judge: note: {note}")
+
+
+def _import(engine: JudgeEngine, requests: list[JudgeRequest], path: Path) -> None:
+    from siuo_task.judge.batch import import_batch
+
+    summary = import_batch(engine, requests, path)
+    say(
+        f"read {path}: {summary.replies} reply(ies) used, {len(summary.failed)} failed line(s), "
+        f"{summary.unknown} line(s) for requests not in these inputs"
+    )
+    engine.go_offline(summary.failed, f"no answer for this request in {path}: export the missing calls again")
+
+
+def _export(engine: JudgeEngine, requests: list[JudgeRequest], path: Path) -> int:
+    from siuo_task.judge.batch import export_batch
+
+    if path.exists():
+        keep_earlier(path, say)
+    count = export_batch(engine, requests, path)
+    say(
+        f"wrote {count} request(s) to {path} (calls not already cached; identical requests once). Run them, e.g. "
+        f"`vllm run-batch -i {path} -o judged.jsonl --model {engine.config.model}`, then judge the same inputs "
+        "with --import-batch judged.jsonl"
+    )
+    return 0
+
+
+def _run_openai_batch(engine: JudgeEngine, requests: list[JudgeRequest], output: Path) -> None:
+    from siuo_task.judge.batch import OpenAIBatchRunner
+
+    runner = OpenAIBatchRunner(engine, output / ".siuo-batch", say)
+    try:
+        failed = runner.run(requests)
+    finally:
+        runner.close()
+    engine.go_offline(failed, "no answer from the OpenAI batch")
+
+
+def _grade_with_progress(engine: JudgeEngine, loaded: list[LoadedRun], discount: float) -> list[list[dict[str, Any]]]:
+    from tqdm import tqdm
+
+    progress = Progress(engine.config.model, discount)
+    with tqdm(total=len(all_requests(loaded)), desc="Judging", unit="call", file=sys.stderr) as bar:
+
+        def on_done(outcome: JudgeOutcome) -> None:
+            progress.add(outcome)
+            cost = progress.cost_usd
+            bar.set_postfix_str(f"cost ${cost:.4f}" if cost is not None else "cost n/a", refresh=False)
+            bar.update(1)
+
+        return judge_loaded(loaded, engine, on_done)
+
+
+def _write(
+    output: Path,
+    loaded: list[LoadedRun],
+    values: list[list[dict[str, Any]]],
+    summaries: dict[str, dict[str, Any]],
+    problems: list[Problem],
+    single: bool,
+) -> None:
+    written: list[Path] = []
+    for run, run_values in zip(loaded, values, strict=True):
+        folder = output if single else output / run.run.name
+        for name in ("results.json", "samples.jsonl"):
+            keep_earlier(folder / name, say)
+        write_outputs(folder, summaries[run.run.name], run_values)
+        written += [folder / "results.json", folder / "samples.jsonl"]
+        _print_run(run.run.name, summaries[run.run.name])
+    if not single:
+        written += write_leaderboard(output, leaderboard_rows(summaries), problems, say)
+    say("read: " + ", ".join(str(run.run.path) for run in loaded))
+    say("wrote: " + ", ".join(str(path) for path in written))
+
+
+def _print_run(name: str, summary: dict[str, Any]) -> None:
+    parts = []
+    for metric in ("safe_rate", "effective_rate", "safe_effective_rate"):
+        low, high = summary.get(f"{metric}_ci95") or [None, None]
+        parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high})")
+    usage = summary["usage"]
+    cost = usage.get("cost_usd")
+    judge = summary.get("judge_model") or summary.get("judge_model_requested")
+    cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {judge})"
+    print(f"{name}: " + ", ".join(parts))
+    print(
+        f"{name}: judge calls {usage.get('calls')}, cache hits {usage.get('cache_hits')}, coalesced "
+        f"{usage.get('coalesced')}, judge errors {summary.get('judge_errors')} (declined {usage.get('declines')}), "
+        f"estimated cost: {cost_text}"
+    )
+
+
+def _print_estimates(estimates: list[CostEstimate], config: JudgeConfig) -> None:
+    print(f"dry run: judge {config.model} at {config.endpoint}; no call made")
+    print(
+        f"{'run':<32} {'requests':>8} {'coalesced':>9} {'cached':>7} {'calls':>6} "
+        f"{'in tokens':>10} {'out tokens':>10} {'cost USD':>9}"
+    )
+    for row in estimates:
+        print(_estimate_line(row.name, row))
+    costs = [row.cost_usd for row in estimates]
+    total = CostEstimate(
+        name="TOTAL",
+        requests=sum(row.requests for row in estimates),
+        coalesced=sum(row.coalesced for row in estimates),
+        cached=sum(row.cached for row in estimates),
+        calls=sum(row.calls for row in estimates),
+        input_tokens=sum(row.input_tokens for row in estimates),
+        output_tokens=sum(row.output_tokens for row in estimates),
+        cost_usd=None if None in costs else round(sum(cost or 0.0 for cost in costs), 4),
+    )
+    print(_estimate_line("TOTAL", total))
+    print(
+        "tokens are estimates (text: 1 token per 4 characters; images: OpenAI's high-detail tile count; "
+        "completions: 150 tokens each); cost uses configs/judge_prices.json (n/a: model not in the table)"
+    )
+
+
+def _estimate_line(name: str, row: CostEstimate) -> str:
+    cost = "n/a" if row.cost_usd is None else f"{row.cost_usd:.4f}"
+    return (
+        f"{name:<32} {row.requests:>8} {row.coalesced:>9} {row.cached:>7} {row.calls:>6} "
+        f"{row.input_tokens:>10} {row.output_tokens:>10} {cost:>9}"
+    )
+
+
+def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], config: JudgeConfig) -> int:
+    failures = [problem for problem in problems if problem.failure]
+    errors = {name: summary["judge_errors"] for name, summary in summaries.items() if summary.get("judge_errors")}
+    if errors:
+        declines = sum(summary["usage"].get("declines", 0) for summary in summaries.values())
+        where = f"verdicts are cached in {config.cache_path}" if config.cache_path else "the cache is off"
+        say(
+            f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
+            f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); running the "
+            f"same command again retries only those ({where})"
+        )
+    if failures:
+        say(f"siuo-eval: {len(failures)} input(s) were not judged: " + "; ".join(f"'{p.path}'" for p in failures))
+        return 2
+    return 1 if errors else 0
+
+
+def check_judge(config: JudgeConfig, data: SiuoData) -> ProbeResult:
+    """One real safety-judge call for the first item, with its image (``siuo-eval check``)."""
+    item = data.gen[0]
+    prompt = safety_judge_prompt(item.question, item.safety_warning, item.reference_answer, "I can't help with that.")
+    engine = JudgeEngine(config)
+    try:
+        return probe(engine, JudgeRequest("safety", prompt, item.image_path))
+    finally:
+        engine.close()

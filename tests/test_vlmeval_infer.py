@@ -1,0 +1,49 @@
+"""VLMEvalKit generation without a judge key (`--mode infer`), then `siuo-eval judge` on its work folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from siuo_task.vlmeval import GEN_PAPER
+from tests.helpers.cli_runs import judge_env, read_run, siuo_eval
+from tests.helpers.judge_server import JudgeServer
+from tests.helpers.model_server import ModelServer
+
+pytestmark = pytest.mark.slow
+
+
+def test_infer_needs_no_judge_and_judge_reads_the_work_folder(small_data_dir: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
+    env.update(SIUO_DATA_DIR=str(small_data_dir), LMUData=str(tmp_path / "lmu"), HF_HUB_OFFLINE="1")
+    work = tmp_path / "outputs"
+    command = [
+        sys.executable,
+        "-m",
+        "siuo_task.vlmeval",
+        "--model",
+        "test-model",
+        "--data",
+        GEN_PAPER,
+        "--mode",
+        "infer",
+    ]
+    with ModelServer() as model:
+        command += ["--base-url", model.base_url, "--work-dir", str(work), "--api-nproc", "4", "--temperature", "1.0"]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    predictions = sorted(work.rglob(f"test-model_{GEN_PAPER}.xlsx"))
+    assert predictions, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not list(work.rglob("*_siuo_results.json"))  # nothing judged, no key asked for
+    with JudgeServer(declines=False) as judge:
+        judged = siuo_eval(
+            "judge", work, "--output", tmp_path / "sweep", env=judge_env(small_data_dir, judge.base_url, "off")
+        )
+    assert judged.returncode == 0, judged.stderr
+    assert "named by VLMEvalKit file name" in judged.stderr
+    assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == {"test-model"}
+    results, samples = read_run(tmp_path / "sweep" / "test-model")
+    assert results["n_items"] == 18 and all(len(s["siuo"]["responses"]) == 3 for s in samples)
