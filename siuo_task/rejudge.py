@@ -23,6 +23,7 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine, JudgeOutcome
 from siuo_task.judge.pricing import price_table
 from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, gen_item_values, reduce_values
 from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests
 
@@ -51,7 +52,7 @@ def read_responses(path: Path, data: SiuoData | None = None) -> list[ResponseSet
         return read_vlmeval_predictions(path, data)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        return [_from_sample_line(line, path, number) for number, line in _lines(text)]
+        return [_from_sample_line(line, path, number, data) for number, line in _lines(text)]
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -108,13 +109,15 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def _from_sample_line(line: str, path: Path, number: int) -> ResponseSet:
+def _from_sample_line(line: str, path: Path, number: int, data: SiuoData | None = None) -> ResponseSet:
     where = f"'{path}' line {number}"
     try:
         sample = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where} is not JSON ({exc})") from exc
     record = sample.get(RECORD_KEY) if isinstance(sample, dict) else None
+    if record is None and isinstance(sample, dict) and _is_generation_only_sample(sample):
+        return _from_generation_only_sample(sample, data, where)
     if not isinstance(record, dict) or "responses" not in record:
         raise DataError(
             f"{where} has no '{RECORD_KEY}' record: pass the samples file of a siuo_gen or "
@@ -122,6 +125,32 @@ def _from_sample_line(line: str, path: Path, number: int) -> ResponseSet:
         )
     responses = [entry.get("response") if isinstance(entry, dict) else None for entry in record["responses"]]
     return _response_set(record.get("question_id"), responses, where)
+
+
+def _is_generation_only_sample(sample: dict[str, Any]) -> bool:
+    """A line of ``lmms-eval --predict_only --log_samples``: lmms-eval skips process_results in
+    that mode, so there is no record, only the prompt ("input"), target and responses."""
+    return "bypass" in sample and isinstance(sample.get("input"), str) and "filtered_resps" in sample
+
+
+def _from_generation_only_sample(sample: dict[str, Any], data: SiuoData | None, where: str) -> ResponseSet:
+    """The item is found by its question and reference answer (siuo_gen's prompt and target)."""
+    if data is None:
+        raise DataError(f"reading {where} (a generation-only lmms-eval sample) needs the SIUO data")
+    key = (sample["input"].strip(), str(sample.get("target", "")).strip())
+    items = {(item.question.strip(), item.reference_answer.strip()): item.question_id for item in data.gen}
+    if key not in items:
+        raise DataError(
+            f"{where}: prompt {key[0][:60]!r} is not a SIUO open-ended question; pass the samples "
+            "file of a siuo_gen or siuo_gen_greedy run (siuo_mcq's needs no judge)"
+        )
+    # What process_results would have been given: the filtered responses, one per repeat. Our
+    # tasks turn lmms-eval's think-stripping off, so they are the raw text.
+    raw = sample["filtered_resps"]
+    flat: list[Any] = []
+    for entry in raw if isinstance(raw, list) else [raw]:
+        flat.extend(entry if isinstance(entry, list) else [entry])
+    return _response_set(items[key], flat, where)
 
 
 def _from_authors_row(row: Any, path: Path, index: int) -> ResponseSet:
@@ -162,12 +191,13 @@ def judge_pairs(
 ) -> list[dict[str, Any]]:
     """Judge every response of every item in one concurrent batch; return per-item values."""
     started = time.time()
-    batches = [gen_judge_requests(item, response_set.responses) for item, response_set in pairs]
+    reasoning = ReasoningSettings.from_env()
+    batches = [gen_judge_requests(item, response_set.responses, reasoning) for item, response_set in pairs]
     outcomes = engine.grade_many([request for batch in batches for request in batch], on_done)
     finished = time.time()
     values, offset = [], 0
     for (item, response_set), batch in zip(pairs, batches, strict=True):
-        score = assemble_gen_score(item, response_set.responses, outcomes[offset : offset + len(batch)])
+        score = assemble_gen_score(item, response_set.responses, outcomes[offset : offset + len(batch)], reasoning)
         offset += len(batch)
         line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
         values.append({**line, **gen_item_values(score, engine.config, started, finished)})

@@ -82,6 +82,14 @@ def _strip_filters(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key.split(",", 1)[0]: value for key, value in metrics.items() if key != "alias"}
 
 
+def lmms_eval_task_values(results: dict[str, Any], task: str) -> dict[str, Any]:
+    """Every value of one task in an lmms-eval results.json, by name: the printed metric rows
+    and the task summary our tasks add under "siuo" (CIs, per-category rates, judge identity,
+    protocol, usage). Files written before that summary existed had all of it as metric rows."""
+    summary = results.get("siuo", {}).get(task, {})
+    return {**summary, **_strip_filters(results["results"][task])}
+
+
 def _records(path: Path) -> dict[int, dict[str, Any]]:
     if not path.is_file():
         return {}
@@ -100,7 +108,7 @@ def _from_lmms_eval(results: dict[str, Any], results_file: Path) -> Run:
 
     def task_run(task: str) -> TaskRun:
         samples = results_file.parent / f"{stamp}_samples_{task}.jsonl"
-        return TaskRun(task, _strip_filters(tasks[task]), _records(samples))
+        return TaskRun(task, lmms_eval_task_values(results, task), _records(samples))
 
     gen_task = next((task for task in GEN_TASKS if task in tasks), None)
     name = str(results.get("model_name") or results_file.parent.name)

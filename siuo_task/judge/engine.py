@@ -82,6 +82,7 @@ class JudgeOutcome:
     completion_tokens: int = 0
     attempts: int = 0
     cached: bool = False
+    declined: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
