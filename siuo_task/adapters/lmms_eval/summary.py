@@ -39,8 +39,15 @@ def _summarise(cells: list[dict[str, Any]], reducers: dict[str, Any]) -> int:
     warning = judge_error_warning(task, [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell])
     if warning:
         # At exit, so that it is the last thing the run prints (after lmms-eval's table).
-        atexit.register(print, warning, file=sys.stderr, flush=True)
+        atexit.register(_print_last, warning)
     return len(cells)
+
+
+def _print_last(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except ValueError:  # sys.stderr was replaced and closed (e.g. captured by a test runner)
+        print(text, file=sys.__stderr__, flush=True)
 
 
 def judge_error_warning(task: str, per_item: list[dict[str, Any]]) -> str | None:
