@@ -77,8 +77,8 @@ def _write_task_summaries_into_results() -> None:
         summaries = take_summaries(list(results.get("results", {})))
         if summaries:
             results[RESULTS_KEY] = summaries
-            for task in summaries:
-                _drop_record_entries(results["results"][task])
+        for task_results in results.get("results", {}).values():
+            _drop_record_entries(task_results)
         original(self, results, samples, datetime_str)
 
     EvaluationTracker.save_results_aggregated = save_results_aggregated  # type: ignore[method-assign]
@@ -89,5 +89,6 @@ def _drop_record_entries(task_results: dict[str, Any]) -> None:
     # lmms-eval then also lists it as an empty "metric" ("siuo,none": []), which is no number.
     from siuo_task.results import RECORD_KEY
 
-    for key in [key for key in task_results if key.split(",", 1)[0] in (RECORD_KEY, f"{RECORD_KEY}_stderr")]:
+    names = (RECORD_KEY, f"{RECORD_KEY}_stderr")
+    for key in [key for key, value in task_results.items() if key.split(",", 1)[0] in names and value == []]:
         del task_results[key]
