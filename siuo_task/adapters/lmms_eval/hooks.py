@@ -160,7 +160,8 @@ def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, An
     task's filter (prejudge.JudgeTogether), or judged here when there are none."""
     config = JudgeConfig.from_env()
     reasoning = ReasoningSettings.from_env()
-    item, responses = _gen_item(doc), prejudge.normalised(results)
+    # As lmms-eval hands them over (it strips each response; the filter mirrors that).
+    item, responses = _gen_item(doc), tuple(_responses(results))
     judged = prejudge.take(item.question_id, responses, reasoning)
     if judged is not None:
         score = assemble_gen_score(item, responses, judged.outcomes, reasoning)

@@ -39,7 +39,8 @@ class Judged:
 
 
 def normalised(responses: Iterable[Any]) -> tuple[str, ...]:
-    """Responses as process_results receives them (lmms-eval strips each; None is empty)."""
+    """Filtered responses as lmms-eval will hand them to process_results (its
+    ``Task.process_results`` strips each; None becomes empty)."""
     flat: list[Any] = []
     for response in responses:
         flat.extend(response if isinstance(response, list) else [response])
