@@ -23,6 +23,7 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.pricing import price_table
 from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, gen_item_values, reduce_values
 from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests
 
@@ -58,7 +59,7 @@ def _read_any(path: Path, data: SiuoData | None) -> list[ResponseSet]:
         return read_vlmeval_predictions(path, data)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        return [_from_sample_line(line, path, number) for number, line in _lines(text)]
+        return [_from_sample_line(line, path, number, data) for number, line in _lines(text)]
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -118,13 +119,15 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def _from_sample_line(line: str, path: Path, number: int) -> ResponseSet:
+def _from_sample_line(line: str, path: Path, number: int, data: SiuoData | None = None) -> ResponseSet:
     where = f"'{path}' line {number}"
     try:
         sample = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where} is not JSON ({exc})") from exc
     record = sample.get(RECORD_KEY) if isinstance(sample, dict) else None
+    if record is None and isinstance(sample, dict) and _is_generation_only_sample(sample):
+        return _from_generation_only_sample(sample, data, where)
     if not isinstance(record, dict) or "responses" not in record:
         raise DataError(
             f"{where} has no '{RECORD_KEY}' record: pass the samples file of a siuo_gen or "
@@ -132,6 +135,32 @@ def _from_sample_line(line: str, path: Path, number: int) -> ResponseSet:
         )
     responses = [entry.get("response") if isinstance(entry, dict) else None for entry in record["responses"]]
     return _response_set(record.get("question_id"), responses, where)
+
+
+def _is_generation_only_sample(sample: dict[str, Any]) -> bool:
+    """A line of ``lmms-eval --predict_only --log_samples``: lmms-eval skips process_results in
+    that mode, so there is no record, only the prompt ("input"), target and responses."""
+    return "bypass" in sample and isinstance(sample.get("input"), str) and "filtered_resps" in sample
+
+
+def _from_generation_only_sample(sample: dict[str, Any], data: SiuoData | None, where: str) -> ResponseSet:
+    """The item is found by its question and reference answer (siuo_gen's prompt and target)."""
+    if data is None:
+        raise DataError(f"reading {where} (a generation-only lmms-eval sample) needs the SIUO data")
+    key = (sample["input"].strip(), str(sample.get("target", "")).strip())
+    items = {(item.question.strip(), item.reference_answer.strip()): item.question_id for item in data.gen}
+    if key not in items:
+        raise DataError(
+            f"{where}: prompt {key[0][:60]!r} is not a SIUO open-ended question; pass the samples "
+            "file of a siuo_gen or siuo_gen_greedy run (siuo_mcq's needs no judge)"
+        )
+    # What process_results would have been given: the filtered responses, one per repeat. Our
+    # tasks turn lmms-eval's think-stripping off, so they are the raw text.
+    raw = sample["filtered_resps"]
+    flat: list[Any] = []
+    for entry in raw if isinstance(raw, list) else [raw]:
+        flat.extend(entry if isinstance(entry, list) else [entry])
+    return _response_set(items[key], flat, where)
 
 
 def _from_authors_row(row: Any, path: Path, index: int) -> ResponseSet:
@@ -166,8 +195,10 @@ def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[
 
 
 def pair_requests(pairs: list[tuple[GenItem, ResponseSet]]) -> list[list[JudgeRequest]]:
-    """Every judge call of every item, grouped per item (in ``gen_judge_requests`` order)."""
-    return [gen_judge_requests(item, response_set.responses) for item, response_set in pairs]
+    """Every judge call of every item, grouped per item (in ``gen_judge_requests`` order), with
+    the reasoning-trace settings of SIUO_REASONING_TAGS / SIUO_JUDGE_TRACES."""
+    reasoning = ReasoningSettings.from_env()
+    return [gen_judge_requests(item, response_set.responses, reasoning) for item, response_set in pairs]
 
 
 def item_values(
@@ -178,9 +209,10 @@ def item_values(
     window: tuple[float, float],
 ) -> list[dict[str, Any]]:
     """Per-item values from the outcomes of ``pair_requests(pairs)`` (flattened, same order)."""
+    reasoning = ReasoningSettings.from_env()
     values, offset = [], 0
     for (item, response_set), batch in zip(pairs, batches, strict=True):
-        score = assemble_gen_score(item, response_set.responses, outcomes[offset : offset + len(batch)])
+        score = assemble_gen_score(item, response_set.responses, outcomes[offset : offset + len(batch)], reasoning)
         offset += len(batch)
         line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
         values.append({**line, **gen_item_values(score, config, *window)})
@@ -224,7 +256,6 @@ def summarise(values: list[dict[str, Any]], config: JudgeConfig, source: Path) -
         per_category[category] = {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
     usage = {name.removeprefix("judge_"): flat[name] for name in USAGE_REDUCERS if name in flat}
     outcomes = [outcome for value in values for outcome in _outcomes(value)]
-    usage["coalesced"] = sum(1 for outcome in outcomes if outcome.get("coalesced"))
     usage["declines"] = sum(1 for outcome in outcomes if outcome.get("declined"))
     usage["price_table_as_of"] = price_table()["as_of"]
     return {

@@ -19,7 +19,7 @@ import pytest
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
 from siuo_task.adapters.lmms_eval import hooks
 from siuo_task.parsing import parse_mcq_answer
-from siuo_task.results import GEN_REDUCERS, reduce_values
+from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -116,7 +116,8 @@ def test_every_judge_call_carries_the_image_and_the_key(inspect_run: dict[str, A
 @pytest.mark.parametrize("task", ["siuo_gen", "siuo_gen_greedy"])
 def test_inspect_numbers_equal_the_lmms_eval_path(inspect_run: dict[str, Any], task: str) -> None:
     inspect_metrics = _metrics(inspect_run["logs"][task][1])
-    lmms = reduce_values(inspect_run[f"lmms_{task}"], GEN_REDUCERS)
+    # What lmms-eval's task summary (results.json "siuo") reduces.
+    lmms = reduce_values([values[SUMMARY_ROW] for values in inspect_run[f"lmms_{task}"]], GEN_REDUCERS)
     expected = numeric_metrics(lmms)
     compared = [n for n in expected if "rate" in n or n in ("judge_errors", "items_undecided")]
     assert len(compared) > 30

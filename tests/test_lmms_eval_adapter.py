@@ -11,7 +11,7 @@ import yaml
 
 from siuo_task.adapters.lmms_eval import hooks, tasks_dir
 from siuo_task.data import load_siuo
-from siuo_task.results import RECORD_KEY
+from siuo_task.results import RECORD_KEY, SUMMARY_ROW
 from tests.helpers.judge_server import JudgeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,15 +40,21 @@ def test_gen_metric_list_matches_returned_keys(full_data_dir: Path, monkeypatch:
     monkeypatch.setenv("SIUO_DATA_DIR", str(full_data_dir))
     with JudgeServer() as server:
         monkeypatch.setenv("SIUO_JUDGE_BASE_URL", server.base_url)
+        monkeypatch.setenv("SIUO_JUDGE_TRACES", "1")
         docs = _one_doc_per_category(list(hooks.process_docs_gen(None)))
-        returned = set().union(*(hooks.process_results_gen(doc, ["an answer", ""]) for doc in docs))
+        rows = [hooks.process_results_gen(doc, ["<think>a plan</think>an answer", ""]) for doc in docs]
+    returned = set().union(*rows)
     assert returned - {RECORD_KEY} == _metric_names(_yaml("_siuo_gen_template_yaml"))
+    # Every metric row is a number; the full per-item values ride along for the task summary.
+    for row in rows:
+        assert all(isinstance(row[name], (int, float)) for name in row if name not in (RECORD_KEY, SUMMARY_ROW))
+        assert row[SUMMARY_ROW]["safe_rate"]["question_id"] == row[RECORD_KEY]["question_id"]
 
 
 def test_mcq_metric_list_matches_returned_keys(full_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIUO_DATA_DIR", str(full_data_dir))
     docs = _one_doc_per_category(list(hooks.process_docs_mcq(None)))
-    returned = set().union(*(hooks.process_results_mcq(doc, ["(A)"]) for doc in docs))
+    returned = set().union(*(hooks.process_results_mcq(doc, ["<think>B?</think>(A)"]) for doc in docs))
     assert returned - {RECORD_KEY} == _metric_names(_yaml("siuo_mcq.yaml"))
 
 

@@ -59,6 +59,25 @@ def _outputs(out: Path, proc: subprocess.CompletedProcess[str]) -> tuple[dict[st
     return json.loads(results[-1].read_text()), samples
 
 
+HEADLINE = {"siuo_gen": ("safe_rate", "effective_rate", "safe_effective_rate"), "siuo_mcq": ("accuracy",)}
+
+
+def _leaderboard_view(results: dict[str, Any], task: str) -> dict[str, Any]:
+    """Read a task as a leaderboard tool reads lmms-eval's results.json: every metric value is a
+    number, the headline rates carry a numeric stderr; then add our documented task summary
+    (results.json "siuo") under the same ",none" names, for the checks below."""
+    rows = results["results"][task]
+    for key, value in rows.items():
+        if key != "alias" and "_stderr" not in key:
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), (key, value)
+    for metric in HEADLINE.get("siuo_gen" if task.startswith("siuo_gen") else task, ()):
+        # A rate with no decided item has no row (there is no number to show).
+        assert f"{metric},none" not in rows or isinstance(rows[f"{metric}_stderr,none"], (int, float)), metric
+    # siuo_mcq_circular keeps all of its figures as metric rows (no summary).
+    summary = results["siuo"][task] if task in HEADLINE or task.startswith("siuo_gen") else {}
+    return {**{f"{key},none": value for key, value in summary.items()}, **rows}
+
+
 def _llava_args(model_dir: Path, tasks: str, out: Path) -> list[str]:
     return [
         "--model", "llava_hf",
@@ -129,7 +148,8 @@ def _expected_gen(lines: list[dict], server: JudgeServer) -> dict[str, Any]:
 def _assert_metrics(task_results: dict[str, Any], expected: dict[str, Any]) -> None:
     for metric, value in expected.items():
         got = task_results[f"{metric},none"]
-        assert got == value or (value is not None and math.isclose(got, value, abs_tol=1e-6)), metric
+        # Printed rates are lmms-eval's unrounded mean; the expectation is rounded to 4 places.
+        assert got == value or (value is not None and math.isclose(got, value, abs_tol=1e-4)), metric
 
 
 def _assert_judged_exactly_once(lines: list[dict], server: JudgeServer) -> None:
@@ -167,7 +187,7 @@ def test_paper_protocol_gen_and_mcq(tiny_llava: Path, small_data_dir: Path, tmp_
         assert server.log.exchanges, "the tiny model gave only empty responses; nothing was judged"
         assert {e.authorization for e in server.log.exchanges} == {f"Bearer {SECRET}"}
         assert {e.image_mime for e in server.log.exchanges} == {"image/png"}
-        gen_results = results["results"]["siuo_gen"]
+        gen_results = _leaderboard_view(results, "siuo_gen")
         _assert_metrics(gen_results, _expected_gen(gen, server))
     for metric in ("safe_rate", "effective_rate", "safe_effective_rate"):
         low, high = gen_results[f"{metric}_ci95,none"]
@@ -182,8 +202,8 @@ def test_paper_protocol_gen_and_mcq(tiny_llava: Path, small_data_dir: Path, tmp_
     assert len(gen_results["judge_prompt_sha256,none"]) == 64
     assert gen_results["protocol,none"] == "siuo-paper-v2; 3 response(s) per item, majority vote"  # one line per run
     # The per-line records hold the decisions the results were computed from.
-    assert _percent([line["siuo"]["safe"] for line in gen]) == gen_results["safe_rate,none"]
-    _check_mcq(results["results"]["siuo_mcq"], mcq)
+    assert math.isclose(_percent([line["siuo"]["safe"] for line in gen]), gen_results["safe_rate,none"], abs_tol=1e-4)
+    _check_mcq(_leaderboard_view(results, "siuo_mcq"), mcq)
     _no_secret_in(out, proc)
 
 
@@ -195,8 +215,9 @@ def _check_mcq(task_results: dict[str, Any], lines: list[dict]) -> None:
         assert record["gold"] == gold[record["question_id"]] == line["target"]
         assert record["correct"] == (record["parsed"] == record["gold"])
     correct = [line["siuo"]["correct"] for line in lines]
-    assert task_results["accuracy,none"] == _percent(correct)
-    assert task_results["unparsed_rate,none"] == _percent([line["siuo"]["parsed"] is None for line in lines])
+    assert math.isclose(task_results["accuracy,none"], _percent(correct), abs_tol=1e-4)
+    unparsed = _percent([line["siuo"]["parsed"] is None for line in lines])
+    assert math.isclose(task_results["unparsed_rate,none"], unparsed, abs_tol=1e-4)
     for category in KNOWN_CATEGORIES:
         cell = [line["siuo"]["correct"] for line in lines if _category(line) == category]
         assert task_results[f"accuracy_{category_slug(category)},none"] == _percent(cell)
@@ -235,6 +256,11 @@ def _check_circular(task_results: dict[str, Any], lines: list[dict]) -> list[boo
     return verdicts
 
 
+def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    # Ranks gather values in another order, so a stderr may differ in its last float digits.
+    return {key: round(value, 9) if isinstance(value, float) else value for key, value in metrics.items()}
+
+
 USAGE_KEYS = ("judge_calls,none", "judge_cache_hits,none", "judge_wall_seconds,none")
 
 
@@ -250,13 +276,15 @@ def test_two_ranks_give_the_same_metrics_as_one(tiny_llava: Path, small_data_dir
             _assert_judged_exactly_once(samples["siuo_gen_greedy"], server)
             assert len(samples["siuo_gen_greedy"]) == 18
             # Usage counts every rank's calls, not only rank 0's.
-            assert results["results"]["siuo_gen_greedy"]["judge_calls,none"] == len(server.log.exchanges) > 0
+            gen_view = _leaderboard_view(results, "siuo_gen_greedy")
+            assert gen_view["judge_calls,none"] == len(server.log.exchanges) > 0
             # Rotations of one item land on different ranks; rank 0's aggregation regroups them.
             assert len(samples["siuo_mcq_circular"]) == 18 * 4
             _check_circular(results["results"]["siuo_mcq_circular"], samples["siuo_mcq_circular"])
         runs[ranks] = {
             task: {k: v for k, v in metrics.items() if k not in ("alias", "judge_endpoint,none", *USAGE_KEYS)}
-            for task, metrics in results["results"].items()
+            for task in results["results"]
+            for metrics in [_rounded(_leaderboard_view(results, task))]
         }
         responses = {line["siuo"]["question_id"]: _responses(line) for line in samples["siuo_gen_greedy"]}
         runs[ranks]["responses"] = responses
@@ -272,7 +300,7 @@ def test_rerun_is_served_from_the_judge_cache(tiny_llava: Path, small_data_dir: 
         for attempt in ("first", "second"):
             out = tmp_path / attempt
             results, _ = _outputs(out, _run(_llava_args(tiny_llava, "siuo_gen_greedy", out), env, ranks=2))
-            metrics.append(results["results"]["siuo_gen_greedy"])
+            metrics.append(_leaderboard_view(results, "siuo_gen_greedy"))
             if attempt == "first":
                 first_calls = len(server.log.exchanges)
     assert metrics[0]["judge_calls,none"] == first_calls > 0
@@ -293,22 +321,27 @@ def test_group_dummy_model_and_include_path(small_data_dir: Path, tmp_path: Path
         proc = _run(args, _env(small_data_dir, tmp_path / "hf", server))
         results, samples = _outputs(out, proc)
         assert set(results["results"]) >= {"siuo_gen", "siuo_mcq"}
-        _assert_metrics(results["results"]["siuo_gen"], _expected_gen(samples["siuo_gen"], server))
+        gen_view = _leaderboard_view(results, "siuo_gen")
+        _assert_metrics(gen_view, _expected_gen(samples["siuo_gen"], server))
         # 18 items x 3 identical responses: identical judge requests are sent once (coalesced).
         assert len(server.log.exchanges) == 18 * 2
-        assert results["results"]["siuo_gen"]["judge_calls,none"] == 18 * 2
+        assert gen_view["judge_calls,none"] == 18 * 2
     _, mcq_items = real_items()
     asked = {line["siuo"]["question_id"] for line in samples["siuo_mcq"]}
     golds = [item["correct_option"] for item in mcq_items if item["question_id"] in asked]
-    assert results["results"]["siuo_mcq"]["accuracy,none"] == round(100 * golds.count("A") / len(golds), 4)
+    accuracy = _leaderboard_view(results, "siuo_mcq")["accuracy,none"]
+    assert math.isclose(accuracy, 100 * golds.count("A") / len(golds))
     assert results["results"]["siuo_mcq"]["unparsed_rate,none"] == 0
     # A constant-letter model: its standard accuracy is always_A_accuracy, its circular score 0.
     circular = results["results"]["siuo_mcq_circular"]
     assert _check_circular(circular, samples["siuo_mcq_circular"]) == [False] * 18
     assert circular["circular_accuracy,none"] == 0 and circular["chosen_A_rate,none"] == 100
-    assert circular["always_A_accuracy,none"] == results["results"]["siuo_mcq"]["accuracy,none"]
+    accuracy = results["results"]["siuo_mcq"]["accuracy,none"]  # lmms-eval's unrounded mean
+    assert math.isclose(circular["always_A_accuracy,none"], accuracy, abs_tol=1e-4)
     row = next(line for line in proc.stdout.splitlines() if "|circular_accuracy " in line)
-    assert row.split("|")[-2].strip() == "0.0000"  # the Stderr column is filled, not N/A
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("|") and "Stderr" in line)
+    stderr_column = [cell.strip() for cell in header.split("|")].index("Stderr")
+    assert row.split("|")[stderr_column].strip() == "0.0000"  # the Stderr column is filled, not N/A
 
 
 def test_missing_judge_key_fails_before_generation(small_data_dir: Path, tmp_path: Path) -> None:
@@ -319,6 +352,9 @@ def test_missing_judge_key_fails_before_generation(small_data_dir: Path, tmp_pat
     text = proc.stdout + proc.stderr
     assert "no judge API key" in text
     assert "Model Responding" not in text
+    # Our message is the last line, at once: no lmms-eval retries, no RetryError traceback.
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("siuo-task: no judge API key")
+    assert "RetryError" not in text and "Traceback" not in text
 
 
 def test_bad_data_fails_before_generation_naming_the_item(small_data_dir: Path, tmp_path: Path) -> None:
@@ -332,3 +368,96 @@ def test_bad_data_fails_before_generation_naming_the_item(small_data_dir: Path, 
     proc = _run(args, _env(broken, tmp_path / "hf", None))
     assert not list(out.glob("**/*_results.json"))
     assert "item 1001: image 'S-01.png' not found" in proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "RetryError" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("  - item ")
+
+
+# -- reasoning models, generation-only runs -------------------------------------------------
+
+TRACE = "The user may want to hurt someone; a detailed method would be (C)."
+THINKING_REPLY = f"<think>{TRACE}</think>The answer is (A)."
+
+
+def _dummy_args(tasks: str, out: Path) -> list[str]:
+    args = ["--model", "dummy", "--model_args", f"response={THINKING_REPLY}", "--tasks", tasks]
+    return [*args, "--output_path", str(out), "--log_samples"]
+
+
+def _siuo_eval_judge(samples: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(samples), "--output", str(output)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_data_dir: Path, tmp_path: Path) -> None:
+    """A reasoning model's replies: generated with no judge key (--predict_only), MCQ scored on
+    the final answer in that same run, then `siuo-eval judge` on the samples gives the metrics
+    of a run judged in place; the judge never sees the trace unless traces are judged."""
+    offline = tmp_path / "offline"
+    proc = _run(
+        [*_dummy_args("siuo_gen_greedy,siuo_mcq", offline), "--predict_only"],
+        _env(small_data_dir, tmp_path / "hf", None),
+    )
+    results, samples = _outputs(offline, proc)
+    assert "no judge API key" not in proc.stdout + proc.stderr
+    # MCQ: the letter of the final answer, never the "(C)" in the trace; accuracy and CI offline.
+    _, mcq_items = real_items()
+    asked = {line["siuo"]["question_id"] for line in samples["siuo_mcq"]}
+    golds = [item["correct_option"] for item in mcq_items if item["question_id"] in asked]
+    mcq = _leaderboard_view(results, "siuo_mcq")
+    assert math.isclose(mcq["accuracy,none"], 100 * golds.count("A") / len(golds))
+    assert {line["siuo"]["parsed"] for line in samples["siuo_mcq"]} == {"A"}
+    assert {line["siuo"]["trace"] for line in samples["siuo_mcq"]} == {TRACE}
+    low, high = mcq["accuracy_ci95,none"]
+    assert low <= mcq["accuracy,none"] <= high
+    assert len(samples["siuo_gen_greedy"]) == 18
+    gen_samples = next(offline.glob("**/*_samples_siuo_gen_greedy.jsonl"))
+
+    judged_env = {**_env(small_data_dir, tmp_path / "hf", None), "SIUO_JUDGE_TRACES": "1"}
+    with JudgeServer() as server:
+        judged_env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
+        later = _siuo_eval_judge(gen_samples, tmp_path / "judged", judged_env)
+        assert (tmp_path / "judged" / "results.json").is_file(), later.stdout + later.stderr
+        later_calls = Counter((e.kind, e.response) for e in server.log.exchanges)
+    # Per item: the final answer for safety and effectiveness, the trace for safety only.
+    assert later_calls == {
+        ("safety", "The answer is (A)."): 18,
+        ("effectiveness", "The answer is (A)."): 18,
+        ("safety", TRACE): 18,
+    }
+    in_run_out = tmp_path / "in_run"
+    with JudgeServer(latency_s=0.2) as server:
+        judged_env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_CONCURRENCY="32")
+        in_run, in_run_samples = _outputs(in_run_out, _run(_dummy_args("siuo_gen_greedy", in_run_out), judged_env))
+        assert Counter((e.kind, e.response) for e in server.log.exchanges) == later_calls
+        # Judged together when lmms-eval filtered the responses: per-document judging with its
+        # default 4 post-processing workers would keep at most 4 x 3 calls in flight.
+        assert server.peak_in_flight > 12
+    offline_judged = json.loads((tmp_path / "judged" / "results.json").read_text())
+    in_run_gen = _leaderboard_view(in_run, "siuo_gen_greedy")
+    for metric in ("safe_rate", "effective_rate", "safe_effective_rate", "trace_safe_rate", "judge_errors"):
+        assert math.isclose(offline_judged[metric], in_run_gen[f"{metric},none"], abs_tol=1e-4), metric
+    assert offline_judged["trace_safe_rate"] in (0.0, 100.0)
+    # siuo-eval report's reader sees the printed rows and the "siuo" summary as one set of values.
+    from siuo_task.runs import load_run
+
+    run = load_run(str(in_run_out))
+    assert run.gen is not None and run.gen.metrics["judge_model"] == SERVED_MODEL
+    assert run.gen.metrics["safe_rate"] == in_run_gen["safe_rate,none"] and len(run.gen.metrics["safe_rate_ci95"]) == 2
+    record = in_run_samples["siuo_gen_greedy"][0]["siuo"]["responses"][0]
+    assert (record["response"], record["answer"], record["trace"]) == (THINKING_REPLY, "The answer is (A).", TRACE)
+
+
+def test_every_judge_call_failing_ends_with_a_loud_warning(small_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = _env(small_data_dir, tmp_path / "hf", None)
+    # A closed port: every call fails, once each.
+    env.update(SIUO_JUDGE_BASE_URL="http://127.0.0.1:9/v1", SIUO_JUDGE_MAX_ATTEMPTS="1", SIUO_JUDGE_BACKOFF="0.01")
+    proc = _run(["--model", "dummy", "--tasks", "siuo_gen_greedy", "--output_path", str(out)], env)
+    results, _ = _outputs(out, proc)
+    view = _leaderboard_view(results, "siuo_gen_greedy")
+    assert view["judge_errors,none"] == 18 * 2
+    assert "safe_rate,none" not in results["results"]["siuo_gen_greedy"] and view["safe_rate,none"] is None
+    tail = proc.stderr.strip().splitlines()[-5:]
+    assert tail[0] == tail[-1] == "!" * 78
+    assert tail[1] == "SIUO siuo_gen_greedy: EVERY judge call failed (36 of 36); its safety scores are MEANINGLESS."
+    assert (tail[2].startswith("First cause: ") and "127.0.0.1:9" not in tail[2]) or tail[2].startswith("First cause: ")

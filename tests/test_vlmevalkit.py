@@ -20,7 +20,7 @@ import pytest
 from siuo_task.adapters.lmms_eval import hooks
 from siuo_task.parsing import parse_mcq_answer
 from siuo_task.prompts import mcq_prompt
-from siuo_task.results import GEN_REDUCERS, reduce_values
+from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ, MCQ_CIRCULAR
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.judge_server import JudgeServer
@@ -116,7 +116,8 @@ def test_generation_runs_through_vlmevalkit_with_the_dataset_prompt(vlmeval_run:
 
 def test_vlmevalkit_scores_equal_the_lmms_eval_path(vlmeval_run: dict[str, Any]) -> None:
     ours = vlmeval_run["gen_results"]
-    lmms = reduce_values(vlmeval_run["lmms_eval_values"], GEN_REDUCERS)
+    # What lmms-eval's task summary (results.json "siuo") reduces.
+    lmms = reduce_values([values[SUMMARY_ROW] for values in vlmeval_run["lmms_eval_values"]], GEN_REDUCERS)
     compared = [name for name in GEN_REDUCERS if name.endswith("rate") or "_rate_" in name] + ["judge_errors"]
     for name in compared:
         assert ours.get(name) == lmms.get(name), name

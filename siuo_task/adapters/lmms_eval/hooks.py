@@ -11,38 +11,92 @@ siuo_task.results; the YAML metric lists are generated from it (scripts/gen_task
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import sys
 import time
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import datasets
 from PIL import Image
+from tqdm import tqdm
 
+from siuo_task.adapters.lmms_eval import prejudge
+from siuo_task.adapters.lmms_eval.summary import current_task
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
+from siuo_task.errors import SiuoError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.prompts import mcq_prompt
-from siuo_task.results import gen_item_values, mcq_item_values
-from siuo_task.scoring import score_gen_item, score_mcq_item
+from siuo_task.reasoning import ReasoningSettings, split_reasoning
+from siuo_task.results import (
+    GEN_COUNT_ROWS,
+    GEN_RATE_ROWS,
+    MCQ_COUNT_ROWS,
+    MCQ_RATE_ROWS,
+    RECORD_KEY,
+    SUMMARY_ROW,
+    gen_item_values,
+    harness_rows,
+    mcq_item_values,
+)
+from siuo_task.scoring import assemble_gen_score, gen_judge_requests, score_gen_item, score_mcq_item
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
+    """Our errors end the run with our message as the last line, at once.
+
+    lmms-eval retries process_docs and process_results (5 tries, 2 s apart) on any Exception
+    and then shows tenacity's RetryError at the end of a long traceback. A bad data folder or
+    judge setting will not heal on retry, so it leaves as SystemExit, which is no Exception:
+    not retried, and Python prints only its message.
+    """
+
+    @functools.wraps(hook)
+    def plain(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return hook(*args, **kwargs)
+        except SiuoError as exc:
+            raise SystemExit(f"siuo-task: {exc}") from exc
+
+    return plain
+
 
 # -- documents ------------------------------------------------------------------------------
 
 
+@_fail_plainly
 def process_docs_gen(dataset: datasets.Dataset) -> datasets.Dataset:
     """Replace the placeholder split with the validated SIUO items (checks the judge config too).
 
-    The judge configuration is checked here so that a missing key fails before generation.
+    The judge configuration is checked here so that a missing key fails before generation,
+    except in a generation-only run (``--predict_only``), which needs no judge: its samples
+    are judged later by ``siuo-eval judge``.
     """
     del dataset  # the YAML's data file is only a placeholder (see _siuo_gen_template_yaml)
-    JudgeConfig.from_env()
+    ReasoningSettings.from_env()
+    if not _predict_only():
+        JudgeConfig.from_env()
     return datasets.Dataset.from_list([_doc(item) for item in load_siuo().gen])
 
 
+@_fail_plainly
 def process_docs_mcq(dataset: datasets.Dataset) -> datasets.Dataset:
     """Replace the placeholder split with the validated SIUO multiple-choice items."""
     del dataset
     return datasets.Dataset.from_list([_doc(item) for item in load_siuo().mcq])
+
+
+def _predict_only() -> bool:
+    # lmms-eval hands process_docs neither its arguments nor the mode, and in a
+    # generation-only run it never calls process_results; its CLI flag is the one signal.
+    return any(arg.replace("-", "_") == "__predict_only" for arg in sys.argv)
 
 
 def _doc(item: GenItem | McqItem) -> dict[str, Any]:
@@ -100,21 +154,84 @@ def _mcq_item(doc: dict[str, Any]) -> McqItem:
     return {item.question_id: item for item in load_siuo().mcq}[doc["question_id"]]
 
 
+@_fail_plainly
 def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    """Judge this item's responses; return its per-item values and full record."""
+    """This item's per-item values and full record, from the verdicts judged ahead by the
+    task's filter (prejudge.JudgeTogether), or judged here when there are none."""
     config = JudgeConfig.from_env()
+    reasoning = ReasoningSettings.from_env()
+    # As lmms-eval hands them over (it strips each response; the filter mirrors that).
+    item, responses = _gen_item(doc), tuple(_responses(results))
+    judged = prejudge.take(item.question_id, responses, reasoning)
+    if judged is not None:
+        score = assemble_gen_score(item, responses, judged.outcomes, reasoning)
+        values = gen_item_values(score, config, judged.started, judged.finished)
+    else:
+        started = time.time()
+        score = score_gen_item(item, responses, judge_engine(config), reasoning)
+        values = gen_item_values(score, config, started, time.time())
+    return _rows(harness_rows(values, GEN_RATE_ROWS, GEN_COUNT_ROWS), "siuo_gen")
+
+
+@_fail_plainly
+def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
+    """Judge every document's responses in one batch at the engine's bound (the filter's work).
+
+    Args:
+        doc_ids: the document ids of this rank's instances, in order (process_docs_gen keeps
+            the loader's item order, so an id is an index into it).
+        results: each instance's filtered responses (a string, or a list with one per repeat).
+    """
+    if _predict_only():
+        return
+    config = JudgeConfig.from_env()
+    reasoning = ReasoningSettings.from_env()
+    gen = load_siuo().gen
+    items = [gen[doc_id] for doc_id in doc_ids]
+    responses = [prejudge.normalised([result]) for result in results]
+    batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
+    requests = [request for batch in batches for request in batch]
     started = time.time()
-    score = score_gen_item(_gen_item(doc), _responses(results), judge_engine(config))
-    return gen_item_values(score, config, started, time.time())
+    # Rank 0 shows progress, as lmms-eval's own bars do.
+    with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
+        outcomes = judge_engine(config).grade_many(requests, lambda _: bar.update(1))
+    per_doc, offset = [], 0
+    for batch in batches:
+        per_doc.append(outcomes[offset : offset + len(batch)])
+        offset += len(batch)
+    prejudge.store(items, responses, per_doc, reasoning, started)
 
 
+@_fail_plainly
 def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    return mcq_item_values(score_mcq_item(_mcq_item(doc), _responses(results)[0]))
+    reasoning = ReasoningSettings.from_env()
+    values = mcq_item_values(score_mcq_item(_mcq_item(doc), _responses(results)[0], reasoning))
+    return _rows(harness_rows(values, MCQ_RATE_ROWS, MCQ_COUNT_ROWS), "siuo_mcq")
+
+
+def _rows(rows: dict[str, Any], default_task: str) -> dict[str, Any]:
+    # The summary is kept per task (siuo_gen and siuo_gen_greedy may run together).
+    rows[SUMMARY_ROW]["task"] = current_task() or default_task
+    rows[SUMMARY_ROW]["judge_outcomes"] = _judge_outcomes(rows[RECORD_KEY])
+    return rows
+
+
+def _judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:
+    """How many judge calls this item had, how many failed, and the first failure's cause."""
+    outcomes = [
+        response[kind]
+        for response in record.get("responses", [])
+        for kind in ("safety_judge", "effectiveness_judge", "trace_safety_judge")
+        if response.get(kind)
+    ]
+    errors = [outcome["error"] for outcome in outcomes if outcome.get("error")]
+    return {"calls": len(outcomes), "errors": len(errors), "first_error": errors[0] if errors else None}
 
 
 # -- siuo_mcq_circular ----------------------------------------------------------------------
 
 
+@_fail_plainly
 def process_docs_mcq_circular(dataset: datasets.Dataset) -> datasets.Dataset:
     """One document per (item, rotation), item-major, so ``--limit 4k`` keeps k whole items.
 
@@ -131,6 +248,9 @@ def process_docs_mcq_circular(dataset: datasets.Dataset) -> datasets.Dataset:
     return datasets.Dataset.from_list(docs)
 
 
+@_fail_plainly
 def process_results_mcq_circular(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     question = rotate(_mcq_item(doc), doc["rotation"])
-    return rotation_values(answer_rotation(question, _responses(results)[0]))
+    # The letter is read from the final answer, as in siuo_mcq (the task hands us raw text).
+    answer = split_reasoning(_responses(results)[0], ReasoningSettings.from_env().tags).answer
+    return rotation_values(answer_rotation(question, answer))

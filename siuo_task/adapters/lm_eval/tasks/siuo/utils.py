@@ -23,6 +23,7 @@ from siuo_task.results import (  # noqa: F401
     sum_of_counts,
     total_cache_hits,
     total_calls,
+    total_coalesced,
     total_completion_tokens,
     total_prompt_tokens,
 )

@@ -1,0 +1,101 @@
+"""Judge a whole task's responses together, when lmms-eval filters them.
+
+lmms-eval post-processes ``--process_docs_parallel`` documents at once (default 4), so judging
+inside process_results keeps at most 4 documents' calls in flight (4 x 6 for siuo_gen), whatever
+SIUO_JUDGE_CONCURRENCY says. Filters, however, run over all of a rank's responses before any
+process_results call. ``JudgeTogether`` is the last filter of our generation tasks: it sends
+every judge call of the rank's documents to the engine in one batch (so the engine's own bound
+is what limits calls in flight) and leaves the outcomes for process_results, which then only
+assembles them. Each rank judges its own shard; the responses pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from siuo_task.data import GenItem
+from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.reasoning import ReasoningSettings
+
+logger = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_JUDGED: dict[tuple[int, tuple[str, ...], ReasoningSettings], Judged] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """The outcomes of one document's judge requests, and when the batch ran."""
+
+    outcomes: tuple[JudgeOutcome, ...]
+    started: float
+    finished: float
+
+
+def normalised(responses: Iterable[Any]) -> tuple[str, ...]:
+    """Filtered responses as lmms-eval will hand them to process_results (its
+    ``Task.process_results`` strips each; None becomes empty)."""
+    flat: list[Any] = []
+    for response in responses:
+        flat.extend(response if isinstance(response, list) else [response])
+    return tuple("" if response is None else str(response).strip() for response in flat)
+
+
+def take(question_id: int, responses: tuple[str, ...], reasoning: ReasoningSettings) -> Judged | None:
+    """The outcomes judged ahead for this document, removed from the store (None if none)."""
+    with _LOCK:
+        return _JUDGED.pop((question_id, responses, reasoning), None)
+
+
+class JudgeTogether:
+    """lmms-eval filter (``function: !function ...prejudge.JudgeTogether``); changes nothing."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        del kwargs
+
+    def apply(self, resps: Iterable[Any], docs: Any) -> list[Any]:
+        responses = list(resps)
+        instances = _calling_instances(len(responses))
+        if instances is None:
+            logger.warning("siuo-task: could not see lmms-eval's instances; judging per document instead")
+            return responses
+        from siuo_task.adapters.lmms_eval import hooks
+
+        hooks.judge_ahead([instance.doc_id for instance in instances], responses)
+        return responses
+
+
+def _calling_instances(count: int) -> list[Any] | None:
+    # lmms-eval's FilterEnsemble.apply(instances, docs) calls Filter.apply(resps, None): the
+    # instances, which carry each response's document id, are only in the caller's frame.
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back.f_back if frame and frame.f_back else None
+        instances = caller.f_locals.get("instances") if caller else None
+    finally:
+        del frame
+    if not isinstance(instances, list) or len(instances) != count:
+        return None
+    if not all(isinstance(getattr(instance, "doc_id", None), int) for instance in instances):
+        return None
+    return instances
+
+
+def store(
+    items: list[GenItem],
+    responses: list[tuple[str, ...]],
+    outcomes: list[list[JudgeOutcome]],
+    reasoning: ReasoningSettings,
+    started: float,
+) -> None:
+    """Keep each document's outcomes for its process_results call."""
+    finished = time.time()
+    with _LOCK:
+        for item, texts, judged in zip(items, responses, outcomes, strict=True):
+            _JUDGED[(item.question_id, texts, reasoning)] = Judged(tuple(judged), started, finished)
