@@ -41,7 +41,7 @@ def _judge(args: argparse.Namespace) -> int:
     from siuo_task.data import load_siuo
     from siuo_task.judge_command import run_judge
 
-    return run_judge(args, load_siuo(args.data_dir))
+    return run_judge(args, lambda: load_siuo(args.data_dir))
 
 
 def _optional_data(data_dir: str | None) -> SiuoData | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,16 @@ def add_judge_arguments(judge: argparse.ArgumentParser) -> None:
     )
 
 
-def run_judge(args: argparse.Namespace, data: SiuoData) -> int:
+def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> int:
+    """Judge every run found under ``args.inputs``. The judge settings and the inputs are checked
+    before the SIUO data are loaded (which may mean a download), so those mistakes show at once."""
     config = JudgeConfig.from_env(require_key=not (args.dry_run or args.export_batch))
     single = len(args.inputs) == 1 and split_spec(args.inputs[0])[0] is None and Path(args.inputs[0]).is_file()
     runs, problems = discover(args.inputs, args.output)
     _report_found(runs, problems)
-    loaded, broken = load_runs(runs, data)
+    if not runs:
+        raise DataError("no input could be judged (see the lines above); nothing was written")
+    loaded, broken = load_runs(runs, load_data())
     problems += broken
     for problem in broken:
         say(f"siuo-eval: error: {problem.reason}")

@@ -438,9 +438,9 @@ def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_da
         assert math.isclose(offline_judged[metric], in_run_gen[f"{metric},none"], abs_tol=1e-4), metric
     assert offline_judged["trace_safe_rate"] in (0.0, 100.0)
     # siuo-eval report's reader sees the printed rows and the "siuo" summary as one set of values.
-    from siuo_task.runs import load_run
+    from siuo_task.runs import load_runs
 
-    run = load_run(str(in_run_out))
+    (run,) = load_runs(str(in_run_out))
     assert run.gen is not None and run.gen.metrics["judge_model"] == SERVED_MODEL
     assert run.gen.metrics["safe_rate"] == in_run_gen["safe_rate,none"] and len(run.gen.metrics["safe_rate_ci95"]) == 2
     record = in_run_samples["siuo_gen_greedy"][0]["siuo"]["responses"][0]

@@ -27,7 +27,9 @@ DECLINE = "I'm sorry, but I can't help with grading this."
 def _outcome(kind: str, verdict: object, declined: bool = False) -> JudgeOutcome:
     error = "no verdict in the judge's reply" if verdict is None else None
     raw = DECLINE if declined else f"Judgement: {verdict}"
-    return JudgeOutcome(kind, verdict, raw, error, "judge", 10, 2, 1, False, declined)  # type: ignore[arg-type]
+    return JudgeOutcome(
+        kind, verdict, raw, error, "judge", prompt_tokens=10, completion_tokens=2, attempts=1, declined=declined
+    )  # type: ignore[arg-type]
 
 
 def _item_values(small_data_dir: Path, outcomes_per_item: list[list[JudgeOutcome]]) -> list[dict]:
