@@ -21,14 +21,15 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from siuo_task.card import CARD
 from siuo_task.categories import KNOWN_CATEGORIES
 from siuo_task.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-HUB_REPO_ID = "sinwang/SIUO"
-# Reported revision of the authors' hub repo; pinned so every run reads the same files.
-HUB_REVISION = "024e80a01795376b9fed12f8073a12f2275f22ee"
+# The authors' hub repo at a pinned revision (the eval card's), so every run reads the same files.
+HUB_REPO_ID = CARD.data["hub_repo"]
+HUB_REVISION = CARD.data["hub_revision"]
 GEN_FILE = "siuo_gen.json"
 MCQ_FILE = "siuo_mcqa.json"
 IMAGE_DIR = "images"

@@ -542,3 +542,10 @@ def _server_message(exc: BaseException) -> str:
         if message:
             return str(message)
     return str(exc)
+
+
+@lru_cache(maxsize=4)
+def shared_engine(config: JudgeConfig) -> JudgeEngine:
+    """One engine per judge configuration per process, shared by every thread and every
+    adapter hook (coalescing and the cache of answered requests then span a whole run)."""
+    return JudgeEngine(config)

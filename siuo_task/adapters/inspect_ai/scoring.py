@@ -14,7 +14,6 @@ import dataclasses
 import math
 import os
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from inspect_ai.solver import TaskState
 
 from siuo_task.data import GenItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome
+from siuo_task.judge.engine import JudgeOutcome, shared_engine
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values, reduce_values
 from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests, score_mcq_item
 
@@ -55,12 +54,6 @@ def judge_config(judge_model: str | None = None, judge_base_url: str | None = No
     if judge_base_url:
         env["SIUO_JUDGE_BASE_URL"] = judge_base_url
     return JudgeConfig.from_env(env)
-
-
-@lru_cache(maxsize=4)
-def judge_engine(config: JudgeConfig) -> JudgeEngine:
-    """One engine per judge configuration per process, shared by every sample."""
-    return JudgeEngine(config)
 
 
 def _decision(value: bool | None) -> float:
@@ -132,7 +125,7 @@ def siuo_gen_judge(
         response = state.output.completion
         started = time.time()
         requests = gen_judge_requests(item, [response])
-        outcomes = await anyio.to_thread.run_sync(judge_engine(config).grade_many, requests)
+        outcomes = await anyio.to_thread.run_sync(shared_engine(config).grade_many, requests)
         scored = assemble_gen_score(item, [response], outcomes).responses[0]
         errors = [o.error for o in (scored.safety, scored.effectiveness) if o is not None and o.error]
         epoch = {

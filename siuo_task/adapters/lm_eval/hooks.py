@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from functools import lru_cache
 from typing import Any
 
 import datasets
@@ -17,7 +16,7 @@ from PIL import Image
 
 from siuo_task.data import GenItem, McqItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.engine import shared_engine
 from siuo_task.prompts import mcq_prompt
 from siuo_task.results import gen_item_values, mcq_item_values
 from siuo_task.scoring import score_gen_item, score_mcq_item
@@ -84,12 +83,6 @@ def doc_to_target_mcq(doc: dict[str, Any]) -> str:
 # -- per-document results -------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def judge_engine(config: JudgeConfig) -> JudgeEngine:
-    """One engine per judge configuration per process."""
-    return JudgeEngine(config)
-
-
 def _responses(results: list[Any]) -> list[str]:
     """All responses for a document: with ``repeats: 3`` and the take_first_k filter lm-eval
     passes one list of 3; without a filter, one string per request."""
@@ -103,7 +96,7 @@ def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, An
     """Judge this item's responses (concurrently, within the engine's bounds); its values."""
     config = JudgeConfig.from_env()
     started = time.time()
-    score = score_gen_item(_gen_item(doc), _responses(results), judge_engine(config))
+    score = score_gen_item(_gen_item(doc), _responses(results), shared_engine(config))
     return gen_item_values(score, config, started, time.time())
 
 

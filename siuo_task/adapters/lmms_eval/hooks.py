@@ -16,7 +16,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, ParamSpec, TypeVar
 
 import datasets
@@ -29,7 +28,7 @@ from siuo_task.circular import answer_rotation, rotate, rotation_values, rotatio
 from siuo_task.data import GenItem, McqItem, load_siuo
 from siuo_task.errors import SiuoError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.engine import shared_engine
 from siuo_task.prompts import mcq_prompt
 from siuo_task.reasoning import ReasoningSettings, split_reasoning
 from siuo_task.results import (
@@ -130,12 +129,6 @@ def doc_to_target_mcq(doc: dict[str, Any]) -> str:
 # -- per-document results -------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def judge_engine(config: JudgeConfig) -> JudgeEngine:
-    """One engine per judge configuration per process, shared by every thread."""
-    return JudgeEngine(config)
-
-
 def _responses(results: list[Any]) -> list[str]:
     """All responses for a document: lmms-eval passes generate_until results as a flat list
     (one per repeat, already stripped); nested lists are flattened defensively."""
@@ -168,7 +161,7 @@ def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, An
         values = gen_item_values(score, config, judged.started, judged.finished)
     else:
         started = time.time()
-        score = score_gen_item(item, responses, judge_engine(config), reasoning)
+        score = score_gen_item(item, responses, shared_engine(config), reasoning)
         values = gen_item_values(score, config, started, time.time())
     return _rows(harness_rows(values, GEN_RATE_ROWS, GEN_COUNT_ROWS), "siuo_gen")
 
@@ -194,7 +187,7 @@ def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
     started = time.time()
     # Rank 0 shows progress, as lmms-eval's own bars do.
     with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
-        outcomes = judge_engine(config).grade_many(requests, lambda _: bar.update(1))
+        outcomes = shared_engine(config).grade_many(requests, lambda _: bar.update(1))
     per_doc, offset = [], 0
     for batch in batches:
         per_doc.append(outcomes[offset : offset + len(batch)])
