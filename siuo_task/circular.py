@@ -336,3 +336,10 @@ CIRCULAR_REDUCERS: dict[str, CellReducer] = {
 CIRCULAR_LOWER_IS_BETTER = frozenset({"unparsed_rate", "incomplete_items", f"{CIRCULAR_ACCURACY}_stderr"})
 # Descriptions of the model's letter use and of the data, neither better high nor low.
 CIRCULAR_DESCRIPTIVE = frozenset(name for name in CIRCULAR_REDUCERS if name.startswith(("chosen_", "always_")))
+
+
+def item_records(cells: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per-item records (``CircularItemScore.to_dict``) from per-rotation cells, by item id;
+    items missing a rotation are left out, as from every figure."""
+    scores, _ = group_items(RotationAnswer.from_dict(cell) for cell in cells)
+    return {score.question_id: score.to_dict() for score in scores}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from siuo_task.errors import SiuoError
 
@@ -13,13 +13,18 @@ if TYPE_CHECKING:
     from siuo_task.data import SiuoData
 
 
-def _include_path(args: argparse.Namespace) -> int:
-    if args.harness == "lm-eval":
-        from siuo_task.adapters.lm_eval import tasks_dir
-    else:
-        from siuo_task.adapters.lmms_eval import tasks_dir
+TASK_FOLDERS = "siuo_task.task_folders"
 
-    print(tasks_dir())
+
+def _task_folders() -> dict[str, Any]:
+    """The harnesses whose task files live in a folder (``--include_path``), by entry-point name."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group=TASK_FOLDERS)}
+
+
+def _include_path(args: argparse.Namespace) -> int:
+    print(_task_folders()[args.harness].load()())
     return 0
 
 
@@ -57,14 +62,13 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 
 def _report(args: argparse.Namespace) -> int:
     from siuo_task.report import label, report_warnings, write_report
-    from siuo_task.runs import REPORTED_TASKS, load_runs, unique_names
-    from siuo_task.sweep import sweep_run_specs
+    from siuo_task.runs import Note, load_runs, unique_names
 
-    specs = [spec for given in args.results for spec in (sweep_run_specs(Path(given)) or [given])]
-    runs = unique_names([run for spec in specs for run in load_runs(spec)])
-    for spec in args.results:
-        for other in _other_results(spec):
-            print(f"skipped {other}: none of the tasks a report reads ({', '.join(REPORTED_TASKS)})")
+    notes: list[Note] = []
+    runs = unique_names([run for spec in args.results for run in load_runs(spec, notes)])
+    for note in notes:
+        if not note.quiet:
+            print(f"skipped {note.path}: {note.reason.removeprefix('skipped: ')}")
     for run in runs:
         print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     for warning in report_warnings(runs):
@@ -72,14 +76,6 @@ def _report(args: argparse.Namespace) -> int:
     for path in write_report(runs, args.output, _optional_data(args.data_dir)):
         print(f"wrote {path}")
     return 0
-
-
-def _other_results(spec: str) -> list[Path]:
-    from siuo_task.adapters.inspect_ai.logs import is_inspect_source
-    from siuo_task.runs import scan_results, split_spec
-
-    path = split_spec(spec)[1]
-    return [] if is_inspect_source(path) else scan_results(path)[1]
 
 
 def _export_review(args: argparse.Namespace) -> int:
@@ -129,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     include = commands.add_parser("include-path", help="print the task folder for a harness's --include_path")
     include.add_argument(
-        "--harness", choices=("lmms-eval", "lm-eval"), default="lmms-eval", help="which harness (default: lmms-eval)"
+        "--harness", choices=sorted(_task_folders()), default="lmms-eval", help="which harness (default: lmms-eval)"
     )
     include.set_defaults(run=_include_path)
     check = commands.add_parser("check", help="validate the data and send one real judge call before a long run")

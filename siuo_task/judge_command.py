@@ -20,13 +20,13 @@ from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.prompts import safety_judge_prompt
 from siuo_task.rejudge import write_outputs
+from siuo_task.runs.readers import ResponsesFile, split_spec
 from siuo_task.sweep import (
     BATCH_DISCOUNT,
     CostEstimate,
     LoadedRun,
     Problem,
     Progress,
-    RunInput,
     all_requests,
     discover,
     estimate,
@@ -35,7 +35,6 @@ from siuo_task.sweep import (
     leaderboard_rows,
     load_runs,
     run_summary,
-    split_spec,
     write_leaderboard,
 )
 
@@ -94,7 +93,7 @@ def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> in
         engine.close()
 
 
-def _report_found(runs: list[RunInput], problems: list[Problem]) -> None:
+def _report_found(runs: list[ResponsesFile], problems: list[Problem]) -> None:
     for problem in problems:
         label = "error" if problem.failure else "note"
         say(f"siuo-eval: {label}: '{problem.path}' {problem.reason}")

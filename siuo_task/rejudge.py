@@ -1,10 +1,9 @@
 """Judge responses that already exist, without generating again (``siuo-eval judge``).
 
-Inputs: the samples JSONL our siuo_gen tasks write (lmms-eval ``--log_samples``, or a
-``samples.jsonl`` written here), the authors' results format (a JSON list of siuo_gen.json
-items, each with a ``responses`` list of strings), or VLMEvalKit predictions of its built-in
-SIUO_GEN or of our VLMEvalKit datasets. Outputs use the same per-item values and reductions as
-the lmms-eval tasks.
+The harness-free half: matching responses to items, building the judge requests, voting and
+summarising. Reading each harness's files is its reader's work (``siuo_task.runs.readers``);
+the helpers here turn what a reader found (a question, a per-item record) into responses.
+Outputs use the same per-item values and reductions as every harness's tasks.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siuo_task.adapters.inspect_ai.logs import is_inspect_log, read_inspect_responses
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
@@ -38,144 +36,88 @@ class ResponseSet:
     responses: tuple[str, ...]
 
 
-def read_responses(path: Path, data: SiuoData | None = None) -> list[ResponseSet]:
-    """Read responses from a samples JSONL, the authors' results JSON, an Inspect log (.eval/.json)
-    or VLMEvalKit predictions (.xlsx/.tsv/.csv, which need ``data`` to map questions to items);
-    errors name the line/item. An input with no items is an error."""
-    response_sets = _read_any(path, data)
-    if not response_sets:
-        raise DataError(f"'{path}' holds no items: nothing to judge (is the generation run finished?)")
-    return response_sets
-
-
-def _read_any(path: Path, data: SiuoData | None) -> list[ResponseSet]:
-    if not path.is_file():
-        raise DataError(f"input '{path}' does not exist")
-    if is_inspect_log(path):
-        return read_inspect_responses(path)
-    if path.suffix in VLMEVAL_SUFFIXES:
-        if data is None:
-            raise DataError(f"reading VLMEvalKit predictions '{path}' needs the SIUO data")
-        return read_vlmeval_predictions(path, data)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        return [_from_sample_line(line, path, number, data) for number, line in _lines(text)]
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"'{path}' is neither JSONL samples nor a JSON list ({exc})") from exc
-    if not isinstance(rows, list):
-        raise DataError(f"'{path}': expected the authors' results format, a JSON list of items with 'responses'")
-    return [_from_authors_row(row, path, index) for index, row in enumerate(rows)]
-
-
-VLMEVAL_SUFFIXES = (".xlsx", ".tsv", ".csv")
-# VLMEvalKit writes this into the prediction when its model call failed: not a response.
-VLMEVAL_INFER_FAIL = "Failed to obtain answer"
-
-
-def read_vlmeval_predictions(path: Path, data: SiuoData) -> list[ResponseSet]:
-    """Responses from a VLMEvalKit predictions file: ours (``question_id`` and ``repeat``
-    columns, several rows per item) or its built-in SIUO_GEN (matched by question text)."""
-    import pandas as pd
-
-    try:
-        if path.suffix == ".xlsx":
-            frame = pd.read_excel(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
-    except Exception as exc:  # pandas and openpyxl raise many types for a damaged file
-        raise DataError(f"cannot read '{path}' as a VLMEvalKit predictions file ({type(exc).__name__}: {exc})") from exc
-    if "prediction" not in frame.columns:
-        raise DataError(f"'{path}' has no 'prediction' column: pass a VLMEvalKit predictions file")
-    by_question = {item.question: item.question_id for item in data.gen}
-    grouped: dict[int, list[tuple[int, str]]] = {}
-    failed = []
-    for row_number, row in enumerate(frame.to_dict("records"), start=2):
-        qid = _vlmeval_question_id(row, by_question, f"'{path}' row {row_number}")
-        prediction = "" if pd.isna(row["prediction"]) else str(row["prediction"])
-        if VLMEVAL_INFER_FAIL in prediction:
-            failed.append(qid)
-        order = int(row["repeat"]) if "repeat" in row and not pd.isna(row["repeat"]) else row_number
-        grouped.setdefault(qid, []).append((order, prediction))
-    if failed:
-        raise DataError(
-            f"'{path}': VLMEvalKit's model call failed for item(s) {sorted(set(failed))[:20]}; "
-            "rerun its inference for them (their predictions are not responses to score)"
-        )
-    return [ResponseSet(qid, tuple(text for _, text in sorted(rows))) for qid, rows in grouped.items()]
-
-
-def _vlmeval_question_id(row: dict[str, Any], by_question: dict[str, int], where: str) -> int:
-    if "question_id" in row and row["question_id"] == row["question_id"]:  # not NaN
-        return int(row["question_id"])
-    question = str(row.get("question", "")).strip()
-    if question not in by_question:
-        raise DataError(f"{where}: question {question[:60]!r} is not a SIUO item; is this a SIUO_GEN predictions file?")
-    return by_question[question]
-
-
-def _lines(text: str) -> list[tuple[int, str]]:
-    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-def _from_sample_line(line: str, path: Path, number: int, data: SiuoData | None = None) -> ResponseSet:
-    where = f"'{path}' line {number}"
-    try:
-        sample = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where} is not JSON ({exc})") from exc
-    record = sample.get(RECORD_KEY) if isinstance(sample, dict) else None
-    if record is None and isinstance(sample, dict) and _is_generation_only_sample(sample):
-        return _from_generation_only_sample(sample, data, where)
-    if not isinstance(record, dict) or "responses" not in record:
-        raise DataError(
-            f"{where} has no '{RECORD_KEY}' record: pass the samples file of a siuo_gen or "
-            "siuo_gen_greedy run (lmms-eval --log_samples), not siuo_mcq's"
-        )
-    responses = [entry.get("response") if isinstance(entry, dict) else None for entry in record["responses"]]
-    return _response_set(record.get("question_id"), responses, where)
-
-
-def _is_generation_only_sample(sample: dict[str, Any]) -> bool:
-    """A line of ``lmms-eval --predict_only --log_samples``: lmms-eval skips process_results in
-    that mode, so there is no record, only the prompt ("input"), target and responses."""
-    return "bypass" in sample and isinstance(sample.get("input"), str) and "filtered_resps" in sample
-
-
-def _from_generation_only_sample(sample: dict[str, Any], data: SiuoData | None, where: str) -> ResponseSet:
-    """The item is found by its question and reference answer (siuo_gen's prompt and target)."""
-    if data is None:
-        raise DataError(f"reading {where} (a generation-only lmms-eval sample) needs the SIUO data")
-    key = (sample["input"].strip(), str(sample.get("target", "")).strip())
-    items = {(item.question.strip(), item.reference_answer.strip()): item.question_id for item in data.gen}
-    if key not in items:
-        raise DataError(
-            f"{where}: prompt {key[0][:60]!r} is not a SIUO open-ended question; pass the samples "
-            "file of a siuo_gen or siuo_gen_greedy run (siuo_mcq's needs no judge)"
-        )
-    # What process_results would have been given: the filtered responses, one per repeat. Our
-    # tasks turn lmms-eval's think-stripping off, so they are the raw text.
-    raw = sample["filtered_resps"]
-    flat: list[Any] = []
-    for entry in raw if isinstance(raw, list) else [raw]:
-        flat.extend(entry if isinstance(entry, list) else [entry])
-    return _response_set(items[key], flat, where)
-
-
-def _from_authors_row(row: Any, path: Path, index: int) -> ResponseSet:
-    where = f"'{path}' item #{index}"
-    if not isinstance(row, dict):
-        raise DataError(f"{where} is a {type(row).__name__}, expected an object with 'question_id' and 'responses'")
-    return _response_set(row.get("question_id"), row.get("responses"), where)
-
-
-def _response_set(question_id: Any, responses: Any, where: str) -> ResponseSet:
+def response_set(question_id: Any, responses: Any, where: str) -> ResponseSet:
+    """One item's responses as read from a file; errors name ``where`` and the item."""
     if not isinstance(question_id, int) or isinstance(question_id, bool):
         raise DataError(f"{where}: missing or non-integer 'question_id'")
     if not isinstance(responses, list) or not responses or not all(isinstance(r, str) for r in responses):
         raise DataError(f"{where} (item {question_id}): 'responses' must be a non-empty list of strings")
     return ResponseSet(question_id, tuple(responses))
+
+
+def numbered_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSONL file with their line numbers; errors name the line."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"'{path}' line {number} is not JSON ({exc})") from exc
+        if not isinstance(row, dict):
+            raise DataError(f"'{path}' line {number} is a {type(row).__name__}, expected an object")
+        rows.append((number, row))
+    return rows
+
+
+def record_responses(record: Any, where: str) -> ResponseSet:
+    """The responses of one item from its per-item record (``RECORD_KEY`` of a samples line)."""
+    if not isinstance(record, dict) or "responses" not in record:
+        raise DataError(
+            f"{where} has no '{RECORD_KEY}' record with responses: pass the samples file of a siuo_gen or "
+            "siuo_gen_greedy run, not siuo_mcq's"
+        )
+    responses = [entry.get("response") if isinstance(entry, dict) else None for entry in record["responses"]]
+    return response_set(record.get("question_id"), responses, where)
+
+
+def read_record_lines(path: Path) -> list[ResponseSet]:
+    """Responses from a samples JSONL whose lines carry our per-item record (every harness's
+    judged samples, and ``siuo-eval judge``'s samples.jsonl)."""
+    return [record_responses(row.get(RECORD_KEY), f"'{path}' line {number}") for number, row in numbered_lines(path)]
+
+
+def read_records(path: Path) -> dict[int, dict[str, Any]]:
+    """The per-item records of a samples JSONL by item id ({} when the file is absent)."""
+    if not path.is_file():
+        return {}
+    records = {}
+    for _, row in numbered_lines(path):
+        record = row.get(RECORD_KEY)
+        if isinstance(record, dict) and "question_id" in record:
+            records[record["question_id"]] = record
+    return records
+
+
+def flat_responses(raw: Any) -> list[Any]:
+    """A harness's filtered responses (a string, or lists of strings per repeat) as one list."""
+    flat: list[Any] = []
+    for entry in raw if isinstance(raw, list) else [raw]:
+        flat.extend(entry if isinstance(entry, list) else [entry])
+    return flat
+
+
+def item_for_prompt(data: SiuoData, question: str, target: str, where: str) -> int:
+    """The open-ended item whose question and reference answer a generation-only sample shows
+    (the prompt and target siuo_gen gives every harness), compared without surrounding space."""
+    items = {(item.question.strip(), item.reference_answer.strip()): item.question_id for item in data.gen}
+    key = (question.strip(), target.strip())
+    if key not in items:
+        raise DataError(
+            f"{where}: prompt {key[0][:60]!r} is not a SIUO open-ended question; pass the samples "
+            "file of a siuo_gen or siuo_gen_greedy run (siuo_mcq's needs no judge)"
+        )
+    return items[key]
+
+
+def item_for_question(data: SiuoData, question: str, where: str) -> int:
+    """The open-ended item with this question text, compared without surrounding space (5 of the
+    167 published questions end in a space, which other tools' files may have dropped)."""
+    by_question = {item.question.strip(): item.question_id for item in data.gen}
+    if question.strip() not in by_question:
+        raise DataError(f"{where}: question {question.strip()[:60]!r} is not a SIUO item")
+    return by_question[question.strip()]
 
 
 def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[GenItem, ResponseSet]]:

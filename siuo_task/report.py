@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siuo_task.card import BENCHMARK_ITEMS
 from siuo_task.categories import KNOWN_CATEGORIES
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.metrics import Rate, rate
 from siuo_task.resources import config_text
-from siuo_task.runs import BENCHMARK_ITEMS, JudgeInfo, Run, TaskRun, judge_info, minority_response_counts
+from siuo_task.runs import JudgeInfo, Run, TaskRun, judge_info, minority_response_counts
 from siuo_task.stats import mcnemar_exact_p, paired_difference
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ def runs_table(runs: Sequence[Run]) -> Table:
             str(t.samples_file) if t.records else f"none ({t.task}: no samples at {t.samples_file})"
             for t in run.tasks()
         ]
-        rows.append([label(run), run.harness, run.model, items_cell(run), str(run.source), "; ".join(samples)])
+        model = run.model_detail or run.model
+        rows.append([label(run), run.harness, model, items_cell(run), str(run.source), "; ".join(samples)])
     return Table(headers, rows)
 
 

@@ -1,10 +1,9 @@
 """Judging a whole sweep at once: many runs' responses, one engine, one bill (``siuo-eval judge``).
 
-Inputs are found recursively under the given paths: lmms-eval samples of siuo_gen /
-siuo_gen_greedy (``<date>_samples_siuo_gen*.jsonl``), ``samples.jsonl`` written by
-``siuo-eval judge``, VLMEvalKit predictions of a SIUO generation dataset
-(``<model>_<dataset>.xlsx/.tsv/.csv``) and the authors' format (a JSON list of items with
-``responses``). Each run is named by the model its harness recorded; ``NAME=PATH`` overrides.
+Inputs are found recursively under the given paths by the registered readers (every
+harness's samples, logs or predictions of siuo_gen / siuo_gen_greedy, ``samples.jsonl`` written
+by ``siuo-eval judge``, the authors' format). Each run is named by the one naming rule (the
+model its harness recorded, plus a variant's suffix); ``NAME=PATH`` overrides.
 Every run's judge calls go through one engine (one concurrency bound, one cache, coalescing
 across runs) and one progress bar; each run gets ``DIR/<run>/results.json`` and
 ``samples.jsonl``, and the sweep ``DIR/leaderboard.csv`` and ``leaderboard.json``.
@@ -16,43 +15,25 @@ import csv
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import GenItem, SiuoData
-from siuo_task.errors import SiuoError
+from siuo_task.errors import DataError, SiuoError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.pricing import price_for
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.rejudge import ResponseSet, item_values, match_items, pair_requests, read_responses, summarise
-from siuo_task.vlmeval import GEN_PAPER, GEN_SINGLE
+from siuo_task.rejudge import ResponseSet, item_values, match_items, pair_requests, summarise
+from siuo_task.runs.ours import READER
+from siuo_task.runs.readers import Note, ResponsesFile, candidate_files, classify_responses, split_spec
 
 Log = Callable[[str], None]
-LMMS_SAMPLES = re.compile(r"^(?P<stamp>.+)_samples_(?P<task>siuo_gen(?:_greedy)?)\.jsonl$")
-LMMS_OTHER_SAMPLES = re.compile(r"^.+_samples_.+\.jsonl$")
-VLMEVAL_GEN_DATASETS = (GEN_PAPER, GEN_SINGLE, "SIUO_GEN")
-VLMEVAL_PREDICTIONS = re.compile(r"^(?P<model>.+)_(?P<dataset>" + "|".join(VLMEVAL_GEN_DATASETS) + r")$")
-# Files that sit beside inputs and are not inputs: results files, our own outputs, scores.
-COMPANIONS = re.compile(
-    r"(^\d{8}_\d{6}_results\.json|^results\.json|_siuo_results\.json|_siuo_samples\.jsonl|_score\.csv|_acc\.csv"
-    r"|^leaderboard\.(json|csv))$"
-)
-CANDIDATE_SUFFIXES = (".json", ".jsonl", ".xlsx", ".tsv", ".csv", ".eval")
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
-HEADLINE = ("safe_rate", "effective_rate", "safe_effective_rate")
-
-
-@dataclass
-class RunInput:
-    """One run to judge: its name, the file holding its responses, and how both were found."""
-
-    name: str
-    path: Path
-    kind: str
-    named_by: str
+HEADLINE = GEN_HEADLINE
 
 
 @dataclass
@@ -66,7 +47,7 @@ class Problem:
 
 @dataclass
 class LoadedRun:
-    run: RunInput
+    run: ResponsesFile
     pairs: list[tuple[GenItem, ResponseSet]]
     batches: list[list[JudgeRequest]] = field(default_factory=list)
 
@@ -74,32 +55,29 @@ class LoadedRun:
 # -- finding inputs ------------------------------------------------------------------------------
 
 
-def split_spec(spec: str) -> tuple[str | None, Path]:
-    """``NAME=PATH`` -> (NAME, PATH); a plain PATH (even one containing '=') -> (None, PATH)."""
-    if "=" in spec and not Path(spec).exists():
-        name, _, raw = spec.partition("=")
-        return name, Path(raw)
-    return None, Path(spec)
-
-
-def discover(specs: list[str], output: Path) -> tuple[list[RunInput], list[Problem]]:
+def discover(specs: list[str], output: Path) -> tuple[list[ResponsesFile], list[Problem]]:
     """Every run under ``specs`` (files or folders, recursively), with unique safe names.
 
-    Folders are searched for known input files; other JSON/JSONL/table files found there are
-    reported as notes naming the file. Paths inside ``output`` are never read as inputs.
+    Each file is offered to the registered readers (``siuo_task.runs.readers``); files no reader
+    takes, and files a reader passes over, are reported as notes naming the file and why. Paths
+    inside ``output`` are never read as inputs.
     """
-    runs: list[RunInput] = []
+    runs: list[ResponsesFile] = []
     problems: list[Problem] = []
     for spec in specs:
         override, path = split_spec(spec)
         if not path.exists():
             problems.append(Problem(path, "does not exist"))
             continue
-        found, skipped = _inputs_under(path, output.resolve())
+        found, notes = _inputs_under(path, output)
         found, older = _newest_per_model(found)
-        problems += skipped + older
         if not found and path.is_dir():
-            problems.append(Problem(path, "holds no SIUO generation inputs (see the notes above for what was skipped)"))
+            # Nothing usable: say what was looked at, the expected companions included.
+            problems += [Problem(n.path, n.reason, n.failure) for n in notes]
+            looked = f"{len(notes)} file(s) looked at, listed above" if notes else "no candidate file in it"
+            problems.append(Problem(path, f"holds no SIUO generation inputs ({looked})"))
+        else:
+            problems += [Problem(n.path, n.reason, n.failure) for n in notes if not n.quiet] + older
         for run in found:
             if override:
                 run.name, run.named_by = (override if len(found) == 1 else f"{override}-{run.name}"), "NAME=PATH"
@@ -107,10 +85,34 @@ def discover(specs: list[str], output: Path) -> tuple[list[RunInput], list[Probl
     return _unique_names(runs), problems
 
 
-def _newest_per_model(found: list[RunInput]) -> tuple[list[RunInput], list[Problem]]:
-    """One run per (model, kind) under one path: reruns (VLMEvalKit's T<time> folders, lmms-eval's
+def _inputs_under(path: Path, output: Path) -> tuple[list[ResponsesFile], list[Note]]:
+    found, notes = [], []
+    for file in candidate_files(path, skip=output):
+        classified = classify_responses(file)
+        if classified is None and path.is_file():
+            classified = _explicit_input(file)
+        if isinstance(classified, ResponsesFile):
+            found.append(classified)
+        elif isinstance(classified, Note):
+            # A file named on the command line and passed over is a failure, not a note.
+            notes.append(Note(file, classified.reason, True) if path.is_file() else classified)
+        else:
+            notes.append(Note(file, "skipped: no reader recognises it (not a SIUO generation input)"))
+    return found, notes
+
+
+def _explicit_input(path: Path) -> ResponsesFile | Note:
+    """A file named on the command line that no reader recognises by its name is read as our
+    samples JSONL (lines with per-item records); reading it says what is wrong with it."""
+    if path.suffix != ".jsonl":
+        return Note(path, "is not a SIUO generation input (no reader recognises its name or content)", failure=True)
+    return ResponsesFile("siuo-eval", path.stem, "siuo_gen", path, "responses file", "file name", READER, "")
+
+
+def _newest_per_model(found: list[ResponsesFile]) -> tuple[list[ResponsesFile], list[Problem]]:
+    """One run per (name, kind) under one path: reruns (VLMEvalKit's T<time> folders, lmms-eval's
     timestamps) leave older copies beside the newest; the older ones are noted, not judged."""
-    newest: dict[tuple[str, str], RunInput] = {}
+    newest: dict[tuple[str, str], ResponsesFile] = {}
     for run in found:
         key = (run.name, run.kind)
         if key not in newest or _age_key(run.path) > _age_key(newest[key].path):
@@ -128,115 +130,13 @@ def _age_key(path: Path) -> tuple[float, str]:
     return path.stat().st_mtime, str(path)
 
 
-def _inputs_under(path: Path, output: Path) -> tuple[list[RunInput], list[Problem]]:
-    if path.is_file():
-        return [_explicit_input(path)], []
-    found, skipped = [], []
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in CANDIDATE_SUFFIXES):
-        if output in file.resolve().parents or COMPANIONS.search(file.name):
-            continue
-        run_or_problem = _classify(file)
-        if isinstance(run_or_problem, RunInput):
-            found.append(run_or_problem)
-        elif run_or_problem is not None:
-            skipped.append(run_or_problem)
-    return found, skipped
-
-
-def _explicit_input(path: Path) -> RunInput:
-    """A file named on the command line is an input whatever its name; reading it validates it."""
-    classified = _classify(path)
-    if isinstance(classified, RunInput):
-        return classified
-    kind = "VLMEvalKit predictions" if path.suffix in (".xlsx", ".tsv", ".csv") else "responses file"
-    return RunInput(_safe(path.stem), path, kind, "file name")
-
-
-def _classify(file: Path) -> RunInput | Problem | None:
-    from siuo_task.adapters.inspect_ai.logs import is_inspect_log
-
-    if is_inspect_log(file):
-        return _inspect_input(file)
-    lmms = LMMS_SAMPLES.match(file.name)
-    if lmms:
-        name, named_by = _lmms_eval_name(file, lmms["stamp"])
-        return RunInput(name + _protocol_suffix(lmms["task"]), file, f"lmms-eval {lmms['task']} samples", named_by)
-    if LMMS_OTHER_SAMPLES.match(file.name):
-        return None  # another task's samples (siuo_mcq needs no judge)
-    if file.name == "samples.jsonl":
-        return RunInput(file.parent.name, file, "siuo-eval samples", "folder name")
-    if file.suffix in (".xlsx", ".tsv", ".csv"):
-        vlm = VLMEVAL_PREDICTIONS.match(file.stem)
-        if vlm:
-            name = vlm["model"] + _protocol_suffix(vlm["dataset"])
-            return RunInput(name, file, f"VLMEvalKit {vlm['dataset']} predictions", "VLMEvalKit file name")
-        return Problem(file, "skipped: not VLMEvalKit predictions of a SIUO generation dataset", failure=False)
-    if file.suffix == ".json":
-        return _authors_or_note(file)
-    return Problem(file, "skipped: not a siuo_gen samples file (<date>_samples_siuo_gen.jsonl)", failure=False)
-
-
-def _inspect_input(file: Path) -> RunInput | Problem | None:
-    """An Inspect log of siuo_gen / siuo_gen_greedy, named by the model Inspect recorded."""
-    try:
-        from inspect_ai.log import read_eval_log
-
-        header = read_eval_log(str(file), header_only=True)
-    except Exception as exc:  # not installed, or a log Inspect cannot read
-        return Problem(file, f"could not be read as an Inspect log ({type(exc).__name__}: {exc})")
-    task = header.eval.task.rsplit("/", 1)[-1]
-    if task not in ("siuo_gen", "siuo_gen_greedy"):
-        return None  # another task's log (siuo_mcq needs no judge)
-    name = header.eval.model.rsplit("/", 1)[-1] + _protocol_suffix(task)
-    return RunInput(name, file, f"Inspect {task} log", "Inspect log model")
-
-
-def _protocol_suffix(task: str) -> str:
-    """Runs of the one-response variants are named apart from the paper protocol's (3 responses)."""
-    return {"siuo_gen_greedy": "-greedy", GEN_SINGLE: "-GEN1"}.get(task, "")
-
-
-def _authors_or_note(file: Path) -> RunInput | Problem:
-    try:
-        rows = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return Problem(file, f"cannot be read as JSON ({exc})")
-    if isinstance(rows, list) and rows and all(isinstance(r, dict) and "responses" in r for r in rows):
-        return RunInput(file.stem, file, "authors' format", "file name")
-    reason = "skipped: not a SIUO input (the authors' format is a JSON list of items with 'responses')"
-    return Problem(file, reason, failure=False)
-
-
-def _lmms_eval_name(samples: Path, stamp: str) -> tuple[str, str]:
-    """The model lmms-eval recorded in the results file of the same run, else its folder name."""
-    results = samples.with_name(f"{stamp}_results.json")
-    try:
-        recorded = json.loads(results.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return samples.parent.name, "lmms-eval output folder"
-    config = recorded.get("config") or {}
-    model_path = str(recorded.get("model_name") or _pretrained(str(config.get("model_args") or "")))
-    model = str(config.get("model") or "")
-    if model_path:
-        return Path(model_path.rstrip("/")).name, "lmms-eval model_args"
-    return (model or samples.parent.name), "lmms-eval model"
-
-
-def _pretrained(model_args: str) -> str:
-    for part in model_args.split(","):
-        key, _, value = part.partition("=")
-        if key.strip() in ("pretrained", "model", "model_name", "model_id", "path") and value:
-            return value.strip()
-    return ""
-
-
 def _safe(name: str) -> str:
     """A file-system-safe run name: letters, digits, '.', '_', '-' only."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
     return cleaned[:100] or "run"
 
 
-def _unique_names(runs: list[RunInput]) -> list[RunInput]:
+def _unique_names(runs: list[ResponsesFile]) -> list[ResponsesFile]:
     taken: set[str] = set()
     for run in runs:
         base = _safe(run.name)
@@ -251,12 +151,15 @@ def _unique_names(runs: list[RunInput]) -> list[RunInput]:
 # -- loading and judging -------------------------------------------------------------------------
 
 
-def load_runs(runs: list[RunInput], data: SiuoData) -> tuple[list[LoadedRun], list[Problem]]:
+def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun], list[Problem]]:
     """Read and validate every run; a broken input becomes a Problem and the others go on."""
     loaded, problems = [], []
     for run in runs:
         try:
-            pairs = match_items(read_responses(run.path, data), data)
+            response_sets = run.read(data)
+            if not response_sets:
+                raise DataError(f"'{run.path}' holds no items: nothing to judge (is the generation run finished?)")
+            pairs = match_items(response_sets, data)
         except SiuoError as exc:
             problems.append(Problem(run.path, str(exc)))
             continue
@@ -351,7 +254,16 @@ def judge_loaded(
 
 def run_summary(run: LoadedRun, values: list[dict[str, Any]], config: JudgeConfig, batch: str | None) -> dict[str, Any]:
     summary = summarise(values, config, run.run.path)
-    summary["run"] = {"name": run.run.name, "kind": run.run.kind, "named_by": run.run.named_by}
+    found = run.run
+    summary["run"] = {
+        "name": found.name,
+        "model": found.model,
+        "task": found.task,
+        "suffix": found.suffix,
+        "harness": found.harness,
+        "kind": found.kind,
+        "named_by": found.named_by,
+    }
     if batch:
         usage = summary["usage"]
         usage["batch"] = batch
@@ -410,13 +322,3 @@ def write_leaderboard(output: Path, rows: list[dict[str, Any]], problems: list[P
         writer.writeheader()
         writer.writerows(rows)
     return [json_path, csv_path]
-
-
-def sweep_run_specs(folder: Path) -> Iterator[str] | None:
-    """``NAME=DIR/<run>`` for every run of a sweep output folder (one with leaderboard.json),
-    so ``siuo-eval report DIR`` reports the whole sweep; None for any other folder."""
-    board = folder / "leaderboard.json"
-    if not folder.is_dir() or not board.is_file():
-        return None
-    runs = json.loads(board.read_text(encoding="utf-8")).get("runs", [])
-    return (f"{run['run']}={folder / run['run']}" for run in runs if (folder / run["run"] / "results.json").is_file())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from inspect_ai.scorer import Score
 
-from siuo_task.adapters.inspect_ai.logs import is_inspect_log
+from siuo_task.adapters.inspect_ai.reader import is_inspect_log
 from siuo_task.adapters.inspect_ai.scoring import EPOCH_KEY, VALUES_KEY, judge_config, numeric_metrics, siuo_vote
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.engine import JudgeOutcome

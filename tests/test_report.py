@@ -172,7 +172,7 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
     judge = page.section_tables["Judge and protocol"]
     assert (
         judge[1][1:3] == ["18", SERVED_MODEL]
-        and judge[1][5] == "siuo-eval judge: siuo-paper-v2; 3 response(s) per item, majority vote"
+        and judge[1][5] == "siuo_gen: siuo-paper-v2; 3 response(s) per item, majority vote"
     )
     assert judge[1][-1] == f"unknown (no price for {SERVED_MODEL})"
     assert "estimated cost: unknown (no price for" in (judged_runs["alpha"].parent / "alpha.stdout").read_text()
@@ -422,7 +422,7 @@ def test_runs_without_records_are_explained(judged_runs: dict[str, Path], env: d
     assert reason in page.section_text["Paired comparisons"]
     assert "nothing to compare" in page.section_text["Paired comparisons"]
     assert "Paired comparisons" not in page.section_tables
-    assert page.section_tables["Runs read"][1][5].startswith("none (siuo-eval judge: no samples at")
+    assert page.section_tables["Runs read"][1][5].startswith("none (siuo_gen: no samples at")
 
 
 def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
@@ -434,7 +434,7 @@ def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str
     proc = _cli("report", str(judged_runs["gamma"]), "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
-    assert page.section_tables["Judge and protocol"][1][5] == f"siuo-eval judge: {line}"
+    assert page.section_tables["Judge and protocol"][1][5] == f"siuo_gen: {line}"
     assert f"2 response(s) for item(s) {short}" in page.section_text["Judge and protocol"]
     assert f"gamma: 2 response(s) for item(s) {short}, unlike the rest" in proc.stderr
 
@@ -486,7 +486,8 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     shutil.copy(judged_runs["alpha"] / "samples.jsonl", vlmeval / f"{stem}_siuo_samples.jsonl")
     proc = _cli("report", str(folder), "--output", str(tmp_path / "report"), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert f"skipped {other}: none of the tasks a report reads (siuo_gen, siuo_gen_greedy, siuo_mcq)" in proc.stdout
+    tasks = "siuo_gen, siuo_gen_greedy, siuo_mcq, siuo_mcq_circular"
+    assert f"skipped {other}: lmms-eval results of other tasks (mmmu_val), none of {tasks}" in proc.stdout
     runs = _page(tmp_path / "report").section_tables["Runs read"][1:]
     assert len(runs) == 3
     row = next(row for row in runs if row[1] == "VLMEvalKit")
@@ -497,4 +498,8 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     only_other.mkdir()
     shutil.copy(other, only_other / other.name)
     proc = _cli("report", str(only_other), "--output", str(tmp_path / "r2"), env=env)
-    assert proc.returncode == 2 and "found only results of other tasks" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "passed over: " in proc.stderr
+        and "lmms-eval results of other tasks (mmmu_val)" in proc.stderr
+    )

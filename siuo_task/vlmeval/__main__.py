@@ -1,22 +1,6 @@
-"""``python -m siuo_task.vlmeval --model <VLMEvalKit model> --data SafeInputsUnsafeOutput_GEN3 ...``
+"""``python -m siuo_task.vlmeval ...``: the same as ``python -m siuo_task.adapters.vlmevalkit ...``."""
 
-Registers the SIUO datasets, then runs VLMEvalKit's own runner with the same arguments
-(multi-GPU: ``torchrun --nproc-per-node N -m siuo_task.vlmeval ...``, as with VLMEvalKit).
-"""
-
-from __future__ import annotations
-
-from siuo_task.vlmeval import register
-
-
-def main() -> None:
-    register()
-    from vlmeval.run import main as vlmeval_main
-    from vlmeval.smp import load_env
-
-    load_env()
-    vlmeval_main()
-
+from siuo_task.adapters.vlmevalkit.__main__ import main
 
 if __name__ == "__main__":
     main()

@@ -11,22 +11,17 @@ siuo_task.results; the YAML metric lists are generated from it (scripts/gen_task
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
-import sys
 import time
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import datasets
 from PIL import Image
-from tqdm import tqdm
 
 from siuo_task.adapters.lmms_eval import prejudge
+from siuo_task.adapters.lmms_eval.plain import fail_plainly
 from siuo_task.adapters.lmms_eval.summary import current_task
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
-from siuo_task.errors import SiuoError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
 from siuo_task.prompts import mcq_prompt
@@ -42,35 +37,12 @@ from siuo_task.results import (
     harness_rows,
     mcq_item_values,
 )
-from siuo_task.scoring import assemble_gen_score, gen_judge_requests, score_gen_item, score_mcq_item
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
-    """Our errors end the run with our message as the last line, at once.
-
-    lmms-eval retries process_docs and process_results (5 tries, 2 s apart) on any Exception
-    and then shows tenacity's RetryError at the end of a long traceback. A bad data folder or
-    judge setting will not heal on retry, so it leaves as SystemExit, which is no Exception:
-    not retried, and Python prints only its message.
-    """
-
-    @functools.wraps(hook)
-    def plain(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return hook(*args, **kwargs)
-        except SiuoError as exc:
-            raise SystemExit(f"siuo-task: {exc}") from exc
-
-    return plain
-
+from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
 
 # -- documents ------------------------------------------------------------------------------
 
 
-@_fail_plainly
+@fail_plainly
 def process_docs_gen(dataset: datasets.Dataset) -> datasets.Dataset:
     """Replace the placeholder split with the validated SIUO items (checks the judge config too).
 
@@ -80,22 +52,16 @@ def process_docs_gen(dataset: datasets.Dataset) -> datasets.Dataset:
     """
     del dataset  # the YAML's data file is only a placeholder (see _siuo_gen_template_yaml)
     ReasoningSettings.from_env()
-    if not _predict_only():
+    if not prejudge.predict_only():
         JudgeConfig.from_env()
     return datasets.Dataset.from_list([_doc(item) for item in load_siuo().gen])
 
 
-@_fail_plainly
+@fail_plainly
 def process_docs_mcq(dataset: datasets.Dataset) -> datasets.Dataset:
     """Replace the placeholder split with the validated SIUO multiple-choice items."""
     del dataset
     return datasets.Dataset.from_list([_doc(item) for item in load_siuo().mcq])
-
-
-def _predict_only() -> bool:
-    # lmms-eval hands process_docs neither its arguments nor the mode, and in a
-    # generation-only run it never calls process_results; its CLI flag is the one signal.
-    return any(arg.replace("-", "_") == "__predict_only" for arg in sys.argv)
 
 
 def _doc(item: GenItem | McqItem) -> dict[str, Any]:
@@ -147,7 +113,7 @@ def _mcq_item(doc: dict[str, Any]) -> McqItem:
     return {item.question_id: item for item in load_siuo().mcq}[doc["question_id"]]
 
 
-@_fail_plainly
+@fail_plainly
 def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     """This item's per-item values and full record, from the verdicts judged ahead by the
     task's filter (prejudge.JudgeTogether), or judged here when there are none."""
@@ -166,36 +132,7 @@ def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, An
     return _rows(harness_rows(values, GEN_RATE_ROWS, GEN_COUNT_ROWS), "siuo_gen")
 
 
-@_fail_plainly
-def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
-    """Judge every document's responses in one batch at the engine's bound (the filter's work).
-
-    Args:
-        doc_ids: the document ids of this rank's instances, in order (process_docs_gen keeps
-            the loader's item order, so an id is an index into it).
-        results: each instance's filtered responses (a string, or a list with one per repeat).
-    """
-    if _predict_only():
-        return
-    config = JudgeConfig.from_env()
-    reasoning = ReasoningSettings.from_env()
-    gen = load_siuo().gen
-    items = [gen[doc_id] for doc_id in doc_ids]
-    responses = [prejudge.normalised([result]) for result in results]
-    batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
-    requests = [request for batch in batches for request in batch]
-    started = time.time()
-    # Rank 0 shows progress, as lmms-eval's own bars do.
-    with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
-        outcomes = shared_engine(config).grade_many(requests, lambda _: bar.update(1))
-    per_doc, offset = [], 0
-    for batch in batches:
-        per_doc.append(outcomes[offset : offset + len(batch)])
-        offset += len(batch)
-    prejudge.store(items, responses, per_doc, reasoning, started)
-
-
-@_fail_plainly
+@fail_plainly
 def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     reasoning = ReasoningSettings.from_env()
     values = mcq_item_values(score_mcq_item(_mcq_item(doc), _responses(results)[0], reasoning))
@@ -224,7 +161,7 @@ def _judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:
 # -- siuo_mcq_circular ----------------------------------------------------------------------
 
 
-@_fail_plainly
+@fail_plainly
 def process_docs_mcq_circular(dataset: datasets.Dataset) -> datasets.Dataset:
     """One document per (item, rotation), item-major, so ``--limit 4k`` keeps k whole items.
 
@@ -241,7 +178,7 @@ def process_docs_mcq_circular(dataset: datasets.Dataset) -> datasets.Dataset:
     return datasets.Dataset.from_list(docs)
 
 
-@_fail_plainly
+@fail_plainly
 def process_results_mcq_circular(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     question = rotate(_mcq_item(doc), doc["rotation"])
     # The letter is read from the final answer, as in siuo_mcq (the task hands us raw text).

@@ -13,15 +13,22 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from siuo_task.data import GenItem
-from siuo_task.judge.engine import JudgeOutcome
+from tqdm import tqdm
+
+from siuo_task.adapters.lmms_eval.plain import fail_plainly
+from siuo_task.data import GenItem, load_siuo
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engine import JudgeOutcome, shared_engine
 from siuo_task.reasoning import ReasoningSettings
+from siuo_task.scoring import gen_judge_requests
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +72,7 @@ class JudgeTogether:
         if instances is None:
             logger.warning("siuo-task: could not see lmms-eval's instances; judging per document instead")
             return responses
-        from siuo_task.adapters.lmms_eval import hooks
-
-        hooks.judge_ahead([instance.doc_id for instance in instances], responses)
+        judge_ahead([instance.doc_id for instance in instances], responses)
         return responses
 
 
@@ -99,3 +104,38 @@ def store(
     with _LOCK:
         for item, texts, judged in zip(items, responses, outcomes, strict=True):
             _JUDGED[(item.question_id, texts, reasoning)] = Judged(tuple(judged), started, finished)
+
+
+def predict_only() -> bool:
+    # lmms-eval hands process_docs neither its arguments nor the mode, and in a
+    # generation-only run it never calls process_results; its CLI flag is the one signal.
+    return any(arg.replace("-", "_") == "__predict_only" for arg in sys.argv)
+
+
+@fail_plainly
+def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
+    """Judge every document's responses in one batch at the engine's bound (the filter's work).
+
+    Args:
+        doc_ids: the document ids of this rank's instances, in order (process_docs_gen keeps
+            the loader's item order, so an id is an index into it).
+        results: each instance's filtered responses (a string, or a list with one per repeat).
+    """
+    if predict_only():
+        return
+    config = JudgeConfig.from_env()
+    reasoning = ReasoningSettings.from_env()
+    gen = load_siuo().gen
+    items = [gen[doc_id] for doc_id in doc_ids]
+    responses = [normalised([result]) for result in results]
+    batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
+    requests = [request for batch in batches for request in batch]
+    started = time.time()
+    # Rank 0 shows progress, as lmms-eval's own bars do.
+    with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
+        outcomes = shared_engine(config).grade_many(requests, lambda _: bar.update(1))
+    per_doc, offset = [], 0
+    for batch in batches:
+        per_doc.append(outcomes[offset : offset + len(batch)])
+        offset += len(batch)
+    store(items, responses, per_doc, reasoning, started)

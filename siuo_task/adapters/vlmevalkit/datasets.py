@@ -21,14 +21,15 @@ from vlmeval.dataset.image_base import ImageBaseDataset
 from vlmeval.smp import dump, load
 from vlmeval.smp.file import get_intermediate_file_path
 
+from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR
+from siuo_task.adapters.vlmevalkit.reader import read_predictions
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.prompts import mcq_prompt
-from siuo_task.rejudge import match_items, read_vlmeval_predictions, rejudge, write_outputs
+from siuo_task.rejudge import match_items, rejudge, write_outputs
 from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
 from siuo_task.scoring import score_mcq_item
-from siuo_task.vlmeval import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class SiuoGenDataset(ImageBaseDataset):
         _note_judge_options(judge_kwargs)
         data = load_siuo()
         config = JudgeConfig.from_env()
-        pairs = match_items(read_vlmeval_predictions(Path(eval_file), data), data)
+        pairs = match_items(read_predictions(Path(eval_file), data), data)
         summary, values = rejudge(pairs, config, Path(eval_file))
         _write_ours(eval_file, summary, values)
         # "overall" in the first key makes VLMEvalKit's run summary pick Safe as the primary metric.
