@@ -44,6 +44,11 @@ def _check(args: argparse.Namespace) -> int:
 
 def _judge(args: argparse.Namespace) -> int:
     from siuo_task.data import load_siuo
+    from siuo_task.outputs import check_output_file, check_output_folder
+
+    check_output_folder(args.output)
+    if args.export_batch:
+        check_output_file(args.export_batch, "--export-batch")
     from siuo_task.judge_command import run_judge
 
     return run_judge(args, lambda: load_siuo(args.data_dir))
@@ -61,9 +66,11 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from siuo_task.outputs import check_output_folder
     from siuo_task.report import label, report_warnings, write_report
     from siuo_task.runs import Note, load_runs, unique_names
 
+    check_output_folder(args.output)
     notes: list[Note] = []
     runs = unique_names([run for spec in args.results for run in load_runs(spec, notes)])
     for note in notes:
@@ -79,9 +86,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export_review(args: argparse.Namespace) -> int:
+    from siuo_task.outputs import check_output_file
     from siuo_task.review import export_review, refuse_to_overwrite
     from siuo_task.runs import load_one_run
 
+    check_output_file(args.output)
     if not args.force:
         refuse_to_overwrite(args.output)
     run = load_one_run(args.results)
@@ -99,8 +108,11 @@ def _export_review(args: argparse.Namespace) -> int:
 def _agreement(args: argparse.Namespace) -> int:
     import json
 
+    from siuo_task.outputs import check_output_file
     from siuo_task.review import agreement, read_review
 
+    if args.output:
+        check_output_file(args.output)
     result = agreement(read_review(args.review))
     for label, parts in result.items():
         overall = parts["overall"]

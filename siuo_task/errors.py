@@ -21,3 +21,7 @@ class JudgeEndpointError(SiuoError):
 
 class JudgeDeclineError(SiuoError):
     """The judge declines to grade too many requests for its scores to mean anything."""
+
+
+class OutputError(SiuoError):
+    """A command's output path is in the way (an existing file, a folder that cannot be made)."""

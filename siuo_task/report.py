@@ -31,6 +31,8 @@ from siuo_task.stats import mcnemar_exact_p, paired_difference
 logger = logging.getLogger(__name__)
 
 GEN_LABELS = {"safe": "Safe", "effective": "Effective", "safe_effective": "Safe & Effective"}
+MCQ_LABELS = {"accuracy": "MCQ accuracy", "circular_accuracy": "MCQ circular accuracy"}
+ONE_RESPONSE = "1 response/item"
 SIGNIFICANCE = 0.05
 SCATTER = "safe_vs_effective.png"
 
@@ -52,10 +54,12 @@ def fmt_p(p: float) -> str:
 
 
 def label(run: Run) -> str:
-    """A run's name as every table and figure shows it: partial runs say so."""
+    """A run's name as every table and figure shows it: a one-response run and a partial run
+    say so, so neither passes for the paper's 3-response protocol on all items."""
+    shown = f"{run.name} ({ONE_RESPONSE})" if run.one_response else run.name
     if not run.partial:
-        return run.name
-    return f"{run.name} (PARTIAL: {items_cell(run)} of {BENCHMARK_ITEMS} items)"
+        return shown
+    return f"{shown} (PARTIAL: {items_cell(run)} of {BENCHMARK_ITEMS} items)"
 
 
 def items_cell(run: Run) -> str:
@@ -72,13 +76,22 @@ def _metric(task: TaskRun | None, name: str) -> str:
     return fmt_rate(task.metrics.get(name), task.metrics.get(f"{name}_ci95"))
 
 
-def _rates(run: Run) -> list[str]:
-    return [
+def _rates(run: Run, circular: bool = False) -> list[str]:
+    rates = [
         _metric(run.gen, "safe_rate"),
         _metric(run.gen, "effective_rate"),
         _metric(run.gen, "safe_effective_rate"),
         _metric(run.mcq, "accuracy"),
     ]
+    return [*rates, _metric(run.circular, "circular_accuracy")] if circular else rates
+
+
+def _has_circular(runs: Sequence[Run]) -> bool:
+    return any(run.circular is not None for run in runs)
+
+
+def _responses_cell(run: Run) -> str:
+    return "—" if run.responses_per_item is None else str(run.responses_per_item)
 
 
 def _unparsed(run: Run) -> str:
@@ -100,8 +113,11 @@ def runs_table(runs: Sequence[Run]) -> Table:
 
 
 def headline_table(runs: Sequence[Run]) -> Table:
-    headers = ["Model", "Items", "Safe", "Effective", "Safe & Effective", "MCQ accuracy", "MCQ unparsed"]
-    return Table(headers, [[label(run), items_cell(run), *_rates(run), _unparsed(run)] for run in runs])
+    circular = _has_circular(runs)
+    headers = ["Model", "Items", "Responses/item", "Safe", "Effective", "Safe & Effective", "MCQ accuracy"]
+    headers += ["MCQ circular accuracy"] if circular else []
+    rows = [[label(run), items_cell(run), _responses_cell(run), *_rates(run, circular), _unparsed(run)] for run in runs]
+    return Table([*headers, "MCQ unparsed"], rows)
 
 
 def fmt_cost(info: JudgeInfo) -> str:
@@ -151,6 +167,8 @@ def leaderboard_table(runs: Sequence[Run]) -> Table:
     for run in runs:
         info = judge_info(run)
         source = f"this report (automatic judge: {info.model})" if info else "this report (automatic)"
+        if run.one_response:
+            source += "; ONE response per item, not the paper's 3-response majority vote"
         if run.partial:
             source += f"; PARTIAL run, not comparable with the paper's {board['items']}-item figures"
         rows.append([label(run), "—", "—", items_cell(run), *_rates(run), source])
@@ -235,6 +253,11 @@ def scatter_note(runs: Sequence[Run]) -> str:
         f"Coloured, with 95% interval bars: {', '.join(ours) or 'no open-ended run in this report'}, "
         f"AUTOMATIC judge ({', '.join(judges) or 'none'}). Human and automatic labels are different "
         "measurements: part of any gap between a grey and a coloured point is the judge, not the model."
+        + (
+            f" Squares: {ONE_RESPONSE} with no vote, not the paper's 3-response protocol."
+            if any(run.one_response for run in runs)
+            else ""
+        )
     )
 
 
@@ -251,7 +274,7 @@ def _plot_run(axis: Any, run: Run, colour: Any) -> None:
         effective,
         xerr=[[safe - safe_ci[0]], [safe_ci[1] - safe]],
         yerr=[[effective - effective_ci[0]], [effective_ci[1] - effective]],
-        fmt="o",
+        fmt="s" if run.one_response else "o",
         markersize=9,
         mfc=colour if not run.partial else "white",
         color=colour,
@@ -265,13 +288,14 @@ def _plot_run(axis: Any, run: Run, colour: Any) -> None:
 
 
 def _task(run: Run, metric: str) -> TaskRun | None:
-    """The part of a run a metric belongs to: MCQ for accuracy, else the open-ended task."""
-    return run.mcq if metric == "accuracy" else run.gen
+    """The part of a run a metric belongs to: MCQ for accuracy, circular MCQ for circular
+    accuracy, else the open-ended task."""
+    return {"accuracy": run.mcq, "circular_accuracy": run.circular}.get(metric, run.gen)
 
 
 def _record_key(metric: str) -> str:
     """The per-item record field holding a metric's decision."""
-    return "correct" if metric == "accuracy" else metric
+    return "correct" if metric in MCQ_LABELS else metric
 
 
 def category_rate(run: Run, metric: str, category: str) -> Rate | None:
@@ -359,7 +383,7 @@ def _decisions(run: Run, metric: str) -> dict[int, bool]:
 
 def paired_rows(first: Run, second: Run) -> list[list[str]]:
     rows = []
-    for metric, metric_label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
+    for metric, metric_label in (*GEN_LABELS.items(), *MCQ_LABELS.items()):
         a, b = _decisions(first, metric), _decisions(second, metric)
         common = sorted(a.keys() & b.keys())
         if not common:
@@ -378,12 +402,25 @@ def paired_rows(first: Run, second: Run) -> list[list[str]]:
                 f"{100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]" if discordant else "no discordant items",
                 f"{only_first} / {only_second}",
                 fmt_p(p) if discordant else "— (no discordant items)",
-                _verdict(first.name, second.name, metric_label, diff, p)
-                if discordant
-                else "same decision on every shared item",
+                _protocol_caveat(first, second, metric)
+                + (
+                    _verdict(first.name, second.name, metric_label, diff, p)
+                    if discordant
+                    else "same decision on every shared item"
+                ),
             ]
         )
     return rows
+
+
+def _protocol_caveat(first: Run, second: Run, metric: str) -> str:
+    """Open-ended runs under different protocols are compared, but never as if alike."""
+    if metric not in GEN_LABELS or first.responses_per_item == second.responses_per_item:
+        return ""
+    return (
+        f"PROTOCOLS DIFFER ({first.responses_per_item} vs {second.responses_per_item} responses per item): "
+        "not a like-for-like comparison; "
+    )
 
 
 def _verdict(first: str, second: str, label: str, diff: float, p: float) -> str:
@@ -449,6 +486,15 @@ def headline_text(runs: Sequence[Run]) -> str:
             f" Runs marked PARTIAL scored fewer than the benchmark's {BENCHMARK_ITEMS} items: their numbers "
             "cover only those items and are not comparable with full runs or the paper's."
         )
+    if any(run.one_response for run in runs):
+        text += (
+            f" Runs marked ({ONE_RESPONSE}) judged one response per item with no vote, not the paper's "
+            "majority vote over 3 sampled responses"
+        )
+        both = any(run.gen is not None and not run.one_response for run in runs)
+        text += ": their open-ended numbers are not comparable with the 3-response runs here." if both else "."
+    if _has_circular(runs):
+        text += " MCQ circular accuracy counts an item only when all 4 rotations of its options are answered right."
     return text
 
 
@@ -511,7 +557,7 @@ def build_sections(runs: Sequence[Run], figures: dict[str, bytes]) -> list[Secti
             scatter_note(runs),
         )
     )
-    for metric, metric_label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
+    for metric, metric_label in (*GEN_LABELS.items(), *MCQ_LABELS.items()):
         name = f"category_{metric}.png"
         if any(_task(run, metric) for run in runs):
             note = missing_records_note(runs, metric)
@@ -649,7 +695,7 @@ def write_report(runs: Sequence[Run], output: Path, data: SiuoData | None) -> li
     output.mkdir(parents=True, exist_ok=True)
     (output / "figures").mkdir(exist_ok=True)
     figures = {SCATTER: scatter_figure(runs)}
-    for metric, metric_label in (*GEN_LABELS.items(), ("accuracy", "MCQ accuracy")):
+    for metric, metric_label in (*GEN_LABELS.items(), *MCQ_LABELS.items()):
         if any(_task(run, metric) and not _lacks_records(run, metric) for run in runs):
             figures[f"category_{metric}.png"] = category_figure(runs, metric, metric_label)
     written = []

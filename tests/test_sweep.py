@@ -216,3 +216,28 @@ def test_dry_run_and_export_need_no_key(small_data_dir: Path, tmp_path: Path) ->
     assert dry.returncode == exported.returncode == 0, dry.stderr + exported.stderr
     assert "TOTAL" in dry.stdout and len((tmp_path / "r.jsonl").read_text().splitlines()) == 18
     assert judged.returncode == 2 and "no judge API key" in judged.stderr
+
+
+def test_vlmevalkit_builtin_predictions_of_the_167_real_items(full_data_dir: Path, tmp_path: Path) -> None:
+    # VLMEvalKit's own SIUO_GEN predictions carry the question text (no item id); 5 of the 167
+    # published questions end in a space that such files do not keep.
+    from tests.helpers.fixture_data import real_items
+
+    gen, _ = real_items()
+    assert sum(1 for item in gen if item["question"] != item["question"].strip()) == 5
+    folder = tmp_path / "outputs" / "Qwen2-VL-7B" / "T20261201_G0000001"
+    folder.mkdir(parents=True)
+    rows = [
+        {"index": n, "question": item["question"].strip(), "category": item["category"], "prediction": f"reply {n}"}
+        for n, item in enumerate(gen)
+    ]
+    pd.DataFrame(rows).to_excel(folder / "Qwen2-VL-7B_SIUO_GEN.xlsx", index=False)
+    with JudgeServer(declines=False) as server:
+        env = judge_env(full_data_dir, server.base_url, "off", SIUO_JUDGE_CONCURRENCY="16")
+        proc = siuo_eval("judge", tmp_path / "outputs", "--output", tmp_path / "judged", env=env)
+        calls = len(server.log.exchanges)
+    assert proc.returncode == 0, proc.stderr
+    results, samples = read_run(tmp_path / "judged" / "Qwen2-VL-7B-SIUO_GEN")
+    assert results["n_items"] == 167 and len(samples) == 167 and calls == 2 * 167
+    assert {sample["question_id"] for sample in samples} == {item["question_id"] for item in gen}
+    assert results["run"]["model"] == "Qwen2-VL-7B" and results["run"]["task"] == "siuo_gen_greedy"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from siuo_task.errors import SiuoError
+from siuo_task.outputs import check_output_folder
 
 BUILD_USAGE = (
     "siuo-eval build --images DIR --output DIR [--count N] | build review BUILD_DIR | "
@@ -32,6 +33,7 @@ def _build(args: argparse.Namespace) -> int:
         return _finalize(args)
     if args.images is None or args.build_output is None:
         raise SiuoError(f"siuo-eval build needs --images DIR and --output DIR; usage: {BUILD_USAGE}")
+    check_output_folder(args.build_output)
     from tqdm import tqdm
 
     from siuo_task.construction.images import scan_images
@@ -92,6 +94,8 @@ def _review(args: argparse.Namespace) -> int:
 
     if args.target is None:
         raise SiuoError("siuo-eval build review needs the build folder: siuo-eval build review BUILD_DIR")
+    if args.review_output is not None:
+        check_output_folder(args.review_output, "--review-output")
     paths = write_review(Path(args.target), args.review_output, args.force)
     print(f"read {Path(args.target) / 'build.json'} and {Path(args.target) / 'candidates'}/")
     for path in paths:
@@ -105,6 +109,7 @@ def _finalize(args: argparse.Namespace) -> int:
 
     if args.target is None or args.final_output is None:
         raise SiuoError("usage: siuo-eval build finalize REVIEWED.csv --output DATA_DIR [--merge-with SIUO_DIR]")
+    check_output_folder(args.final_output)
     result = finalize(Path(args.target), args.final_output, args.build_dir, args.merge_with, args.force)
     for path in result.read:
         print(f"read {path}")
@@ -124,6 +129,7 @@ def _audit(args: argparse.Namespace) -> int:
     from siuo_task.construction.pipeline import StageModels
     from siuo_task.data import load_siuo
 
+    check_output_folder(args.output)
     check_audit_output(args.output, args.force)
     base = _judge_config(None)
     data = load_siuo(args.data_dir)
