@@ -10,6 +10,7 @@ joined by file name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -313,3 +314,9 @@ def _mcq_item(root: Path, row: dict[str, Any]) -> McqItem:
         options={letter: row["options"][letter] for letter in MCQ_LETTERS},
         correct_option=row["correct_option"],
     )
+
+
+def item_document(item: GenItem | McqItem) -> dict[str, Any]:
+    """An item as a harness document: every field, the image as a path string (harnesses strip
+    image columns before scoring, and the judge needs the image)."""
+    return {**dataclasses.asdict(item), "image_path": str(item.image_path)}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
@@ -217,7 +218,7 @@ def _write(
 
 def _print_run(name: str, summary: dict[str, Any]) -> None:
     parts = []
-    for metric in ("safe_rate", "effective_rate", "safe_effective_rate"):
+    for metric in GEN_HEADLINE:
         low, high = summary.get(f"{metric}_ci95") or [None, None]
         parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high})")
     usage = summary["usage"]

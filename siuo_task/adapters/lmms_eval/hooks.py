@@ -10,7 +10,6 @@ siuo_task.results; the YAML metric lists are generated from it (scripts/gen_task
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -21,7 +20,7 @@ from siuo_task.adapters.lmms_eval import prejudge
 from siuo_task.adapters.lmms_eval.plain import fail_plainly
 from siuo_task.adapters.lmms_eval.summary import current_task
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
-from siuo_task.data import GenItem, McqItem, load_siuo
+from siuo_task.data import GenItem, McqItem, item_document, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
 from siuo_task.prompts import mcq_prompt
@@ -54,20 +53,14 @@ def process_docs_gen(dataset: datasets.Dataset) -> datasets.Dataset:
     ReasoningSettings.from_env()
     if not prejudge.predict_only():
         JudgeConfig.from_env()
-    return datasets.Dataset.from_list([_doc(item) for item in load_siuo().gen])
+    return datasets.Dataset.from_list([item_document(item) for item in load_siuo().gen])
 
 
 @fail_plainly
 def process_docs_mcq(dataset: datasets.Dataset) -> datasets.Dataset:
     """Replace the placeholder split with the validated SIUO multiple-choice items."""
     del dataset
-    return datasets.Dataset.from_list([_doc(item) for item in load_siuo().mcq])
-
-
-def _doc(item: GenItem | McqItem) -> dict[str, Any]:
-    # The image travels as a path string: lmms-eval strips datasets.Image columns before
-    # process_results, and the judge needs the image.
-    return {**dataclasses.asdict(item), "image_path": str(item.image_path)}
+    return datasets.Dataset.from_list([item_document(item) for item in load_siuo().mcq])
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
@@ -172,7 +165,7 @@ def process_docs_mcq_circular(dataset: datasets.Dataset) -> datasets.Dataset:
     docs = []
     for item in load_siuo().mcq:
         for question in rotations(item):
-            doc = _doc(item)
+            doc = item_document(item)
             doc.update(options=dict(question.options), correct_option=question.gold, rotation=question.rotation)
             docs.append(doc)
     return datasets.Dataset.from_list(docs)

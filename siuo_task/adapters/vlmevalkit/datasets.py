@@ -23,6 +23,7 @@ from vlmeval.smp.file import get_intermediate_file_path
 
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
+from siuo_task.card import GEN_HEADLINE
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
@@ -34,7 +35,6 @@ from siuo_task.scoring import score_mcq_item
 logger = logging.getLogger(__name__)
 
 RESPONSES_PER_ITEM = {GEN_PAPER: 3, GEN_SINGLE: 1}
-HEADLINE = ("safe_rate", "effective_rate", "safe_effective_rate")  # our names, in the logs
 
 
 def _message(image_path: str, text: str) -> list[dict[str, str]]:
@@ -205,5 +205,5 @@ def _write_ours(eval_file: str, summary: dict[str, Any], values: list[dict[str, 
     """results.json and samples.jsonl beside the predictions, in the lmms-eval path's schema."""
     stem = Path(eval_file).stem
     write_outputs(Path(eval_file).parent, summary, values, prefix=f"{stem}_siuo_")
-    shown = (*HEADLINE, "accuracy", CIRCULAR_ACCURACY)
+    shown = (*GEN_HEADLINE, "accuracy", CIRCULAR_ACCURACY)
     logger.info("SIUO results: %s", json.dumps({k: summary.get(k) for k in shown if k in summary}))

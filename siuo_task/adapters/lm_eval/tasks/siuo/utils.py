@@ -14,6 +14,7 @@ from siuo_task.adapters.lm_eval.hooks import (  # noqa: F401
     process_results_mcq,
 )
 from siuo_task.results import (  # noqa: F401
+    as_released_percent,
     ci95_of_cells,
     distinct_strings,
     judge_cost_usd,
