@@ -8,22 +8,29 @@ from siuo_task.adapters.lm_eval.hooks import (  # noqa: F401
     doc_to_text_gen,
     doc_to_text_mcq,
     gen_dataset,
-    items_scored,
+    mcq_circular_dataset,
     mcq_dataset,
     process_results_gen,
+    process_results_gen_greedy,
     process_results_mcq,
+    process_results_mcq_circular,
 )
-from siuo_task.results import (  # noqa: F401
-    ci95_of_cells,
-    distinct_strings,
-    judge_cost_usd,
-    judging_wall_seconds,
-    percent_of_cells,
-    protocol_of_cells,
-    sum_of_counts,
-    total_cache_hits,
-    total_calls,
-    total_coalesced,
-    total_completion_tokens,
-    total_prompt_tokens,
+from siuo_task.adapters.lm_eval.prejudge import JudgeTogether  # noqa: F401
+from siuo_task.adapters.lm_eval.summary import items_scored_gen, items_scored_mcq, record_count  # noqa: F401
+from siuo_task.circular import (  # noqa: F401
+    always_A_accuracy,
+    always_B_accuracy,
+    always_C_accuracy,
+    always_D_accuracy,
+    chosen_A_rate,
+    chosen_B_rate,
+    chosen_C_rate,
+    chosen_D_rate,
+    circular_ci95_high,
+    circular_ci95_low,
+    circular_incomplete_items,
+    circular_percent,
+    circular_stderr,
+    circular_unparsed_rate,
 )
+from siuo_task.results import total  # noqa: F401
