@@ -9,6 +9,9 @@ server's peak number of calls in flight. (When judging ran inside process_result
 lm-eval calls one document at a time, at most one item's 2-6 calls were in flight: 91 s for
 siuo_gen_greedy at 0.5 s latency and bound 32, against 5.2 s ideal.)
 
+``--per-document`` runs a copy of the task folder without the judging filter, so each document
+is judged inside its own process_results call (the fallback path), for comparison.
+
 Usage (from the repository root):  python benchmarks/lm_eval_in_run_judging.py --latency 0.5
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +62,17 @@ class PhaseClock:
         self._thread.join()
 
 
-def run(task: str, data_dir: Path, work: Path, latency: float, concurrency: int) -> dict[str, float]:
+def without_judging_filter(work: Path) -> Path:
+    """A copy of the task folder whose generation tasks judge in process_results."""
+    copy = work / "tasks_per_document"
+    shutil.copytree(tasks_dir(), copy, dirs_exist_ok=True)
+    for path in (copy / "siuo").glob("*.yaml"):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if "utils.JudgeTogether" not in line), encoding="utf-8")
+    return copy
+
+
+def run(task: str, data_dir: Path, work: Path, latency: float, concurrency: int, include: Path) -> dict[str, float]:
     with (
         ModelServer() as model,
         JudgeServer(latency_s=latency, declines=False) as server,
@@ -73,7 +87,7 @@ def run(task: str, data_dir: Path, work: Path, latency: float, concurrency: int)
             f"model=test-model,base_url={model.base_url}/chat/completions,tokenizer_backend=None,num_concurrent=8"
         )
         command = [sys.executable, "-m", "lm_eval", "--model", "local-chat-completions", "--model_args", model_args]
-        command += ["--tasks", task, "--include_path", str(tasks_dir()), "--apply_chat_template"]
+        command += ["--tasks", task, "--include_path", str(include), "--apply_chat_template"]
         command += ["--output_path", str(out), "--log_samples"]
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
         if not list(out.glob("**/results_*.json")):
@@ -89,13 +103,16 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--tasks", nargs="+", default=["siuo_gen_greedy", "siuo_gen"])
+    parser.add_argument("--per-document", action="store_true", help="judge in process_results (no filter)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data_dir = write_data_dir(work / "data")
-        print(f"latency {args.latency} s, SIUO_JUDGE_CONCURRENCY {args.concurrency}, lm-eval default flags, 167 items")
+        include = without_judging_filter(work) if args.per_document else tasks_dir()
+        how = "per document in process_results" if args.per_document else "in the task's filter"
+        print(f"latency {args.latency} s, SIUO_JUDGE_CONCURRENCY {args.concurrency}, 167 items, judged {how}")
         for task in args.tasks:
-            result = run(task, data_dir, work, args.latency, args.concurrency)
+            result = run(task, data_dir, work, args.latency, args.concurrency, include)
             ideal = result["calls"] * args.latency / args.concurrency
             print(
                 f"{task}: {result['calls']} judge calls, judging {result['wall_s']:.1f} s, "
