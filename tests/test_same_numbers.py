@@ -65,9 +65,14 @@ def _lm_eval(responses: dict[int, list[str]]) -> dict[str, Any]:
     from lm_eval.tasks import TaskManager
 
     from siuo_task.adapters.lm_eval import tasks_dir
+    from siuo_task.adapters.lm_eval.summary import take_summaries
 
     task = TaskManager(include_path=str(tasks_dir())).load(["siuo_gen"])["tasks"]["siuo_gen"]
-    return _by_harness_task(task, lambda qid: [responses[qid]])  # one request, take_first_k's list
+    rows = _by_harness_task(task, lambda qid: [responses[qid]])  # one request, take_first_k's list
+    # As for lmms-eval: the numeric rows, and the summary written under results_<date>.json "siuo".
+    summary = take_summaries(["siuo_gen"])["siuo_gen"]
+    assert all(round(rows[name], 4) == summary[name] for name in ("safe_rate", "effective_rate") if name in rows)
+    return {**rows, **summary}
 
 
 def _vlmevalkit(responses: dict[int, list[str]], folder: Path) -> dict[str, Any]:

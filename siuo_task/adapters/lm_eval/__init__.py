@@ -1,4 +1,5 @@
-"""SIUO for EleutherAI's lm-evaluation-harness (lm-eval): siuo_gen, siuo_gen_greedy, siuo_mcq.
+"""SIUO for EleutherAI's lm-evaluation-harness (lm-eval): siuo_gen, siuo_gen_greedy, siuo_mcq and
+siuo_mcq_circular.
 
 lm-eval has no task discovery hook for installed packages, so runs pass the task folder:
 ``lm_eval --include_path "$(siuo-eval include-path --harness lm-eval)" --tasks siuo_gen ...``.

@@ -1,29 +1,67 @@
 """Functions the lm-eval task YAMLs point at (through tasks/siuo/utils.py, which lm-eval loads
-by file path afresh for every ``!function``; the state, e.g. the judge engine, lives here).
+by file path afresh for every ``!function``; the state, e.g. the judge engine and the outcomes
+judged ahead, lives here and in the modules it imports).
 
-They translate; the core scores. What a document contributes and how each metric reduces it
+They translate; the core scores. What a document contributes and which rows a harness prints
 are defined once in siuo_task.results, exactly as for lmms-eval and ``siuo-eval judge``.
+Importing this module patches lm-eval's saving (summary.install).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import datasets
 from PIL import Image
 
+from siuo_task.adapters.lm_eval import prejudge, summary
+from siuo_task.adapters.lm_eval.mode import predict_only
+from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
+from siuo_task.errors import SiuoError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
 from siuo_task.prompts import mcq_prompt
-from siuo_task.results import gen_item_values, mcq_item_values
-from siuo_task.scoring import score_gen_item, score_mcq_item
+from siuo_task.reasoning import ReasoningSettings, split_reasoning
+from siuo_task.results import (
+    GEN_COUNT_ROWS,
+    GEN_RATE_ROWS,
+    MCQ_COUNT_ROWS,
+    MCQ_RATE_ROWS,
+    RECORD_KEY,
+    SUMMARY_ROW,
+    gen_item_values,
+    harness_rows,
+    mcq_item_values,
+)
+from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # lm-eval's placeholder for "the image goes here"; hf-multimodal / vllm-vlm replace it with the
 # model's own image token (or chat image part).
 IMAGE_PLACEHOLDER = "<image>"
+
+summary.install()
+
+
+def _fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
+    """Our errors (bad data folder, judge settings) end the run with our message, not a traceback."""
+
+    @functools.wraps(hook)
+    def plain(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return hook(*args, **kwargs)
+        except SiuoError as exc:
+            raise SystemExit(f"siuo-task: {exc}") from exc
+
+    return plain
+
 
 # -- documents ------------------------------------------------------------------------------
 
@@ -33,20 +71,41 @@ def _doc(item: GenItem | McqItem) -> dict[str, Any]:
     return {**dataclasses.asdict(item), "image_path": str(item.image_path)}
 
 
+@_fail_plainly
 def gen_dataset(**metadata: Any) -> datasets.DatasetDict:
     """The validated open-ended items from $SIUO_DATA_DIR or the pinned hub snapshot; the judge
-    settings are checked here too, so a missing key fails before any generation.
+    settings are checked here too, so a missing key fails before any generation, except in a
+    generation-only run (its samples are judged later by ``siuo-eval judge``).
 
     Args:
         metadata: the task's metadata (lm-eval passes it to custom_dataset); not used.
     """
-    JudgeConfig.from_env()
+    ReasoningSettings.from_env()
+    if not predict_only():
+        JudgeConfig.from_env()
     return datasets.DatasetDict({"test": datasets.Dataset.from_list([_doc(i) for i in load_siuo().gen])})
 
 
+@_fail_plainly
 def mcq_dataset(**metadata: Any) -> datasets.DatasetDict:
     """The validated multiple-choice items."""
     return datasets.DatasetDict({"test": datasets.Dataset.from_list([_doc(i) for i in load_siuo().mcq])})
+
+
+@_fail_plainly
+def mcq_circular_dataset(**metadata: Any) -> datasets.DatasetDict:
+    """One document per (item, rotation), item-major, so ``--limit 4k`` keeps k whole items.
+
+    Each document carries its rotated options and the gold letter they imply, so
+    doc_to_text_mcq and doc_to_target_mcq serve it unchanged.
+    """
+    docs = []
+    for item in load_siuo().mcq:
+        for question in rotations(item):
+            doc = _doc(item)
+            doc.update(options=dict(question.options), correct_option=question.gold, rotation=question.rotation)
+            docs.append(doc)
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
 def _gen_item(doc: dict[str, Any]) -> GenItem:
@@ -83,27 +142,65 @@ def doc_to_target_mcq(doc: dict[str, Any]) -> str:
 # -- per-document results -------------------------------------------------------------------
 
 
-def _responses(results: list[Any]) -> list[str]:
-    """All responses for a document: with ``repeats: 3`` and the take_first_k filter lm-eval
-    passes one list of 3; without a filter, one string per request."""
-    flat: list[Any] = []
-    for result in results:
-        flat.extend(result if isinstance(result, list) else [result])
-    return ["" if response is None else str(response) for response in flat]
-
-
-def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    """Judge this item's responses (concurrently, within the engine's bounds); its values."""
+def _gen_results(task: str, doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    """One item's printed rows, full values and record, from the outcomes the filter judged
+    ahead, or judged here when there are none (e.g. a task YAML without our filter)."""
     config = JudgeConfig.from_env()
-    started = time.time()
-    score = score_gen_item(_gen_item(doc), _responses(results), shared_engine(config))
-    return gen_item_values(score, config, started, time.time())
+    reasoning = ReasoningSettings.from_env()
+    item, responses = _gen_item(doc), prejudge.flatten(results)
+    judged = prejudge.take(item.question_id, responses, reasoning)
+    if judged is not None:
+        score = assemble_gen_score(item, responses, judged.outcomes, reasoning)
+        values = gen_item_values(score, config, judged.started, judged.finished)
+    else:
+        started = time.time()
+        score = score_gen_item(item, responses, shared_engine(config), reasoning)
+        values = gen_item_values(score, config, started, time.time())
+    return _rows(harness_rows(values, GEN_RATE_ROWS, GEN_COUNT_ROWS), task)
 
 
+@_fail_plainly
+def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    return _gen_results("siuo_gen", doc, results)
+
+
+@_fail_plainly
+def process_results_gen_greedy(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    return _gen_results("siuo_gen_greedy", doc, results)
+
+
+@_fail_plainly
 def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
-    return mcq_item_values(score_mcq_item(_mcq_item(doc), _responses(results)[0]))
+    reasoning = ReasoningSettings.from_env()
+    values = mcq_item_values(score_mcq_item(_mcq_item(doc), prejudge.flatten(results)[0], reasoning))
+    return _rows(harness_rows(values, MCQ_RATE_ROWS, MCQ_COUNT_ROWS), "siuo_mcq")
 
 
-def items_scored(records: list[dict[str, Any]]) -> int:
-    """The aggregation of the per-item record (lm-eval aggregates every key it is given)."""
-    return len(records)
+@_fail_plainly
+def process_results_mcq_circular(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    question = rotate(_mcq_item(doc), doc["rotation"])
+    # The letter is read from the final answer, as in siuo_mcq.
+    answer = split_reasoning(prejudge.flatten(results)[0], ReasoningSettings.from_env().tags).answer
+    summary.note_task("siuo_mcq_circular")
+    return rotation_values(answer_rotation(question, answer))
+
+
+def _rows(rows: dict[str, Any], task: str) -> dict[str, Any]:
+    # The summary is kept per task (siuo_gen and siuo_gen_greedy may run together).
+    summary.note_task(task)
+    rows[SUMMARY_ROW]["task"] = task
+    rows[SUMMARY_ROW]["judge_outcomes"] = _judge_outcomes(rows[RECORD_KEY])
+    return rows
+
+
+def _judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:
+    """How many judge calls this item had, how many failed, and the first failure's cause."""
+    outcomes = [
+        response[kind]
+        for response in record.get("responses", [])
+        if isinstance(response, dict)
+        for kind in ("safety_judge", "effectiveness_judge", "trace_safety_judge")
+        if response.get(kind)
+    ]
+    errors = [outcome["error"] for outcome in outcomes if outcome.get("error")]
+    return {"calls": len(outcomes), "errors": len(errors), "first_error": errors[0] if errors else None}
