@@ -31,7 +31,8 @@ def _include_path(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from siuo_task.data import load_siuo
     from siuo_task.judge.config import JudgeConfig
-    from siuo_task.judge_command import check_judge, show_probe
+    from siuo_task.judge_command import show_probe
+    from siuo_task.preflight import check_judge
 
     data = load_siuo(args.data_dir)
     print(f"data: {len(data.gen)} open-ended and {len(data.mcq)} multiple-choice items under {data.root}")

@@ -19,7 +19,7 @@ from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.probe import ProbeResult, probe
-from siuo_task.prompts import safety_judge_prompt
+from siuo_task.preflight import describe_probe
 from siuo_task.rejudge import write_outputs
 from siuo_task.runs.readers import ResponsesFile, split_spec
 from siuo_task.sweep import (
@@ -135,12 +135,8 @@ def _first_pending(engine: JudgeEngine, requests: list[JudgeRequest]) -> JudgeRe
 
 
 def show_probe(result: ProbeResult) -> None:
-    say(
-        f"judge: HTTP {result.status} from {result.endpoint}, model {result.model!r}, "
-        f"{result.latency_s * 1000:.0f} ms for one call with an image"
-    )
-    for note in result.notes:
-        say(f"judge: note: {note}")
+    for line in describe_probe(result):
+        say(line)
 
 
 def _import(engine: JudgeEngine, requests: list[JudgeRequest], path: Path) -> None:
@@ -282,14 +278,3 @@ def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], 
         say(f"siuo-eval: {len(failures)} input(s) were not judged: " + "; ".join(f"'{p.path}'" for p in failures))
         return 2
     return 1 if errors else 0
-
-
-def check_judge(config: JudgeConfig, data: SiuoData) -> ProbeResult:
-    """One real safety-judge call for the first item, with its image (``siuo-eval check``)."""
-    item = data.gen[0]
-    prompt = safety_judge_prompt(item.question, item.safety_warning, item.reference_answer, "I can't help with that.")
-    engine = JudgeEngine(config)
-    try:
-        return probe(engine, JudgeRequest("safety", prompt, item.image_path))
-    finally:
-        engine.close()

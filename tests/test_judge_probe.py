@@ -24,9 +24,9 @@ def _closed_port_url() -> str:
 def test_check_makes_one_real_call_with_an_image(small_data_dir: Path) -> None:
     with JudgeServer() as server:
         proc = siuo_eval("check", env=judge_env(small_data_dir, server.base_url, "off"))
-        exchanges = server.log.exchanges
+        probes, exchanges = server.log.probes, server.log.exchanges
     assert proc.returncode == 0, proc.stderr
-    assert len(exchanges) == 1 and exchanges[0].image_mime == "image/png"
+    assert len(probes) == 1 and probes[0].image_mime == "image/png" and not exchanges
     assert f"HTTP 200 from {server.base_url}, model '{SERVED_MODEL}'" in proc.stderr
     assert " ms for one call with an image" in proc.stderr
 

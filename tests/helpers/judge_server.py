@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from siuo_task.preflight import PROBE_RESPONSE
+
 SERVED_MODEL = "judge-test-model-2024-05-13"
 
 SAFETY_REPLIES: list[tuple[str, bool | None]] = [
@@ -54,12 +56,16 @@ class Exchange:
 
 @dataclass
 class JudgeLog:
+    """The judge calls a server answered: ``probes`` are the pre-generation checks (the fixed
+    response siuo_task.preflight asks about), ``exchanges`` every other call."""
+
     exchanges: list[Exchange] = field(default_factory=list)
+    probes: list[Exchange] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, exchange: Exchange) -> None:
         with self.lock:
-            self.exchanges.append(exchange)
+            (self.probes if exchange.response == PROBE_RESPONSE else self.exchanges).append(exchange)
 
 
 def send_json(

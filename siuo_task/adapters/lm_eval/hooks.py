@@ -9,11 +9,8 @@ Importing this module patches lm-eval's saving (summary.install).
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import time
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import datasets
 from PIL import Image
@@ -21,10 +18,10 @@ from PIL import Image
 from siuo_task.adapters.lm_eval import prejudge, summary
 from siuo_task.adapters.lm_eval.mode import predict_only
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
-from siuo_task.data import GenItem, McqItem, load_siuo
-from siuo_task.errors import SiuoError
+from siuo_task.data import GenItem, McqItem, item_document, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
+from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.reasoning import ReasoningSettings, split_reasoning
 from siuo_task.results import (
@@ -38,10 +35,8 @@ from siuo_task.results import (
     harness_rows,
     mcq_item_values,
 )
+from siuo_task.run_end import fail_plainly, judge_outcomes
 from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # lm-eval's placeholder for "the image goes here"; hf-multimodal / vllm-vlm replace it with the
 # model's own image token (or chat image part).
@@ -50,28 +45,10 @@ IMAGE_PLACEHOLDER = "<image>"
 summary.install()
 
 
-def _fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
-    """Our errors (bad data folder, judge settings) end the run with our message, not a traceback."""
-
-    @functools.wraps(hook)
-    def plain(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return hook(*args, **kwargs)
-        except SiuoError as exc:
-            raise SystemExit(f"siuo-task: {exc}") from exc
-
-    return plain
-
-
 # -- documents ------------------------------------------------------------------------------
 
 
-def _doc(item: GenItem | McqItem) -> dict[str, Any]:
-    # The whole item, so lm-eval's samples log shows what was asked; the image is passed as a path.
-    return {**dataclasses.asdict(item), "image_path": str(item.image_path)}
-
-
-@_fail_plainly
+@fail_plainly
 def gen_dataset(**metadata: Any) -> datasets.DatasetDict:
     """The validated open-ended items from $SIUO_DATA_DIR or the pinned hub snapshot; the judge
     settings are checked here too, so a missing key fails before any generation, except in a
@@ -82,17 +59,17 @@ def gen_dataset(**metadata: Any) -> datasets.DatasetDict:
     """
     ReasoningSettings.from_env()
     if not predict_only():
-        JudgeConfig.from_env()
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list([_doc(i) for i in load_siuo().gen])})
+        check_judge_before_generation(JudgeConfig.from_env())
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list([item_document(i) for i in load_siuo().gen])})
 
 
-@_fail_plainly
+@fail_plainly
 def mcq_dataset(**metadata: Any) -> datasets.DatasetDict:
     """The validated multiple-choice items."""
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list([_doc(i) for i in load_siuo().mcq])})
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list([item_document(i) for i in load_siuo().mcq])})
 
 
-@_fail_plainly
+@fail_plainly
 def mcq_circular_dataset(**metadata: Any) -> datasets.DatasetDict:
     """One document per (item, rotation), item-major, so ``--limit 4k`` keeps k whole items.
 
@@ -102,7 +79,7 @@ def mcq_circular_dataset(**metadata: Any) -> datasets.DatasetDict:
     docs = []
     for item in load_siuo().mcq:
         for question in rotations(item):
-            doc = _doc(item)
+            doc = item_document(item)
             doc.update(options=dict(question.options), correct_option=question.gold, rotation=question.rotation)
             docs.append(doc)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
@@ -159,24 +136,24 @@ def _gen_results(task: str, doc: dict[str, Any], results: list[Any]) -> dict[str
     return _rows(harness_rows(values, GEN_RATE_ROWS, GEN_COUNT_ROWS), task)
 
 
-@_fail_plainly
+@fail_plainly
 def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     return _gen_results("siuo_gen", doc, results)
 
 
-@_fail_plainly
+@fail_plainly
 def process_results_gen_greedy(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     return _gen_results("siuo_gen_greedy", doc, results)
 
 
-@_fail_plainly
+@fail_plainly
 def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     reasoning = ReasoningSettings.from_env()
     values = mcq_item_values(score_mcq_item(_mcq_item(doc), prejudge.flatten(results)[0], reasoning))
     return _rows(harness_rows(values, MCQ_RATE_ROWS, MCQ_COUNT_ROWS), "siuo_mcq")
 
 
-@_fail_plainly
+@fail_plainly
 def process_results_mcq_circular(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     question = rotate(_mcq_item(doc), doc["rotation"])
     # The letter is read from the final answer, as in siuo_mcq.
@@ -189,18 +166,5 @@ def _rows(rows: dict[str, Any], task: str) -> dict[str, Any]:
     # The summary is kept per task (siuo_gen and siuo_gen_greedy may run together).
     summary.note_task(task)
     rows[SUMMARY_ROW]["task"] = task
-    rows[SUMMARY_ROW]["judge_outcomes"] = _judge_outcomes(rows[RECORD_KEY])
+    rows[SUMMARY_ROW]["judge_outcomes"] = judge_outcomes(rows[RECORD_KEY])
     return rows
-
-
-def _judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:
-    """How many judge calls this item had, how many failed, and the first failure's cause."""
-    outcomes = [
-        response[kind]
-        for response in record.get("responses", [])
-        if isinstance(response, dict)
-        for kind in ("safety_judge", "effectiveness_judge", "trace_safety_judge")
-        if response.get(kind)
-    ]
-    errors = [outcome["error"] for outcome in outcomes if outcome.get("error")]
-    return {"calls": len(outcomes), "errors": len(errors), "first_error": errors[0] if errors else None}

@@ -14,13 +14,12 @@ imports it while it loads the task YAMLs, before it evaluates or saves anything)
 
 from __future__ import annotations
 
-import atexit
 import functools
-import sys
 import threading
 from typing import Any
 
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, reduce_values
+from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed, report_judge_errors
 
 RESULTS_KEY = "siuo"
 _MARK = "_siuo_task_patched"
@@ -42,40 +41,9 @@ def _summarise(cells: list[dict[str, Any]], reducers: dict[str, Any]) -> int:
     summary = {**reduce_values(cells, reducers), "n_items": len(cells)}
     with _LOCK:
         _SUMMARIES[task] = summary
-    warning = judge_error_warning(task, [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell])
-    if warning:
-        # At exit, so that it is the last thing the run prints (after lm-eval's table).
-        atexit.register(_print_last, warning)
+    per_item = [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell]
+    report_judge_errors(task, per_item, cli_option("--output_path", "--output-path", "-o"))
     return len(cells)
-
-
-def _print_last(text: str) -> None:
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except ValueError:  # sys.stderr was replaced and closed (e.g. captured by a test runner)
-        print(text, file=sys.__stderr__, flush=True)
-
-
-def judge_error_warning(task: str, per_item: list[dict[str, Any]]) -> str | None:
-    """A loud warning when judge calls failed (how many, and the first cause); None when none.
-
-    The lmms-eval adapter has its own; the lead plans one in the core for both.
-    """
-    errors = sum(item["errors"] for item in per_item)
-    if not errors:
-        return None
-    calls = sum(item["calls"] for item in per_item)
-    first = next(item["first_error"] for item in per_item if item["first_error"])
-    if errors == calls:
-        headline = f"EVERY judge call failed ({errors} of {calls}); its safety scores are MEANINGLESS"
-    else:
-        headline = f"{errors} of {calls} judge calls failed; those votes are missing from the rates"
-    bar = "!" * 78
-    return (
-        f"\n{bar}\nSIUO {task}: {headline}.\n"
-        f"First cause: {first}\nCheck the judge with `siuo-eval check`, then rejudge the samples file with "
-        f"`siuo-eval judge <samples .jsonl> --output DIR` (failed calls are not cached).\n{bar}"
-    )
 
 
 def items_scored_gen(cells: list[dict[str, Any]]) -> int:
@@ -135,6 +103,7 @@ def install() -> None:
         from lm_eval.loggers.evaluation_tracker import EvaluationTracker
     except ImportError:
         return
+    exit_nonzero_if_judge_failed("lm_eval")
     save = EvaluationTracker.save_results_aggregated
     if not getattr(save, _MARK, False):
 

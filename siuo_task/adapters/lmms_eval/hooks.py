@@ -17,12 +17,12 @@ import datasets
 from PIL import Image
 
 from siuo_task.adapters.lmms_eval import prejudge
-from siuo_task.adapters.lmms_eval.plain import fail_plainly
 from siuo_task.adapters.lmms_eval.summary import current_task
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
 from siuo_task.data import GenItem, McqItem, item_document, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
+from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.reasoning import ReasoningSettings, split_reasoning
 from siuo_task.results import (
@@ -36,6 +36,7 @@ from siuo_task.results import (
     harness_rows,
     mcq_item_values,
 )
+from siuo_task.run_end import fail_plainly, judge_outcomes
 from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
 
 # -- documents ------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def process_docs_gen(dataset: datasets.Dataset) -> datasets.Dataset:
     del dataset  # the YAML's data file is only a placeholder (see _siuo_gen_template_yaml)
     ReasoningSettings.from_env()
     if not prejudge.predict_only():
-        JudgeConfig.from_env()
+        check_judge_before_generation(JudgeConfig.from_env())
     return datasets.Dataset.from_list([item_document(item) for item in load_siuo().gen])
 
 
@@ -135,20 +136,8 @@ def process_results_mcq(doc: dict[str, Any], results: list[Any]) -> dict[str, An
 def _rows(rows: dict[str, Any], default_task: str) -> dict[str, Any]:
     # The summary is kept per task (siuo_gen and siuo_gen_greedy may run together).
     rows[SUMMARY_ROW]["task"] = current_task() or default_task
-    rows[SUMMARY_ROW]["judge_outcomes"] = _judge_outcomes(rows[RECORD_KEY])
+    rows[SUMMARY_ROW]["judge_outcomes"] = judge_outcomes(rows[RECORD_KEY])
     return rows
-
-
-def _judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:
-    """How many judge calls this item had, how many failed, and the first failure's cause."""
-    outcomes = [
-        response[kind]
-        for response in record.get("responses", [])
-        for kind in ("safety_judge", "effectiveness_judge", "trace_safety_judge")
-        if response.get(kind)
-    ]
-    errors = [outcome["error"] for outcome in outcomes if outcome.get("error")]
-    return {"calls": len(outcomes), "errors": len(errors), "first_error": errors[0] if errors else None}
 
 
 # -- siuo_mcq_circular ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import functools
 from typing import Any
 
 from siuo_task.adapters.lmms_eval import tasks_dir
+from siuo_task.run_end import exit_nonzero_if_judge_failed
 
 _MARK = "_siuo_task_include_path"
 
@@ -36,6 +37,8 @@ def register() -> list[Any]:
 
     setattr(initialize_tasks, _MARK, True)
     TaskManager.initialize_tasks = initialize_tasks  # type: ignore[method-assign]
+    # Early, so that it runs after every other exit handler (see siuo_task.run_end).
+    exit_nonzero_if_judge_failed("lmms_eval")
     _keep_mcq_scoring_in_predict_only()
     _write_task_summaries_into_results()
     return []

@@ -23,11 +23,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from siuo_task.adapters.lmms_eval.plain import fail_plainly
 from siuo_task.data import GenItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeOutcome, shared_engine
 from siuo_task.reasoning import ReasoningSettings
+from siuo_task.run_end import fail_plainly
 from siuo_task.scoring import gen_judge_requests
 
 logger = logging.getLogger(__name__)

@@ -9,12 +9,11 @@ the plugin adds them to results.json as ``"siuo": {<task>: {...}}`` when lmms-ev
 
 from __future__ import annotations
 
-import atexit
-import sys
 import threading
 from typing import Any
 
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, reduce_values
+from siuo_task.run_end import cli_option, report_judge_errors
 
 RESULTS_KEY = "siuo"
 _LOCK = threading.Lock()
@@ -36,37 +35,9 @@ def _summarise(cells: list[dict[str, Any]], reducers: dict[str, Any]) -> int:
     summary = {**reduce_values(cells, reducers), "n_items": len(cells)}
     with _LOCK:
         _SUMMARIES[task] = summary
-    warning = judge_error_warning(task, [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell])
-    if warning:
-        # At exit, so that it is the last thing the run prints (after lmms-eval's table).
-        atexit.register(_print_last, warning)
+    per_item = [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell]
+    report_judge_errors(task, per_item, cli_option("--output_path", "--output-path"))
     return len(cells)
-
-
-def _print_last(text: str) -> None:
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except ValueError:  # sys.stderr was replaced and closed (e.g. captured by a test runner)
-        print(text, file=sys.__stderr__, flush=True)
-
-
-def judge_error_warning(task: str, per_item: list[dict[str, Any]]) -> str | None:
-    """A loud warning when judge calls failed: the count and the first cause; None when none."""
-    errors = sum(item["errors"] for item in per_item)
-    if not errors:
-        return None
-    calls = sum(item["calls"] for item in per_item)
-    first = next(item["first_error"] for item in per_item if item["first_error"])
-    rule = "!" * 78
-    if errors == calls:
-        headline = f"SIUO {task}: EVERY judge call failed ({errors} of {calls}); its safety scores are MEANINGLESS."
-    else:
-        headline = f"SIUO {task}: {errors} of {calls} judge calls failed; those votes are missing from the rates."
-    advice = (
-        "Check the judge with `siuo-eval check`, then rejudge the logged samples with "
-        "`siuo-eval judge <samples .jsonl> --output DIR` (failed calls are not cached)."
-    )
-    return f"\n{rule}\n{headline}\nFirst cause: {first}\n{advice}\n{rule}"
 
 
 def items_scored_gen(cells: list[dict[str, Any]]) -> int:

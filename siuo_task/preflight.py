@@ -1,0 +1,65 @@
+"""One real judge call before any generation, in every harness, so a broken judge costs no GPU time.
+
+``check_judge`` is what ``siuo-eval check`` sends: a safety-judge request for the first item,
+with its image, straight to the endpoint (no cache). Each harness's task calls
+``check_judge_before_generation`` when the task is built; a judge that is unreachable, refuses
+the key (401/403), has no such route (404) or does not serve the model ends the run there, with
+the endpoint and the cause named. Under torchrun / accelerate only the first process of each
+machine (LOCAL_RANK 0) probes; a failure there ends the whole launch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+
+from siuo_task.data import SiuoData, load_siuo
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.probe import ProbeResult, probe
+from siuo_task.scoring import judge_requests
+
+# The response the probe asks the judge to grade: a plain refusal, which every judge can grade.
+PROBE_RESPONSE = "I will not help with that, since it could put someone at risk."
+
+
+def check_judge(config: JudgeConfig, data: SiuoData) -> ProbeResult:
+    """One real safety-judge call for the first item, with its image.
+
+    Raises:
+        JudgeEndpointError: naming the endpoint and the cause (see siuo_task.judge.probe).
+    """
+    request = judge_requests(data.gen[0], PROBE_RESPONSE)[0]
+    engine = JudgeEngine(config)
+    try:
+        return probe(engine, request)
+    finally:
+        engine.close()
+
+
+def describe_probe(result: ProbeResult) -> list[str]:
+    lines = [
+        f"judge: HTTP {result.status} from {result.endpoint}, model {result.model!r}, "
+        f"{result.latency_s * 1000:.0f} ms for one call with an image"
+    ]
+    return lines + [f"judge: note: {note}" for note in result.notes]
+
+
+def first_on_machine() -> bool:
+    """This process is the first of its machine (or the only one)."""
+    return os.environ.get("LOCAL_RANK", "0") in ("", "0")
+
+
+@lru_cache(maxsize=4)
+def check_judge_before_generation(config: JudgeConfig, data_dir: str | None = None) -> None:
+    """The probe, once per judge configuration per process, on the first process of a machine.
+
+    Raises:
+        JudgeEndpointError: the judge cannot grade; the run must end before generating.
+    """
+    if not first_on_machine():
+        return
+    print(f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr)
+    for line in describe_probe(check_judge(config, load_siuo(data_dir))):
+        print(f"siuo-task: {line}", file=sys.stderr, flush=True)

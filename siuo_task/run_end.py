@@ -1,0 +1,152 @@
+"""How a harness run of our tasks ends: plain errors, a loud judge-error banner, and a non-zero
+exit status after judge errors, the same in every harness.
+
+lmms-eval and lm-eval exit 0 after most errors, so a batch job would count a run whose judge
+failed as a success. ``exit_nonzero_if_judge_failed`` registers, early, an exit handler that
+runs after every other one (handlers run last-registered-first) and, when the run had judge
+errors, flushes the streams and the logs and ends the process with status 1: by then the
+harness has written its results and samples, which keep every response. The banner's last line
+names the one command that finishes the scoring from those files. Only a harness's own CLI
+process is ended so; a test or notebook that calls a harness in-process is left alone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from siuo_task.errors import SiuoError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+JUDGE_ERROR_STATUS = 1
+_LOCK = threading.Lock()
+_STATE = {"judge_errors": 0, "handler": False}
+
+
+def fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
+    """Our errors end the run with our message as the last line, at once.
+
+    Harnesses retry or wrap a failing hook (lmms-eval retries process_docs and process_results
+    5 times, then shows a RetryError at the end of a long traceback). A bad data folder or judge
+    setting will not heal on retry, so it leaves as SystemExit, which is no Exception: not
+    retried, and Python prints only its message (exit status 1).
+    """
+
+    @functools.wraps(hook)
+    def plain(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return hook(*args, **kwargs)
+        except SiuoError as exc:
+            raise SystemExit(f"siuo-task: {exc}") from exc
+
+    return plain
+
+
+def judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:
+    """How many judge calls an item's record holds, how many failed, and the first failure's cause."""
+    outcomes = [
+        response[kind]
+        for response in record.get("responses", [])
+        if isinstance(response, dict)
+        for kind in ("safety_judge", "effectiveness_judge", "trace_safety_judge")
+        if response.get(kind)
+    ]
+    errors = [outcome["error"] for outcome in outcomes if outcome.get("error")]
+    return {"calls": len(outcomes), "errors": len(errors), "first_error": errors[0] if errors else None}
+
+
+def finish_command(output: str | None) -> str:
+    """The command that judges what a run kept, against a healthy judge."""
+    kept = output or "<the run's --output_path>"
+    return f"siuo-eval judge {kept} --output {kept.rstrip('/')}-judged"
+
+
+def judge_error_warning(task: str, per_item: Sequence[dict[str, Any]], output: str | None = None) -> str | None:
+    """A loud banner when judge calls failed: the count, the first cause, and the command that
+    finishes the scoring from the kept responses; None when no call failed."""
+    errors = sum(item["errors"] for item in per_item)
+    if not errors:
+        return None
+    calls = sum(item["calls"] for item in per_item)
+    first = next(item["first_error"] for item in per_item if item["first_error"])
+    if errors == calls:
+        headline = f"SIUO {task}: EVERY judge call failed ({errors} of {calls}); its safety scores are MEANINGLESS."
+    else:
+        headline = f"SIUO {task}: {errors} of {calls} judge calls failed; those votes are missing from the rates."
+    rule = "!" * 78
+    return (
+        f"\n{rule}\n{headline}\nFirst cause: {first}\n"
+        "Every response is kept in the samples; no generation needs repeating. Check the judge with "
+        "`siuo-eval check`, then finish the scoring (failed calls are not cached):\n"
+        f"  {finish_command(output)}\n{rule}"
+    )
+
+
+def report_judge_errors(task: str, per_item: Sequence[dict[str, Any]], output: str | None) -> None:
+    """After a task's aggregation: count its judge errors for the exit status, and print the banner
+    as the run's last words (at exit, after the harness's table) in a harness CLI, at once otherwise."""
+    warning = judge_error_warning(task, per_item, output)
+    if warning is None:
+        return
+    with _LOCK:
+        _STATE["judge_errors"] += sum(item["errors"] for item in per_item)
+    if _STATE["handler"]:
+        atexit.register(_print_last, warning)
+    else:
+        _print_last(warning)
+
+
+def _print_last(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except ValueError:  # sys.stderr was replaced and closed (e.g. captured by a test runner)
+        print(text, file=sys.__stderr__, flush=True)
+
+
+def running_cli(*modules: str) -> bool:
+    """This process is one of these harness CLIs (``lmms-eval``, ``python -m lmms_eval``, or a
+    launcher such as torchrun / accelerate running that module)."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    names = {module.replace("_", "-") for module in modules} | set(modules)
+    return argv0.name in names or (argv0.name == "__main__.py" and argv0.parent.name in modules)
+
+
+def exit_nonzero_if_judge_failed(*modules: str) -> None:
+    """Install (once, early) the exit handler that ends a harness CLI with status 1 after judge errors."""
+    with _LOCK:
+        if _STATE["handler"] or not running_cli(*modules):
+            return
+        _STATE["handler"] = True
+    atexit.register(_exit_status)
+
+
+def _exit_status() -> None:
+    if not _STATE["judge_errors"]:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (ValueError, OSError):
+            pass
+    logging.shutdown()
+    os._exit(JUDGE_ERROR_STATUS)
+
+
+def cli_option(*flags: str) -> str | None:
+    """The value of a harness CLI option (``--output_path X`` or ``--output_path=X``), if given."""
+    args = sys.argv[1:]
+    for index, arg in enumerate(args):
+        for flag in flags:
+            if arg == flag and index + 1 < len(args):
+                return args[index + 1]
+            if arg.startswith(f"{flag}="):
+                return arg.split("=", 1)[1]
+    return None

@@ -1,0 +1,104 @@
+"""A broken judge never costs GPU time: each harness checks its judge with one real call before
+generating, and a judge failing mid-run keeps every response, ends the run non-zero and names
+the one command that finishes the scoring (issue 16). The model under test is each harness's
+OpenAI-compatible model class pointed at a loopback model server, so model requests are counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
+from tests.helpers.cli_runs import read_run, siuo_eval
+from tests.helpers.judge_server import JudgeServer
+from tests.helpers.model_server import ModelServer
+
+SECRET = "sk-broken-judge-secret-0123456789"
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def _env(data_dir: Path, judge_url: str, home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
+    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_BASE_URL=judge_url, SIUO_JUDGE_API_KEY=SECRET)
+    env.update(SIUO_JUDGE_CACHE="off", SIUO_JUDGE_BACKOFF="0.01", HF_HOME=str(home / "hf"))
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
+    return env
+
+
+def _command(harness: str, model: ModelServer, out: Path, task: str = "siuo_gen_greedy") -> list[str]:
+    if harness == "lmms-eval":
+        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
+        return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args, "--tasks", task,
+                "--output_path", str(out), "--log_samples"]  # fmt: skip
+    args = f"model=test-model,base_url={model.base_url}/chat/completions,tokenizer_backend=None"
+    return [sys.executable, "-m", "lm_eval", "--model", "local-chat-completions", "--model_args", args,
+            "--tasks", task, "--include_path", str(lm_eval_tasks()), "--apply_chat_template",
+            "--output_path", str(out), "--log_samples"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("harness", "broken", "cause"),
+    [
+        ("lmms-eval", "closed port", "cannot reach the judge endpoint"),
+        ("lmms-eval", "no /v1", "has no chat-completions API (HTTP 404"),
+        ("lm-eval", "closed port", "cannot reach the judge endpoint"),
+    ],
+)
+def test_a_broken_judge_stops_the_run_before_any_generation(
+    harness: str, broken: str, cause: str, small_data_dir: Path, tmp_path: Path
+) -> None:
+    with ModelServer() as model, JudgeServer() as judge:
+        url = _closed_port_url() if broken == "closed port" else judge.base_url.removesuffix("/v1")
+        proc = subprocess.run(
+            _command(harness, model, tmp_path / "out"),
+            env=_env(small_data_dir, url, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        model_requests = sum(model.prompts.values())
+    assert proc.returncode != 0 and model_requests == 0, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert cause in last and url in last, proc.stderr[-3000:]
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_a_judge_failing_mid_run_keeps_every_response(small_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def every_third(kind: str, response: str, attempt: int) -> str | None:
+        return "500" if sum(map(ord, response)) % 3 == 0 else None
+
+    with ModelServer() as model, JudgeServer(fault_for=every_third, declines=False) as judge:
+        env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_MAX_ATTEMPTS="1")
+        proc = subprocess.run(_command("lmms-eval", model, out), env=env, capture_output=True, text=True, timeout=600)
+        generated = sum(model.prompts.values())
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        samples = next(out.rglob("*_samples_siuo_gen_greedy.jsonl"))
+        lines = [json.loads(line) for line in samples.read_text().splitlines()]
+        assert len(lines) == generated == 18  # every response kept
+        finish = proc.stderr.strip().splitlines()[-2].strip()
+        assert finish == f"siuo-eval judge {out} --output {out}-judged", proc.stderr[-2000:]
+        judge.set_faults(None)  # the judge is healthy again
+        finished = siuo_eval(*finish.split()[1:], env=env)
+        assert sum(model.prompts.values()) == generated  # nothing generated again
+        intended = {(e.kind, e.response): e.intended for e in judge.log.exchanges}
+    assert finished.returncode == 0, finished.stderr
+    results, judged = read_run(next(path.parent for path in (tmp_path / "out-judged").rglob("results.json")))
+    assert results["judge_errors"] == 0 and results["n_items"] == 18
+    for sample in judged:
+        for response in sample["siuo"]["responses"]:
+            if response["safety_judge"]:
+                assert response["safety_judge"]["verdict"] == intended[("safety", response["answer"])]
