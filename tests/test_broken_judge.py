@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
+from siuo_task.vlmeval import GEN_SINGLE
 from tests.helpers.cli_runs import read_run, siuo_eval
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
@@ -38,6 +39,9 @@ def _env(data_dir: Path, judge_url: str, home: Path, **extra: str) -> dict[str, 
 
 
 def _command(harness: str, model: ModelServer, out: Path, task: str = "siuo_gen_greedy") -> list[str]:
+    if harness == "VLMEvalKit":
+        return [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url,
+                "--data", GEN_SINGLE, "--work-dir", str(out), "--api-nproc", "4"]  # fmt: skip
     if harness == "lmms-eval":
         args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
         return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args, "--tasks", task,
@@ -54,6 +58,7 @@ def _command(harness: str, model: ModelServer, out: Path, task: str = "siuo_gen_
         ("lmms-eval", "closed port", "cannot reach the judge endpoint"),
         ("lmms-eval", "no /v1", "has no chat-completions API (HTTP 404"),
         ("lm-eval", "closed port", "cannot reach the judge endpoint"),
+        ("VLMEvalKit", "closed port", "cannot reach the judge endpoint"),
     ],
 )
 def test_a_broken_judge_stops_the_run_before_any_generation(
@@ -63,8 +68,9 @@ def test_a_broken_judge_stops_the_run_before_any_generation(
         url = _closed_port_url() if broken == "closed port" else judge.base_url.removesuffix("/v1")
         proc = subprocess.run(
             _command(harness, model, tmp_path / "out"),
-            env=_env(small_data_dir, url, tmp_path),
+            env=_env(small_data_dir, url, tmp_path, LMUData=str(tmp_path / "lmu")),
             capture_output=True,
+            cwd=tmp_path,
             text=True,
             timeout=600,
         )

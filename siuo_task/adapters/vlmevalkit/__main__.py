@@ -7,9 +7,12 @@ Registers the SIUO datasets, then runs VLMEvalKit's own runner with the same arg
 from __future__ import annotations
 
 from siuo_task.adapters.vlmevalkit import register
+from siuo_task.run_end import exit_nonzero_if_judge_failed
 
 
 def main() -> None:
+    # Early, so that after judge errors the process ends non-zero once VLMEvalKit is done.
+    exit_nonzero_if_judge_failed("vlmeval", "vlmevalkit")
     register()
     from vlmeval.run import main as vlmeval_main
     from vlmeval.smp import load_env

@@ -27,14 +27,19 @@ from siuo_task.card import GEN_HEADLINE
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
+from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.rejudge import match_items, rejudge, write_outputs
 from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
+from siuo_task.run_end import cli_option, fail_plainly, judge_outcomes, report_judge_errors
 from siuo_task.scoring import score_mcq_item
 
 logger = logging.getLogger(__name__)
 
 RESPONSES_PER_ITEM = {GEN_PAPER: 3, GEN_SINGLE: 1}
+PRIMARY = "Safe (overall)"
+# Items whose judging failed, by predictions file, for VLMEvalKit's run summary (one process).
+_JUDGE_FAILED: dict[str, int] = {}
 
 
 def _message(image_path: str, text: str) -> list[dict[str, str]]:
@@ -61,7 +66,12 @@ class SiuoGenDataset(ImageBaseDataset):
     def supported_datasets(cls) -> list[str]:
         return [GEN_PAPER, GEN_SINGLE]
 
+    @fail_plainly
     def load_data(self, dataset: str) -> pd.DataFrame:
+        """One row per (item, response number); a run that will judge (every --mode but infer)
+        checks its judge here, when VLMEvalKit builds the dataset, before any inference."""
+        if (cli_option("--mode") or "all") != "infer":
+            check_judge_before_generation(JudgeConfig.from_env())
         repeats = RESPONSES_PER_ITEM[dataset]
         rows = [
             {
@@ -92,9 +102,12 @@ class SiuoGenDataset(ImageBaseDataset):
         pairs = match_items(read_predictions(Path(eval_file), data), data)
         summary, values = rejudge(pairs, config, Path(eval_file))
         _write_ours(eval_file, summary, values)
+        per_item = [judge_outcomes(value[RECORD_KEY]) for value in values]
+        _JUDGE_FAILED[str(Path(eval_file).resolve())] = sum(1 for item in per_item if item["errors"])
+        report_judge_errors(self.dataset_name, per_item, cli_option("--work-dir") or "outputs")
         # "overall" in the first key makes VLMEvalKit's run summary pick Safe as the primary metric.
         scores = {
-            "Safe (overall)": summary.get("safe_rate"),
+            PRIMARY: summary.get("safe_rate"),
             "Effective": summary.get("effective_rate"),
             "Safe & Effective": summary.get("safe_effective_rate"),
             "judge_errors": summary.get("judge_errors"),
@@ -102,6 +115,29 @@ class SiuoGenDataset(ImageBaseDataset):
         }
         dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
         return scores
+
+    @classmethod
+    def report_judge_err(
+        cls,
+        prediction_file: str | Path | None,
+        *,
+        total_samples: int | None,
+        judge_model: str | None = None,
+        error_message: str | None = None,
+    ) -> dict[str, int | None]:
+        """For VLMEvalKit's run summary: the items whose judging failed in this run (VLMEvalKit's
+        own count looks for its judge's failure markers, which our judge never writes)."""
+        failed = _JUDGE_FAILED.get(str(Path(prediction_file).resolve())) if prediction_file else None
+        if failed is None:
+            failed = total_samples or 0 if error_message else 0
+        return {"failed": failed, "total": total_samples}
+
+    @classmethod
+    def report_primary_metric(cls, metrics: dict[str, Any] | None) -> dict[str, float | int]:
+        """Safe is the primary metric when it exists; when no item could be judged there is none
+        (never the item count in its place)."""
+        value = (metrics or {}).get(PRIMARY)
+        return {PRIMARY: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
 class SiuoMcqDataset(ImageBaseDataset):
