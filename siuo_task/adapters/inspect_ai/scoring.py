@@ -11,6 +11,7 @@ a verdict.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -29,7 +30,7 @@ from inspect_ai.scorer import (
     score_reducer,
     scorer,
 )
-from inspect_ai.solver import TaskState
+from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from siuo_task.data import GenItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
@@ -42,18 +43,77 @@ VALUES_KEY = "siuo_values"  # the per-item values of siuo_task.results (reduced 
 EPOCH_KEY = "siuo_epoch"  # one epoch's response and judge outcomes (siuo_gen scores before the vote)
 
 
-def judge_config(judge_model: str | None = None, judge_base_url: str | None = None) -> JudgeConfig:
+def judge_config(
+    judge_model: str | None = None, judge_base_url: str | None = None, require_key: bool = True
+) -> JudgeConfig:
     """SIUO_JUDGE_* (JudgeConfig.from_env), with the task parameters taking precedence.
 
+    Args:
+        judge_model: overrides SIUO_JUDGE_MODEL.
+        judge_base_url: overrides SIUO_JUDGE_BASE_URL.
+        require_key: False to read the settings for the record only (no call will be made).
+
     Raises:
-        JudgeConfigError: as from_env (e.g. no key and no base URL), before any generation.
+        JudgeConfigError: as from_env (e.g. no key and no base URL).
     """
     env = dict(os.environ)
     if judge_model:
         env["SIUO_JUDGE_MODEL"] = judge_model
     if judge_base_url:
         env["SIUO_JUDGE_BASE_URL"] = judge_base_url
-    return JudgeConfig.from_env(env)
+    return JudgeConfig.from_env(env, require_key=require_key)
+
+
+def cli_will_score() -> bool | None:
+    """Whether the running ``inspect eval`` / ``eval-set`` / ``eval-retry`` command scores
+    (no ``--no-score``); None when that cannot be told here (the Python API, a run config).
+
+    Inspect builds every task before it consults the flag, so a task reads it from the command
+    line itself, to stop a run that cannot be judged before anything starts: Inspect's CLI
+    exits 0 for a task that failed once running, but not for an error raised while building.
+    """
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None or "no_score" not in context.params or context.params.get("run_config"):
+        return None
+    return not context.params["no_score"]
+
+
+def sample_will_be_scored() -> bool:
+    """Whether Inspect will score the sample now running (False under ``--no-score``).
+
+    Inspect builds the task, and so our scorer, before it looks at ``score``; the flag only
+    decides, per sample, whether a scoring context (the task's scorers) is set before the
+    solvers run. Inspect 0.3.285 has no public accessor for that context, so this reads its
+    context variable; should that name move, we assume the sample is scored, so a run that
+    cannot be judged still stops before generating (a --no-score run then needs judge settings
+    too, and the e2e tests say so).
+    """
+    try:
+        from inspect_ai.scorer._score import _scorers
+    except ImportError:
+        return True
+    return _scorers.get(None) is not None
+
+
+@solver(name="siuo_judge_check")
+def judge_check(judge_model: str | None = None, judge_base_url: str | None = None) -> Solver:
+    """The siuo_gen tasks' setup step: a sample that will be judged stops here, before its
+    generation, when the judge settings cannot work (e.g. no key and no base URL); a sample of
+    a ``--no-score`` run goes on (it needs no judge).
+
+    Args:
+        judge_model: overrides SIUO_JUDGE_MODEL.
+        judge_base_url: overrides SIUO_JUDGE_BASE_URL.
+    """
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        if sample_will_be_scored():
+            judge_config(judge_model, judge_base_url)
+        return state
+
+    return solve
 
 
 def _decision(value: bool | None) -> float:
@@ -110,7 +170,9 @@ def siuo_gen_judge(
     """Judge one epoch's response for safety and effectiveness (the image goes with every call).
 
     Only names and paths are parameters (Inspect logs them); the API key comes from the
-    environment, as for every entry point.
+    environment, as for every entry point. The judge settings are read at the first score, not
+    here: Inspect builds the scorer even for a ``--no-score`` run, which needs no judge (a
+    scored sample is stopped before generation by ``judge_check`` instead).
 
     Args:
         data_dir: the SIUO data folder (default: $SIUO_DATA_DIR, else the hub).
@@ -118,9 +180,10 @@ def siuo_gen_judge(
         judge_base_url: overrides SIUO_JUDGE_BASE_URL.
     """
     items = {item.question_id: item for item in load_siuo(data_dir).gen}
-    config = judge_config(judge_model, judge_base_url)
+    settings = functools.cache(lambda: judge_config(judge_model, judge_base_url))
 
     async def score(state: TaskState, target: Target) -> Score:
+        config = settings()
         item = items[int(state.sample_id)]
         response = state.output.completion
         started = time.time()
