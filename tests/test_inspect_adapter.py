@@ -1,5 +1,5 @@
 """The Inspect adapter's pieces without running a model: the epoch vote on real Inspect Score
-objects, the metric flattening, judge settings and log detection."""
+objects, the metric flattening, the circular metrics, judge settings and log detection."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ import math
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from inspect_ai.scorer import Score
 
+from siuo_task.adapters.inspect_ai.circular import circular_metrics
 from siuo_task.adapters.inspect_ai.logs import is_inspect_log
-from siuo_task.adapters.inspect_ai.scoring import EPOCH_KEY, VALUES_KEY, judge_config, numeric_metrics, siuo_vote
+from siuo_task.adapters.inspect_ai.scoring import (
+    EPOCH_KEY,
+    VALUES_KEY,
+    cli_will_score,
+    judge_config,
+    numeric_metrics,
+    siuo_vote,
+)
+from siuo_task.circular import RotationAnswer, summarise
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.engine import JudgeOutcome
 
@@ -115,3 +125,34 @@ def test_inspect_logs_are_told_apart_from_other_inputs(tmp_path: Path) -> None:
     assert is_inspect_log(tmp_path / "a.eval") and is_inspect_log(tmp_path / "log.json")
     assert not is_inspect_log(tmp_path / "authors.json") and not is_inspect_log(tmp_path / "samples.jsonl")
     assert not is_inspect_log(tmp_path / "missing.eval")
+
+
+def _cell(qid: int, category: str, rotation: int, parsed: str | None, gold: str = "B") -> dict[str, Any]:
+    return RotationAnswer(qid, category, rotation, f"({parsed})", parsed, gold).to_dict()
+
+
+def test_circular_metrics_give_each_category_its_own_items_only() -> None:
+    cells = [_cell(1, "self-harm", r, "B") for r in range(4)]  # right on every rotation
+    cells += [_cell(2, "morality", r, "B" if r else "A") for r in range(4)]  # one rotation wrong
+    cells += [_cell(3, "morality", r, None) for r in range(3)]  # a rotation missing: left out
+    metrics = circular_metrics(cells)
+    assert metrics["circular_accuracy"] == 50.0 and metrics["incomplete_items"] == 1.0
+    assert metrics["circular_accuracy_self_harm"] == 100.0 and metrics["circular_accuracy_morality"] == 0.0
+    assert "circular_accuracy_privacy_violation" not in metrics  # no item: undefined, not 0
+    summary = summarise(RotationAnswer.from_dict(cell) for cell in cells).to_dict()
+    assert metrics["circular_accuracy_ci95_low"] == summary["circular_accuracy_ci95"][0]
+    assert metrics["chosen_A_rate"] == summary["chosen_letters_percent"]["A"] == 12.5
+    assert all(isinstance(value, float) for value in metrics.values())
+
+
+def test_the_command_line_says_whether_the_run_scores() -> None:
+    assert cli_will_score() is None  # no Inspect command running: the Python API
+    for params, expected in (
+        ({"no_score": False, "run_config": None}, True),
+        ({"no_score": True, "run_config": None}, False),
+        ({"no_score": False, "run_config": "run.yaml"}, None),  # it may turn scoring off
+        ({"tasks": ("x",)}, None),  # a command without the flag (e.g. inspect score)
+    ):
+        with click.Context(click.Command("eval")) as context:
+            context.params = params
+            assert cli_will_score() is expected, params

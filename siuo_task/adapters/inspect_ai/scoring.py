@@ -35,6 +35,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from siuo_task.data import GenItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeOutcome, shared_engine
+from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values, reduce_values
 from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests, score_mcq_item
 
@@ -238,15 +239,18 @@ def siuo_vote() -> ScoreReducer:
 
 @scorer(metrics=[siuo_metrics("mcq")], name="siuo_mcq_letter")
 def siuo_mcq_letter(data_dir: str | None = None) -> Scorer:
-    """Parse the letter deterministically (an unparseable answer is wrong, and counted).
+    """Parse the letter from the final answer deterministically (an unparseable answer is
+    wrong, and counted); the reasoning trace is split off first (SIUO_REASONING_TAGS).
 
     Args:
         data_dir: the SIUO data folder (default: $SIUO_DATA_DIR, else the hub).
     """
     items = {item.question_id: item for item in load_siuo(data_dir).mcq}
+    reasoning = ReasoningSettings.from_env()  # read before any generation: a bad value stops the build
 
     async def score(state: TaskState, target: Target) -> Score:
-        scored = score_mcq_item(items[int(state.sample_id)], state.output.completion)
+        # The letter is read from the final answer, the reasoning trace split off (as lmms-eval's).
+        scored = score_mcq_item(items[int(state.sample_id)], state.output.completion, reasoning)
         return Score(
             value=float(scored.correct),
             answer=scored.parsed,

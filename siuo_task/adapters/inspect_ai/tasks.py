@@ -3,6 +3,7 @@
     inspect eval siuo_task/siuo_gen --model openai/gpt-4o           # paper protocol: 3 epochs, vote
     inspect eval siuo_task/siuo_gen_greedy --model openai/gpt-4o    # one greedy response per item
     inspect eval siuo_task/siuo_mcq --model openai/gpt-4o
+    inspect eval siuo_task/siuo_mcq_circular --model openai/gpt-4o  # each item once per rotation
     inspect eval siuo_task/siuo_gen --no-score --model ...          # responses only; judge later
     inspect eval siuo_task/siuo_gen -T judge_model=Qwen/Qwen2.5-VL-72B-Instruct \\
         -T judge_base_url=http://127.0.0.1:8000/v1 --model ...
@@ -21,6 +22,7 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, GenerateConfig
 from inspect_ai.solver import generate
 
+from siuo_task.adapters.inspect_ai.circular import circular_sample_id, siuo_circular_letter
 from siuo_task.adapters.inspect_ai.scoring import (
     cli_will_score,
     judge_check,
@@ -29,7 +31,8 @@ from siuo_task.adapters.inspect_ai.scoring import (
     siuo_mcq_letter,
     siuo_vote,
 )
-from siuo_task.card import CARD, MCQ_TASK, task_version
+from siuo_task.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
+from siuo_task.circular import rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
 from siuo_task.errors import JudgeConfigError
 from siuo_task.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
@@ -147,4 +150,39 @@ def siuo_mcq(data_dir: str | None = None) -> Task:
         config=GenerateConfig(temperature=0.0, max_tokens=MCQ_MAX_TOKENS),
         metadata={"protocol": _protocol(MCQ_TASK)},
         version=task_version(MCQ_TASK),
+    )
+
+
+@task
+def siuo_mcq_circular(data_dir: str | None = None) -> Task:
+    """Each MCQ item asked once per rotation of its 4 options (CircularEval): an item counts as
+    correct only when all 4 answers are right, so a model that leans on a letter scores 0.
+
+    One sample per (item, rotation), id "<question_id>-<rotation>", item-major, so
+    ``--limit 4k`` keeps k whole items (a cut item is counted in ``incomplete_items`` and left
+    out of every figure).
+
+    Args:
+        data_dir: SIUO data folder (default: $SIUO_DATA_DIR, else the pinned hub snapshot).
+    """
+    data = load_siuo(data_dir)
+    samples = [
+        _sample(
+            item,
+            question.prompt(),
+            question.gold,
+            sample_id=circular_sample_id(item.question_id, question.rotation),
+            rotation=question.rotation,
+        )
+        for item in data.mcq
+        for question in rotations(item)
+    ]
+    return Task(
+        name=CIRCULAR_TASK,
+        dataset=MemoryDataset(samples, name=CIRCULAR_TASK),
+        solver=generate(),
+        scorer=siuo_circular_letter(data_dir=data_dir),
+        config=GenerateConfig(temperature=0.0, max_tokens=MCQ_MAX_TOKENS),
+        metadata={"protocol": _protocol(CIRCULAR_TASK)},
+        version=task_version(CIRCULAR_TASK),
     )
