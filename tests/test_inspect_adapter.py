@@ -22,9 +22,10 @@ from siuo_task.adapters.inspect_ai.scoring import (
     numeric_metrics,
     siuo_vote,
 )
-from siuo_task.circular import RotationAnswer, summarise
+from siuo_task.circular import RotationAnswer, rotation_values, summarise
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.results import RECORD_KEY
 
 ITEM = {
     "question_id": 7,
@@ -128,7 +129,7 @@ def test_inspect_logs_are_told_apart_from_other_inputs(tmp_path: Path) -> None:
 
 
 def _cell(qid: int, category: str, rotation: int, parsed: str | None, gold: str = "B") -> dict[str, Any]:
-    return RotationAnswer(qid, category, rotation, f"({parsed})", parsed, gold).to_dict()
+    return rotation_values(RotationAnswer(qid, category, rotation, f"({parsed})", parsed, gold))
 
 
 def test_circular_metrics_give_each_category_its_own_items_only() -> None:
@@ -139,7 +140,7 @@ def test_circular_metrics_give_each_category_its_own_items_only() -> None:
     assert metrics["circular_accuracy"] == 50.0 and metrics["incomplete_items"] == 1.0
     assert metrics["circular_accuracy_self_harm"] == 100.0 and metrics["circular_accuracy_morality"] == 0.0
     assert "circular_accuracy_privacy_violation" not in metrics  # no item: undefined, not 0
-    summary = summarise(RotationAnswer.from_dict(cell) for cell in cells).to_dict()
+    summary = summarise(RotationAnswer.from_dict(cell[RECORD_KEY]) for cell in cells).to_dict()
     assert metrics["circular_accuracy_ci95_low"] == summary["circular_accuracy_ci95"][0]
     assert metrics["chosen_A_rate"] == summary["chosen_letters_percent"]["A"] == 12.5
     assert all(isinstance(value, float) for value in metrics.values())

@@ -29,12 +29,14 @@ from siuo_task.circular import (
     RotationAnswer,
     answer_rotation,
     rotate,
+    rotation_values,
     summarise,
 )
 from siuo_task.data import MCQ_LETTERS, load_siuo
 from siuo_task.parsing import parse_mcq_answer
 from siuo_task.prompts import PROMPT_VERSION
 from siuo_task.reasoning import split_reasoning
+from siuo_task.results import RECORD_KEY, reduce_values
 from tests.helpers.judge_server import send_json
 
 pytestmark = pytest.mark.slow
@@ -195,18 +197,20 @@ def test_numbers_equal_the_cores_summary_of_the_same_answers(
         assert metrics[f"circular_accuracy_{category_slug(category)}"] == row["percent"], category
 
 
-def test_each_rotation_cell_is_logged_for_a_report(
+def test_each_rotation_is_logged_as_lmms_eval_returns_it(
     circular_run: dict[str, Any], questions: dict[str, RotatedQuestion]
 ) -> None:
     log = circular_run["logs"]["scripted"]
     answers = _answers(log, questions)
-    cells = [sample.scores["siuo_circular_letter"].metadata[VALUES_KEY] for sample in log.samples]
-    assert cells == [answer.to_dict() for answer in answers]
+    values = [sample.scores["siuo_circular_letter"].metadata[VALUES_KEY] for sample in log.samples]
+    assert values == [rotation_values(answer) for answer in answers]
+    assert [value[RECORD_KEY] for value in values] == [answer.to_dict() for answer in answers]
     [reduction] = log.reductions
-    assert [s.metadata[VALUES_KEY] for s in reduction.samples] == cells
+    assert [s.metadata[VALUES_KEY] for s in reduction.samples] == values
     # A report rebuilds the summary from the log alone.
-    rebuilt = summarise(RotationAnswer.from_dict(cell) for cell in cells).to_dict()
+    rebuilt = summarise(RotationAnswer.from_dict(value[RECORD_KEY]) for value in values).to_dict()
     assert rebuilt["circular_accuracy"] == _metrics(log)["circular_accuracy"]
+    assert numeric_metrics(reduce_values(values, CIRCULAR_REDUCERS)) == _metrics(log)
 
 
 def test_numbers_equal_the_lmms_eval_tasks(circular_run: dict[str, Any]) -> None:

@@ -1,11 +1,12 @@
 """siuo_mcq_circular for Inspect: one sample per (item, rotation); scoring and numbers are the core's.
 
 Each sample is one rotation of one item (``siuo_task.circular.rotate``); its score reads the
-letter from the final answer (the reasoning trace split off, as siuo_mcq does) and logs the
-rotation's cell, ``RotationAnswer.to_dict()``, under ``VALUES_KEY``. The metric hands each of
-the core's reducers (``CIRCULAR_REDUCERS``) the cells lmms-eval's aggregation of that name gets
-(``rotation_values``: every cell, or for a per-category metric that category's cells), so the
-numbers equal the lmms-eval task's for the same responses.
+letter from the final answer (the reasoning trace split off, as siuo_mcq does) and logs, under
+``VALUES_KEY``, the rotation's values exactly as lmms-eval's process_results returns them
+(``siuo_task.circular.rotation_values``: the rotation's cell, ``RotationAnswer.to_dict()``,
+under each metric name it counts for, and under ``RECORD_KEY``). The metric reduces them with
+the core's reducers (``CIRCULAR_REDUCERS``, via ``reduce_values``), so the numbers equal the
+lmms-eval task's for the same responses, and a report rebuilds them from the log alone.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric
 from inspect_ai.solver import TaskState
 
 from siuo_task.adapters.inspect_ai.scoring import VALUES_KEY, numeric_metrics
-from siuo_task.circular import CIRCULAR_REDUCERS, RotationAnswer, answer_rotation, rotate, rotation_values
+from siuo_task.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
 from siuo_task.data import load_siuo
 from siuo_task.reasoning import ReasoningSettings, split_reasoning
+from siuo_task.results import reduce_values
 
 
 def circular_sample_id(question_id: int, rotation: int) -> str:
@@ -27,26 +29,20 @@ def circular_sample_id(question_id: int, rotation: int) -> str:
     return f"{question_id}-{rotation}"
 
 
-def circular_metrics(cells: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Every siuo_mcq_circular metric from the per-rotation cells, as numbers (Inspect's rule:
-    an undefined value, e.g. a category with no complete item, is left out).
+def circular_metrics(values: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Every siuo_mcq_circular metric, as numbers (Inspect's rule: an undefined value, e.g. a
+    category with no complete item, is left out).
 
     Args:
-        cells: one ``RotationAnswer.to_dict()`` per answered (item, rotation), in any order.
+        values: one ``rotation_values`` per answered (item, rotation), in any order.
     """
-    per_metric: dict[str, list[dict[str, Any]]] = {}
-    for cell in cells:
-        for name, value in rotation_values(RotationAnswer.from_dict(cell)).items():
-            if name in CIRCULAR_REDUCERS:
-                per_metric.setdefault(name, []).append(value)
-    reduced = {name: reducer(per_metric[name]) for name, reducer in CIRCULAR_REDUCERS.items() if name in per_metric}
-    return numeric_metrics(reduced)
+    return numeric_metrics(reduce_values(values, CIRCULAR_REDUCERS))
 
 
 @metric(name="siuo_circular")
 def siuo_circular_metrics() -> Metric:
     """Circular accuracy (with stderr and 95% CI), per category, unparsed rate, incomplete
-    items, letter use and constant-letter baselines, reduced by the core from the cells."""
+    items, letter use and constant-letter baselines, reduced by the core from the logged values."""
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         return circular_metrics(
@@ -76,7 +72,7 @@ def siuo_circular_letter(data_dir: str | None = None) -> Scorer:
             value=float(answer.correct),
             answer=answer.parsed,
             explanation=None if answer.parsed else "no letter could be read from the answer",
-            metadata={VALUES_KEY: answer.to_dict()},
+            metadata={VALUES_KEY: rotation_values(answer)},
         )
 
     return score
