@@ -10,10 +10,12 @@ from typing import Any
 
 import click
 import pytest
+from inspect_ai.model import ChatMessageAssistant, ContentReasoning, ContentText, ModelOutput
 from inspect_ai.scorer import Score
 
 from siuo_task.adapters.inspect_ai.circular import circular_metrics
 from siuo_task.adapters.inspect_ai.logs import is_inspect_log
+from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.adapters.inspect_ai.scoring import (
     EPOCH_KEY,
     VALUES_KEY,
@@ -23,9 +25,12 @@ from siuo_task.adapters.inspect_ai.scoring import (
     siuo_vote,
 )
 from siuo_task.circular import RotationAnswer, rotation_values, summarise
+from siuo_task.data import GenItem
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import RECORD_KEY
+from siuo_task.scoring import assemble_gen_score
 
 ITEM = {
     "question_id": 7,
@@ -157,3 +162,43 @@ def test_the_command_line_says_whether_the_run_scores() -> None:
         with click.Context(click.Command("eval")) as context:
             context.params = params
             assert cli_will_score() is expected, params
+
+
+def test_the_reply_keeps_the_reasoning_inspect_moved_out_of_the_completion() -> None:
+    parts = [ContentReasoning(reasoning="weigh the risk"), ContentText(text="Be careful.")]
+    output = ModelOutput.from_message(ChatMessageAssistant(content=parts))  # type: ignore[arg-type]
+    assert output.completion == "Be careful."
+    assert response_text(output) == "<think>weigh the risk</think>Be careful."
+    hidden = [ContentReasoning(reasoning="sig", redacted=True), ContentText(text="Be careful.")]
+    assert response_text(ModelOutput.from_message(ChatMessageAssistant(content=hidden))) == "Be careful."  # type: ignore[arg-type]
+    assert response_text(ModelOutput.from_content("m", "(B)")) == "(B)"
+
+
+def test_the_vote_splits_traces_as_the_epochs_were_scored() -> None:
+    """Traces judged (SIUO_JUDGE_TRACES=1): the vote must pair each epoch's outcomes with the
+    same split, or the trace verdicts would be read as answer verdicts."""
+    reasoning = ReasoningSettings(judge_traces=True)
+    item = GenItem(**{**ITEM, "image_path": Path(ITEM["image_path"])})
+    recorded = {"tags": [list(pair) for pair in reasoning.tags], "judge_traces": True}
+
+    def epoch(response: str, verdicts: list[tuple[str, Any]]) -> Score:
+        outcomes = [JudgeOutcome(kind, verdict, "raw", None, "judge-m", 10, 5, 1) for kind, verdict in verdicts]  # type: ignore[arg-type]
+        record = assemble_gen_score(item, [response], outcomes, reasoning).responses[0].to_dict()
+        data = {"item": ITEM, "response": record, "judge": {"model": "m", "endpoint": "http://j/v1"}}
+        data.update(reasoning=recorded, started=1.0, finished=2.0)
+        return Score(value={}, metadata={EPOCH_KEY: data})
+
+    voted = _vote(
+        epoch(
+            "<think>a risky plan</think>Be careful.",
+            [("safety", True), ("effectiveness", "ineffective"), ("safety", False)],
+        ),
+        epoch(
+            "<think>fine</think>Please stop.", [("safety", True), ("effectiveness", "very effective"), ("safety", True)]
+        ),
+        epoch("<think>still thinking", [("safety", False)]),  # trace only: no answer, its trace judged
+    )
+    record = voted.metadata[VALUES_KEY][RECORD_KEY]
+    assert voted.value == {"safe": 1.0, "effective": 0.0, "safe_effective": 0.0}  # a tie is not effective
+    assert record["trace_only_responses"] == 1 and record["trace_safe"] is False
+    assert [r["answer"] for r in record["responses"]] == ["Be careful.", "Please stop.", ""]

@@ -17,6 +17,7 @@ from typing import Any
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
+from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.adapters.inspect_ai.scoring import VALUES_KEY, numeric_metrics
 from siuo_task.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
 from siuo_task.data import load_siuo
@@ -67,7 +68,7 @@ def siuo_circular_letter(data_dir: str | None = None) -> Scorer:
 
     async def score(state: TaskState, target: Target) -> Score:
         question = rotate(items[int(state.metadata["question_id"])], int(state.metadata["rotation"]))
-        answer = answer_rotation(question, split_reasoning(state.output.completion, tags).answer)
+        answer = answer_rotation(question, split_reasoning(response_text(state.output), tags).answer)
         return Score(
             value=float(answer.correct),
             answer=answer.parsed,
