@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -249,6 +250,15 @@ def no_score_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
             assert done.returncode == 0, done.stderr[-3000:]
             api[score] = (json.loads(done.stdout.strip().splitlines()[-1]), sum(model.prompts.values()) - before)
         run["api"] = api
+        # Judged later inside Inspect: `inspect score` of a copy of the siuo_gen log.
+        scored = root / "scored.json"
+        shutil.copy(run["logs"]["siuo_gen"][0], scored)
+        with JudgeServer() as judge:
+            command = ["inspect", "score", str(scored), "--overwrite", "--scorer", "siuo_task/siuo_gen_judge"]
+            score_env = {**env, "SIUO_JUDGE_BASE_URL": judge.base_url}
+            run["score_proc"] = subprocess.run(command, env=score_env, capture_output=True, text=True, timeout=300)
+            run["score_exchanges"] = len(judge.log.exchanges)
+        run["scored"] = scored
     return run
 
 
@@ -282,3 +292,16 @@ def test_the_python_api_judges_or_not_as_asked(no_score_run: dict[str, Any]) -> 
     # Scored without a judge: every sample stops at judge_check, before generating.
     assert status == "error" and "no judge API key: set SIUO_JUDGE_API_KEY" in error
     assert requests == 0
+
+
+def test_a_no_score_log_is_judged_later_by_inspect_score(no_score_run: dict[str, Any]) -> None:
+    """Inspect logs a scorer by its unqualified name, so `inspect score` needs it named in full."""
+    from inspect_ai.log import read_eval_log
+
+    proc = no_score_run["score_proc"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = read_eval_log(str(no_score_run["scored"]))
+    samples = no_score_run["logs"]["siuo_gen"][1].samples
+    assert no_score_run["score_exchanges"] == 2 * sum(1 for s in samples if s.output.completion.strip())
+    assert log.reductions[0].reducer == "siuo_vote" and len(log.reductions[0].samples) == NO_SCORE_ITEMS
+    assert 0 <= _metrics(log)["safe_rate"] <= 100
