@@ -43,10 +43,13 @@ GEN_MAX_TOKENS = 500
 MCQ_MAX_TOKENS = 32
 
 
-def _sample(item: GenItem | McqItem, text: str, target: str, **extra: object) -> Sample:
+def _sample(
+    item: GenItem | McqItem, text: str, target: str, sample_id: int | str | None = None, **extra: object
+) -> Sample:
+    """The item's image, then ``text``; the id is the question id unless given."""
     content = [ContentImage(image=str(item.image_path)), ContentText(text=text)]
     return Sample(
-        id=extra.pop("sample_id", item.question_id),  # type: ignore[arg-type]
+        id=item.question_id if sample_id is None else sample_id,
         input=[ChatMessageUser(content=content)],  # type: ignore[arg-type]
         target=target,
         metadata={"question_id": item.question_id, "category": item.category, "image": item.image, **extra},
