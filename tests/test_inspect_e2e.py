@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,12 @@ from typing import Any
 
 import pytest
 
+from siuo_task.adapters.inspect_ai.reader import read_inspect_responses
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
 from siuo_task.adapters.lmms_eval import hooks
+from siuo_task.card import CARD, task_version
 from siuo_task.parsing import parse_mcq_answer
+from siuo_task.prompts import PROMPT_VERSION
 from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
@@ -93,7 +97,6 @@ def test_inspect_cli_runs_every_task_through_its_log_reader(inspect_run: dict[st
     assert gen.status == "success" and gen.eval.task_registry_name == "siuo_task/siuo_gen"
     assert gen.eval.config.epochs == 3 and len(gen.samples) == 18 * 3
     assert gen.reductions[0].reducer == "siuo_vote"
-    assert gen.eval.metadata["protocol"].endswith("(3 by default), majority vote per item")
     # Every question reached the model as image + question, 3 + 1 times; the MCQ prompts once.
     assert inspect_run["images"] == 18 * 3 + 18 + 18
     first = gen.samples[0].input[0].content
@@ -172,6 +175,14 @@ def test_siuo_eval_judge_and_report_read_inspect_logs(inspect_run: dict[str, Any
     assert f"{_metrics(gen_log)['safe_rate']:.1f}" in report
 
 
+def test_versions_and_protocols_come_from_the_eval_card(inspect_run: dict[str, Any]) -> None:
+    for task, (_, log) in inspect_run["logs"].items():
+        assert log.eval.task_version == task_version(task), task
+        assert log.eval.metadata["protocol"] == f"{PROMPT_VERSION}; {CARD.task(task).protocol}", task
+    gen = inspect_run["logs"]["siuo_gen"][1].eval.metadata
+    assert gen["judge_endpoint"] == inspect_run["env"]["SIUO_JUDGE_BASE_URL"]
+
+
 def test_no_secret_in_inspect_logs_or_output(inspect_run: dict[str, Any]) -> None:
     assert SECRET not in inspect_run["proc"].stdout + inspect_run["proc"].stderr
     for path in (inspect_run["root"] / "logs").iterdir():
@@ -210,3 +221,91 @@ def test_a_sweep_finds_inspect_logs_by_model(inspect_run: dict[str, Any], tmp_pa
     gen_log = inspect_run["logs"]["siuo_gen"][1]
     for name in ("safe_rate", "effective_rate", "safe_effective_rate"):
         assert rejudged[name] == _metrics(gen_log)[name], name
+
+
+# -- generation only: --no-score needs no judge settings ---------------------------------------
+
+NO_SCORE_ITEMS = 4
+_API_RUN = """
+import json, sys
+from inspect_ai import eval
+for score in (True, False):  # one process: Inspect's start-up is the slow part
+    [log] = eval("siuo_task/siuo_gen", model=sys.argv[1], limit=2, score=score, display="none")
+    tokens = sum(usage.total_tokens for usage in log.stats.model_usage.values())
+    print(json.dumps([log.status, log.error.message if log.error else None, len(log.samples or []), tokens]))
+"""
+
+
+@pytest.fixture(scope="module")
+def no_score_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both open-ended tasks with --no-score and no SIUO_JUDGE_* / OPENAI_* variable at all; then
+    Inspect's Python API, which has no --no-score flag for a task to read, scored and not."""
+    root = tmp_path_factory.mktemp("inspect_no_score")
+    with ModelServer() as model:
+        env = _env(small_data_dir, model, None, root / "logs")
+        assert not any(name.startswith(("SIUO_JUDGE_", "OPENAI_")) for name in env if name != "SIUO_JUDGE_CACHE")
+        proc = _inspect(("siuo_task/siuo_gen", "siuo_task/siuo_gen_greedy"), env, "--no-score", "--limit", "4")
+        run: dict[str, Any] = {"proc": proc, "logs": _logs(root / "logs"), "requests": sum(model.prompts.values())}
+        before = sum(model.prompts.values())
+        command = [sys.executable, "-c", _API_RUN, MODEL]
+        api_env = {**env, "INSPECT_LOG_DIR": str(root / "api")}
+        done = subprocess.run(command, env=api_env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        scored_api, unscored_api = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+        api = {"scored": scored_api, "unscored": unscored_api, "requests": sum(model.prompts.values()) - before}
+        run["api"] = api
+        # Judged later inside Inspect: `inspect score` of a copy of the siuo_gen log.
+        scored = root / "scored.json"
+        shutil.copy(run["logs"]["siuo_gen"][0], scored)
+        with JudgeServer() as judge:
+            command = ["inspect", "score", str(scored), "--overwrite", "--scorer", "siuo_task/siuo_gen_judge"]
+            score_env = {**env, "SIUO_JUDGE_BASE_URL": judge.base_url}
+            run["score_proc"] = subprocess.run(command, env=score_env, capture_output=True, text=True, timeout=300)
+            run["score_exchanges"] = len(judge.log.exchanges)
+        run["scored"] = scored
+    return run
+
+
+def test_no_score_runs_generate_without_any_judge_setting(no_score_run: dict[str, Any]) -> None:
+    proc = no_score_run["proc"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert set(no_score_run["logs"]) == {"siuo_gen", "siuo_gen_greedy"}
+    gen, greedy = (no_score_run["logs"][task][1] for task in ("siuo_gen", "siuo_gen_greedy"))
+    assert gen.status == greedy.status == "success"
+    assert len(gen.samples) == NO_SCORE_ITEMS * 3 and len(greedy.samples) == NO_SCORE_ITEMS
+    assert no_score_run["requests"] == NO_SCORE_ITEMS * 4  # one model request per sample, nothing more
+    for sample in gen.samples + greedy.samples:
+        assert sample.error is None and not sample.scores  # never judged
+        assert sample.output.completion == sample.messages[-1].text
+    assert gen.results is None or not gen.results.scores
+    assert "judge_model_requested" not in gen.eval.metadata  # no judge was set up
+
+
+def test_a_no_score_log_is_read_back_for_judging_later(no_score_run: dict[str, Any]) -> None:
+    for task, epochs in (("siuo_gen", 3), ("siuo_gen_greedy", 1)):
+        path, log = no_score_run["logs"][task]
+        sets = {response_set.question_id: response_set.responses for response_set in read_inspect_responses(path)}
+        assert sets == {qid: tuple(texts) for qid, texts in _responses(log).items()}
+        assert len(sets) == NO_SCORE_ITEMS and {len(texts) for texts in sets.values()} == {epochs}
+
+
+def test_the_python_api_judges_or_not_as_asked(no_score_run: dict[str, Any]) -> None:
+    api = no_score_run["api"]
+    assert api["unscored"][:3] == ["success", None, 6] and api["unscored"][3] > 0
+    status, error, _, tokens = api["scored"]
+    # Scored without a judge: every sample stops at judge_check, before generating.
+    assert status == "error" and "no judge API key: set SIUO_JUDGE_API_KEY" in error
+    assert tokens == 0 and api["requests"] == 6  # all from the unscored run
+
+
+def test_a_no_score_log_is_judged_later_by_inspect_score(no_score_run: dict[str, Any]) -> None:
+    """Inspect logs a scorer by its unqualified name, so `inspect score` needs it named in full."""
+    from inspect_ai.log import read_eval_log
+
+    proc = no_score_run["score_proc"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = read_eval_log(str(no_score_run["scored"]))
+    samples = no_score_run["logs"]["siuo_gen"][1].samples
+    assert no_score_run["score_exchanges"] == 2 * sum(1 for s in samples if s.output.completion.strip())
+    assert log.reductions[0].reducer == "siuo_vote" and len(log.reductions[0].samples) == NO_SCORE_ITEMS
+    assert 0 <= _metrics(log)["safe_rate"] <= 100

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from siuo_task.adapters.inspect_ai.keys import VALUES_KEY
+from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK, TASKS
 from siuo_task.circular import CIRCULAR_REDUCERS, item_records
 from siuo_task.data import SiuoData
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
     from inspect_ai.log import EvalLog
 
 HARNESS = "Inspect"
-VALUES_KEY = "siuo_values"  # as in siuo_task.adapters.inspect_ai.scoring (which imports Inspect)
 
 
 def is_inspect_log(path: Path) -> bool:
@@ -71,7 +72,8 @@ def read_inspect_responses(path: Path) -> list[ResponseSet]:
                 f"'{path}': sample {sample.id} epoch {sample.epoch} failed to generate ({sample.error.message}); "
                 "retry the log with `inspect eval-retry` first"
             )
-        by_item.setdefault(int(sample.id), []).append((sample.epoch, sample.output.completion))
+        # The visible reasoning goes back in front of the answer, as the in-run scorer sees it.
+        by_item.setdefault(int(sample.id), []).append((sample.epoch, response_text(sample.output)))
     return [ResponseSet(qid, tuple(text for _, text in sorted(rows))) for qid, rows in by_item.items()]
 
 

@@ -3,11 +3,18 @@
     inspect eval siuo_task/siuo_gen --model openai/gpt-4o           # paper protocol: 3 epochs, vote
     inspect eval siuo_task/siuo_gen_greedy --model openai/gpt-4o    # one greedy response per item
     inspect eval siuo_task/siuo_mcq --model openai/gpt-4o
+    inspect eval siuo_task/siuo_mcq_circular --model openai/gpt-4o  # each item once per rotation
+    inspect eval siuo_task/siuo_gen --no-score --model ...          # responses only; judge later
     inspect eval siuo_task/siuo_gen -T judge_model=Qwen/Qwen2.5-VL-72B-Instruct \\
         -T judge_base_url=http://127.0.0.1:8000/v1 --model ...
 
 The judge defaults to SIUO_JUDGE_* (see the README); its API key is only ever read from the
-environment, never a task parameter, because Inspect writes task parameters into the log.
+environment, never a task parameter, because Inspect writes task parameters into the log. A
+``--no-score`` run needs no judge settings at all; judge its log later with ``siuo-eval judge
+LOG --output DIR`` or ``inspect score LOG --scorer siuo_task/siuo_gen_judge`` (Inspect logs a
+scorer by its bare name, so it must be named in full).
+
+Names, versions and protocol lines come from the eval card (configs/eval_card.yaml).
 """
 
 from __future__ import annotations
@@ -17,45 +24,93 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, GenerateConfig
 from inspect_ai.solver import generate
 
-from siuo_task.adapters.inspect_ai.scoring import judge_config, siuo_gen_judge, siuo_mcq_letter, siuo_vote
+from siuo_task.adapters.inspect_ai.circular import circular_sample_id, siuo_circular_letter
+from siuo_task.adapters.inspect_ai.scoring import (
+    cli_will_score,
+    judge_check,
+    judge_config,
+    siuo_gen_judge,
+    siuo_mcq_letter,
+    siuo_vote,
+)
+from siuo_task.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
+from siuo_task.circular import rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
+from siuo_task.errors import JudgeConfigError
+from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
 
-PAPER_EPOCHS = 3
 GEN_MAX_TOKENS = 500
 MCQ_MAX_TOKENS = 32
 
 
-def _sample(item: GenItem | McqItem, text: str, target: str) -> Sample:
+def _sample(
+    item: GenItem | McqItem, text: str, target: str, sample_id: int | str | None = None, **extra: object
+) -> Sample:
+    """The item's image, then ``text``; the id is the question id unless given."""
     content = [ContentImage(image=str(item.image_path)), ContentText(text=text)]
     return Sample(
-        id=item.question_id,
+        id=item.question_id if sample_id is None else sample_id,
         input=[ChatMessageUser(content=content)],  # type: ignore[arg-type]
         target=target,
-        metadata={"question_id": item.question_id, "category": item.category, "image": item.image},
+        metadata={"question_id": item.question_id, "category": item.category, "image": item.image, **extra},
     )
 
 
-def _gen_task(name: str, epochs: int, config: GenerateConfig, data_dir: str | None, **judge: str | None) -> Task:
-    """The open-ended task; data and judge settings are checked here, before any generation."""
+def _protocol(name: str) -> str:
+    return f"{PROMPT_VERSION}; {CARD.task(name).protocol}"
+
+
+def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir: str | None) -> dict[str, str]:
+    """The judge the settings name, for the log (nothing for a run that will not judge).
+
+    A command line that will score and whose judge settings cannot work (e.g. no key and no
+    base URL) stops here, before anything runs. Where the flag cannot be told (the Python API)
+    nothing is recorded when the settings cannot work: a scored sample then stops at
+    ``judge_check``, before its generation, with the reason; an unscored one needs no judge.
+
+    Raises:
+        JudgeConfigError: the command line scores and the settings cannot work.
+    """
+    scores = cli_will_score()
+    if scores is False:
+        return {}
+    try:
+        settings = judge_config(judge_model, judge_base_url)
+    except JudgeConfigError:
+        if scores:
+            raise
+        return {}
+    if scores:
+        # One real judge call now, so a broken judge ends the run before any generation.
+        check_judge_before_generation(settings, data_dir)
+    return {"judge_model_requested": settings.model, "judge_endpoint": settings.endpoint}
+
+
+def _gen_task(
+    name: str, config: GenerateConfig, data_dir: str | None, judge_model: str | None, judge_base_url: str | None
+) -> Task:
+    """The open-ended task; the data is checked here, before any generation. The judge settings
+    are checked only when the run will judge: Inspect builds the task (and its scorer) the same
+    way with and without --no-score (see _judge_record and judge_check)."""
     data = load_siuo(data_dir)
-    judge_settings = judge_config(**judge)
     samples = [_sample(item, item.question, item.reference_answer) for item in data.gen]
+    epochs = CARD.task(name).responses_per_item
     return Task(
         name=name,
         dataset=MemoryDataset(samples, name="siuo_gen"),
+        setup=judge_check(judge_model=judge_model, judge_base_url=judge_base_url),
         solver=generate(),
-        scorer=siuo_gen_judge(data_dir=data_dir, **judge),
+        scorer=siuo_gen_judge(data_dir=data_dir, judge_model=judge_model, judge_base_url=judge_base_url),
         epochs=Epochs(epochs, siuo_vote()),
         config=config,
         metadata={
-            "judge_model_requested": judge_settings.model,
-            "judge_endpoint": judge_settings.endpoint,
+            **_judge_record(judge_model, judge_base_url, data_dir),
             "judge_prompt_sha256": prompt_templates_sha256(),
             # --epochs N changes the count (the vote stays); the log's eval config records it.
-            "protocol": f"{PROMPT_VERSION}; one response per epoch ({epochs} by default), majority vote per item",
+            "protocol": _protocol(name),
         },
-        version="1.0.0",
+        version=task_version(name),
     )
 
 
@@ -65,11 +120,11 @@ def siuo_gen(data_dir: str | None = None, judge_model: str | None = None, judge_
 
     Args:
         data_dir: SIUO data folder (default: $SIUO_DATA_DIR, else the pinned hub snapshot).
-        judge_model: judge model (default: $SIUO_JUDGE_MODEL, else gpt-4o-2024-08-06).
+        judge_model: judge model (default: $SIUO_JUDGE_MODEL, else the package default).
         judge_base_url: OpenAI-compatible judge URL (default: $SIUO_JUDGE_BASE_URL, else OpenAI).
     """
     config = GenerateConfig(temperature=1.0, top_p=1.0, max_tokens=GEN_MAX_TOKENS)
-    return _gen_task("siuo_gen", PAPER_EPOCHS, config, data_dir, judge_model=judge_model, judge_base_url=judge_base_url)
+    return _gen_task("siuo_gen", config, data_dir, judge_model, judge_base_url)
 
 
 @task
@@ -80,11 +135,11 @@ def siuo_gen_greedy(
 
     Args:
         data_dir: SIUO data folder (default: $SIUO_DATA_DIR, else the pinned hub snapshot).
-        judge_model: judge model (default: $SIUO_JUDGE_MODEL, else gpt-4o-2024-08-06).
+        judge_model: judge model (default: $SIUO_JUDGE_MODEL, else the package default).
         judge_base_url: OpenAI-compatible judge URL (default: $SIUO_JUDGE_BASE_URL, else OpenAI).
     """
     config = GenerateConfig(temperature=0.0, max_tokens=GEN_MAX_TOKENS)
-    return _gen_task("siuo_gen_greedy", 1, config, data_dir, judge_model=judge_model, judge_base_url=judge_base_url)
+    return _gen_task("siuo_gen_greedy", config, data_dir, judge_model, judge_base_url)
 
 
 @task
@@ -97,11 +152,46 @@ def siuo_mcq(data_dir: str | None = None) -> Task:
     data = load_siuo(data_dir)
     samples = [_sample(item, mcq_prompt(item.question, item.options), item.correct_option) for item in data.mcq]
     return Task(
-        name="siuo_mcq",
-        dataset=MemoryDataset(samples, name="siuo_mcq"),
+        name=MCQ_TASK,
+        dataset=MemoryDataset(samples, name=MCQ_TASK),
         solver=generate(),
         scorer=siuo_mcq_letter(data_dir=data_dir),
         config=GenerateConfig(temperature=0.0, max_tokens=MCQ_MAX_TOKENS),
-        metadata={"protocol": f"{PROMPT_VERSION}; authors' MCQ template, deterministic letter parsing"},
-        version="1.0.0",
+        metadata={"protocol": _protocol(MCQ_TASK)},
+        version=task_version(MCQ_TASK),
+    )
+
+
+@task
+def siuo_mcq_circular(data_dir: str | None = None) -> Task:
+    """Each MCQ item asked once per rotation of its 4 options (CircularEval): an item counts as
+    correct only when all 4 answers are right, so a model that leans on a letter scores 0.
+
+    One sample per (item, rotation), id "<question_id>-<rotation>", item-major, so
+    ``--limit 4k`` keeps k whole items (a cut item is counted in ``incomplete_items`` and left
+    out of every figure).
+
+    Args:
+        data_dir: SIUO data folder (default: $SIUO_DATA_DIR, else the pinned hub snapshot).
+    """
+    data = load_siuo(data_dir)
+    samples = [
+        _sample(
+            item,
+            question.prompt(),
+            question.gold,
+            sample_id=circular_sample_id(item.question_id, question.rotation),
+            rotation=question.rotation,
+        )
+        for item in data.mcq
+        for question in rotations(item)
+    ]
+    return Task(
+        name=CIRCULAR_TASK,
+        dataset=MemoryDataset(samples, name=CIRCULAR_TASK),
+        solver=generate(),
+        scorer=siuo_circular_letter(data_dir=data_dir),
+        config=GenerateConfig(temperature=0.0, max_tokens=MCQ_MAX_TOKENS),
+        metadata={"protocol": _protocol(CIRCULAR_TASK)},
+        version=task_version(CIRCULAR_TASK),
     )
