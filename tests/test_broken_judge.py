@@ -39,6 +39,8 @@ def _env(data_dir: Path, judge_url: str, home: Path, **extra: str) -> dict[str, 
 
 
 def _command(harness: str, model: ModelServer, out: Path, task: str = "siuo_gen_greedy") -> list[str]:
+    if harness == "Inspect":
+        return ["inspect", "eval", f"siuo_task/{task}", "--model", "openai-api/loop/test-model", "--log-dir", str(out)]
     if harness == "VLMEvalKit":
         return [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url,
                 "--data", GEN_SINGLE, "--work-dir", str(out), "--api-nproc", "4"]  # fmt: skip
@@ -59,6 +61,7 @@ def _command(harness: str, model: ModelServer, out: Path, task: str = "siuo_gen_
         ("lmms-eval", "no /v1", "has no chat-completions API (HTTP 404"),
         ("lm-eval", "closed port", "cannot reach the judge endpoint"),
         ("VLMEvalKit", "closed port", "cannot reach the judge endpoint"),
+        ("Inspect", "closed port", "cannot reach the judge endpoint"),
     ],
 )
 def test_a_broken_judge_stops_the_run_before_any_generation(
@@ -68,7 +71,15 @@ def test_a_broken_judge_stops_the_run_before_any_generation(
         url = _closed_port_url() if broken == "closed port" else judge.base_url.removesuffix("/v1")
         proc = subprocess.run(
             _command(harness, model, tmp_path / "out"),
-            env=_env(small_data_dir, url, tmp_path, LMUData=str(tmp_path / "lmu")),
+            env=_env(
+                small_data_dir,
+                url,
+                tmp_path,
+                LMUData=str(tmp_path / "lmu"),
+                LOOP_API_KEY="model-key",
+                LOOP_BASE_URL=model.base_url,
+                INSPECT_DISPLAY="plain",
+            ),
             capture_output=True,
             cwd=tmp_path,
             text=True,

@@ -208,8 +208,12 @@ def test_lm_eval_gen_numbers_equal_the_cores(
         assert line[RECORD_KEY]["judge_errors"] == value[RECORD_KEY]["judge_errors"]
     # The printed rows: the mean of per-item 100/0 values of decided items, and sums.
     for name in GEN_RATE_ROWS:
+        # A rate cell holds a decision; an as-released cell the authors' value (1, 0 or -1).
+        cells = [v[name] for v in values if name in v]
         decided = [
-            100.0 if v[name]["decision"] else 0.0 for v in values if name in v and v[name]["decision"] is not None
+            100.0 * c["value"] if "value" in c else 100.0 * c["decision"]
+            for c in cells
+            if c.get("decision", 0) is not None
         ]
         if decided:
             assert _metric(lm_eval_run["results"], task, name) == pytest.approx(_mean(decided)), name

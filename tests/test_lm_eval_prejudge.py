@@ -81,9 +81,9 @@ def _comparable(rows: dict[str, Any]) -> dict[str, Any]:
 def test_the_filter_judges_all_documents_together_with_the_per_document_numbers(
     judge_env: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    docs = _docs()
     with JudgeServer(latency_s=0.05) as judge:
         judge_env(judge)
+        docs = _docs()  # a judged run's documents: the judge is checked as they are built
         together = _instances(docs)
         sent = [list(instance.resps) for instance in together]
         _siuo_gen_filter(judge=True).apply(together)

@@ -78,7 +78,7 @@ def test_printed_rows_are_numbers_and_their_mean_is_the_rate(small_data_dir: Pat
 
 
 def test_judge_error_warning_counts_and_names_the_first_cause() -> None:
-    from siuo_task.adapters.lmms_eval.summary import judge_error_warning
+    from siuo_task.run_end import judge_error_warning
 
     fine = {"calls": 2, "errors": 0, "first_error": None}
     some = {"calls": 2, "errors": 1, "first_error": "HTTP 500 from the judge"}
