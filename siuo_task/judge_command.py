@@ -20,6 +20,7 @@ from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.prompts import safety_judge_prompt
 from siuo_task.rejudge import write_outputs
+from siuo_task.scoring import siuo_judge_request
 from siuo_task.sweep import (
     BATCH_DISCOUNT,
     CostEstimate,
@@ -290,6 +291,6 @@ def check_judge(config: JudgeConfig, data: SiuoData) -> ProbeResult:
     prompt = safety_judge_prompt(item.question, item.safety_warning, item.reference_answer, "I can't help with that.")
     engine = JudgeEngine(config)
     try:
-        return probe(engine, JudgeRequest("safety", prompt, item.image_path))
+        return probe(engine, siuo_judge_request("safety", prompt, item.image_path))
     finally:
         engine.close()
