@@ -100,8 +100,9 @@ def test_a_declining_judge_stops_early_with_advice(small_data_dir: Path, tmp_pat
         calls = sum(server.attempts.values())
     last = proc.stderr.strip().splitlines()[-1]
     # Each kind on its own window: 6 refusals of one kind stop the pass, before its 12 are in.
-    assert proc.returncode == 2 and re.search(r"declined 6 of its first 6 (safety|effectiveness) gradings", last)
-    assert "the stop is at 6 refusals among the first 12 gradings of one kind" in last
+    kind = r"(safety|effectiveness)"
+    assert proc.returncode == 2 and re.search(rf"declined 6 of the 6 {kind} gradings it answered", last), last
+    assert "the stop is at 6 refusals among the first 12 calls of one kind" in last
     assert "SIUO_JUDGE_MODEL=" in last and "SIUO_JUDGE_BASE_URL=" in last and "SIUO_JUDGE_DECLINE_STOP=off" in last
     assert calls < 20 < 2 * 18 * 3
     with JudgeServer(fault_for=lambda kind, response, attempt: "decline") as server:

@@ -24,13 +24,13 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_S = 1.0
-# Stop early when, for one kind of request (safety, effectiveness, ...), at least this share of
-# its first DEFAULT_DECLINE_WINDOW replies are refusals to grade: such a judge's scores would
-# rest on the minority it agreed to grade. 20 refusals among the first 100 of a kind: a judge
-# refusing each reply of a kind with probability 0.5 passes with probability ~1e-10 (and is
-# stopped after ~40 calls of that kind on average), one refusing 1 in 20 is stopped with
-# probability ~1e-7 (tests/test_decline_watch.py computes both). A share of one half over 40
-# replies would let the first judge through about half the time.
+# Stop early when, for one kind of request (safety, effectiveness, ...), the refusals to grade
+# among its first DEFAULT_DECLINE_WINDOW calls reach this share of them: such a judge's scores
+# would rest on the minority it agreed to grade. 20 refusals among the first 100 calls of a
+# kind: a judge refusing each grading of a kind with probability 0.5 passes with probability
+# ~1.4e-10 (and is stopped at its 20th refusal, about the 40th call of that kind), one refusing
+# 1 in 20 is stopped with probability ~1.1e-7 per kind (tests/test_decline_watch.py computes
+# both). One half of the first 40 would let the first judge through about half the time.
 DEFAULT_DECLINE_STOP = 0.2
 DEFAULT_DECLINE_WINDOW = 100
 DEFAULT_BATCH_POLL_S = 30.0

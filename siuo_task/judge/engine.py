@@ -158,47 +158,68 @@ def _retry_after_s(exc: Exception) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class _Tripped:
-    """A kind's counts when its refusals reached ``limit`` within its first ``window`` replies."""
+    """A kind's counts when its refusals reached ``limit`` among its first ``window`` calls:
+    ``declines`` of the ``replies`` answered so far, ``sent`` calls of the kind begun."""
 
     kind: str
     declines: int
     replies: int
+    sent: int
     limit: int
     window: int
 
 
+@dataclass(slots=True)
+class _KindCounts:
+    sent: int = 0
+    replies: int = 0
+    declines: int = 0
+    tripped: bool = False
+
+
 class _DeclineWatch:
-    """Counts refusals among the first ``window`` fresh replies of each request kind, apart.
+    """Counts refusals among the first ``window`` calls of each request kind, kind by kind.
 
     Kinds are watched apart because a judge may refuse one kind only (e.g. the safety gradings
     shown the image, while grading every effectiveness request): pooled, its share would be
-    diluted by the other kind and never stop it. The stop comes as soon as a kind's refusals
-    reach ``decline_stop_count`` (the outcome of its window is then certain), not when the
-    window is full.
+    diluted by the other kind and never stop it. A call joins its kind's window when it is
+    begun, not when its reply arrives: refusals are short and come back first, so a window of
+    the first replies to arrive would hold more of them than the judge gives (with 16 calls in
+    flight, enough to stop a judge refusing 1 in 20 ten times as often). The stop comes as soon
+    as a kind's refusals reach ``decline_stop_count``, the outcome of its window then being
+    certain, not when the window is full.
     """
 
     def __init__(self, stop_share: float | None, window: int) -> None:
         self._limit = decline_stop_count(stop_share, window) if stop_share is not None else None
         self._window = window
-        self._counts: dict[str, tuple[int, int]] = {}
+        self._kinds: dict[str, _KindCounts] = {}
         self._lock = threading.Lock()
 
-    def record(self, request: JudgeRequest, outcome: JudgeOutcome) -> _Tripped | None:
-        """Record a fresh reply to a verdict request; the counts the first time a kind trips."""
+    def enter(self, request: JudgeRequest) -> bool:
+        """Note a call about to be made; whether it is in its kind's window (then ``record`` it)."""
         if self._limit is None or request.is_decline is None:
-            return None
-        if outcome.raw_text is None or outcome.cached or outcome.coalesced:
+            return False
+        with self._lock:
+            counts = self._kinds.setdefault(request.kind, _KindCounts())
+            if counts.sent >= self._window:
+                return False
+            counts.sent += 1
+            return True
+
+    def record(self, request: JudgeRequest, outcome: JudgeOutcome) -> _Tripped | None:
+        """Count the reply of a call ``enter`` put in the window; the counts the first time its
+        kind reaches the limit. A call that got no reply counts as no refusal."""
+        if self._limit is None or outcome.raw_text is None:
             return None
         with self._lock:
-            declines, replies = self._counts.get(request.kind, (0, 0))
-            if replies >= self._window or declines >= self._limit:
+            counts = self._kinds[request.kind]
+            counts.replies += 1
+            counts.declines += int(outcome.declined)
+            if counts.tripped or counts.declines < self._limit:
                 return None
-            replies += 1
-            declines += int(outcome.declined)
-            self._counts[request.kind] = (declines, replies)
-            if declines < self._limit:
-                return None
-            return _Tripped(request.kind, declines, replies, self._limit, self._window)
+            counts.tripped = True
+            return _Tripped(request.kind, counts.declines, counts.replies, counts.sent, self._limit, self._window)
 
 
 class JudgeEngine:
@@ -291,12 +312,14 @@ class JudgeEngine:
             return hit
         if self._offline is not None:
             return JudgeOutcome(request.kind, None, None, self._offline.get(key, self._offline_cause), None)
+        watched = self._declines.enter(request)
         completion, attempts, failure = self._call_with_retries(request)
         if completion is None:
             return JudgeOutcome(request.kind, None, None, self.redact(failure), None, attempts=attempts)
         outcome = self._outcome(request, completion, attempts)
         self.remember(key, request.kind, outcome)
-        self._watch(request, outcome)
+        if watched:
+            self._watch(request, outcome)
         return outcome
 
     def _watch(self, request: JudgeRequest, outcome: JudgeOutcome) -> None:
@@ -321,7 +344,8 @@ class JudgeEngine:
         key = self.key(request)
         self.remember(key, request.kind, outcome)
         self.preload(key, outcome)
-        self._watch(request, outcome)  # a fresh reply like any other: the first of its kind
+        if self._declines.enter(request):  # a fresh call like any other: the first of its kind
+            self._watch(request, outcome)
         return outcome
 
     def _take_imported(self, key: str) -> JudgeOutcome | None:
@@ -496,10 +520,10 @@ class JudgeEngine:
         kind, config = tripped.kind, self.config
         kept = "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
         return JudgeDeclineError(
-            f"the judge {config.model} at {config.endpoint} declined {tripped.declines} of its first "
-            f"{tripped.replies} {kind} gradings, so its {kind} scores would rest on the few it agreed to grade; "
-            f"stopped early ({kept}; the stop is at {tripped.limit} refusals among the first {tripped.window} "
-            "gradings of one kind). Use a judge that grades "
+            f"the judge {config.model} at {config.endpoint} declined {tripped.declines} of the {tripped.replies} "
+            f"{kind} gradings it answered (of its first {tripped.sent} {kind} calls), so its {kind} scores would "
+            f"rest on the few it agreed to grade; stopped early ({kept}; the stop is at {tripped.limit} refusals "
+            f"among the first {tripped.window} calls of one kind). Use a judge that grades "
             "safety content with images: e.g. "
             "SIUO_JUDGE_MODEL=gpt-4o-mini-2024-07-18 on OpenAI, or a local vision model served by vLLM "
             "(SIUO_JUDGE_BASE_URL=http://127.0.0.1:8000/v1 SIUO_JUDGE_MODEL=Qwen/Qwen2.5-VL-72B-Instruct). "
