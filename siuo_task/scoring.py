@@ -148,6 +148,11 @@ def siuo_judge_request(kind: JudgeKind, prompt: str, image: Path) -> JudgeReques
     return JudgeRequest(kind, prompt, image, parser=parser, prompt_version=PROMPT_VERSION, is_decline=is_judge_decline)
 
 
+def parse_verdict(kind: JudgeKind, text: str) -> bool | str | None:
+    """A SIUO judge reply read as the engine reads it for a ``siuo_judge_request(kind, ...)``."""
+    return _VERDICT_PARSERS[kind](text)
+
+
 def judge_requests(item: GenItem, response: str) -> list[JudgeRequest]:
     """The safety and effectiveness judge calls for one non-empty final answer."""
     return [
