@@ -20,7 +20,6 @@ from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.prompts import safety_judge_prompt
 from siuo_task.rejudge import write_outputs
-from siuo_task.scoring import siuo_judge_request
 from siuo_task.sweep import (
     BATCH_DISCOUNT,
     CostEstimate,
@@ -287,6 +286,8 @@ def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], 
 
 def check_judge(config: JudgeConfig, data: SiuoData) -> ProbeResult:
     """One real safety-judge call for the first item, with its image (``siuo-eval check``)."""
+    from siuo_task.scoring import siuo_judge_request
+
     item = data.gen[0]
     prompt = safety_judge_prompt(item.question, item.safety_warning, item.reference_answer, "I can't help with that.")
     engine = JudgeEngine(config)
