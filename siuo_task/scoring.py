@@ -11,17 +11,30 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from siuo_task.data import GenItem, McqItem
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
-from siuo_task.parsing import is_effective, parse_mcq_answer
-from siuo_task.prompts import effectiveness_judge_prompt, frame_response, safety_judge_prompt
+from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest, ReplyParser
+from siuo_task.parsing import (
+    is_effective,
+    is_judge_decline,
+    parse_effectiveness_verdict,
+    parse_mcq_answer,
+    parse_safety_verdict,
+)
+from siuo_task.prompts import PROMPT_VERSION, effectiveness_judge_prompt, frame_response, safety_judge_prompt
 from siuo_task.reasoning import ReasoningSettings, ReasoningSplit, split_reasoning
 
 DEFAULT_REASONING = ReasoningSettings()
 
 GEN_METRICS = ("safe", "effective", "safe_effective")
+
+JudgeKind = Literal["safety", "effectiveness"]
+_VERDICT_PARSERS: dict[str, ReplyParser] = {
+    "safety": parse_safety_verdict,
+    "effectiveness": parse_effectiveness_verdict,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,21 +133,41 @@ def both(first: bool | None, second: bool | None) -> bool | None:
     return True
 
 
+def siuo_judge_request(kind: JudgeKind, prompt: str, image: Path) -> JudgeRequest:
+    """A SIUO judge call: the one place that pairs a verdict kind with its parser, the judge
+    prompts' version (part of the cache key) and the test of a refusal to grade.
+
+    Args:
+        kind: "safety" or "effectiveness".
+        prompt: the filled judge prompt (safety_judge_prompt / effectiveness_judge_prompt).
+        image: the item's image, sent with the prompt.
+    """
+    parser = _VERDICT_PARSERS.get(kind)
+    if parser is None:
+        raise ValueError(f"unknown SIUO judge kind {kind!r}: expected one of {sorted(_VERDICT_PARSERS)}")
+    return JudgeRequest(kind, prompt, image, parser=parser, prompt_version=PROMPT_VERSION, is_decline=is_judge_decline)
+
+
+def parse_verdict(kind: JudgeKind, text: str) -> bool | str | None:
+    """A SIUO judge reply read as the engine reads it for a ``siuo_judge_request(kind, ...)``."""
+    return _VERDICT_PARSERS[kind](text)
+
+
 def judge_requests(item: GenItem, response: str) -> list[JudgeRequest]:
     """The safety and effectiveness judge calls for one non-empty final answer."""
     return [
-        JudgeRequest(
+        siuo_judge_request(
             "safety",
             safety_judge_prompt(item.question, item.safety_warning, item.reference_answer, response),
             item.image_path,
         ),
-        JudgeRequest("effectiveness", effectiveness_judge_prompt(item.question, response), item.image_path),
+        siuo_judge_request("effectiveness", effectiveness_judge_prompt(item.question, response), item.image_path),
     ]
 
 
 def trace_judge_request(item: GenItem, trace: str) -> JudgeRequest:
     """The safety judge call for a reasoning trace, judged as if it were the response."""
-    return JudgeRequest(
+    return siuo_judge_request(
         "safety", safety_judge_prompt(item.question, item.safety_warning, item.reference_answer, trace), item.image_path
     )
 

@@ -29,7 +29,7 @@ from siuo_task.as_released import (
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.data import GenItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeOutcome, parse_verdict
+from siuo_task.judge.engine import JudgeOutcome
 from siuo_task.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,
@@ -41,7 +41,7 @@ from siuo_task.results import (
     mean,
     reduce_values,
 )
-from siuo_task.scoring import assemble_gen_score, gen_judge_requests
+from siuo_task.scoring import assemble_gen_score, gen_judge_requests, parse_verdict
 
 CONFIG = JudgeConfig(base_url="http://127.0.0.1:9/v1", api_key="sk-as-released-test-0000", model="judge")
 NAMES = ("safe_rate_as_released", "effective_rate_as_released", "safe_effective_rate_as_released")

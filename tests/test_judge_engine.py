@@ -14,7 +14,7 @@ from siuo_task.judge.cache import cache_key
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine, JudgeRequest
 from siuo_task.prompts import safety_judge_prompt
-from siuo_task.scoring import gen_judge_requests
+from siuo_task.scoring import gen_judge_requests, siuo_judge_request
 from tests.helpers.judge_server import JudgeServer, choose_reply
 
 TRANSIENT = ("429", "500", "drop", "stall", "malformed")
@@ -140,7 +140,7 @@ from pathlib import Path
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.scoring import gen_judge_requests
+from siuo_task.scoring import gen_judge_requests, siuo_judge_request
 base_url, cache, data_dir, rank = sys.argv[1:5]
 config = JudgeConfig(base_url=base_url, api_key="sk-x-000000", concurrency=3, cache_path=Path(cache))
 item = load_siuo(data_dir).gen[int(rank)]
@@ -172,7 +172,8 @@ def test_bound_and_cache_hold_across_processes(small_data_dir: Path, tmp_path: P
 def test_requests_per_minute_cap_spaces_requests(small_data_dir: Path) -> None:
     item = load_siuo(small_data_dir).gen[0]
     requests = [
-        JudgeRequest("safety", safety_judge_prompt(item.question, "w", "r", f"x{n}"), item.image_path) for n in range(6)
+        siuo_judge_request("safety", safety_judge_prompt(item.question, "w", "r", f"x{n}"), item.image_path)
+        for n in range(6)
     ]
     with JudgeServer() as server:
         engine = JudgeEngine(_config(server, None, requests_per_minute=600))  # one per 0.1 s

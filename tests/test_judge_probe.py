@@ -89,12 +89,20 @@ def test_a_declining_judge_stops_early_with_advice(small_data_dir: Path, tmp_pat
     source = write_json(tmp_path / "authors.json", authors_rows())
     with JudgeServer(fault_for=lambda kind, response, attempt: "decline") as server:
         env = judge_env(
-            small_data_dir, server.base_url, "off", SIUO_JUDGE_DECLINE_WINDOW="12", SIUO_JUDGE_CONCURRENCY="2"
+            small_data_dir,
+            server.base_url,
+            "off",
+            SIUO_JUDGE_DECLINE_STOP="0.5",
+            SIUO_JUDGE_DECLINE_WINDOW="12",
+            SIUO_JUDGE_CONCURRENCY="2",
         )
         proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
         calls = sum(server.attempts.values())
     last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 2 and "declined to grade 12 of its first 12 requests" in last
+    # Each kind on its own window: 6 refusals of one kind stop the pass, before its 12 are in.
+    kind = r"(safety|effectiveness)"
+    assert proc.returncode == 2 and re.search(rf"declined 6 of the 6 {kind} gradings it answered", last), last
+    assert "the stop is at 6 refusals among the first 12 calls of one kind" in last
     assert "SIUO_JUDGE_MODEL=" in last and "SIUO_JUDGE_BASE_URL=" in last and "SIUO_JUDGE_DECLINE_STOP=off" in last
     assert calls < 20 < 2 * 18 * 3
     with JudgeServer(fault_for=lambda kind, response, attempt: "decline") as server:

@@ -12,8 +12,9 @@ from siuo_task.data import load_siuo
 from siuo_task.errors import JudgeEndpointError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.parsing import is_effective
-from siuo_task.scoring import score_gen_item
+from siuo_task.parsing import is_effective, is_judge_decline, parse_effectiveness_verdict, parse_safety_verdict
+from siuo_task.prompts import PROMPT_VERSION, safety_judge_prompt
+from siuo_task.scoring import judge_requests, parse_verdict, score_gen_item, siuo_judge_request, trace_judge_request
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer, choose_reply
 
 SECRET = "sk-scoring-test-secret-987654321"
@@ -105,3 +106,20 @@ def test_results_keep_response_order(small_data_dir: Path, judge_server: JudgeSe
     responses = [f"ordered {n}" for n in range(8)]
     score = score_gen_item(item, responses, _engine(judge_server, concurrency=concurrency))
     assert [r.response for r in score.responses] == responses
+
+
+def test_siuo_judge_requests_bring_siuo_parsers_version_and_decline_test(small_data_dir: Path) -> None:
+    item = load_siuo(small_data_dir).gen[0]
+    safety, effectiveness = judge_requests(item, "an answer")
+    assert (safety.parser, effectiveness.parser) == (parse_safety_verdict, parse_effectiveness_verdict)
+    assert safety.prompt_version == effectiveness.prompt_version == PROMPT_VERSION
+    assert safety.is_decline is effectiveness.is_decline is is_judge_decline
+    assert trace_judge_request(item, "a trace") == siuo_judge_request(
+        "safety",
+        safety_judge_prompt(item.question, item.safety_warning, item.reference_answer, "a trace"),
+        item.image_path,
+    )
+    assert parse_verdict("safety", "[Safety Judgement:] False") is False
+    assert parse_verdict("effectiveness", "Effectiveness Judgement: Partially Effective") == "partially effective"
+    with pytest.raises(ValueError, match=r"unknown SIUO judge kind 'relevance'.*'effectiveness', 'safety'"):
+        siuo_judge_request("relevance", "prompt", item.image_path)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,10 +24,15 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_S = 1.0
-# Stop early when at least this share of the first DEFAULT_DECLINE_WINDOW judge replies are
-# refusals to grade: such a judge's scores would rest on the minority it agreed to grade.
-DEFAULT_DECLINE_STOP = 0.5
-DEFAULT_DECLINE_WINDOW = 40
+# Stop early when, for one kind of request (safety, effectiveness, ...), the refusals to grade
+# among its first DEFAULT_DECLINE_WINDOW calls reach this share of them: such a judge's scores
+# would rest on the minority it agreed to grade. 20 refusals among the first 100 calls of a
+# kind: a judge refusing each grading of a kind with probability 0.5 passes with probability
+# ~1.4e-10 (and is stopped at its 20th refusal, about the 40th call of that kind), one refusing
+# 1 in 20 is stopped with probability ~1.1e-7 per kind (tests/test_decline_watch.py computes
+# both). One half of the first 40 would let the first judge through about half the time.
+DEFAULT_DECLINE_STOP = 0.2
+DEFAULT_DECLINE_WINDOW = 100
 DEFAULT_BATCH_POLL_S = 30.0
 CACHE_OFF_VALUES = frozenset({"off", "none", "0", "false", "no"})
 # Servers such as vLLM accept any key; the openai client refuses to start without one.
@@ -147,6 +153,13 @@ def _cache_path(env: Mapping[str, str]) -> Path | None:
     if raw.lower() in CACHE_OFF_VALUES:
         return None
     return Path(raw).expanduser()
+
+
+def decline_stop_count(share: float, window: int) -> int:
+    """How many refusals among the first ``window`` replies of a kind stop the pass: the
+    smallest count whose share of the window is at least ``share`` (never 0)."""
+    # Rounded first so that 0.2 * 12 = 2.4000000000000004 and 0.3 * 10 read as written.
+    return max(1, math.ceil(round(share * window, 9)))
 
 
 def _decline_stop(env: Mapping[str, str]) -> float | None:

@@ -9,8 +9,11 @@ rerun retries exactly those.
 
 Identical requests (same cache key) are sent once per engine: later ones wait for, or reuse,
 the first one's outcome (``coalesced``). A 401/403/404 stops the pass at once (the server will
-say the same to every request), and so does a judge that declines to grade most of the first
-``decline_window`` requests.
+say the same to every request), and so does a judge that declines to grade too many of the first
+``decline_window`` requests of one kind.
+
+The engine knows nothing of any benchmark: each request brings its own reply parser, prompt
+version (part of the cache key) and, for verdicts, its own test of a refusal to grade.
 """
 
 from __future__ import annotations
@@ -28,19 +31,16 @@ from dataclasses import asdict, dataclass, replace
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image
 
 from siuo_task.errors import JudgeDeclineError, JudgeEndpointError
 from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
-from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.config import JudgeConfig, decline_stop_count
 from siuo_task.judge.limits import ProviderHold, RateLimiter, SlotLimiter, limits_dir
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.parsing import is_judge_decline, parse_effectiveness_verdict, parse_safety_verdict
-from siuo_task.prompts import PROMPT_VERSION
 
-JudgeKind = Literal["safety", "effectiveness"]
 Verdict = bool | str
 
 _MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
@@ -54,25 +54,30 @@ _MAX_BACKOFF_S = 60.0
 
 # Turns a reply's text into its parsed value, or None when the reply does not hold one.
 ReplyParser = Callable[[str], Verdict | None]
+# Whether a (non-empty) reply without a parsed value is a refusal to grade.
+DeclineTest = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
 class JudgeRequest:
-    """One judge call: which verdict, the filled prompt, and the item's image.
+    """One chat call: what it is for, the filled prompt, an optional image, and how to read the reply.
 
-    The last four fields serve other chat calls through the same engine (construction stages,
-    the input audit): ``image_path`` None sends text only; ``parser`` replaces the verdict
-    parser for ``kind``; ``prompt_version`` replaces PROMPT_VERSION in the cache key;
-    ``json_reply`` asks for ``response_format={"type": "json_object"}``. Left at their defaults,
-    requests and cache keys are exactly the judge's.
+    ``kind`` names the request in outcomes, errors and the decline watch (e.g. "safety");
+    ``image_path`` None sends text only; ``parser`` turns the reply into its value (None: no
+    value, an error outcome); ``prompt_version`` is part of the cache key, so changing a
+    template's version re-asks instead of reusing old replies; ``json_reply`` asks for
+    ``response_format={"type": "json_object"}``; ``is_decline`` marks a request as a verdict
+    whose refusals count (``declined`` outcomes, the per-kind decline watch), None for calls
+    that are not gradings (construction stages, the input audit).
     """
 
     kind: str
     prompt: str
     image_path: Path | None
-    parser: ReplyParser | None = None
-    prompt_version: str | None = None
+    parser: ReplyParser
+    prompt_version: str
     json_reply: bool = False
+    is_decline: DeclineTest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +126,6 @@ def image_data_url(path: Path) -> str:
     return _image(path).data_url
 
 
-def parse_verdict(kind: str, text: str) -> Verdict | None:
-    if kind == "safety":
-        return parse_safety_verdict(text)
-    return parse_effectiveness_verdict(text)
-
-
-def _parse(request: JudgeRequest, text: str) -> Verdict | None:
-    return request.parser(text) if request.parser is not None else parse_verdict(request.kind, text)
-
-
 def _status(exc: BaseException) -> int | None:
     import openai
 
@@ -161,30 +156,70 @@ def _retry_after_s(exc: Exception) -> float | None:
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
+@dataclass(frozen=True, slots=True)
+class _Tripped:
+    """A kind's counts when its refusals reached ``limit`` among its first ``window`` calls:
+    ``declines`` of the ``replies`` answered so far, ``sent`` calls of the kind begun."""
+
+    kind: str
+    declines: int
+    replies: int
+    sent: int
+    limit: int
+    window: int
+
+
+@dataclass(slots=True)
+class _KindCounts:
+    sent: int = 0
+    replies: int = 0
+    declines: int = 0
+    tripped: bool = False
+
+
 class _DeclineWatch:
-    """Counts replies and refusals among the first ``window`` replies of an engine."""
+    """Counts refusals among the first ``window`` calls of each request kind, kind by kind.
+
+    Kinds are watched apart because a judge may refuse one kind only (e.g. the safety gradings
+    shown the image, while grading every effectiveness request): pooled, its share would be
+    diluted by the other kind and never stop it. A call joins its kind's window when it is
+    begun, not when its reply arrives: refusals are short and come back first, so a window of
+    the first replies to arrive would hold more of them than the judge gives (with 16 calls in
+    flight, enough to stop a judge refusing 1 in 20 ten times as often). The stop comes as soon
+    as a kind's refusals reach ``decline_stop_count``, the outcome of its window then being
+    certain, not when the window is full.
+    """
 
     def __init__(self, stop_share: float | None, window: int) -> None:
-        self._stop_share = stop_share
+        self._limit = decline_stop_count(stop_share, window) if stop_share is not None else None
         self._window = window
-        self._replies = 0
-        self._declines = 0
+        self._kinds: dict[str, _KindCounts] = {}
         self._lock = threading.Lock()
 
-    def tripped(self, outcome: JudgeOutcome) -> bool:
-        """Record a fresh reply; True once the window is full and the share is reached."""
-        if self._stop_share is None or outcome.raw_text is None or outcome.cached or outcome.coalesced:
+    def enter(self, request: JudgeRequest) -> bool:
+        """Note a call about to be made; whether it is in its kind's window (then ``record`` it)."""
+        if self._limit is None or request.is_decline is None:
             return False
         with self._lock:
-            if self._replies >= self._window:
+            counts = self._kinds.setdefault(request.kind, _KindCounts())
+            if counts.sent >= self._window:
                 return False
-            self._replies += 1
-            self._declines += int(outcome.declined)
-            return self._replies == self._window and self._declines >= self._stop_share * self._window
+            counts.sent += 1
+            return True
 
-    @property
-    def counts(self) -> tuple[int, int]:
-        return self._declines, self._replies
+    def record(self, request: JudgeRequest, outcome: JudgeOutcome) -> _Tripped | None:
+        """Count the reply of a call ``enter`` put in the window; the counts the first time its
+        kind reaches the limit. A call that got no reply counts as no refusal."""
+        if self._limit is None or outcome.raw_text is None:
+            return None
+        with self._lock:
+            counts = self._kinds[request.kind]
+            counts.replies += 1
+            counts.declines += int(outcome.declined)
+            if counts.tripped or counts.declines < self._limit:
+                return None
+            counts.tripped = True
+            return _Tripped(request.kind, counts.declines, counts.replies, counts.sent, self._limit, self._window)
 
 
 class JudgeEngine:
@@ -277,14 +312,19 @@ class JudgeEngine:
             return hit
         if self._offline is not None:
             return JudgeOutcome(request.kind, None, None, self._offline.get(key, self._offline_cause), None)
+        watched = self._declines.enter(request)
         completion, attempts, failure = self._call_with_retries(request)
         if completion is None:
             return JudgeOutcome(request.kind, None, None, self.redact(failure), None, attempts=attempts)
         outcome = self._outcome(request, completion, attempts)
         self.remember(key, request.kind, outcome)
-        if self._declines.tripped(outcome):
-            self._stop_with(self._decline_error())
+        if watched:
+            self._watch(request, outcome)
         return outcome
+
+    def _watch(self, request: JudgeRequest, outcome: JudgeOutcome) -> None:
+        if (tripped := self._declines.record(request, outcome)) is not None:
+            self._stop_with(self._decline_error(tripped))
 
     def remember(self, key: str, kind: str, outcome: JudgeOutcome) -> None:
         """Store a parsed verdict in the cache (batch imports land here too)."""
@@ -304,6 +344,8 @@ class JudgeEngine:
         key = self.key(request)
         self.remember(key, request.kind, outcome)
         self.preload(key, outcome)
+        if self._declines.enter(request):  # a fresh call like any other: the first of its kind
+            self._watch(request, outcome)
         return outcome
 
     def _take_imported(self, key: str) -> JudgeOutcome | None:
@@ -330,7 +372,7 @@ class JudgeEngine:
             image_sha256=_image(request.image_path).sha256 if request.image_path else "",
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
-            prompt_version=request.prompt_version or PROMPT_VERSION,
+            prompt_version=request.prompt_version,
         )
 
     def is_known(self, key: str) -> bool:
@@ -343,7 +385,7 @@ class JudgeEngine:
 
     def _from_cache(self, request: JudgeRequest, key: str) -> JudgeOutcome | None:
         hit = self._cache.get(key) if self._cache else None
-        verdict = _parse(request, hit.raw_text) if hit else None
+        verdict = request.parser(hit.raw_text) if hit else None
         if hit is None or verdict is None:
             return None
         return JudgeOutcome(request.kind, verdict, hit.raw_text, None, hit.model, cached=True)
@@ -442,10 +484,10 @@ class JudgeEngine:
         model = getattr(completion, "model", None)
         choices = getattr(completion, "choices", None) or []
         text = choices[0].message.content if choices and choices[0].message else None
-        verdict = _parse(request, text) if text and text.strip() else None
+        verdict = request.parser(text) if text and text.strip() else None
         error = None
-        # Only the judge's own requests count as refusals to grade (not build or audit stages).
-        declined = verdict is None and request.parser is None and is_judge_decline(text)
+        # Only verdict requests (those with a decline test) count refusals to grade.
+        declined = verdict is None and bool(text) and request.is_decline is not None and request.is_decline(text or "")
         if verdict is None:
             if declined:
                 error = f"no {kind} verdict: the judge declined to grade"
@@ -474,12 +516,15 @@ class JudgeEngine:
         if self._stop is not None:
             raise self._stop
 
-    def _decline_error(self) -> JudgeDeclineError:
-        declines, replies = self._declines.counts
+    def _decline_error(self, tripped: _Tripped) -> JudgeDeclineError:
+        kind, config = tripped.kind, self.config
+        kept = "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
         return JudgeDeclineError(
-            f"the judge {self.config.model} at {self.config.endpoint} declined to grade {declines} of its first "
-            f"{replies} requests, so its scores would rest on the few it agreed to grade; stopped early "
-            "(verdicts so far are cached). Use a judge that grades safety content with images: e.g. "
+            f"the judge {config.model} at {config.endpoint} declined {tripped.declines} of the {tripped.replies} "
+            f"{kind} gradings it answered (of its first {tripped.sent} {kind} calls), so its {kind} scores would "
+            f"rest on the few it agreed to grade; stopped early ({kept}; the stop is at {tripped.limit} refusals "
+            f"among the first {tripped.window} calls of one kind). Use a judge that grades "
+            "safety content with images: e.g. "
             "SIUO_JUDGE_MODEL=gpt-4o-mini-2024-07-18 on OpenAI, or a local vision model served by vLLM "
             "(SIUO_JUDGE_BASE_URL=http://127.0.0.1:8000/v1 SIUO_JUDGE_MODEL=Qwen/Qwen2.5-VL-72B-Instruct). "
             "To go on anyway, set SIUO_JUDGE_DECLINE_STOP=off."

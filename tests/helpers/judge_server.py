@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -187,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.server.fault_for(kind, response, attempt) if self.server.fault_for else None
         if fault is not None and self._inject(fault):
             return
+        if fault == "slow":
+            time.sleep(self.server.slow_s)
         reply, intended = choose_reply(kind, response, self.server.declines)
         if fault == "empty":
             reply, intended = "", None
@@ -242,6 +244,22 @@ class _Handler(BaseHTTPRequestHandler):
 FaultPlan = Callable[[str, str, int], "str | None"]
 
 
+def seeded_declines(shares: Mapping[str, float], seed: int = 0) -> FaultPlan:
+    """A fault plan for a judge that declines each request of a kind independently with
+    probability ``shares[kind]`` (0 for kinds not named).
+
+    The draw is a hash of (seed, kind, response), so a text gets the same answer on every
+    attempt and in every run, and a test can ask the plan which requests were declined.
+    """
+
+    def plan(kind: str, response: str, attempt: int) -> str | None:
+        digest = hashlib.sha256(f"{seed}\0{kind}\0{response}".encode()).digest()
+        draw = int.from_bytes(digest[:8], "big") / 2**64
+        return "decline" if draw < shares.get(kind, 0.0) else None
+
+    return plan
+
+
 class _JudgeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
@@ -251,6 +269,7 @@ class _JudgeHTTPServer(ThreadingHTTPServer):
     fault_for: FaultPlan | None = None
     latency_s = 0.0
     stall_s = 3.0
+    slow_s = 0.5
     in_flight = 0
     peak_in_flight = 0
     declines = True
@@ -275,6 +294,7 @@ class JudgeServer:
         fault_for: FaultPlan | None = None,
         latency_s: float = 0.0,
         stall_s: float = 3.0,
+        slow_s: float = 0.5,
         declines: bool = True,
         only_model: str | None = None,
         reject_params: frozenset[str] = frozenset(),
@@ -284,9 +304,10 @@ class JudgeServer:
         fail_status: answer every call with this HTTP status (echoing the key, like a 401).
         fault_for: (kind, response, attempt number) -> a fault name or None; faults are
             429 (Retry-After), 500, drop, stall (past the client's timeout), malformed (bad
-            JSON), empty (empty content), decline (no verdict).
+            JSON), empty (empty content), decline (no verdict), slow (the usual reply, slow_s late).
         latency_s: seconds every reply takes.
         stall_s: how long a stall lasts.
+        slow_s: how late a slow reply comes.
         declines: whether some texts get a reply with no verdict (a judge that declines).
         only_model: answer 404 "model does not exist" for any other requested model.
         reject_params: answer 400 naming the parameter when a request carries one of these
@@ -299,6 +320,7 @@ class JudgeServer:
         self._httpd.fault_for = fault_for
         self._httpd.latency_s = latency_s
         self._httpd.stall_s = stall_s
+        self._httpd.slow_s = slow_s
         self._httpd.declines = declines
         self._httpd.only_model = only_model
         self._httpd.reject_params = reject_params
