@@ -178,7 +178,7 @@ def _run_openai_batch(engine: JudgeEngine, requests: list[JudgeRequest], output:
 def _grade_with_progress(engine: JudgeEngine, loaded: list[LoadedRun], discount: float) -> list[list[dict[str, Any]]]:
     from tqdm import tqdm
 
-    progress = Progress(engine.config.model, discount)
+    progress = Progress(engine.config.model, discount, engine.config.endpoint)
     with tqdm(total=len(all_requests(loaded)), desc="Judging", unit="call", file=sys.stderr) as bar:
 
         def on_done(outcome: JudgeOutcome) -> None:

@@ -107,7 +107,7 @@ def judge_cost_usd(cells: list[dict[str, Any]]) -> float | None:
     total = 0.0
     for cell in cells:
         models = cell["models"] or [cell["model_requested"]]
-        cost = estimate_cost_usd(models, cell["prompt_tokens"], cell["completion_tokens"])
+        cost = estimate_cost_usd(models, cell["prompt_tokens"], cell["completion_tokens"], cell.get("endpoint"))
         if cost is None:
             return None
         total += cost
@@ -233,6 +233,7 @@ def gen_item_values(score: GenItemScore, config: JudgeConfig, started: float, fi
         "completion_tokens": sum(o.completion_tokens for o in outcomes),
         "models": models,
         "model_requested": config.model,
+        "endpoint": config.endpoint,
         "started": started,
         "finished": finished,
     }

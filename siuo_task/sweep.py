@@ -188,7 +188,7 @@ class CostEstimate:
 def estimate(loaded: list[LoadedRun], engine: JudgeEngine, batch: bool) -> list[CostEstimate]:
     """Per-run estimates; a call shared by several runs is counted for the first one."""
     seen: set[str] = set()
-    price = price_for(engine.config.model)
+    price = price_for(engine.config.model, engine.config.endpoint)
     estimates = []
     for run in loaded:
         requests = [request for batch_ in run.batches for request in batch_]
@@ -217,10 +217,11 @@ def estimate(loaded: list[LoadedRun], engine: JudgeEngine, batch: bool) -> list[
 class Progress:
     """Running totals for the progress bar: calls done, tokens, cost at the judge's price."""
 
-    def __init__(self, model: str, discount: float) -> None:
+    def __init__(self, model: str, discount: float, endpoint: str | None = None) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._model = model
+        self._endpoint = endpoint
         self._discount = discount
 
     def add(self, outcome: JudgeOutcome) -> None:
@@ -229,7 +230,7 @@ class Progress:
 
     @property
     def cost_usd(self) -> float | None:
-        price = price_for(self._model)
+        price = price_for(self._model, self._endpoint)
         if price is None:
             return None
         cost = self.prompt_tokens * price["input"] + self.completion_tokens * price["output"]

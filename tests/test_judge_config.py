@@ -17,7 +17,7 @@ def test_missing_key_without_base_url_is_a_clear_error() -> None:
 
 def test_openai_defaults() -> None:
     config = JudgeConfig.from_env({"OPENAI_API_KEY": SECRET})
-    assert config.model == DEFAULT_JUDGE_MODEL
+    assert config.model == DEFAULT_JUDGE_MODEL == "gpt-4o-mini-2024-07-18"
     assert config.base_url == OPENAI_DEFAULT_BASE_URL
     assert config.api_key == SECRET
     assert config.temperature == 0.0

@@ -27,6 +27,7 @@ def test_check_makes_one_real_call_with_an_image(small_data_dir: Path) -> None:
         probes, exchanges = server.log.probes, server.log.exchanges
     assert proc.returncode == 0, proc.stderr
     assert len(probes) == 1 and probes[0].image_mime == "image/png" and not exchanges
+    assert [body["model"] for body in server.bodies] == ["gpt-4o-mini-2024-07-18"]  # the default judge
     assert f"HTTP 200 from {server.base_url}, model '{SERVED_MODEL}'" in proc.stderr
     assert " ms for one call with an image" in proc.stderr
 

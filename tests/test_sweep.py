@@ -103,6 +103,9 @@ def test_coalescing_counts_and_dry_run_bill(small_data_dir: Path, tmp_path: Path
     with JudgeServer(declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, cache, SIUO_JUDGE_MODEL="gpt-4o-mini-2024-07-18")
         dry = siuo_eval("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=env)
+        # The bill at OpenAI's prices is for OpenAI's endpoint (a dry run makes no call there).
+        openai = {**env, "SIUO_JUDGE_BASE_URL": "https://api.openai.com/v1"}
+        priced = siuo_eval("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=openai)
         assert sum(server.attempts.values()) == 0 and not (tmp_path / "out").exists()
         off = judge_env(small_data_dir, server.base_url, "off")
         judged = siuo_eval(
@@ -113,7 +116,8 @@ def test_coalescing_counts_and_dry_run_bill(small_data_dir: Path, tmp_path: Path
         dry_warm = siuo_eval("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=env)
     table = _dry_rows(dry.stdout)
     assert table["refuser"][:4] == [108, 72, 0, 36] and table["refuser_again"][:4] == [108, 108, 0, 0]
-    tokens_in, tokens_out, cost = table["TOTAL"][4], table["TOTAL"][5], table["TOTAL"][6]
+    assert table["TOTAL"][6] is None  # a model of that name on a local server has no known price
+    tokens_in, tokens_out, cost = _dry_rows(priced.stdout)["TOTAL"][4:7]
     assert tokens_in > 36 * 8500 and tokens_out == 36 * 150  # gpt-4o-mini counts 8,500 tokens for a one-tile image
     assert cost == round((tokens_in * 0.15 + tokens_out * 0.60) / 1e6, 4)
     assert _dry_rows(dry_warm.stdout)["TOTAL"][:4] == [216, 180, 36, 0]

@@ -40,10 +40,11 @@ from siuo_task.construction.replies import (
     is_refusal,
 )
 from siuo_task.errors import DataError
-from siuo_task.judge.config import DEFAULT_JUDGE_MODEL, JudgeConfig
+from siuo_task.judge.config import ALTERNATIVE_JUDGE_MODEL, JudgeConfig
 
 # The paper's models, pinned to dated snapshots so a datasheet names what made the items.
-DEFAULT_GENERATOR_MODEL = DEFAULT_JUDGE_MODEL
+# The paper built its items with GPT-4o.
+DEFAULT_GENERATOR_MODEL = ALTERNATIVE_JUDGE_MODEL
 DEFAULT_ANSWER_MODEL = "gpt-4o-mini-2024-07-18"
 GENERATOR_MODEL_ENV = "SIUO_BUILD_GENERATOR_MODEL"
 ANSWER_MODEL_ENV = "SIUO_BUILD_ANSWER_MODEL"

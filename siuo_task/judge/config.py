@@ -14,8 +14,13 @@ from siuo_task.errors import JudgeConfigError
 
 T = TypeVar("T", int, float)
 
-# A pinned snapshot, so a score names the exact judge that produced it.
-DEFAULT_JUDGE_MODEL = "gpt-4o-2024-08-06"
+# A pinned snapshot, so a score names the exact judge that produced it: the stand-in for the
+# paper's retired gpt-4-vision-preview that published SIUO numbers since use (VLMEvalKit's SIUO
+# datasets force it; see docs/judge-choice.md), and one that grades SIUO's safety prompts with
+# the image where GPT-4o is reported to decline about half of them.
+DEFAULT_JUDGE_MODEL = "gpt-4o-mini-2024-07-18"
+# The judge one variable away (SIUO_JUDGE_MODEL=gpt-4o-2024-08-06), for comparison runs.
+ALTERNATIVE_JUDGE_MODEL = "gpt-4o-2024-08-06"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # The paper capped the judge at 200 tokens, which can cut its step-by-step reasons off before
 # the verdict; 1024 leaves room for long reasons while still bounding cost.

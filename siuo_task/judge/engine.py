@@ -37,7 +37,7 @@ from PIL import Image
 
 from siuo_task.errors import JudgeDeclineError, JudgeEndpointError
 from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
-from siuo_task.judge.config import JudgeConfig, decline_stop_count
+from siuo_task.judge.config import DEFAULT_JUDGE_MODEL, JudgeConfig, decline_stop_count
 from siuo_task.judge.limits import ProviderHold, RateLimiter, SlotLimiter, limits_dir
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
 
@@ -524,11 +524,18 @@ class JudgeEngine:
             f"{kind} gradings it answered (of its first {tripped.sent} {kind} calls), so its {kind} scores would "
             f"rest on the few it agreed to grade; stopped early ({kept}; the stop is at {tripped.limit} refusals "
             f"among the first {tripped.window} calls of one kind). Use a judge that grades "
-            "safety content with images: e.g. "
-            "SIUO_JUDGE_MODEL=gpt-4o-mini-2024-07-18 on OpenAI, or a local vision model served by vLLM "
-            "(SIUO_JUDGE_BASE_URL=http://127.0.0.1:8000/v1 SIUO_JUDGE_MODEL=Qwen/Qwen2.5-VL-72B-Instruct). "
+            f"safety content with images: {self._other_judges()}. "
             "To go on anyway, set SIUO_JUDGE_DECLINE_STOP=off."
         )
+
+    def _other_judges(self) -> str:
+        local = (
+            "a local vision model served by vLLM (SIUO_JUDGE_BASE_URL=http://127.0.0.1:8000/v1 "
+            "SIUO_JUDGE_MODEL=Qwen/Qwen2.5-VL-72B-Instruct)"
+        )
+        if self.config.model == DEFAULT_JUDGE_MODEL:
+            return f"e.g. {local}, checked against this judge with siuo-eval agreement"
+        return f"e.g. the default judge (unset SIUO_JUDGE_MODEL: {DEFAULT_JUDGE_MODEL} on OpenAI), or {local}"
 
     def refusal_message(self, exc: BaseException) -> str:
         """What an endpoint failure means (401/403/404, another status, unreachable), naming the
