@@ -28,7 +28,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 JUDGE_ERROR_STATUS = 1
 _LOCK = threading.Lock()
-_STATE = {"judge_errors": 0, "handler": False}
+_STATE = {"handler": False}
+_BANNERS: dict[str, str] = {}
 
 
 def fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
@@ -91,17 +92,24 @@ def judge_error_warning(task: str, per_item: Sequence[dict[str, Any]], output: s
 
 
 def report_judge_errors(task: str, per_item: Sequence[dict[str, Any]], output: str | None) -> None:
-    """After a task's aggregation: count its judge errors for the exit status, and print the banner
-    as the run's last words (at exit, after the harness's table) in a harness CLI, at once otherwise."""
+    """After a task's aggregation: keep its judge errors for the exit status and its banner for the
+    run's last words (printed at exit, after the harness's table, in a harness CLI; at once
+    otherwise). A task reported again (a harness recomputing its metrics) replaces its entry."""
     warning = judge_error_warning(task, per_item, output)
-    if warning is None:
-        return
     with _LOCK:
-        _STATE["judge_errors"] += sum(item["errors"] for item in per_item)
-    if _STATE["handler"]:
-        atexit.register(_print_last, warning)
-    else:
+        if warning is None:
+            _BANNERS.pop(task, None)
+            return
+        _BANNERS[task] = warning
+        printed_at_exit = bool(_STATE["handler"])
+    if not printed_at_exit:
         _print_last(warning)
+
+
+def judge_error_tasks() -> list[str]:
+    """The tasks of this process that had judge errors."""
+    with _LOCK:
+        return sorted(_BANNERS)
 
 
 def _print_last(text: str) -> None:
@@ -129,8 +137,12 @@ def exit_nonzero_if_judge_failed(*modules: str) -> None:
 
 
 def _exit_status() -> None:
-    if not _STATE["judge_errors"]:
+    with _LOCK:
+        banners = list(_BANNERS.values())
+    if not banners:
         return
+    for banner in banners:
+        _print_last(banner)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

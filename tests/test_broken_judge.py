@@ -5,7 +5,6 @@ OpenAI-compatible model class pointed at a loopback model server, so model reque
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -92,20 +91,26 @@ def test_a_broken_judge_stops_the_run_before_any_generation(
     assert SECRET not in proc.stdout + proc.stderr
 
 
-def test_a_judge_failing_mid_run_keeps_every_response(small_data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval", "Inspect", "VLMEvalKit"])
+def test_a_judge_failing_mid_run_keeps_every_response(harness: str, small_data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
 
     def every_third(kind: str, response: str, attempt: int) -> str | None:
         return "500" if sum(map(ord, response)) % 3 == 0 else None
 
     with ModelServer() as model, JudgeServer(fault_for=every_third, declines=False) as judge:
-        env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_MAX_ATTEMPTS="1")
-        proc = subprocess.run(_command("lmms-eval", model, out), env=env, capture_output=True, text=True, timeout=600)
+        env = _env(
+            small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_MAX_ATTEMPTS="1", LMUData=str(tmp_path / "lmu"),
+            LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain",
+        )  # fmt: skip
+        proc = subprocess.run(
+            _command(harness, model, out), env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+        )
         generated = sum(model.prompts.values())
-        assert proc.returncode == 1, proc.stderr[-3000:]
-        samples = next(out.rglob("*_samples_siuo_gen_greedy.jsonl"))
-        lines = [json.loads(line) for line in samples.read_text().splitlines()]
-        assert len(lines) == generated == 18  # every response kept
+        assert proc.returncode == 1 and generated == 18, proc.stderr[-3000:]
+        if harness == "lmms-eval":
+            samples = next(out.rglob("*_samples_siuo_gen_greedy.jsonl"))
+            assert len(samples.read_text().splitlines()) == 18  # every response kept
         finish = proc.stderr.strip().splitlines()[-2].strip()
         assert finish == f"siuo-eval judge {out} --output {out}-judged", proc.stderr[-2000:]
         judge.set_faults(None)  # the judge is healthy again

@@ -114,7 +114,8 @@ class InspectReader:
             return Note(path, str(exc), failure=True)
         task = task_name(header)
         if task not in GEN_TASKS:
-            return Note(path, f"skipped: an Inspect log of {task} (only open-ended answers are judged)", quiet=True)
+            reason = f"skipped: an Inspect log of task '{task}'; pass a siuo_gen or siuo_gen_greedy log (only "
+            return Note(path, reason + "open-ended answers are judged)", quiet=True)
         model = short_model(header.eval.model)
         return ResponsesFile(HARNESS, model, task, path, f"Inspect {task} log", "Inspect log model", self)
 

@@ -40,7 +40,8 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeOutcome, shared_engine
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.reasoning import ReasoningSettings
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values, reduce_values
+from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, gen_item_values, mcq_item_values, reduce_values
+from siuo_task.run_end import cli_option, judge_outcomes, report_judge_errors
 from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests, score_mcq_item
 
 
@@ -157,6 +158,11 @@ def siuo_metrics(task: str) -> Metric:
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         values = [s.score.metadata[VALUES_KEY] for s in scores if s.score.metadata and VALUES_KEY in s.score.metadata]
+        if task == "gen":
+            # Judge errors end `inspect eval` non-zero, naming the command that finishes the scoring.
+            per_item = [judge_outcomes(value[RECORD_KEY]) for value in values if RECORD_KEY in value]
+            log_dir = cli_option("--log-dir") or os.environ.get("INSPECT_LOG_DIR") or "./logs"
+            report_judge_errors("siuo_gen (open-ended)", per_item, log_dir)
         return numeric_metrics(reduce_values(values, reducers))
 
     return compute

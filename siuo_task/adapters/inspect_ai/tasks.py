@@ -39,6 +39,7 @@ from siuo_task.data import GenItem, McqItem, load_siuo
 from siuo_task.errors import JudgeConfigError
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
+from siuo_task.run_end import exit_nonzero_if_judge_failed
 
 GEN_MAX_TOKENS = 500
 MCQ_MAX_TOKENS = 32
@@ -93,6 +94,8 @@ def _gen_task(
     """The open-ended task; the data is checked here, before any generation. The judge settings
     are checked only when the run will judge: Inspect builds the task (and its scorer) the same
     way with and without --no-score (see _judge_record and judge_check)."""
+    # Early, so that after judge errors `inspect eval` ends non-zero once its log is written.
+    exit_nonzero_if_judge_failed("inspect")
     data = load_siuo(data_dir)
     samples = [_sample(item, item.question, item.reference_answer) for item in data.gen]
     epochs = CARD.task(name).responses_per_item
