@@ -284,6 +284,115 @@ def _plot_run(axis: Any, run: Run, colour: Any) -> None:
     )
 
 
+# -- scored two ways, judged several times, published elsewhere --------------------------------
+
+AS_RELEASED = "_as_released"
+
+
+def _plain(value: Any) -> str:
+    return "—" if not isinstance(value, (int, float)) or isinstance(value, bool) else f"{value:.2f}"
+
+
+def as_released_table(runs: Sequence[Run]) -> Table:
+    """Each open-ended run's numbers as this package scores them and as the authors' own scripts
+    would score the same judge replies (no extra judge call)."""
+    headers = ["Model"]
+    for metric_label in GEN_LABELS.values():
+        headers += [f"{metric_label} (this package)", f"{metric_label} (as released)"]
+    rows = []
+    for run in runs:
+        if run.gen is None:
+            continue
+        row = [label(run)]
+        for metric in GEN_LABELS:
+            name = f"{metric}_rate"
+            row += [_plain(run.gen.metrics.get(name)), _plain(run.gen.metrics.get(name + AS_RELEASED))]
+        rows.append(row)
+    return Table(headers, rows)
+
+
+AS_RELEASED_TEXT = (
+    "The same judge replies scored two ways. This package: the last labelled verdict in many real "
+    "formats, judge errors left out of the vote and counted, a tie not safe, percent of decided items. "
+    "As released (the authors' eval/gpt-eval.py and gen_score.py at sinwang20/SIUO@18974b65): a regex "
+    "that reads only its first alternative (so a verdict in the very format the prompt asks for scores "
+    "0), a reply it cannot read scores -1, the most frequent value per item wins (ties by Python's set "
+    "order), and the plain mean of the item values, -1 included, so it can fall below 0. An empty "
+    "response is safe in both; as released it would still be sent to the judge for effectiveness, here "
+    "it is not effective with no call. Published numbers from the authors' scripts compare with the "
+    "'as released' columns, not with this package's."
+)
+
+
+def later_results() -> dict[str, Any]:
+    """SIUO results published since the paper, each with its source (configs/later_results.json)."""
+    return json.loads(config_text("later_results.json"))
+
+
+def later_results_table() -> Table:
+    headers = ["Model", "SIUO (%)", "Source", "Metric as the source states it", "Protocol stated", "Judge stated"]
+    rows = []
+    for source in later_results()["sources"]:
+        for result in source["results"]:
+            rows.append(
+                [
+                    result["model"],
+                    f"{result['siuo']:.1f}",
+                    f"{source['title']} ({source['where']})",
+                    source["metric"],
+                    source["protocol_stated"] or "not stated",
+                    source["judge_stated"] or "not stated",
+                ]
+            )
+    return Table(headers, rows)
+
+
+def later_results_text() -> str:
+    notes = " ".join(source["note"] for source in later_results()["sources"] if source.get("note"))
+    return (
+        "Results published after the paper by other groups, in the source's order, with what each source "
+        "states of its protocol and judge. They are shown apart: not ranked with this report's runs or the "
+        "paper's leaderboard, since neither protocol nor judge is known to match. " + notes
+    )
+
+
+def stability_table(runs: Sequence[Run]) -> Table:
+    """Runs judged several times (siuo-eval judge --judge-passes K): Safe per pass beside the
+    sampling interval of pass 1."""
+    headers = ["Model", "Judge passes", "Safe per pass", "Spread (points)", "Safe 95% interval width (points)"]
+    headers += ["Safety verdicts that flip", "Effectiveness verdicts that flip"]
+    rows = []
+    for run in runs:
+        metrics = run.gen.metrics if run.gen else {}
+        passes = metrics.get("safe_rate_passes") or (run.judge_meta.get("safe_rate_passes") if run.gen else None)
+        if not isinstance(passes, list) or len(passes) < 2:
+            continue
+        numbers = [value for value in passes if isinstance(value, (int, float))]
+        ci = metrics.get("safe_rate_ci95")
+        width = f"{ci[1] - ci[0]:.1f}" if isinstance(ci, list) and len(ci) == 2 else "—"
+        spread = f"{max(numbers) - min(numbers):.1f}" if numbers else "—"
+        rows.append(
+            [
+                label(run),
+                str(len(passes)),
+                ", ".join(_plain(value) for value in passes),
+                spread,
+                width,
+                f"{_plain(metrics.get('safety_flip_rate'))}%",
+                f"{_plain(metrics.get('effectiveness_flip_rate'))}%",
+            ]
+        )
+    return Table(headers, rows)
+
+
+STABILITY_TEXT = (
+    "The judge asked several times for every response (siuo-eval judge --judge-passes K); the headline "
+    "numbers are pass 1's. The spread of Safe across passes is the judge's own noise, apart from the "
+    "sampling interval (which covers the choice of 167 items and responses): when the spread is small "
+    "beside the interval width, the judge's noise does not change the reading of a result."
+)
+
+
 # -- per-category ----------------------------------------------------------------------------
 
 
@@ -557,6 +666,15 @@ def build_sections(runs: Sequence[Run], figures: dict[str, bytes]) -> list[Secti
             scatter_note(runs),
         )
     )
+    released = as_released_table(runs)
+    if released.rows:
+        sections.append(
+            Section("How these numbers differ: as the authors' scripts score them", AS_RELEASED_TEXT, released)
+        )
+    stability = stability_table(runs)
+    if stability.rows:
+        sections.append(Section("Judge stability", STABILITY_TEXT, stability))
+    sections.append(Section("Results published since the paper", later_results_text(), later_results_table()))
     for metric, metric_label in (*GEN_LABELS.items(), *MCQ_LABELS.items()):
         name = f"category_{metric}.png"
         if any(_task(run, metric) for run in runs):

@@ -162,12 +162,15 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
         "safe_vs_effective.png",
     ]
     headline = page.section_tables["Headline results"]
-    assert headline[0] == ["Model", "Items", "Safe", "Effective", "Safe & Effective", "MCQ accuracy", "MCQ unparsed"]
+    assert headline[0] == [
+        "Model", "Items", "Responses/item", "Safe", "Effective", "Safe & Effective", "MCQ accuracy", "MCQ unparsed"
+    ]  # fmt: skip
+    assert [row[2] for row in headline[1:]] == ["3", "3"]
     assert [row[0] for row in headline[1:]] == [f"{m} (PARTIAL: 18 of 167 items)" for m in ("alpha", "beta")]
     assert [row[1] for row in headline[1:]] == ["18", "18"]
     results = {m: json.loads((judged_runs[m] / "results.json").read_text()) for m in ("alpha", "beta")}
     low, high = results["alpha"]["safe_rate_ci95"]
-    assert headline[1][2] == f"{results['alpha']['safe_rate']:.1f} [{low:.1f}, {high:.1f}]"
+    assert headline[1][3] == f"{results['alpha']['safe_rate']:.1f} [{low:.1f}, {high:.1f}]"
     # Judge and protocol details have their own table, not the headline's.
     judge = page.section_tables["Judge and protocol"]
     assert (
@@ -276,10 +279,10 @@ def test_lmms_eval_folder_of_two_runs(lmms_eval_folder: Path, env: dict[str, str
     headline = {row[0]: row for row in page.section_tables["Headline results"][1:]}
     by_model = {row[2]: headline[row[0]] for row in runs}
     gold_a = [m["correct_option"] for m in real_items()[1] if m["question_id"] in set(per_category(real_items()[0], 2))]
-    assert by_model["dummy (response=(A))"][5].startswith(f"{100 * gold_a.count('A') / len(gold_a):.1f} [")
-    assert by_model["dummy (response=(A))"][6] == "0.0%"
-    assert by_model["dummy (response=I cannot say)"][5].startswith("0.0 [")
-    assert by_model["dummy (response=I cannot say)"][6] == "100.0%"  # unparsed, next to accuracy
+    assert by_model["dummy (response=(A))"][6].startswith(f"{100 * gold_a.count('A') / len(gold_a):.1f} [")
+    assert by_model["dummy (response=(A))"][7] == "0.0%"
+    assert by_model["dummy (response=I cannot say)"][6].startswith("0.0 [")
+    assert by_model["dummy (response=I cannot say)"][7] == "100.0%"  # unparsed, next to accuracy
     assert (tmp_path / "report" / "figures" / "category_accuracy.png").is_file()
     assert "Judge and protocol" not in page.headings  # MCQ only: no judge
 
@@ -356,6 +359,8 @@ def test_partial_runs_marked_in_every_table(judged_runs: dict[str, Path], env: d
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     for title, table in page.section_tables.items():
+        if title == "Results published since the paper":
+            continue  # other groups' published models, not runs
         names = table[0][1:] if title.endswith("by category") else [row[0] for row in table[1:] if row[-1] != "paper"]
         assert names and all("PARTIAL: 18 of 167 items" in name for name in names), (title, names)
     assert "PARTIAL: 18 of 167 items" in page.section_tables["Paired comparisons"][1][0]
@@ -383,7 +388,7 @@ def test_one_full_run(full_data_dir: Path, env: dict[str, str], tmp_path: Path) 
     assert "With 167 items an interval is about ±7.5 points" in headline
     assert "paired" not in headline.lower() and "PARTIAL" not in headline
     assert "Paired comparisons" not in page.headings
-    assert page.section_tables["Headline results"][1][:2] == ["full", "167"]
+    assert page.section_tables["Headline results"][1][:3] == ["full (1 response/item)", "167", "1"]
     assert page.section_tables["Judge and protocol"][1][5].endswith("1 response(s) per item, majority vote")
     assert "PARTIAL" not in (out / "report.md").read_text()
 
@@ -503,3 +508,25 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
         and "passed over: " in proc.stderr
         and "lmms-eval results of other tasks (mmmu_val)" in proc.stderr
     )
+
+
+def test_scored_two_ways_and_later_results_shown_apart(
+    judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    proc = _cli("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    page = _page(out)
+    results = json.loads((judged_runs["alpha"] / "results.json").read_text())
+    both = page.section_tables["How these numbers differ: as the authors' scripts score them"]
+    assert both[0][1:3] == ["Safe (this package)", "Safe (as released)"]
+    row = both[1]
+    for column, name in ((1, "safe_rate"), (2, "safe_rate_as_released"), (6, "safe_effective_rate_as_released")):
+        assert row[column] == f"{results[name]:.2f}", name
+    later = page.section_tables["Results published since the paper"]
+    published = json.loads((Path(__file__).parents[1] / "configs" / "later_results.json").read_text())
+    expected = [(r["model"], f"{r['siuo']:.1f}") for s in published["sources"] for r in s["results"]]
+    assert [(cells[0], cells[1]) for cells in later[1:]] == expected
+    assert all("SafeWork-R1 model card" in cells[2] and cells[4] == cells[5] == "not stated" for cells in later[1:])
+    # Never ranked with the user's runs: not in the headline table or the paper's leaderboard.
+    assert not {cells[0] for cells in later[1:]} & {cells[0] for cells in page.section_tables["Headline results"]}
