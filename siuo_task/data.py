@@ -123,6 +123,14 @@ def download_from_hub(revision: str = HUB_REVISION) -> Path:
     """
     from huggingface_hub import snapshot_download
 
+    # The first thing a user without a local copy reads: where the data come from, and the way out.
+    logger.warning(
+        "siuo-task: %s is not set: fetching %s@%s from the Hugging Face hub (set %s to a local copy to skip this)",
+        DATA_DIR_ENV,
+        HUB_REPO_ID,
+        revision[:12],
+        DATA_DIR_ENV,
+    )
     try:
         path = snapshot_download(
             repo_id=HUB_REPO_ID,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from siuo_task.errors import JudgeConfigError
@@ -61,3 +63,13 @@ def test_repr_never_shows_the_key() -> None:
 def test_bad_numbers_name_the_variable(value: str) -> None:
     with pytest.raises(JudgeConfigError, match="SIUO_JUDGE_CONCURRENCY"):
         JudgeConfig.from_env({"OPENAI_API_KEY": SECRET, "SIUO_JUDGE_CONCURRENCY": value})
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [("localhost:8000/v1", "http://localhost:8000/v1"), ("127.0.0.1:8000", "http://127.0.0.1:8000/v1")],
+)
+def test_a_base_url_without_scheme_is_named_with_the_fix(url: str, fix: str) -> None:
+    with pytest.raises(JudgeConfigError, match=re.escape(f"SIUO_JUDGE_BASE_URL='{url}' is not an http(s) URL")) as err:
+        JudgeConfig.from_env({"SIUO_JUDGE_BASE_URL": url})
+    assert f"e.g. {fix}" in str(err.value)

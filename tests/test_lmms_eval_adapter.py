@@ -78,7 +78,10 @@ def test_task_settings() -> None:
 def test_docs_carry_what_the_judge_needs(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIUO_DATA_DIR", str(small_data_dir))
     monkeypatch.setenv("SIUO_JUDGE_API_KEY", "sk-not-used-here-000000")
-    doc = hooks.process_docs_gen(None)[0]
+    with JudgeServer() as judge:  # building a judged task's documents checks the judge once
+        monkeypatch.setenv("SIUO_JUDGE_BASE_URL", judge.base_url)
+        doc = hooks.process_docs_gen(None)[0]
+        assert len(judge.log.probes) == 1 and not judge.log.exchanges
     assert hooks.doc_to_text_gen(doc) == load_siuo(small_data_dir).gen[0].question
     assert Path(doc["image_path"]).is_file()
     assert hooks.doc_to_visual(doc)[0].mode == "RGB"

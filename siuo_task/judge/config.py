@@ -88,6 +88,8 @@ class JudgeConfig:
                 "SIUO_JUDGE_BASE_URL to an OpenAI-compatible server (vLLM, SGLang, ...) such as "
                 "http://127.0.0.1:8000/v1"
             )
+        if base_url is not None:
+            _check_base_url(base_url)
         return cls(
             model=_first(env, "SIUO_JUDGE_MODEL") or DEFAULT_JUDGE_MODEL,
             base_url=(base_url or OPENAI_DEFAULT_BASE_URL).rstrip("/"),
@@ -112,6 +114,16 @@ class JudgeConfig:
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _check_base_url(base_url: str) -> None:
+    """A base URL the client can call: http(s), a host (a bare ``host:port`` is the usual slip)."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise JudgeConfigError(
+            f"SIUO_JUDGE_BASE_URL={base_url!r} is not an http(s) URL; write it in full, e.g. "
+            f"http://{base_url.split('://')[-1].rstrip('/')}" + ("" if base_url.rstrip("/").endswith("/v1") else "/v1")
+        )
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 import datasets
 from PIL import Image
 
+from siuo_task import judged_ahead
 from siuo_task.adapters.lm_eval import prejudge, summary
 from siuo_task.adapters.lm_eval.mode import predict_only
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
@@ -125,7 +126,7 @@ def _gen_results(task: str, doc: dict[str, Any], results: list[Any]) -> dict[str
     config = JudgeConfig.from_env()
     reasoning = ReasoningSettings.from_env()
     item, responses = _gen_item(doc), prejudge.flatten(results)
-    judged = prejudge.take(item.question_id, responses, reasoning)
+    judged = judged_ahead.take(item.question_id, responses, reasoning)
     if judged is not None:
         score = assemble_gen_score(item, responses, judged.outcomes, reasoning)
         values = gen_item_values(score, config, judged.started, judged.finished)

@@ -12,36 +12,17 @@ outcomes for process_results, which only assembles them. The responses pass thro
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from tqdm import tqdm
-
+from siuo_task import judged_ahead
 from siuo_task.adapters.lm_eval.mode import predict_only
-from siuo_task.data import GenItem, load_siuo
-from siuo_task.errors import SiuoError
+from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeOutcome, shared_engine
 from siuo_task.reasoning import ReasoningSettings
-from siuo_task.scoring import gen_judge_requests
+from siuo_task.run_end import fail_plainly
 
 logger = logging.getLogger(__name__)
-
-_LOCK = threading.Lock()
-_JUDGED: dict[tuple[int, tuple[str, ...], ReasoningSettings], Judged] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Judged:
-    """The outcomes of one document's judge requests, and when the batch ran."""
-
-    outcomes: tuple[JudgeOutcome, ...]
-    started: float
-    finished: float
 
 
 def flatten(results: Iterable[Any]) -> tuple[str, ...]:
@@ -52,26 +33,6 @@ def flatten(results: Iterable[Any]) -> tuple[str, ...]:
     for result in results:
         flat.extend(result if isinstance(result, list) else [result])
     return tuple("" if response is None else str(response) for response in flat)
-
-
-def take(question_id: int, responses: tuple[str, ...], reasoning: ReasoningSettings) -> Judged | None:
-    """The outcomes judged ahead for this document, removed from the store (None if none)."""
-    with _LOCK:
-        return _JUDGED.pop((question_id, responses, reasoning), None)
-
-
-def store(
-    items: list[GenItem],
-    responses: list[tuple[str, ...]],
-    outcomes: list[list[JudgeOutcome]],
-    reasoning: ReasoningSettings,
-    started: float,
-) -> None:
-    """Keep each document's outcomes for its process_results call."""
-    finished = time.time()
-    with _LOCK:
-        for item, texts, judged in zip(items, responses, outcomes, strict=True):
-            _JUDGED[(item.question_id, texts, reasoning)] = Judged(tuple(judged), started, finished)
 
 
 class JudgeTogether:
@@ -94,13 +55,11 @@ class JudgeTogether:
         ):
             logger.warning("siuo-task: the filter could not see lm-eval's documents; judging per document instead")
             return responses
-        try:
-            judge_ahead(documents, responses)
-        except SiuoError as exc:
-            raise SystemExit(f"siuo-task: {exc}") from exc
+        judge_ahead(documents, responses)
         return responses
 
 
+@fail_plainly
 def judge_ahead(docs: list[dict[str, Any]], results: list[Any]) -> None:
     """Judge every document's responses in one batch at the engine's bound (the filter's work).
 
@@ -110,19 +69,7 @@ def judge_ahead(docs: list[dict[str, Any]], results: list[Any]) -> None:
     """
     if predict_only():  # no process_results call follows, and there may be no judge
         return
-    config = JudgeConfig.from_env()
-    reasoning = ReasoningSettings.from_env()
     by_id = {item.question_id: item for item in load_siuo().gen}
     items = [by_id[doc["question_id"]] for doc in docs]
     responses = [flatten([result]) for result in results]
-    batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
-    requests = [request for batch in batches for request in batch]
-    started = time.time()
-    # Rank 0 shows progress, as lm-eval's own bars do.
-    with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
-        outcomes = shared_engine(config).grade_many(requests, lambda _: bar.update(1))
-    per_doc, offset = [], 0
-    for batch in batches:
-        per_doc.append(outcomes[offset : offset + len(batch)])
-        offset += len(batch)
-    store(items, responses, per_doc, reasoning, started)
+    judged_ahead.judge_ahead(items, responses, JudgeConfig.from_env(), ReasoningSettings.from_env())

@@ -16,6 +16,7 @@ from typing import Any
 import datasets
 from PIL import Image
 
+from siuo_task import judged_ahead
 from siuo_task.adapters.lmms_eval import prejudge
 from siuo_task.adapters.lmms_eval.summary import current_task
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
@@ -115,7 +116,7 @@ def process_results_gen(doc: dict[str, Any], results: list[Any]) -> dict[str, An
     reasoning = ReasoningSettings.from_env()
     # As lmms-eval hands them over (it strips each response; the filter mirrors that).
     item, responses = _gen_item(doc), tuple(_responses(results))
-    judged = prejudge.take(item.question_id, responses, reasoning)
+    judged = judged_ahead.take(item.question_id, responses, reasoning)
     if judged is not None:
         score = assemble_gen_score(item, responses, judged.outcomes, reasoning)
         values = gen_item_values(score, config, judged.started, judged.finished)

@@ -1,4 +1,4 @@
-"""Judge a whole task's responses together, when lmms-eval filters them.
+"""Judge a whole task's responses together, when lmms-eval filters them (siuo_task.judged_ahead).
 
 lmms-eval post-processes ``--process_docs_parallel`` documents at once (default 4), so judging
 inside process_results keeps at most 4 documents' calls in flight (4 x 6 for siuo_gen), whatever
@@ -13,36 +13,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import sys
-import threading
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from tqdm import tqdm
-
-from siuo_task.data import GenItem, load_siuo
+from siuo_task import judged_ahead
+from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeOutcome, shared_engine
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.run_end import fail_plainly
-from siuo_task.scoring import gen_judge_requests
 
 logger = logging.getLogger(__name__)
-
-_LOCK = threading.Lock()
-_JUDGED: dict[tuple[int, tuple[str, ...], ReasoningSettings], Judged] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Judged:
-    """The outcomes of one document's judge requests, and when the batch ran."""
-
-    outcomes: tuple[JudgeOutcome, ...]
-    started: float
-    finished: float
 
 
 def normalised(responses: Iterable[Any]) -> tuple[str, ...]:
@@ -52,12 +33,6 @@ def normalised(responses: Iterable[Any]) -> tuple[str, ...]:
     for response in responses:
         flat.extend(response if isinstance(response, list) else [response])
     return tuple("" if response is None else str(response).strip() for response in flat)
-
-
-def take(question_id: int, responses: tuple[str, ...], reasoning: ReasoningSettings) -> Judged | None:
-    """The outcomes judged ahead for this document, removed from the store (None if none)."""
-    with _LOCK:
-        return _JUDGED.pop((question_id, responses, reasoning), None)
 
 
 class JudgeTogether:
@@ -92,20 +67,6 @@ def _calling_instances(count: int) -> list[Any] | None:
     return instances
 
 
-def store(
-    items: list[GenItem],
-    responses: list[tuple[str, ...]],
-    outcomes: list[list[JudgeOutcome]],
-    reasoning: ReasoningSettings,
-    started: float,
-) -> None:
-    """Keep each document's outcomes for its process_results call."""
-    finished = time.time()
-    with _LOCK:
-        for item, texts, judged in zip(items, responses, outcomes, strict=True):
-            _JUDGED[(item.question_id, texts, reasoning)] = Judged(tuple(judged), started, finished)
-
-
 def predict_only() -> bool:
     # lmms-eval hands process_docs neither its arguments nor the mode, and in a
     # generation-only run it never calls process_results; its CLI flag is the one signal.
@@ -123,19 +84,7 @@ def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
     """
     if predict_only():
         return
-    config = JudgeConfig.from_env()
-    reasoning = ReasoningSettings.from_env()
     gen = load_siuo().gen
     items = [gen[doc_id] for doc_id in doc_ids]
     responses = [normalised([result]) for result in results]
-    batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
-    requests = [request for batch in batches for request in batch]
-    started = time.time()
-    # Rank 0 shows progress, as lmms-eval's own bars do.
-    with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
-        outcomes = shared_engine(config).grade_many(requests, lambda _: bar.update(1))
-    per_doc, offset = [], 0
-    for batch in batches:
-        per_doc.append(outcomes[offset : offset + len(batch)])
-        offset += len(batch)
-    store(items, responses, per_doc, reasoning, started)
+    judged_ahead.judge_ahead(items, responses, JudgeConfig.from_env(), ReasoningSettings.from_env())
