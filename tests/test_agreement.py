@@ -166,3 +166,26 @@ def test_three_arguments_are_refused(judged: dict[str, Any]) -> None:
     root = judged["root"]
     proc = siuo_eval("agreement", root / "a", root / "b", root / "a2", env=judged["env"])
     assert proc.returncode == 2 and "one review CSV" in proc.stderr and "got 3 arguments" in proc.stderr
+
+
+def test_a_harness_run_is_read_through_its_reader(
+    judged: dict[str, Any], compared: dict[str, Any], tmp_path: Path
+) -> None:
+    """A's judging laid out as lmms-eval writes a logged siuo_gen run: read by the lmms-eval reader,
+    compared against B, it gives the same numbers."""
+    root, stamp = judged["root"], "20261201_120000"
+    folder = tmp_path / "lmms" / "model"
+    folder.mkdir(parents=True)
+    samples = [json.loads(line) for line in (root / "a" / "samples.jsonl").read_text().splitlines()]
+    with open(folder / f"{stamp}_samples_siuo_gen.jsonl", "w", encoding="utf-8") as handle:
+        for doc_id, sample in enumerate(samples):
+            handle.write(json.dumps({"doc_id": doc_id, "siuo": sample["siuo"]}) + "\n")
+    results = {"results": {"siuo_gen": {"alias": "siuo_gen", "safe_rate,none": 50.0}}, "model_name": "/m/lmms-model"}
+    write_json(folder / f"{stamp}_results.json", results)
+    proc = siuo_eval("agreement", folder, root / "b", "--output", tmp_path / "x.json", env=judged["env"])
+    assert proc.returncode == 0, proc.stderr
+    assert "read A: lmms-model (lmms-eval)" in proc.stdout
+    result = json.loads((tmp_path / "x.json").read_text())
+    for kind in ("safety", "effectiveness"):
+        assert result[kind]["kappa"] == compared["result"][kind]["kappa"]
+        assert result[kind]["confusion"] == compared["result"][kind]["confusion"]

@@ -5,6 +5,7 @@ cache keys, same outputs); a rerun takes every pass from the cache."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -151,3 +152,54 @@ def test_later_passes_have_their_own_keys_and_the_first_keeps_its_key() -> None:
     later = {cache_key(**fields, prompt_version="v", repeat=n) for n in (1, 2)}
     assert len(later) == 2 and first not in later
     assert json.dumps(sorted(later)) != json.dumps([first])
+
+
+def test_sweep_with_errors_in_a_later_pass(small_data_dir: Path, tmp_path: Path) -> None:
+    """Two runs, two passes; pass 2 gets some empty replies (judge errors): those responses are
+    left out of the flip rates and counted, the exit status says a rerun is needed, and the
+    leaderboard shows each run's Safe spread over the passes."""
+    inputs = tmp_path / "sweep"
+    for tag in ("one", "two"):
+        write_json(inputs / f"{tag}.json", authors_rows(count_per_category=2, responses=3, tag=f"{tag} "))
+
+    def empty_in_pass_two(kind: str, response: str, attempt: int) -> str | None:
+        return "empty" if attempt == 2 and hash_share(kind, response) < 0.15 else None
+
+    with JudgeServer(declines=False, reply_for=seeded_flips(0.3, seed=11), fault_for=empty_in_pass_two) as server:
+        env = judge_env(small_data_dir, server.base_url, "off")
+        proc = siuo_eval("judge", inputs, "--output", tmp_path / "out", "--judge-passes", "2", env=env)
+        said = _said(server)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed or gave no verdict" in proc.stderr
+    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())["runs"]
+    assert {row["run"] for row in board} == {"one", "two"}
+    for row in board:
+        results, _ = read_run(tmp_path / "out" / row["run"])
+        mine = {key: asked for key, asked in said.items() if key[1].startswith(f"{row['run']} ")}
+        errors = sum(1 for asked in mine.values() if None in asked.values())
+        assert errors > 0 and results["judge_errors_passes"] == [0, errors]
+        for kind in ("safety", "effectiveness"):
+            complete = [
+                list(asked.values()) for (k, _), asked in mine.items() if k == kind and None not in asked.values()
+            ]
+            flipped = sum(1 for v in complete if len(set(v)) > 1)
+            left_out = sum(1 for (k, _), asked in mine.items() if k == kind and None in asked.values())
+            assert results["flip_rate_responses"][kind] == {
+                "compared": len(complete),
+                "flipped": flipped,
+                "left_out_judge_error": left_out,
+            }
+            assert results[f"{kind}_flip_rate"] == round(100 * flipped / len(complete), 2)
+        passes = results["safe_rate_passes"]
+        assert (row["judge_passes"], row["safe_rate_passes_min"], row["safe_rate_passes_max"]) == (
+            2,
+            min(passes),
+            max(passes),
+        )
+    header = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert {"safe_rate_passes_min", "safe_rate_passes_max", "safety_flip_rate"} <= set(header)
+
+
+def hash_share(kind: str, response: str) -> float:
+    digest = hashlib.sha256(f"empty\0{kind}\0{response}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
