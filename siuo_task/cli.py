@@ -107,14 +107,28 @@ def _export_review(args: argparse.Namespace) -> int:
 
 
 def _agreement(args: argparse.Namespace) -> int:
-    import json
-
+    """One positional argument: a filled review CSV (judge against human); two: two judged runs
+    (judge against judge)."""
     from siuo_task.outputs import check_output_file
-    from siuo_task.review import agreement, read_review
 
     if args.output:
         check_output_file(args.output)
-    result = agreement(read_review(args.review))
+    if len(args.inputs) == 1:
+        return _review_agreement(Path(args.inputs[0]), args.output)
+    if len(args.inputs) == 2:
+        return _judge_agreement(args.inputs[0], args.inputs[1], args.output)
+    raise SiuoError(
+        f"agreement takes one review CSV (judge against human) or two judged runs RUN_A RUN_B (judge against "
+        f"judge); got {len(args.inputs)} arguments"
+    )
+
+
+def _review_agreement(review: Path, output: Path | None) -> int:
+    import json
+
+    from siuo_task.review import agreement, read_review
+
+    result = agreement(read_review(review))
     for label, parts in result.items():
         overall = parts["overall"]
         print(
@@ -127,9 +141,28 @@ def _agreement(args: argparse.Namespace) -> int:
                 f"  {category}: labelled {stats['n'] + stats['skipped_judge_error']} of {stats['rows']} row(s), "
                 f"n={stats['n']} accuracy={stats['accuracy']} kappa={stats['kappa']}"
             )
-    if args.output:
-        args.output.write_text(json.dumps(result, indent=2), encoding="utf-8")
-        print(f"wrote {args.output}")
+    if output:
+        output.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        print(f"wrote {output}")
+    return 0
+
+
+def _judge_agreement(spec_a: str, spec_b: str, output: Path | None) -> int:
+    import json
+
+    from siuo_task.agreement import compare_judgings, summary_lines
+    from siuo_task.runs import load_one_run
+
+    runs = [load_one_run(spec_a), load_one_run(spec_b)]
+    for letter, run in zip("AB", runs, strict=True):
+        print(f"read {letter}: {run.name} ({run.harness}): {', '.join(map(str, run.files_read()))}")
+    result = compare_judgings(*runs)
+    for line in summary_lines(result):
+        print(line)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(f"wrote {output}")
     return 0
 
 
@@ -171,9 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--seed", type=int, default=0, help="seed of the row order (default 0)")
     export.add_argument("--data-dir", default=None, help=data_help)
     export.set_defaults(run=_export_review)
-    agree = commands.add_parser("agreement", help="judge-human agreement from a filled review CSV")
-    agree.add_argument("review", type=Path)
-    agree.add_argument("--output", type=Path, default=None, help="also write the numbers as JSON")
+    agree = commands.add_parser(
+        "agreement",
+        help="judge-human agreement from a filled review CSV, or judge-judge agreement of two judged runs",
+        usage="siuo-eval agreement REVIEW_CSV [--output FILE]\n       siuo-eval agreement RUN_A RUN_B [--output FILE]",
+        description="One argument, REVIEW_CSV: the judge against the human labels of a filled export-review CSV. "
+        "Two arguments, RUN_A RUN_B: two judgings of the same responses (siuo-eval judge outputs, or any "
+        "harness's judged runs), matched by item and response text. Both give percent agreement, Cohen's kappa "
+        "with its 95% interval and the confusion matrix for safety and effectiveness, overall and per category.",
+    )
+    agree.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="REVIEW_CSV: a filled review CSV; or RUN_A RUN_B: two judged runs (each a results file or a folder "
+        "holding one run; NAME=PATH names one)",
+    )
+    agree.add_argument(
+        "--output", type=Path, default=None, help="also write the numbers as JSON (two runs: with the disagreements)"
+    )
     agree.set_defaults(run=_agreement)
     from siuo_task.construction.commands import add_commands
 

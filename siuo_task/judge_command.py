@@ -62,6 +62,14 @@ def add_judge_arguments(judge: argparse.ArgumentParser) -> None:
     judge.add_argument(
         "--dry-run", action="store_true", help="print the calls, tokens and cost still needed; make no call"
     )
+    judge.add_argument(
+        "--judge-passes",
+        type=_passes,
+        default=1,
+        metavar="K",
+        help="ask the judge K times per request (default 1) to measure its stability: results.json adds each "
+        "pass's Safe rate and the share of verdicts that flipped; the headline stays pass 1",
+    )
     mode = judge.add_mutually_exclusive_group()
     mode.add_argument("--batch", choices=["openai"], help="judge through the OpenAI Batch API (half price, slower)")
     mode.add_argument(
@@ -70,6 +78,16 @@ def add_judge_arguments(judge: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--import-batch", type=Path, metavar="FILE", help="judge from a batch output JSONL (vllm run-batch, OpenAI)"
     )
+
+
+def _passes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of passes, 1 or more; got {text!r}")
+    return value
 
 
 def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> int:
@@ -105,11 +123,12 @@ def _report_found(runs: list[ResponsesFile], problems: list[Problem]) -> None:
 def _judge_with(
     engine: JudgeEngine, args: argparse.Namespace, loaded: list[LoadedRun], problems: list[Problem], single: bool
 ) -> int:
-    requests = all_requests(loaded)
+    passes = getattr(args, "judge_passes", 1)
+    requests = all_requests(loaded, passes)
     if args.import_batch:
         _import(engine, requests, args.import_batch)
     if args.dry_run:
-        _print_estimates(estimate(loaded, engine, batch=args.batch == "openai"), engine.config)
+        _print_estimates(estimate(loaded, engine, batch=args.batch == "openai", passes=passes), engine.config)
         return 0
     if args.export_batch:
         return _export(engine, requests, args.export_batch)
@@ -121,10 +140,13 @@ def _judge_with(
     if args.batch == "openai":
         _run_openai_batch(engine, requests, args.output)
     discount = BATCH_DISCOUNT if args.batch == "openai" else 1.0
-    values = _grade_with_progress(engine, loaded, discount)
+    passes_values = _grade_with_progress(engine, loaded, discount, passes)
+    values = passes_values[0]
     summaries = {
-        run.run.name: run_summary(run, run_values, engine.config, args.batch)
-        for run, run_values in zip(loaded, values, strict=True)
+        run.run.name: run_summary(
+            run, run_values, engine.config, args.batch, [later[index] for later in passes_values[1:]]
+        )
+        for index, (run, run_values) in enumerate(zip(loaded, values, strict=True))
     }
     _write(args.output, loaded, values, summaries, problems, single)
     return _exit_status(summaries, problems, engine.config)
@@ -175,11 +197,15 @@ def _run_openai_batch(engine: JudgeEngine, requests: list[JudgeRequest], output:
     engine.go_offline(failed, "no answer from the OpenAI batch")
 
 
-def _grade_with_progress(engine: JudgeEngine, loaded: list[LoadedRun], discount: float) -> list[list[dict[str, Any]]]:
+def _grade_with_progress(
+    engine: JudgeEngine, loaded: list[LoadedRun], discount: float, passes: int = 1
+) -> list[list[list[dict[str, Any]]]]:
+    """Per pass (pass 1 first), per run, the per-item values. Passes run one after another, so
+    pass 1 is judged exactly as a run without passes is."""
     from tqdm import tqdm
 
     progress = Progress(engine.config.model, discount, engine.config.endpoint)
-    with tqdm(total=len(all_requests(loaded)), desc="Judging", unit="call", file=sys.stderr) as bar:
+    with tqdm(total=len(all_requests(loaded, passes)), desc="Judging", unit="call", file=sys.stderr) as bar:
 
         def on_done(outcome: JudgeOutcome) -> None:
             progress.add(outcome)
@@ -187,7 +213,7 @@ def _grade_with_progress(engine: JudgeEngine, loaded: list[LoadedRun], discount:
             bar.set_postfix_str(f"cost ${cost:.4f}" if cost is not None else "cost n/a", refresh=False)
             bar.update(1)
 
-        return judge_loaded(loaded, engine, on_done)
+        return [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(passes)]
 
 
 def _write(
@@ -217,6 +243,15 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
     for metric in GEN_HEADLINE:
         low, high = summary.get(f"{metric}_ci95") or [None, None]
         parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high})")
+    if summary.get("judge_passes", 1) > 1:
+        flips = summary["flip_rate_responses"]
+        print(
+            f"{name}: {summary['judge_passes']} judge passes: safe_rate per pass {summary['safe_rate_passes']}; "
+            f"verdicts that flipped: safety {summary['safety_flip_rate']}% of {flips['safety']['compared']}, "
+            f"effectiveness {summary['effectiveness_flip_rate']}% of {flips['effectiveness']['compared']} "
+            f"response(s) (left out for a judge error: {flips['safety']['left_out_judge_error']} and "
+            f"{flips['effectiveness']['left_out_judge_error']}); the headline is pass 1"
+        )
     usage = summary["usage"]
     cost = usage.get("cost_usd")
     judge = summary.get("judge_model") or summary.get("judge_model_requested")
@@ -265,7 +300,12 @@ def _estimate_line(name: str, row: CostEstimate) -> str:
 
 def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], config: JudgeConfig) -> int:
     failures = [problem for problem in problems if problem.failure]
-    errors = {name: summary["judge_errors"] for name, summary in summaries.items() if summary.get("judge_errors")}
+    # Errors in any pass count: a later pass's failed calls are retried by a rerun like pass 1's.
+    errors = {
+        name: sum(summary.get("judge_errors_passes") or [summary.get("judge_errors") or 0])
+        for name, summary in summaries.items()
+        if any(summary.get("judge_errors_passes") or [summary.get("judge_errors")])
+    }
     if errors:
         declines = sum(summary["usage"].get("declines", 0) for summary in summaries.values())
         where = f"verdicts are cached in {config.cache_path}" if config.cache_path else "the cache is off"

@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,16 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.pricing import price_for
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.rejudge import ResponseSet, item_values, match_items, pair_requests, summarise
+from siuo_task.rejudge import (
+    ResponseSet,
+    item_values,
+    match_items,
+    pair_requests,
+    record_passes,
+    summarise,
+    summarise_passes,
+    total_usage,
+)
 from siuo_task.runs.ours import READER
 from siuo_task.runs.readers import Note, ResponsesFile, candidate_files, classify_responses, split_spec
 
@@ -167,8 +176,16 @@ def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun
     return loaded, problems
 
 
-def all_requests(loaded: list[LoadedRun]) -> list[JudgeRequest]:
-    return [request for run in loaded for batch in run.batches for request in batch]
+def pass_requests(requests: list[JudgeRequest], repeat: int) -> list[JudgeRequest]:
+    """The requests of pass ``repeat + 1``: pass 1 is the requests as they are (the same cache
+    keys as a run without passes); each later pass asks them again under its own keys."""
+    return requests if repeat == 0 else [replace(request, repeat=repeat) for request in requests]
+
+
+def all_requests(loaded: list[LoadedRun], passes: int = 1) -> list[JudgeRequest]:
+    """Every run's judge calls, pass after pass."""
+    first = [request for run in loaded for batch in run.batches for request in batch]
+    return [request for repeat in range(passes) for request in pass_requests(first, repeat)]
 
 
 @dataclass
@@ -185,13 +202,15 @@ class CostEstimate:
     cost_usd: float | None
 
 
-def estimate(loaded: list[LoadedRun], engine: JudgeEngine, batch: bool) -> list[CostEstimate]:
-    """Per-run estimates; a call shared by several runs is counted for the first one."""
+def estimate(loaded: list[LoadedRun], engine: JudgeEngine, batch: bool, passes: int = 1) -> list[CostEstimate]:
+    """Per-run estimates over ``passes`` passes; a call shared by several runs is counted for
+    the first one."""
     seen: set[str] = set()
     price = price_for(engine.config.model, engine.config.endpoint)
     estimates = []
     for run in loaded:
-        requests = [request for batch_ in run.batches for request in batch_]
+        first = [request for batch_ in run.batches for request in batch_]
+        requests = [request for repeat in range(passes) for request in pass_requests(first, repeat)]
         needed, cached, coalesced = [], 0, 0
         for request in requests:
             key = engine.key(request)
@@ -238,11 +257,15 @@ class Progress:
 
 
 def judge_loaded(
-    loaded: list[LoadedRun], engine: JudgeEngine, on_done: Callable[[JudgeOutcome], None] | None = None
+    loaded: list[LoadedRun],
+    engine: JudgeEngine,
+    on_done: Callable[[JudgeOutcome], None] | None = None,
+    repeat: int = 0,
 ) -> list[list[dict[str, Any]]]:
-    """One grade_many over every run's calls (one bound, one cache, coalescing across runs)."""
+    """One grade_many over every run's calls (one bound, one cache, coalescing across runs);
+    ``repeat`` > 0 judges them again as pass ``repeat + 1`` (see pass_requests)."""
     started = time.time()
-    outcomes = engine.grade_many(all_requests(loaded), on_done)
+    outcomes = engine.grade_many(pass_requests(all_requests(loaded), repeat), on_done)
     window = (started, time.time())
     values, offset = [], 0
     for run in loaded:
@@ -253,8 +276,25 @@ def judge_loaded(
     return values
 
 
-def run_summary(run: LoadedRun, values: list[dict[str, Any]], config: JudgeConfig, batch: str | None) -> dict[str, Any]:
+def run_summary(
+    run: LoadedRun,
+    values: list[dict[str, Any]],
+    config: JudgeConfig,
+    batch: str | None,
+    later_passes: list[list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """results.json of one run: the headline from ``values`` (pass 1); ``later_passes`` (the
+    values of passes 2..K) add the stability numbers, and usage then counts every pass."""
+    passes = [values, *(later_passes or [])]
     summary = summarise(values, config, run.run.path)
+    summary.update(summarise_passes(passes))
+    if len(passes) > 1:
+        usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}
+        summary["usage"] = usage
+        summary.update({f"judge_{name}": usage[name] for name in ("calls", "cache_hits", "coalesced", "cost_usd")})
+        summary.update(judge_prompt_tokens=usage["prompt_tokens"], judge_completion_tokens=usage["completion_tokens"])
+        summary["judge_wall_seconds"] = usage["wall_seconds"]
+        record_passes(passes)
     found = run.run
     summary["run"] = {
         "name": found.name,
@@ -306,6 +346,17 @@ def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any
             judge_cost_usd=usage.get("cost_usd"),
             complete=not summary.get("judge_errors"),
         )
+        spread = summary.get("safe_rate_passes")
+        if spread:
+            # Only for runs judged more than once: the Safe rate's range over the passes.
+            known = [value for value in spread if value is not None]
+            row.update(
+                judge_passes=summary.get("judge_passes"),
+                safe_rate_passes_min=min(known) if known else None,
+                safe_rate_passes_max=max(known) if known else None,
+                safety_flip_rate=summary.get("safety_flip_rate"),
+                effectiveness_flip_rate=summary.get("effectiveness_flip_rate"),
+            )
         rows.append(row)
     return rows
 
@@ -318,7 +369,7 @@ def write_leaderboard(output: Path, rows: list[dict[str, Any]], problems: list[P
     failed = [{"path": str(p.path), "reason": p.reason} for p in problems if p.failure]
     json_path.write_text(json.dumps({"runs": rows, "failed_inputs": failed}, indent=2), encoding="utf-8")
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        fields = list(rows[0]) if rows else ["run"]
+        fields = list(dict.fromkeys(name for row in rows for name in row)) or ["run"]
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

@@ -46,20 +46,25 @@ def cache_key(
     temperature: float,
     max_tokens: int,
     prompt_version: str,
+    repeat: int = 0,
 ) -> str:
-    """sha256 over everything that determines a verdict (never the API key)."""
-    material = json.dumps(
-        {
-            "model": model,
-            "endpoint": endpoint,
-            "prompt": prompt,
-            "image_sha256": image_sha256,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "prompt_version": prompt_version,
-        },
-        sort_keys=True,
-    )
+    """sha256 over everything that determines a verdict (never the API key).
+
+    ``repeat`` (the n-th asking of the same request, 0 for the first) enters the material only
+    when non-zero, so every key made before it existed is unchanged.
+    """
+    fields: dict[str, object] = {
+        "model": model,
+        "endpoint": endpoint,
+        "prompt": prompt,
+        "image_sha256": image_sha256,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "prompt_version": prompt_version,
+    }
+    if repeat:
+        fields["repeat"] = repeat
+    material = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 

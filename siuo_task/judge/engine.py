@@ -68,7 +68,9 @@ class JudgeRequest:
     template's version re-asks instead of reusing old replies; ``json_reply`` asks for
     ``response_format={"type": "json_object"}``; ``is_decline`` marks a request as a verdict
     whose refusals count (``declined`` outcomes, the per-kind decline watch), None for calls
-    that are not gradings (construction stages, the input audit).
+    that are not gradings (construction stages, the input audit). ``repeat`` asks the same
+    request again as a distinct one (its own cache key, never coalesced with the others), e.g.
+    to measure how stable a judge's verdicts are; 0 is the ordinary, first asking.
     """
 
     kind: str
@@ -78,6 +80,7 @@ class JudgeRequest:
     prompt_version: str
     json_reply: bool = False
     is_decline: DeclineTest | None = None
+    repeat: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +376,7 @@ class JudgeEngine:
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
             prompt_version=request.prompt_version,
+            repeat=request.repeat,
         )
 
     def is_known(self, key: str) -> bool:

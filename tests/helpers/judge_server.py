@@ -52,6 +52,7 @@ class Exchange:
     intended: bool | str | None
     image_mime: str
     authorization: str
+    attempt: int = 1  # the n-th request this server received for (kind, response)
 
 
 @dataclass
@@ -190,6 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(self.server.slow_s)
         reply, intended = choose_reply(kind, response, self.server.declines)
+        chosen = self.server.reply_for(kind, response, attempt) if self.server.reply_for else None
+        if chosen is not None:
+            reply, intended = chosen
         if fault == "empty":
             reply, intended = "", None
         elif fault == "decline":
@@ -203,6 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
                 intended,
                 image_url.split(";", 1)[0].removeprefix("data:"),
                 self.headers.get("Authorization", ""),
+                attempt,
             )
         )
         self._send(200, completion_body(question, reply))
@@ -242,6 +247,45 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 FaultPlan = Callable[[str, str, int], "str | None"]
+# (kind, response, attempt number) -> (reply, the verdict it means), or None for the usual reply.
+ReplyPlan = Callable[[str, str, int], "tuple[str, bool | str | None] | None"]
+
+
+def _draw(*parts: object) -> float:
+    digest = hashlib.sha256("\0".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def other_verdict_reply(kind: str, response: str, salt: object = "") -> tuple[str, bool | str]:
+    """A reply whose verdict differs from the usual reply's for (kind, response); for
+    effectiveness it also differs in effective-or-not (ineffective against the two effective
+    labels), so it is a disagreement for both readings."""
+    table: list[Any] = SAFETY_REPLIES if kind == "safety" else EFFECTIVENESS_REPLIES
+    usual = choose_reply(kind, response, declines=False)[1]
+    effective = usual != "ineffective"
+    others = [
+        entry
+        for entry in table
+        if entry[1] is not None
+        and (entry[1] != usual if kind == "safety" else (entry[1] != "ineffective") != effective)
+    ]
+    return others[int(_draw("other", kind, response, salt) * len(others))]
+
+
+def seeded_flips(share: float, seed: int = 0, first_attempt: bool = False) -> ReplyPlan:
+    """A judge whose verdict for (kind, response) flips with probability ``share`` on each
+    attempt after the first (on every attempt with ``first_attempt``), drawn from a hash of
+    (seed, kind, response, attempt): the same script in every run, and a test reads what the
+    server meant from its log."""
+
+    def plan(kind: str, response: str, attempt: int) -> tuple[str, bool | str | None] | None:
+        if attempt == 1 and not first_attempt:
+            return None
+        if _draw(seed, kind, response, attempt if not first_attempt else 0) >= share:
+            return None
+        return other_verdict_reply(kind, response, attempt if not first_attempt else 0)
+
+    return plan
 
 
 def seeded_declines(shares: Mapping[str, float], seed: int = 0) -> FaultPlan:
@@ -267,6 +311,7 @@ class _JudgeHTTPServer(ThreadingHTTPServer):
     fail_status: int | None = None
     failed_calls = 0
     fault_for: FaultPlan | None = None
+    reply_for: ReplyPlan | None = None
     latency_s = 0.0
     stall_s = 3.0
     slow_s = 0.5
@@ -299,6 +344,7 @@ class JudgeServer:
         only_model: str | None = None,
         reject_params: frozenset[str] = frozenset(),
         reply_headers: dict[str, str] | None = None,
+        reply_for: ReplyPlan | None = None,
     ) -> None:
         """Args:
         fail_status: answer every call with this HTTP status (echoing the key, like a 401).
@@ -313,6 +359,8 @@ class JudgeServer:
         reject_params: answer 400 naming the parameter when a request carries one of these
             (like OpenAI's reasoning models for max_tokens / temperature).
         reply_headers: extra headers on every 200 reply (e.g. x-ratelimit-*).
+        reply_for: (kind, response, attempt number) -> (reply, intended verdict) to answer
+            instead of the usual reply, or None for the usual one (e.g. seeded_flips).
         """
         self._httpd = _JudgeHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.log = JudgeLog()
@@ -325,6 +373,7 @@ class JudgeServer:
         self._httpd.only_model = only_model
         self._httpd.reject_params = reject_params
         self._httpd.reply_headers = reply_headers
+        self._httpd.reply_for = reply_for
         self._httpd.bodies = []
         self._httpd.attempts = Counter()
         self._httpd.state_lock = threading.Lock()
