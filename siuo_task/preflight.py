@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
+import threading
 
 from siuo_task.data import SiuoData, load_siuo
 from siuo_task.judge.config import JudgeConfig
@@ -51,15 +51,25 @@ def first_on_machine() -> bool:
     return os.environ.get("LOCAL_RANK", "0") in ("", "0")
 
 
-@lru_cache(maxsize=4)
+_LOCK = threading.Lock()
+_CHECKED: set[JudgeConfig] = set()
+
+
 def check_judge_before_generation(config: JudgeConfig, data_dir: str | None = None) -> None:
-    """The probe, once per judge configuration per process, on the first process of a machine.
+    """The probe, once per judge configuration per process (however many tasks or concurrent
+    samples ask), on the first process of a machine.
 
     Raises:
         JudgeEndpointError: the judge cannot grade; the run must end before generating.
     """
     if not first_on_machine():
         return
-    print(f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr)
-    for line in describe_probe(check_judge(config, load_siuo(data_dir))):
-        print(f"siuo-task: {line}", file=sys.stderr, flush=True)
+    with _LOCK:  # concurrent callers wait for the one probe instead of sending their own
+        if config in _CHECKED:
+            return
+        print(
+            f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr
+        )
+        for line in describe_probe(check_judge(config, load_siuo(data_dir))):
+            print(f"siuo-task: {line}", file=sys.stderr, flush=True)
+        _CHECKED.add(config)

@@ -92,7 +92,12 @@ def _metrics(log: Any) -> dict[str, float]:
 
 
 def test_inspect_cli_runs_every_task_through_its_log_reader(inspect_run: dict[str, Any]) -> None:
-    assert inspect_run["proc"].returncode == 0, inspect_run["proc"].stderr[-3000:]
+    proc = inspect_run["proc"]
+    # The test judge declines a few texts: judge errors end `inspect eval` with status 1, naming
+    # the command that finishes the scoring; a run without them ends with 0.
+    failed = "judge calls failed" in proc.stderr
+    assert proc.returncode == (1 if failed else 0), proc.stderr[-3000:]
+    assert not failed or "siuo-eval judge " in proc.stderr.strip().splitlines()[-2]
     gen = inspect_run["logs"]["siuo_gen"][1]
     assert gen.status == "success" and gen.eval.task_registry_name == "siuo_task/siuo_gen"
     assert gen.eval.config.epochs == 3 and len(gen.samples) == 18 * 3
@@ -249,7 +254,9 @@ def no_score_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         before = sum(model.prompts.values())
         command = [sys.executable, "-c", _API_RUN, MODEL]
         api_env = {**env, "INSPECT_LOG_DIR": str(root / "api")}
-        done = subprocess.run(command, env=api_env, capture_output=True, text=True, timeout=300)
+        # From a folder of the user's, as a user runs it (in the repository, Inspect would look
+        # for tasks in the siuo_task/ folder there).
+        done = subprocess.run(command, env=api_env, capture_output=True, text=True, timeout=300, cwd=root)
         assert done.returncode == 0, done.stderr[-3000:]
         scored_api, unscored_api = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
         api = {"scored": scored_api, "unscored": unscored_api, "requests": sum(model.prompts.values()) - before}

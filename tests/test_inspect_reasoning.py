@@ -108,7 +108,12 @@ def traced_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_the_scorer_sees_the_trace_inspect_moved_out(traced_run: dict[str, Any]) -> None:
-    assert traced_run["proc"].returncode == 0, traced_run["proc"].stderr[-3000:]
+    proc = traced_run["proc"]
+    # The test judge declines a few texts: judge errors end `inspect eval` with status 1, naming
+    # the command that finishes the scoring; a run without them ends with 0.
+    failed = "judge calls failed" in proc.stderr
+    assert proc.returncode == (1 if failed else 0), proc.stderr[-3000:]
+    assert not failed or "siuo-eval judge " in proc.stderr.strip().splitlines()[-2]
     log = traced_run["log"]
     assert log.status == "success" and len(log.samples) == ITEMS
     for sample in log.samples:
