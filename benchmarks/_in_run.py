@@ -26,25 +26,27 @@ JUDGE_KEY = "sk-benchmark-0000000000"
 
 
 class PhaseClock:
-    """Polls the judge server's log: when the first judge call was answered and when the last was.
+    """Polls a count (by default the judge server's logged judge calls): when it first rose and
+    when it last did.
 
     Probe calls are not judging: each time a probe is logged before any judging call, the
     server's peak is reset, so the peak counts judging calls only.
     """
 
-    def __init__(self, server: JudgeServer) -> None:
+    def __init__(self, server: JudgeServer, count: Callable[[], int] | None = None) -> None:
         self.server, self.first, self.last, self.seen, self.probes = server, 0.0, 0.0, 0, 0
+        self._count = count or (lambda: len(server.log.exchanges))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            count = len(self.server.log.exchanges)
+            count = self._count()
             probes = len(self.server.log.probes)
             now = time.perf_counter()
             if probes > self.probes:
                 self.probes = probes
-                if not count:
+                if not len(self.server.log.exchanges):
                     self.server.reset_peak()
             if count and not self.first:
                 self.first = now
@@ -147,6 +149,9 @@ class Measured:
     peak: int
     probes: int
     returncode: int
+    # First to last request the model server answered: where judging overlaps generation
+    # (Inspect scores each sample as it finishes), this bounds the judging phase from below.
+    generation_s: float = 0.0
 
     @property
     def efficiency(self) -> float:
@@ -160,6 +165,7 @@ def measure(harness: Harness, task: str, data_dir: Path, work: Path, latency: fl
         ModelServer() as model,
         JudgeServer(latency_s=latency, declines=False) as judge,
         PhaseClock(judge) as clock,
+        PhaseClock(judge, lambda: sum(model.prompts.values())) as generation,
     ):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_"))}
         env.update(SIUO_DATA_DIR=str(data_dir), HF_HOME=str(work / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -180,7 +186,8 @@ def measure(harness: Harness, task: str, data_dir: Path, work: Path, latency: fl
     wall = clock.last - clock.first + latency if calls else 0.0
     ideal = calls * latency / concurrency
     probes = len(judge.log.probes)
-    return Measured(harness.name, task, calls, wall, ideal, judge.peak_in_flight, probes, proc.returncode)
+    generated = generation.last - generation.first
+    return Measured(harness.name, task, calls, wall, ideal, judge.peak_in_flight, probes, proc.returncode, generated)
 
 
 def line(result: Measured) -> str:

@@ -50,7 +50,8 @@ def main() -> None:
                 print(
                     f"  {name} {task}: {result.calls} calls, {result.wall_s:.1f} s, efficiency "
                     f"{result.efficiency:.2f}, peak {result.peak} "
-                    f"(exit {result.returncode}, {result.probes} probe calls)",
+                    f"(exit {result.returncode}, {result.probes} probe calls, "
+                    f"model requests over {result.generation_s:.1f} s)",
                     flush=True,
                 )
     print(table(results))
