@@ -6,6 +6,7 @@ the server sees to the last one answered. Prints it against the ideal at the bou
 (calls x latency / SIUO_JUDGE_CONCURRENCY) and the server's peak number of calls in flight.
 (Before judging moved into the task's filter, lmms-eval's 4 post-processing workers capped
 calls in flight at 4 x 2 = 8 for siuo_gen_greedy and 4 x 6 = 24 for siuo_gen.)
+The measuring code is benchmarks/_in_run.py; benchmarks/in_run_judging.py runs all harnesses.
 
 Usage (from the repository root):  python benchmarks/lmms_eval_in_run_judging.py --latency 0.5
 """
@@ -13,62 +14,14 @@ Usage (from the repository root):  python benchmarks/lmms_eval_in_run_judging.py
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._in_run import LMMS_EVAL_DUMMY, line, measure
 from tests.helpers.fixture_data import write_data_dir
-from tests.helpers.judge_server import JudgeServer
-
-
-class PhaseClock:
-    """Polls the server's log: when the first judge call arrived and when the last finished."""
-
-    def __init__(self, server: JudgeServer) -> None:
-        self.server, self.first, self.last, self.seen = server, 0.0, 0.0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            count = len(self.server.log.exchanges)
-            now = time.perf_counter()
-            if count and not self.first:
-                self.first = now
-            if count > self.seen:
-                self.seen, self.last = count, now
-            time.sleep(0.01)
-
-    def __enter__(self) -> PhaseClock:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def run(task: str, data_dir: Path, work: Path, latency: float, concurrency: int) -> dict[str, float]:
-    with JudgeServer(latency_s=latency, declines=False) as server, PhaseClock(server) as clock:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-        env.update(SIUO_DATA_DIR=str(data_dir), HF_HOME=str(work / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-        env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY="sk-benchmark-0000000000")
-        env.update(SIUO_JUDGE_CACHE="off", SIUO_JUDGE_CONCURRENCY=str(concurrency))
-        out = work / task
-        command = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--tasks", task, "--output_path", str(out)]
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-        if not list(out.glob("**/*_results.json")):
-            raise SystemExit(f"lmms-eval wrote no results for {task}:\n{proc.stderr[-3000:]}")
-        calls = len(server.log.exchanges)
-        # The clock sees a call when it is answered; the first one started `latency` earlier.
-        wall = clock.last - clock.first + latency
-        return {"calls": calls, "wall_s": wall, "peak": server.peak_in_flight}
 
 
 def main() -> None:
@@ -82,12 +35,7 @@ def main() -> None:
         data_dir = write_data_dir(work / "data")
         print(f"latency {args.latency} s, SIUO_JUDGE_CONCURRENCY {args.concurrency}, lmms-eval default flags")
         for task in args.tasks:
-            result = run(task, data_dir, work, args.latency, args.concurrency)
-            ideal = result["calls"] * args.latency / args.concurrency
-            print(
-                f"{task}: {result['calls']} judge calls, judging {result['wall_s']:.1f} s, "
-                f"ideal {ideal:.1f} s, efficiency {ideal / result['wall_s']:.2f}, peak in flight {result['peak']}"
-            )
+            print(line(measure(LMMS_EVAL_DUMMY, task, data_dir, work, args.latency, args.concurrency)))
 
 
 if __name__ == "__main__":
