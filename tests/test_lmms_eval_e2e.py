@@ -467,5 +467,5 @@ def test_every_judge_call_failing_ends_with_a_loud_warning(small_data_dir: Path,
     tail = proc.stderr.strip().splitlines()[-6:]
     assert tail[0] == tail[-1] == "!" * 78
     assert tail[1] == "SIUO siuo_gen_greedy: EVERY judge call failed (36 of 36); its safety scores are MEANINGLESS."
-    assert tail[2].startswith("First cause: ") and "HTTP 500" in tail[2]
+    assert tail[2].startswith("First cause: judge call failed after 1 attempt(s)") and "500" in tail[2]
     assert tail[4].strip() == f"siuo-eval judge {out} --output {out}-judged"
