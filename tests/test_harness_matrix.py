@@ -144,6 +144,12 @@ def matrix(request: pytest.FixtureRequest, small_data_dir: Path, tmp_path_factor
         env = _judge_env(small_data_dir, judge)
         later = _siuo_eval("judge", generated["out"], "--output", root / "judged-later", env=env)
         report = _siuo_eval("report", judged["out"], "--output", root / "report", env=env)
+        # A harness that writes one file per task: its circular run read on its own.
+        circular_file = {"Inspect": "*_siuo-mcq-circular_*.eval", "VLMEvalKit": "*_MCQCircular_siuo_results.json"}
+        alone = None
+        if harness in circular_file:
+            file = _one(judged["out"], circular_file[harness])
+            alone = _siuo_eval("report", file, "--output", root / "report-circular", env=env)
     judged["native"] = _native(harness, judged["out"])
     return {
         "harness": harness,
@@ -152,6 +158,7 @@ def matrix(request: pytest.FixtureRequest, small_data_dir: Path, tmp_path_factor
         "generated": generated,
         "later": later,
         "report": report,
+        "circular_alone": alone,
     }
 
 
@@ -292,6 +299,15 @@ def test_report_names_every_run_with_the_results_numbers(matrix: dict[str, Any])
             assert rows[name][column].split(" ")[0] == f"{native[task][metric]:.1f}", (name, metric)
     assert rows[main]["MCQ accuracy"].split(" ")[0] == f"{native[MCQ_TASK]['accuracy']:.1f}"
     assert rows[main]["MCQ circular accuracy"].split(" ")[0] == f"{native[CIRCULAR_TASK]['circular_accuracy']:.1f}"
+
+
+def test_a_circular_run_alone_is_named_circular(matrix: dict[str, Any]) -> None:
+    alone = matrix["circular_alone"]
+    if alone is None:
+        pytest.skip(f"{matrix['harness']} writes every task's results into one file")
+    assert alone.returncode == 0, alone.stdout[-2000:] + alone.stderr[-3000:]
+    read = [m.groupdict() for m in map(_READ.match, alone.stdout.splitlines()) if m]
+    assert [row["name"] for row in read] == [_run_name(matrix["harness"], CIRCULAR_TASK)] == [f"{MODEL}-circular"]
 
 
 def test_in_run_judging_reaches_the_bound(matrix: dict[str, Any]) -> None:
