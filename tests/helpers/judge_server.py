@@ -151,6 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
             attempt = self.server.attempts[(kind, response)]
             self.server.in_flight += 1
             self.server.peak_in_flight = max(self.server.peak_in_flight, self.server.in_flight)
+            self._graded = response != PROBE_RESPONSE
+            if self._graded:
+                self.server.graded_in_flight += 1
+                self.server.peak_graded_in_flight = max(self.server.peak_graded_in_flight, self.server.graded_in_flight)
         self._in_flight = True
         try:
             self._answer(kind, question, response, attempt, image_url)
@@ -181,6 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._in_flight = False
             with self.server.state_lock:
                 self.server.in_flight -= 1
+                if getattr(self, "_graded", False):
+                    self.server.graded_in_flight -= 1
 
     def _answer(self, kind: str, question: str, response: str, attempt: int, image_url: str) -> None:
         if self.server.latency_s:
@@ -317,6 +323,8 @@ class _JudgeHTTPServer(ThreadingHTTPServer):
     slow_s = 0.5
     in_flight = 0
     peak_in_flight = 0
+    graded_in_flight = 0  # calls in flight other than probes
+    peak_graded_in_flight = 0
     declines = True
     served_model = SERVED_MODEL
     only_model: str | None = None
@@ -407,10 +415,17 @@ class JudgeServer:
 
     def reset_peak(self) -> None:
         self._httpd.peak_in_flight = 0
+        self._httpd.peak_graded_in_flight = 0
 
     @property
     def peak_in_flight(self) -> int:
         return self._httpd.peak_in_flight
+
+    @property
+    def peak_graded_in_flight(self) -> int:
+        """The most calls in flight at once, not counting probes (the pre-generation check,
+        which each process sends outside its judge engine's bound)."""
+        return self._httpd.peak_graded_in_flight
 
     def __enter__(self) -> JudgeServer:
         self._thread.start()

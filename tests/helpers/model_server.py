@@ -13,6 +13,8 @@ from typing import Any
 from tests.helpers.judge_server import send_json
 
 MCQ_MARKER = "Answer the following multi-choice questions"
+# lm-eval's image placeholder, which its text-only API model class sends as text.
+IMAGE_PLACEHOLDER = "<image>"
 
 
 def reply_for(prompt: str, sample: int) -> str:
@@ -39,6 +41,12 @@ class _Handler(BaseHTTPRequestHandler):
             sample = self.server.seen[prompt]
             self.server.seen[prompt] += 1
             self.server.images += sum(1 for part in parts if part.get("type") == "image_url")
+            if self.server.per_settings:
+                key = (prompt, body.get("temperature"), body.get("max_tokens", body.get("max_completion_tokens")))
+                sample = self.server.samples[key]
+                self.server.samples[key] += 1
+        if self.server.per_settings:
+            prompt = prompt.removeprefix(IMAGE_PLACEHOLDER)
         payload = {
             "id": "cmpl-model",
             "object": "chat.completion",
@@ -62,16 +70,26 @@ class _Handler(BaseHTTPRequestHandler):
 class _ModelHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     seen: Counter
+    samples: Counter
     lock: threading.Lock
     images = 0
+    per_settings = False
 
 
 class ModelServer:
     """Context manager: the model under test on an ephemeral loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_settings: bool = False) -> None:
+        """Args:
+        per_settings: number the samples of a prompt per (prompt, temperature, max tokens), and
+            read a prompt after a leading lm-eval image placeholder. Two runs of several tasks
+            that share prompts (siuo_gen and siuo_gen_greedy) then get the same responses per
+            task, whatever order the harness sends its requests in.
+        """
         self._httpd = _ModelHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.seen = Counter()
+        self._httpd.samples = Counter()
+        self._httpd.per_settings = per_settings
         self._httpd.lock = threading.Lock()
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
