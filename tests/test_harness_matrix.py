@@ -53,13 +53,7 @@ GEN_ONLY_FLAG = {
     "lm-eval": "--predict_only",
 }
 # What this matrix finds does not hold (strict xfails: each must fail until it is fixed).
-GAPS: dict[tuple[str, str], str] = {
-    ("VLMEvalKit", "versions"): "VLMEvalKit's outputs (<model>_<dataset>_siuo_results.json, the score .csv, "
-    "status.json) record no task version",
-    ("Inspect", "one probe"): "every siuo_gen sample's judge_check solver probes the judge while the first probe "
-    "is still in flight (preflight.check_judge_before_generation's lru_cache fills only on return; the solver's "
-    "call also keys on data_dir=None, unlike the task's), so one Inspect run sends about 20 probes, not 1",
-}
+GAPS: dict[tuple[str, str], str] = {}
 
 
 def _gap(request: pytest.FixtureRequest, harness: str, aspect: str) -> None:

@@ -21,9 +21,9 @@ from vlmeval.dataset.image_base import ImageBaseDataset
 from vlmeval.smp import dump, load
 from vlmeval.smp.file import get_intermediate_file_path
 
-from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR
+from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR, TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
-from siuo_task.card import GEN_HEADLINE
+from siuo_task.card import GEN_HEADLINE, task_version
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
@@ -101,7 +101,7 @@ class SiuoGenDataset(ImageBaseDataset):
         config = JudgeConfig.from_env()
         pairs = match_items(read_predictions(Path(eval_file), data), data)
         summary, values = rejudge(pairs, config, Path(eval_file))
-        _write_ours(eval_file, summary, values)
+        _write_ours(eval_file, self.dataset_name, summary, values)
         per_item = [judge_outcomes(value[RECORD_KEY]) for value in values]
         _JUDGE_FAILED[str(Path(eval_file).resolve())] = sum(1 for item in per_item if item["errors"])
         report_judge_errors(self.dataset_name, per_item, cli_option("--work-dir") or "outputs")
@@ -180,7 +180,7 @@ class SiuoMcqDataset(ImageBaseDataset):
             response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
             values.append(mcq_item_values(score_mcq_item(items[int(row["question_id"])], response)))
         summary = {**reduce_values(values, MCQ_REDUCERS), "n_items": len(values), "input": str(eval_file)}
-        _write_ours(eval_file, summary, values)
+        _write_ours(eval_file, self.dataset_name, summary, values)
         scores = {"accuracy": summary.get("accuracy"), "unparsed_rate": summary.get("unparsed_rate")}
         dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
         return scores
@@ -230,15 +230,18 @@ class SiuoMcqCircularDataset(ImageBaseDataset):
             answers.append(answer_rotation(question, response))
         summary = {**summarise(answers).to_dict(), "input": str(eval_file)}
         records = [{RECORD_KEY: score.to_dict()} for score in group_items(answers)[0]]
-        _write_ours(eval_file, summary, records)
+        _write_ours(eval_file, self.dataset_name, summary, records)
         scores = {CIRCULAR_ACCURACY: summary[CIRCULAR_ACCURACY], "unparsed_rate": summary["unparsed_rate"]}
         scores.update({f"chosen_{k}": v for k, v in summary["chosen_letters_percent"].items()})
         dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
         return scores
 
 
-def _write_ours(eval_file: str, summary: dict[str, Any], values: list[dict[str, Any]]) -> None:
-    """results.json and samples.jsonl beside the predictions, in the lmms-eval path's schema."""
+def _write_ours(eval_file: str, dataset: str, summary: dict[str, Any], values: list[dict[str, Any]]) -> None:
+    """results.json and samples.jsonl beside the predictions, in the lmms-eval path's schema, with
+    the eval-card task and its version (VLMEvalKit keeps no task versions of its own)."""
+    task = TASK_OF_DATASET[dataset]
+    summary = {**summary, "task": task, "task_version": task_version(task)}
     stem = Path(eval_file).stem
     write_outputs(Path(eval_file).parent, summary, values, prefix=f"{stem}_siuo_")
     shown = (*GEN_HEADLINE, "accuracy", CIRCULAR_ACCURACY)
