@@ -8,12 +8,22 @@ venv="${1:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
-python -m pip install --quiet --upgrade pip
+# -qq: pip's warnings (such as the "Location ... is ignored" lines of an index folder lacking a
+# package, or setuptools' note on editable installs) would bury the test run's output; errors,
+# and a failing install's exit status, still come through.
+pip_install=(python -m pip install -qq)
+"${pip_install[@]}" --upgrade pip
 # torch and torchvision are pinned as a matching pair: VLMEvalKit imports torchvision, and the
 # x86_64 torchvision on PyPI only loads beside the torch build it was made for (a CPU torch
 # raises "operator torchvision::nms does not exist"). Both run on the CPU.
 pins=("torch==2.14.1" "torchvision==0.29.1")
-python -m pip install --quiet "${pins[@]}"
+"${pip_install[@]}" "${pins[@]}"
 # filelock<4 because lmms-eval imports filelock._api; decord for lmms-eval's llava_hf.
-python -m pip install --quiet -e ".[dev,vlmeval,inspect,lm-eval]" "${pins[@]}" "filelock<4" decord
-python -c "import siuo_task, lmms_eval.evaluator, vlmeval, inspect_ai, lm_eval; print('siuo-task', siuo_task.__version__, 'installed in $venv')"
+"${pip_install[@]}" -e ".[dev,vlmeval,inspect,lm-eval]" "${pins[@]}" "filelock<4" decord
+# The filter drops the ERROR line that `import vlmeval` logs when its optional .env file of API
+# keys is absent (as siuo_task.adapters.vlmevalkit.__main__ does).
+python -c "
+import logging
+logging.getLogger().addFilter(lambda record: not str(record.msg).startswith('Did not detect the .env file'))
+import siuo_task, lmms_eval.evaluator, vlmeval, inspect_ai, lm_eval
+print('siuo-task', siuo_task.__version__, 'installed in $venv')"

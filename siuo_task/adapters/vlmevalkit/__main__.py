@@ -6,17 +6,45 @@ Registers the SIUO datasets, then runs VLMEvalKit's own runner with the same arg
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 from siuo_task.adapters.vlmevalkit import register
 from siuo_task.run_end import exit_nonzero_if_judge_failed
+
+# ``import vlmeval`` logs this at ERROR level when the optional file <site-packages>/.env (API
+# keys for VLMEvalKit's own API models) is absent, which is the usual case: our judge reads its
+# settings from the environment, so a run would start with a false alarm.
+_NO_ENV_FILE = "Did not detect the .env file"
+
+
+class _DropNoEnvFile(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_NO_ENV_FILE)
+
+
+@contextlib.contextmanager
+def _quiet_missing_env_file() -> Iterator[None]:
+    """While VLMEvalKit is first imported: drop only its missing-.env message (the root logger's
+    own filter; every other record, and a real .env's loading, go on as usual)."""
+    root = logging.getLogger()
+    quiet = _DropNoEnvFile()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 def main() -> None:
     # Early, so that after judge errors the process ends non-zero once VLMEvalKit is done.
     exit_nonzero_if_judge_failed("vlmeval", "vlmevalkit")
-    register()
-    from vlmeval.run import main as vlmeval_main
-    from vlmeval.smp import load_env
-
+    with _quiet_missing_env_file():
+        register()
+        from vlmeval.run import main as vlmeval_main
+        from vlmeval.smp import load_env
+    # VLMEvalKit's run.py does this too: keys from a .env file, when there is one (silent if not).
     load_env()
     vlmeval_main()
 
