@@ -30,6 +30,7 @@ class Usage:
 
     per_model: dict[str, Counter[str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    endpoint: str | None = None  # priced only where the price table's provider serves it
 
     def add(self, model: str, outcome: JudgeOutcome) -> None:
         with self.lock:
@@ -44,7 +45,9 @@ class Usage:
         return {
             model: {
                 **{name: counts[name] for name in names},
-                "cost_usd": estimate_cost_usd([model], counts["prompt_tokens"], counts["completion_tokens"]),
+                "cost_usd": estimate_cost_usd(
+                    [model], counts["prompt_tokens"], counts["completion_tokens"], self.endpoint
+                ),
             }
             for model, counts in sorted(self.per_model.items())
         }
@@ -67,7 +70,7 @@ class StageCaller:
         self.engines = {model: JudgeEngine(replace(base, model=model)) for model in sorted(set(models))}
         self.prompt_version = prompt_version
         self.attempts = attempts
-        self.usage = Usage()
+        self.usage = Usage(endpoint=base.endpoint)
 
     def call(self, model: str, stage: str, prompt: str, image: Path | None, check: Check | None) -> StageCall:
         """One stage; ``check`` None means a free-text reply (any non-empty text).

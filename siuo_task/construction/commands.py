@@ -74,7 +74,8 @@ def _print_build(result: Any, args: argparse.Namespace) -> int:
         print(f"  {stage}: {counts}")
     for model, usage in result.usage["this_run"].items():
         calls, hits, cost = usage["calls"], usage["cache_hits"], usage["cost_usd"]
-        print(f"model {model}: {calls} call(s), {hits} cache hit(s), estimated cost {cost} USD")
+        shown = f"{cost} USD" if cost is not None else f"unknown (no price for {model} at this endpoint)"
+        print(f"model {model}: {calls} call(s), {hits} cache hit(s), estimated cost {shown}")
     for path in result.written:
         print(f"wrote {path}")
     errors = manifest["status_counts"].get("error", 0)
@@ -167,7 +168,7 @@ def add_commands(commands: Any) -> None:
     build.add_argument("--categories", nargs="+", help="allowed categories (default: the 9 SIUO domains)")
     build.add_argument("--generator-model", help="query + reflection (default: $SIUO_BUILD_GENERATOR_MODEL, gpt-4o)")
     build.add_argument("--answer-model", help="text-only answers (default: $SIUO_BUILD_ANSWER_MODEL, gpt-4o-mini)")
-    build.add_argument("--judge-model", help="text-safety judge (default: $SIUO_JUDGE_MODEL or gpt-4o)")
+    build.add_argument("--judge-model", help="text-safety judge (default: $SIUO_JUDGE_MODEL, else the default judge)")
     build.add_argument("--stage-attempts", type=int, default=3, help="tries per stage for malformed replies")
     build.add_argument("--review-output", type=Path, default=None, help="review: folder for review.csv/.html")
     build.add_argument("--build-dir", type=Path, default=None, help="finalize: the build folder (default: CSV's)")
@@ -177,7 +178,7 @@ def add_commands(commands: Any) -> None:
     audit = commands.add_parser("audit", help="check that each item's text alone and image alone are safe")
     audit.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     audit.add_argument("--output", type=Path, required=True, help="folder for audit.json, audit.md, audit.html")
-    audit.add_argument("--models", nargs="+", help="audit (judge) models (default: $SIUO_JUDGE_MODEL or gpt-4o)")
+    audit.add_argument("--models", nargs="+", help="audit (judge) models (default: $SIUO_JUDGE_MODEL, else the default judge)")
     audit.add_argument("--answer-model", help="text-only answer model (default: gpt-4o-mini)")
     audit.add_argument("--stage-attempts", type=int, default=3, help="tries per check for malformed replies")
     audit.add_argument("--force", action="store_true", help="replace an earlier audit in --output")
