@@ -178,7 +178,7 @@ def add_commands(commands: Any) -> None:
     audit = commands.add_parser("audit", help="check that each item's text alone and image alone are safe")
     audit.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     audit.add_argument("--output", type=Path, required=True, help="folder for audit.json, audit.md, audit.html")
-    audit.add_argument("--models", nargs="+", help="audit (judge) models (default: $SIUO_JUDGE_MODEL, else the default)")
+    audit.add_argument("--models", nargs="+", help="audit models (default: $SIUO_JUDGE_MODEL, else the default judge)")
     audit.add_argument("--answer-model", help="text-only answer model (default: gpt-4o-mini)")
     audit.add_argument("--stage-attempts", type=int, default=3, help="tries per check for malformed replies")
     audit.add_argument("--force", action="store_true", help="replace an earlier audit in --output")
