@@ -47,6 +47,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.samples[key] += 1
         if self.server.per_settings:
             prompt = prompt.removeprefix(IMAGE_PLACEHOLDER)
+        reply = reply_for(prompt, sample)
+        if not reply:
+            with self.server.lock:
+                self.server.empty_replies += 1
         payload = {
             "id": "cmpl-model",
             "object": "chat.completion",
@@ -55,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply_for(prompt, sample)},
+                    "message": {"role": "assistant", "content": reply},
                     "finish_reason": "stop",
                 }
             ],
@@ -73,6 +77,7 @@ class _ModelHTTPServer(ThreadingHTTPServer):
     samples: Counter
     lock: threading.Lock
     images = 0
+    empty_replies = 0
     per_settings = False
 
 
@@ -90,12 +95,18 @@ class ModelServer:
         self._httpd.seen = Counter()
         self._httpd.samples = Counter()
         self._httpd.per_settings = per_settings
+        self._httpd.empty_replies = 0
         self._httpd.lock = threading.Lock()
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    @property
+    def empty_replies(self) -> int:
+        """How many replies were empty (a client may ask again after one)."""
+        return self._httpd.empty_replies
 
     @property
     def prompts(self) -> Counter:
