@@ -23,7 +23,7 @@ from typing import Any
 from siuo_task.errors import DataError
 from siuo_task.parsing import is_effective
 from siuo_task.runs import Run, judge_info
-from siuo_task.stats import cohen_kappa
+from siuo_task.stats import agreement_of_pairs
 
 SHOWN_MISMATCHES = 10
 
@@ -104,19 +104,8 @@ def match_responses(run_a: Run, run_b: Run) -> list[MatchedResponse]:
 
 
 def _stats(pairs: list[tuple[bool, bool]], errors: int, not_judged: int) -> dict[str, Any]:
-    kappa, low, high = cohen_kappa(pairs)
-    n = len(pairs)
     return {
-        "n": n,
-        "agreement": round(100 * sum(1 for a, b in pairs if a == b) / n, 2) if n else None,
-        "kappa": None if kappa is None else round(kappa, 4),
-        "kappa_ci95": None if low is None or high is None else [round(low, 4), round(high, 4)],
-        "confusion": {
-            "a_true_b_true": sum(1 for a, b in pairs if a and b),
-            "a_true_b_false": sum(1 for a, b in pairs if a and not b),
-            "a_false_b_true": sum(1 for a, b in pairs if not a and b),
-            "a_false_b_false": sum(1 for a, b in pairs if not a and not b),
-        },
+        **agreement_of_pairs(pairs, "a", "b", "agreement"),
         "left_out_judge_error": errors,
         "left_out_not_judged": not_judged,
     }

@@ -22,7 +22,7 @@ from siuo_task.data import GenItem
 from siuo_task.errors import DataError
 from siuo_task.parsing import is_effective
 from siuo_task.runs import Run
-from siuo_task.stats import cohen_kappa
+from siuo_task.stats import agreement_of_pairs
 
 COLUMNS = [
     "review_row",
@@ -190,19 +190,8 @@ def read_review(path: Path) -> list[LabelledRow]:
 
 
 def agreement_stats(pairs: list[tuple[bool, bool]], unlabelled: int, judge_missing: int) -> dict[str, Any]:
-    kappa, low, high = cohen_kappa(pairs)
-    n = len(pairs)
     return {
-        "n": n,
-        "accuracy": round(100 * sum(1 for a, b in pairs if a == b) / n, 2) if n else None,
-        "kappa": None if kappa is None else round(kappa, 4),
-        "kappa_ci95": None if low is None or high is None else [round(low, 4), round(high, 4)],
-        "confusion": {
-            "judge_true_human_true": sum(1 for a, b in pairs if a and b),
-            "judge_true_human_false": sum(1 for a, b in pairs if a and not b),
-            "judge_false_human_true": sum(1 for a, b in pairs if not a and b),
-            "judge_false_human_false": sum(1 for a, b in pairs if not a and not b),
-        },
+        **agreement_of_pairs(pairs, "judge", "human", "accuracy"),
         "skipped_unlabelled": unlabelled,
         "skipped_judge_error": judge_missing,
     }

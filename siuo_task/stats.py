@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 Z_95 = 1.959963984540054
 
@@ -84,3 +85,29 @@ def cohen_kappa(pairs: list[tuple[bool, bool]], z: float = Z_95) -> tuple[float 
     kappa = (po - pe) / (1 - pe)
     se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
     return kappa, max(-1.0, kappa - z * se), min(1.0, kappa + z * se)
+
+
+def agreement_of_pairs(pairs: list[tuple[bool, bool]], first: str, second: str, share: str) -> dict[str, Any]:
+    """Two raters' agreement on paired binary labels: n, percent agreeing (under ``share``), Cohen's
+    kappa with its 95% interval, and the confusion matrix keyed ``<first>_<bool>_<second>_<bool>``.
+
+    Args:
+        pairs: (first rater's label, second rater's label) per compared case.
+        first: the first rater's name in the confusion keys (e.g. "judge", "a").
+        second: the second rater's name (e.g. "human", "b").
+        share: the key of the percent agreeing (e.g. "accuracy", "agreement").
+    """
+    kappa, low, high = cohen_kappa(pairs)
+    n = len(pairs)
+    confusion = {
+        f"{first}_{str(x).lower()}_{second}_{str(y).lower()}": sum(1 for a, b in pairs if bool(a) == x and bool(b) == y)
+        for x in (True, False)
+        for y in (True, False)
+    }
+    return {
+        "n": n,
+        share: round(100 * sum(1 for a, b in pairs if a == b) / n, 2) if n else None,
+        "kappa": None if kappa is None else round(kappa, 4),
+        "kappa_ci95": None if low is None or high is None else [round(low, 4), round(high, 4)],
+        "confusion": confusion,
+    }
