@@ -106,12 +106,6 @@ def report_judge_errors(task: str, per_item: Sequence[dict[str, Any]], output: s
         _print_last(warning)
 
 
-def judge_error_tasks() -> list[str]:
-    """The tasks of this process that had judge errors."""
-    with _LOCK:
-        return sorted(_BANNERS)
-
-
 def _print_last(text: str) -> None:
     try:
         print(text, file=sys.stderr, flush=True)
