@@ -68,7 +68,8 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 
 def _report(args: argparse.Namespace) -> int:
     from siuo_task.outputs import check_output_folder
-    from siuo_task.report import label, report_warnings, write_report
+    from siuo_task.report.build import report_warnings, write_report
+    from siuo_task.report.view import label
     from siuo_task.runs import Note, load_runs, unique_names
 
     check_output_folder(args.output)

@@ -126,7 +126,7 @@ def _finalize(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from siuo_task.audit import AuditSettings, check_audit_output, run_audit, write_audit
+    from siuo_task.construction.audit import AuditSettings, check_audit_output, run_audit, write_audit
     from siuo_task.construction.pipeline import StageModels
     from siuo_task.data import load_siuo
 
