@@ -11,8 +11,8 @@
 The judge defaults to SIUO_JUDGE_* (see the README); its API key is only ever read from the
 environment, never a task parameter, because Inspect writes task parameters into the log. A
 ``--no-score`` run needs no judge settings at all; judge its log later with ``siuo-eval judge
-LOG --output DIR`` or ``inspect score LOG --scorer siuo_task/siuo_gen_judge`` (Inspect logs a
-scorer by its bare name, so it must be named in full).
+LOG --output DIR`` or ``inspect score LOG --scorer siuo_task/siuo_gen_judge --output-file SCORED``
+(Inspect logs a scorer by its bare name, so it must be named in full).
 
 Names, versions and protocol lines come from the eval card (configs/eval_card.yaml).
 """
