@@ -33,10 +33,10 @@ from siuo_task.adapters.inspect_ai.scoring import (
     siuo_mcq_letter,
     siuo_vote,
 )
+from siuo_task.adapters.inspect_ai.setup_errors import plain_setup_errors
 from siuo_task.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
 from siuo_task.circular import rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
-from siuo_task.adapters.inspect_ai.setup_errors import plain_setup_errors
 from siuo_task.errors import JudgeConfigError
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
