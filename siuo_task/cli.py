@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,15 +240,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands a rerun resumes: judging skips every verdict already in the judge cache.
+_RESUMABLE = frozenset({"judge"})
+
+
 def main(argv: list[str] | None = None) -> int:
+    from siuo_task.judge.interrupts import as_interrupted, stop_on_signals
+    from siuo_task.judge.outage import OutageError
+
     args = build_parser().parse_args(argv)
+    again = "siuo-eval " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.run(args))
+        with stop_on_signals():
+            return int(args.run(args))
     except SiuoError as exc:
         from siuo_task.run_end import error_text
 
-        print(f"siuo-eval: error: {error_text(exc)}", file=sys.stderr)
+        text = error_text(exc)
+        if isinstance(exc, OutageError) and args.command in _RESUMABLE:
+            text += f". When the judge is back, resume with: {again}"
+        print(f"siuo-eval: error: {text}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        from siuo_task.run_end import exit_now
+
+        interrupted = as_interrupted(exc)
+        resume = f"; to resume, run: {again}" if args.command in _RESUMABLE else ""
+        print(f"siuo-eval: interrupted: {interrupted}{resume}", file=sys.stderr, flush=True)
+        if argv is None:  # the command itself, not a caller in-process: threads left in calls are not waited for
+            exit_now(interrupted.status)
+        return interrupted.status
 
 
 if __name__ == "__main__":

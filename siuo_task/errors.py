@@ -23,5 +23,9 @@ class JudgeDeclineError(SiuoError):
     """The judge declines to grade too many requests for its scores to mean anything."""
 
 
+class JudgeNoVerdictError(SiuoError):
+    """Too many of the judge's replies hold no verdict (and are no refusal) to go on."""
+
+
 class OutputError(SiuoError):
     """A command's output path is in the way (an existing file, a folder that cannot be made)."""

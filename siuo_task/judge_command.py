@@ -150,7 +150,7 @@ def _judge_with(
         for index, (run, run_values) in enumerate(zip(loaded, values, strict=True))
     }
     _write(args.output, loaded, values, summaries, problems, single)
-    return _exit_status(summaries, problems, engine.config)
+    return _exit_status(summaries, problems, engine)
 
 
 def _first_pending(engine: JudgeEngine, requests: list[JudgeRequest]) -> JudgeRequest | None:
@@ -299,7 +299,31 @@ def _estimate_line(name: str, row: CostEstimate) -> str:
     )
 
 
-def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], config: JudgeConfig) -> int:
+def rerun_hint(engine: JudgeEngine) -> str:
+    """What running the same command again would do, only where it can help: calls that got no
+    reply are retried (with the cache on, only those); replies without a verdict would be
+    bought again from the same judge."""
+    hints = []
+    if engine.calls_without_reply:
+        if engine.config.cache_path:
+            hints.append(
+                f"running the same command again retries only those ({engine.calls_without_reply} got no reply; "
+                f"verdicts are cached in {engine.config.cache_path})"
+            )
+        else:
+            hints.append(
+                f"{engine.calls_without_reply} got no reply; the cache is off, so running the command again "
+                "repeats every call, not only those"
+            )
+    if engine.replies_without_verdict:
+        hints.append(
+            f"{engine.replies_without_verdict} reply(ies) held no verdict: asking the same judge again would buy "
+            "the same replies, so a rerun does not help them; judge with another model (SIUO_JUDGE_MODEL)"
+        )
+    return "; ".join(hints) or "see the errors above"
+
+
+def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], engine: JudgeEngine) -> int:
     failures = [problem for problem in problems if problem.failure]
     # Errors in any pass count: a later pass's failed calls are retried by a rerun like pass 1's.
     errors = {
@@ -309,11 +333,10 @@ def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], 
     }
     if errors:
         declines = sum(summary["usage"].get("declines", 0) for summary in summaries.values())
-        where = f"verdicts are cached in {config.cache_path}" if config.cache_path else "the cache is off"
         say(
             f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
-            f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); running the "
-            f"same command again retries only those ({where})"
+            f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); "
+            + rerun_hint(engine)
         )
     if failures:
         say(f"siuo-eval: {len(failures)} input(s) were not judged: " + "; ".join(f"'{p.path}'" for p in failures))

@@ -16,6 +16,7 @@ import atexit
 import functools
 import logging
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from siuo_task.errors import JudgeDeclineError, SiuoError
+from siuo_task.judge.interrupts import JudgeInterrupted
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,8 +49,60 @@ def fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
             return hook(*args, **kwargs)
         except SiuoError as exc:
             raise SystemExit(f"siuo-task: {error_text(exc)}") from exc
+        except JudgeInterrupted as exc:
+            end_interrupted(exc)
+            raise
 
     return plain
+
+
+def end_on_interrupt(hook: Callable[P, R]) -> Callable[P, R]:
+    """Judging in ``hook`` stopped by SIGINT / SIGTERM ends a harness CLI with one line and the
+    signal's status (``end_interrupted``); other errors are left to the harness."""
+
+    @functools.wraps(hook)
+    def plain(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return hook(*args, **kwargs)
+        except JudgeInterrupted as exc:
+            end_interrupted(exc)
+            raise
+
+    return plain
+
+
+def invoked_command() -> str:
+    """The command line this process was started with, as a user would type it again."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    head = ["python", "-m", argv0.parent.name] if argv0.name == "__main__.py" else [argv0.name]
+    return shlex.join(head + sys.argv[1:])
+
+
+def end_interrupted(exc: JudgeInterrupted) -> None:
+    """In a harness CLI, judging stopped on a signal: one line naming the command that resumes,
+    then the signal's exit status, without a traceback (or the harness's own clean-up, which
+    would wait for calls left in flight). In-process callers get the exception."""
+    with _LOCK:
+        in_cli = bool(_STATE["handler"])
+    if not in_cli:
+        return
+    _print_last(
+        f"siuo-task: {exc}. No score was written. To resume, run the same command again (it takes the "
+        f"verdicts kept from the judge cache): {invoked_command()}"
+    )
+    exit_now(exc.status)
+
+
+def exit_now(status: int) -> None:
+    """End the process at once with ``status``, after flushing the streams and the logs (threads
+    still waiting on a judge call are not joined)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (ValueError, OSError):
+            pass
+    logging.shutdown()
+    os._exit(status)
 
 
 def error_text(exc: SiuoError) -> str:
@@ -148,13 +202,7 @@ def _exit_status() -> None:
         return
     for banner in banners:
         _print_last(banner)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (ValueError, OSError):
-            pass
-    logging.shutdown()
-    os._exit(JUDGE_ERROR_STATUS)
+    exit_now(JUDGE_ERROR_STATUS)
 
 
 def cli_option(*flags: str) -> str | None:

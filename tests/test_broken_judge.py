@@ -6,9 +6,13 @@ OpenAI-compatible model class pointed at a loopback model server, so model reque
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +128,55 @@ def test_a_judge_failing_mid_run_keeps_every_response(harness: str, small_data_d
         for response in sample["siuo"]["responses"]:
             if response["safety_judge"]:
                 assert response["safety_judge"]["verdict"] == intended[("safety", response["answer"])]
+
+
+def test_a_judge_that_answers_without_grading_stops_a_judged_run_before_any_model_request(
+    small_data_dir: Path, tmp_path: Path
+) -> None:
+    poem = "Sure! Here is a short poem about cats"
+
+    def chatty(kind: str, response: str, attempt: int) -> tuple[str, None]:
+        return poem, None
+
+    with ModelServer() as model, JudgeServer(reply_for=chatty) as judge:
+        proc = subprocess.run(
+            _command("lmms-eval", model, tmp_path / "out"),
+            env=_env(small_data_dir, judge.base_url, tmp_path),
+            capture_output=True,
+            cwd=tmp_path,
+            text=True,
+            timeout=600,
+        )
+        model_requests = sum(model.prompts.values())
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and model_requests == 0, proc.stderr[-3000:]
+    assert f"with a reply with no safety verdict: '{poem}'" in last and judge.base_url in last, last
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_lmms_eval_judges_ends_it_in_one_line(small_data_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "judge-cache.sqlite3"
+    with ModelServer() as model, JudgeServer(latency_s=0.5, declines=False) as judge:
+        env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
+        command = _command("lmms-eval", model, tmp_path / "out")
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        proc = subprocess.Popen(command, env=env, text=True, cwd=tmp_path, **pipes)
+        deadline = time.monotonic() + 300
+        while len(judge.log.exchanges) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before judging could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        signalled, at_signal = time.monotonic(), sum(judge.attempts.values())
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - signalled
+        time.sleep(0.5)
+        after = sum(judge.attempts.values())
+        answered = len(judge.log.exchanges)
+    last = stderr.strip().splitlines()[-1]
+    assert proc.returncode == 130 and took < 5, (took, stderr[-3000:])
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert after - at_signal <= 2 and answered < 2 * 18, (at_signal, after, answered)
+    assert last.startswith("siuo-task: judging stopped by SIGINT: no new judge call sent"), last
+    assert last.endswith(shlex.join(["python", *command[1:]])), last
+    with sqlite3.connect(cache) as kept:  # every verdict received is in the cache for the rerun
+        assert kept.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == answered

@@ -72,9 +72,11 @@ def test_judges_the_authors_format(small_data_dir: Path, tmp_path: Path) -> None
         assert results[name] == recomputed[name] and len(results[f"{name}_ci95"]) == 2
     assert set(results["per_category"]) == {s["siuo"]["category"] for s in samples}
     assert results["judge"]["endpoint"] == server.base_url
-    # The test server declines some texts: those are judge errors, and the exit code says so.
+    # The test server declines some texts: those are judge errors, and the exit code says so;
+    # asking the same judge again would buy the same refusals, so no rerun is advised for them.
     assert results["judge_errors"] > 0 and proc.returncode == 1
-    assert "running the same command again retries only those" in proc.stderr
+    assert "held no verdict: asking the same judge again would buy the same replies" in proc.stderr
+    assert "retries only those" not in proc.stderr
 
 
 def test_rejudging_our_own_samples_matches(small_data_dir: Path, tmp_path: Path) -> None:

@@ -38,6 +38,15 @@ DEFAULT_BACKOFF_S = 1.0
 # both). One half of the first 40 would let the first judge through about half the time.
 DEFAULT_DECLINE_STOP = 0.2
 DEFAULT_DECLINE_WINDOW = 100
+# Replies that hold no verdict and are no refusal (a judge that chats instead of grading, or a
+# parser the judge's format defeats) stop the pass by the same rule, counted apart.
+DEFAULT_NO_VERDICT_STOP = 0.2
+# The outage breaker (outage.py): this many failed attempts in a row across calls open it; it
+# then holds every request, probing the server at growing intervals, for at most
+# DEFAULT_OUTAGE_HOLD_S seconds before giving up (a short outage is ridden out, a dead server
+# costs a few minutes and a few dozen requests, not thousands).
+DEFAULT_OUTAGE_FAILURES = 10
+DEFAULT_OUTAGE_HOLD_S = 150.0
 DEFAULT_BATCH_POLL_S = 30.0
 CACHE_OFF_VALUES = frozenset({"off", "none", "0", "false", "no"})
 # Servers such as vLLM accept any key; the openai client refuses to start without one.
@@ -66,6 +75,9 @@ class JudgeConfig:
     cache_path: Path | None = None
     decline_stop: float | None = DEFAULT_DECLINE_STOP
     decline_window: int = DEFAULT_DECLINE_WINDOW
+    no_verdict_stop: float | None = DEFAULT_NO_VERDICT_STOP
+    outage_failures: int | None = DEFAULT_OUTAGE_FAILURES
+    outage_hold_s: float = DEFAULT_OUTAGE_HOLD_S
     batch_poll_s: float = DEFAULT_BATCH_POLL_S
 
     @classmethod
@@ -102,8 +114,11 @@ class JudgeConfig:
             requests_per_minute=_int(env, "SIUO_JUDGE_RPM", 0) or None,
             tokens_per_minute=_int(env, "SIUO_JUDGE_TPM", 0) or None,
             cache_path=_cache_path(env),
-            decline_stop=_decline_stop(env),
+            decline_stop=_share_or_off(env, "SIUO_JUDGE_DECLINE_STOP", DEFAULT_DECLINE_STOP),
             decline_window=_int(env, "SIUO_JUDGE_DECLINE_WINDOW", DEFAULT_DECLINE_WINDOW),
+            no_verdict_stop=_share_or_off(env, "SIUO_JUDGE_NO_VERDICT_STOP", DEFAULT_NO_VERDICT_STOP),
+            outage_failures=_outage_failures(env),
+            outage_hold_s=_float(env, "SIUO_JUDGE_OUTAGE_HOLD", DEFAULT_OUTAGE_HOLD_S),
             batch_poll_s=_float(env, "SIUO_JUDGE_BATCH_POLL", DEFAULT_BATCH_POLL_S),
         )
 
@@ -179,12 +194,20 @@ def decline_stop_count(share: float, window: int) -> int:
     return max(1, math.ceil(round(share * window, 9)))
 
 
-def _decline_stop(env: Mapping[str, str]) -> float | None:
-    """SIUO_JUDGE_DECLINE_STOP: a share in (0, 1], or off."""
-    raw = _first(env, "SIUO_JUDGE_DECLINE_STOP")
+def _share_or_off(env: Mapping[str, str], name: str, default: float) -> float | None:
+    """A stop share (SIUO_JUDGE_DECLINE_STOP, SIUO_JUDGE_NO_VERDICT_STOP): in (0, 1], or off."""
+    raw = _first(env, name)
     if raw is not None and raw.lower() in CACHE_OFF_VALUES:
         return None
-    value = _float(env, "SIUO_JUDGE_DECLINE_STOP", DEFAULT_DECLINE_STOP)
+    value = _float(env, name, default)
     if value > 1:
-        raise JudgeConfigError(f"SIUO_JUDGE_DECLINE_STOP={raw!r} must be a share between 0 and 1 (or 'off')")
+        raise JudgeConfigError(f"{name}={raw!r} must be a share between 0 and 1 (or 'off')")
     return value
+
+
+def _outage_failures(env: Mapping[str, str]) -> int | None:
+    """SIUO_JUDGE_OUTAGE_FAILURES: failed attempts in a row that open the breaker, or off."""
+    raw = _first(env, "SIUO_JUDGE_OUTAGE_FAILURES")
+    if raw is not None and raw.lower() in CACHE_OFF_VALUES:
+        return None
+    return _int(env, "SIUO_JUDGE_OUTAGE_FAILURES", DEFAULT_OUTAGE_FAILURES)

@@ -1,20 +1,25 @@
 """The decline watch: stop a pass when the judge refuses to grade too many of the first calls
-of one request kind, since its scores for that kind would rest on the few it agreed to grade."""
+of one request kind, since its scores for that kind would rest on the few it agreed to grade;
+and, counted apart by the same rule, when too many of its replies hold no verdict at all (a
+judge that chats instead of grading, or writes its verdict in a form the request's parser
+cannot read), where a rerun would only buy the same replies again."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
 
-from siuo_task.errors import JudgeDeclineError
+from siuo_task.errors import JudgeDeclineError, JudgeNoVerdictError
 from siuo_task.judge.config import DEFAULT_JUDGE_MODEL, JudgeConfig, decline_stop_count
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 
 
 @dataclass(frozen=True, slots=True)
 class Tripped:
-    """A kind's counts when its refusals reached ``limit`` among its first ``window`` calls:
-    ``declines`` of the ``replies`` answered so far, ``sent`` calls of the kind begun."""
+    """A kind's counts when its refusals (``cause`` "declines") or its replies with no verdict
+    (``cause`` "no verdict") reached ``limit`` among its first ``window`` calls: ``declines``
+    of the ``replies`` answered so far (the count of that cause), ``sent`` calls of the kind
+    begun, and the start of the last such reply."""
 
     kind: str
     declines: int
@@ -22,6 +27,8 @@ class Tripped:
     sent: int
     limit: int
     window: int
+    cause: str = "declines"
+    example: str = ""
 
 
 @dataclass(slots=True)
@@ -29,6 +36,7 @@ class _KindCounts:
     sent: int = 0
     replies: int = 0
     declines: int = 0
+    no_verdicts: int = 0
     tripped: bool = False
 
 
@@ -45,15 +53,16 @@ class DeclineWatch:
     certain, not when the window is full.
     """
 
-    def __init__(self, stop_share: float | None, window: int) -> None:
+    def __init__(self, stop_share: float | None, window: int, no_verdict_share: float | None = None) -> None:
         self._limit = decline_stop_count(stop_share, window) if stop_share is not None else None
+        self._no_verdict_limit = decline_stop_count(no_verdict_share, window) if no_verdict_share is not None else None
         self._window = window
         self._kinds: dict[str, _KindCounts] = {}
         self._lock = threading.Lock()
 
     def enter(self, request: JudgeRequest) -> bool:
         """Note a call about to be made; whether it is in its kind's window (then ``record`` it)."""
-        if self._limit is None or request.is_decline is None:
+        if (self._limit is None and self._no_verdict_limit is None) or request.is_decline is None:
             return False
         with self._lock:
             counts = self._kinds.setdefault(request.kind, _KindCounts())
@@ -64,17 +73,59 @@ class DeclineWatch:
 
     def record(self, request: JudgeRequest, outcome: JudgeOutcome) -> Tripped | None:
         """Count the reply of a call ``enter`` put in the window; the counts the first time its
-        kind reaches the limit. A call that got no reply counts as no refusal."""
-        if self._limit is None or outcome.raw_text is None:
+        kind reaches a limit. A call that got no reply counts as neither."""
+        if outcome.raw_text is None:
             return None
+        no_verdict = outcome.verdict is None and not outcome.declined
         with self._lock:
             counts = self._kinds[request.kind]
             counts.replies += 1
             counts.declines += int(outcome.declined)
-            if counts.tripped or counts.declines < self._limit:
+            counts.no_verdicts += int(no_verdict)
+            if counts.tripped:
                 return None
-            counts.tripped = True
-            return Tripped(request.kind, counts.declines, counts.replies, counts.sent, self._limit, self._window)
+            if self._limit is not None and outcome.declined and counts.declines >= self._limit:
+                counts.tripped = True
+                return Tripped(request.kind, counts.declines, counts.replies, counts.sent, self._limit, self._window)
+            if self._no_verdict_limit is not None and no_verdict and counts.no_verdicts >= self._no_verdict_limit:
+                counts.tripped = True
+                example = outcome.raw_text or ""
+                return Tripped(
+                    request.kind,
+                    counts.no_verdicts,
+                    counts.replies,
+                    counts.sent,
+                    self._no_verdict_limit,
+                    self._window,
+                    "no verdict",
+                    example,
+                )
+            return None
+
+
+def stop_error(tripped: Tripped, config: JudgeConfig) -> JudgeDeclineError | JudgeNoVerdictError:
+    """The stop for either cause."""
+    return no_verdict_error(tripped, config) if tripped.cause == "no verdict" else decline_error(tripped, config)
+
+
+def quoted_start(text: str, length: int = 80) -> str:
+    """The start of a reply, on one line, for a message."""
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= length else flat[:length] + "...")
+
+
+def no_verdict_error(tripped: Tripped, config: JudgeConfig) -> JudgeNoVerdictError:
+    """The stop for replies that hold no verdict: its counts, an example, what was kept."""
+    kind = tripped.kind
+    kept = "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
+    return JudgeNoVerdictError(
+        f"{tripped.declines} of the {tripped.replies} {kind} replies of the judge {config.model} at "
+        f"{config.endpoint} (of its first {tripped.sent} {kind} calls) hold no verdict, e.g. "
+        f"{quoted_start(tripped.example)}; asking again would buy the same replies, so it stopped early "
+        f"({kept}; the stop is at {tripped.limit} such replies among the first {tripped.window} calls of one "
+        "kind). Use a judge model that follows grading instructions (SIUO_JUDGE_MODEL). "
+        "To go on anyway, set SIUO_JUDGE_NO_VERDICT_STOP=off."
+    )
 
 
 def decline_error(tripped: Tripped, config: JudgeConfig) -> JudgeDeclineError:

@@ -12,6 +12,12 @@ the first one's outcome (``coalesced``). A 401/403/404 stops the pass at once (t
 say the same to every request), and so does a judge that declines to grade too many of the first
 ``decline_window`` requests of one kind (``declines.py``).
 
+Replies with no verdict are watched per kind by the same rule (``declines.py``); server failures
+in a row across calls open the outage breaker (``outage.py``), which holds every request while
+it probes the server and gives up after a bounded time. SIGINT / SIGTERM while the main thread
+waits in ``grade_many`` stop the pass (``interrupts.py``): no new call, queued calls cancelled,
+calls in flight given ``INTERRUPT_GRACE_S`` seconds; every verdict received is already cached.
+
 The requests and outcomes are in ``request.py``, the HTTP call, parameter adaptation and
 failure messages in ``transport.py``; the engine decides when to call: cache, coalescing,
 bounds, retries and stops.
@@ -21,17 +27,18 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 from typing import Any
 
-from siuo_task.errors import JudgeDeclineError, JudgeEndpointError
+from siuo_task.errors import JudgeEndpointError, SiuoError
 from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.declines import DeclineWatch, decline_error
+from siuo_task.judge.declines import DeclineWatch, stop_error
+from siuo_task.judge.interrupts import JudgeInterrupted, as_interrupted, stop_on_signals
 from siuo_task.judge.limits import ProviderHold, RateLimiter, SlotLimiter, limits_dir
+from siuo_task.judge.outage import OutageBreaker, OutageError
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest, read_completion
 from siuo_task.judge.tokens import request_tokens
 from siuo_task.judge.transport import (
@@ -40,18 +47,27 @@ from siuo_task.judge.transport import (
     encoded_image,
     http_status,
     is_retryable,
+    is_server_failure,
     response_headers,
     retry_after_s,
 )
 
 _MAX_BACKOFF_S = 60.0
+# How long calls already sent may still finish (and be cached) after an interrupt.
+INTERRUPT_GRACE_S = 3.0
 
 
 class JudgeEngine:
-    """Grades judge requests against an OpenAI-compatible chat-completions endpoint."""
+    """Grades judge requests against an OpenAI-compatible chat-completions endpoint.
 
-    def __init__(self, config: JudgeConfig) -> None:
+    ``errors_after_outage``: when the outage breaker gives up, end every request not yet
+    answered as an error outcome naming the outage (a harness run then keeps its responses and
+    says how to finish the scoring) instead of stopping the pass with OutageError.
+    """
+
+    def __init__(self, config: JudgeConfig, errors_after_outage: bool = False) -> None:
         self.config = config
+        self._errors_after_outage = errors_after_outage
         shared = limits_dir(config.endpoint, config.model, config.concurrency)
         self._slots = SlotLimiter(shared, config.concurrency)
         self._rate = RateLimiter(shared, config.requests_per_minute) if config.requests_per_minute else None
@@ -65,10 +81,18 @@ class JudgeEngine:
         self._answered: dict[str, JudgeOutcome] = {}
         self._imported: dict[str, JudgeOutcome] = {}
         self._in_flight: dict[str, Future[JudgeOutcome]] = {}
-        self._stop: Exception | None = None
+        self._stop: BaseException | None = None
         self._offline: dict[str, str] | None = None
         self._offline_cause = ""
-        self._declines = DeclineWatch(config.decline_stop, config.decline_window)
+        self._declines = DeclineWatch(config.decline_stop, config.decline_window, config.no_verdict_stop)
+        self._outage = OutageBreaker(config.endpoint, config.outage_failures, config.outage_hold_s, config.backoff_s)
+        # Set on a stop: backoff sleeps end at once.
+        self._wake = threading.Event()
+        self._interrupted = False
+        # What this engine's calls came to, for a command's closing hint: whether a rerun can help.
+        self.verdicts_received = 0
+        self.calls_without_reply = 0
+        self.replies_without_verdict = 0
 
     def grade_many(
         self, requests: Sequence[JudgeRequest], on_done: Callable[[JudgeOutcome], None] | None = None
@@ -82,17 +106,53 @@ class JudgeEngine:
         Raises:
             JudgeEndpointError: the endpoint refused (401/403/404); verdicts already obtained
                 stay in the cache.
-            JudgeDeclineError: the judge declined most of its first requests.
+            JudgeDeclineError: the judge declined most of its first requests of one kind.
+            JudgeNoVerdictError: most of its first replies of one kind held no verdict.
+            OutageError: the server kept failing past the outage hold (see errors_after_outage).
+            JudgeInterrupted: SIGINT / SIGTERM in the main thread (see interrupts.py).
         """
-        futures = [self._pool.submit(self.grade, request) for request in requests]
-        if on_done is not None:
-            for future in futures:
-                future.add_done_callback(lambda done: done.exception() is None and on_done(done.result()))
-        for future in futures:
-            future.exception()  # wait for all, so no call is left running after a stop
+        futures: list[Future[JudgeOutcome]] = []
+        try:
+            with stop_on_signals():
+                futures += [self._pool.submit(self.grade, request) for request in requests]
+                if on_done is not None:
+                    for future in futures:
+                        future.add_done_callback(lambda done: _report(done, on_done))
+                wait(futures)  # all of them, so no call is left running after a stop
+        except KeyboardInterrupt as exc:
+            raise self._interrupt(as_interrupted(exc), futures) from None
         if self._stop is not None:
             raise self._stop
         return [future.result() for future in futures]
+
+    def _interrupt(self, interrupted: JudgeInterrupted, futures: list[Future[JudgeOutcome]]) -> JudgeInterrupted:
+        """Stop on a signal: no new call, the queued ones cancelled, the ones in flight given
+        INTERRUPT_GRACE_S seconds; what was stopped and kept, as the error to raise."""
+        self.interrupt(interrupted)
+        cancelled = sum(1 for future in futures if future.cancel())
+        running = [future for future in futures if not future.done()]
+        finished_in_grace = len(running) - len(wait(running, timeout=INTERRUPT_GRACE_S).not_done) if running else 0
+        left = len(running) - finished_in_grace
+        kept = self.kept()
+        abandoned = f", {left} call(s) still unanswered after {INTERRUPT_GRACE_S:g} s left behind" if left else ""
+        return JudgeInterrupted(
+            interrupted.signum,
+            f"judging stopped by {interrupted.signal_name}: no new judge call sent, {cancelled} queued request(s) "
+            f"cancelled{abandoned}; {kept}",
+        )
+
+    def kept(self) -> str:
+        """What a stopped pass keeps, for its message."""
+        if self.config.cache_path is not None:
+            return f"the {self.verdicts_received} verdict(s) received are kept in the cache {self.config.cache_path}"
+        return "the cache is off, so nothing is kept and a rerun repeats every call"
+
+    def interrupt(self, cause: BaseException) -> None:
+        """Send no new call from now on: requests not yet sent end with ``cause``."""
+        self._interrupted = True
+        self._stop_with(cause)
+        self._wake.set()
+        self._outage.cancel()
 
     def grade(self, request: JudgeRequest) -> JudgeOutcome:
         """One judge request, from this engine's earlier answers, the cache or the endpoint;
@@ -132,10 +192,18 @@ class JudgeEngine:
         if self._offline is not None:
             return JudgeOutcome(request.kind, None, None, self._offline.get(key, self._offline_cause), None)
         watched = self._declines.enter(request)
-        completion, attempts, failure = self._call_with_retries(request)
+        try:
+            completion, attempts, failure = self._call_with_retries(request, key)
+        except _Offline:
+            return JudgeOutcome(request.kind, None, None, self._offline_cause, None)
         if completion is None:
+            with self._lock:
+                self.calls_without_reply += 1
             return JudgeOutcome(request.kind, None, None, self.transport.redact(failure), None, attempts=attempts)
         outcome = read_completion(request, completion, attempts)
+        if outcome.verdict is None:
+            with self._lock:
+                self.replies_without_verdict += 1
         self.remember(key, request.kind, outcome)
         if watched:
             self._watch(request, outcome)
@@ -143,13 +211,15 @@ class JudgeEngine:
 
     def _watch(self, request: JudgeRequest, outcome: JudgeOutcome) -> None:
         if (tripped := self._declines.record(request, outcome)) is not None:
-            self._stop_with(decline_error(tripped, self.config))
+            self._stop_with(stop_error(tripped, self.config))
 
     def remember(self, key: str, kind: str, outcome: JudgeOutcome) -> None:
         """Store a parsed verdict in the cache (batch imports land here too)."""
         if self._cache is not None and outcome.verdict is not None and outcome.raw_text is not None:
             reply = CachedReply(outcome.raw_text, outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
             self._cache.put(key, kind, reply)
+            with self._lock:
+                self.verdicts_received += 1
 
     def preload(self, key: str, outcome: JudgeOutcome) -> None:
         """Make ``outcome`` (a reply from a batch job) this engine's answer for ``key``: the first
@@ -210,24 +280,33 @@ class JudgeEngine:
             return None
         return JudgeOutcome(request.kind, verdict, hit.raw_text, None, hit.model, cached=True)
 
-    def _call_with_retries(self, request: JudgeRequest) -> tuple[Any, int, str]:
+    def _call_with_retries(self, request: JudgeRequest, key: str) -> tuple[Any, int, str]:
         weight = request_tokens(request.prompt, request.image_path, self.config.model) + self.config.max_tokens
         attempt = 0
         adaptations = 0
         while attempt < self.config.max_attempts:
             attempt += 1
             self._wait_for_limits(weight)
+            probing = self._admit()
             try:
                 with self._slots.slot():
                     self._raise_if_stopped()
                     # Checked with the slot held: a reply that arrived while this request waited may have set it.
                     self._hold.wait()
-                    return self.transport.send(request), attempt, ""
-            except (JudgeEndpointError, JudgeDeclineError):
+                    completion = self.transport.send(request)
+                self._outage.succeeded(probing)
+                return completion, attempt, ""
+            except SiuoError:  # a stop (refusing endpoint, decline watch, outage), not a failed call
                 raise
             except Exception as exc:  # every failure is either retried, adapted to, or recorded
                 failure = f"judge call failed after {attempt} attempt(s): {type(exc).__name__}: {exc}"
                 self._hold.note(response_headers(exc), weight)
+                if is_server_failure(exc):
+                    self._outage.failed(key, self.transport.redact(f"{type(exc).__name__}: {exc}"), probing)
+                    if probing:
+                        # The outage's try, not this request's: the hold bounds how often it is made.
+                        attempt -= 1
+                        probing = False
                 if adaptations < 2 and self.transport.adapt(exc):
                     adaptations += 1
                     attempt -= 1  # the request was malformed for this model, not a try
@@ -237,8 +316,25 @@ class JudgeEngine:
                     raise self._stop from None  # type: ignore[misc]
                 if not is_retryable(exc) or attempt == self.config.max_attempts:
                     return None, attempt, failure
-                time.sleep(self._delay(exc, attempt))
+                self._wake.wait(self._delay(exc, attempt))
+            finally:
+                if probing:
+                    self._outage.probe_ended()
         raise AssertionError("unreachable: max_attempts >= 1")
+
+    def _admit(self) -> bool:
+        """Wait while the outage breaker holds requests; whether this attempt is its probe."""
+        self._raise_if_stopped()
+        try:
+            probing = self._outage.admit()
+        except OutageError as exc:
+            if not self._errors_after_outage:
+                self._stop_with(OutageError(f"{exc}; stopped ({self.kept()})"))
+                raise self._stop from None  # type: ignore[misc]
+            self.go_offline({}, str(exc))
+            raise _Offline from None
+        self._raise_if_stopped()
+        return probing
 
     def _wait_for_limits(self, weight: int) -> None:
         if self._rate is not None:
@@ -252,7 +348,7 @@ class JudgeEngine:
             return retry_after
         return min(_MAX_BACKOFF_S, self.config.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
 
-    def _stop_with(self, error: Exception) -> None:
+    def _stop_with(self, error: BaseException) -> None:
         with self._lock:
             if self._stop is None:
                 self._stop = error
@@ -262,12 +358,26 @@ class JudgeEngine:
             raise self._stop
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self.transport.close()
+        """Release the workers and the connection; after an interrupt, without waiting for
+        calls still in flight (their threads end when their call does)."""
+        self._pool.shutdown(wait=not self._interrupted, cancel_futures=self._interrupted)
+        if not self._interrupted:
+            self.transport.close()
+
+
+class _Offline(Exception):
+    """The engine went offline while this request waited (the outage breaker gave up)."""
+
+
+def _report(done: Future[JudgeOutcome], on_done: Callable[[JudgeOutcome], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        on_done(done.result())
 
 
 @lru_cache(maxsize=4)
 def shared_engine(config: JudgeConfig) -> JudgeEngine:
     """One engine per judge configuration per process, shared by every thread and every
-    adapter hook (coalescing and the cache of answered requests then span a whole run)."""
-    return JudgeEngine(config)
+    adapter hook (coalescing and the cache of answered requests then span a whole run). A
+    harness run keeps its responses through an outage: requests after the breaker gives up end
+    as judge errors, which the run reports with the command that finishes the scoring."""
+    return JudgeEngine(config, errors_after_outage=True)

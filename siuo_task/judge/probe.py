@@ -3,8 +3,12 @@
 The probe sends a real judge request (with its image) straight to the endpoint: no cache, no
 retries against a server that said no. An unreachable endpoint, a 401/403, a 404 (no such
 model, or a base URL without ``/v1``) raise JudgeEndpointError naming the endpoint and the
-cause. A 400 naming ``max_tokens`` or ``temperature`` (reasoning models) adapts the engine and
-is reported as a note, so the pass that follows sends what the model accepts.
+cause. The reply is read with the request's own parser: a reply that holds no verdict (a chat
+model answering something else, an empty reply) raises JudgeNoVerdictError quoting its start,
+since every call of the pass would buy the same; a refusal to grade passes with a note, since
+refusals are counted over many calls during the pass (``declines.py``). A 400 naming
+``max_tokens`` or ``temperature`` (reasoning models) adapts the engine and is reported as a
+note, so the pass that follows sends what the model accepts.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from siuo_task.errors import JudgeEndpointError
+from siuo_task.errors import JudgeEndpointError, JudgeNoVerdictError
+from siuo_task.judge.declines import quoted_start
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeRequest
 from siuo_task.judge.transport import http_status, is_retryable
@@ -41,6 +46,7 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
     Raises:
         JudgeEndpointError: unreachable, 401/403/404, or another non-transient HTTP error;
             the message names the endpoint and the cause, and never suggests running again.
+        JudgeNoVerdictError: the reply holds no verdict and is no refusal.
     """
     notes: list[str] = []
     transient_left = PROBE_TRANSIENT_TRIES
@@ -63,7 +69,27 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
         text = choices[0].message.content if choices and choices[0].message else None
         latency = time.monotonic() - started
         model = getattr(completion, "model", None)
+        notes += _read_reply(engine, request, text)
         return ProbeResult(200, engine.config.endpoint, model, latency, text, notes, completion)
+
+
+def _read_reply(engine: JudgeEngine, request: JudgeRequest, text: str | None) -> list[str]:
+    """Notes on the reply; raises when it holds no verdict and is no refusal."""
+    if text and text.strip() and request.parser(text) is not None:
+        return []
+    if text and request.is_decline is not None and request.is_decline(text):
+        return [
+            f"the judge declined to grade the check's {request.kind} request ({quoted_start(text)}); refusals are "
+            "counted while judging, which stops early if they are frequent"
+        ]
+    answer = "an empty reply"
+    if text and text.strip():
+        answer = f"a reply with no {request.kind} verdict: {quoted_start(text)}"
+    raise JudgeNoVerdictError(
+        f"the judge {engine.config.model} at {engine.config.endpoint} answered a {request.kind} grading request "
+        f"with {answer}, so it is not grading as asked; use a judge model that follows grading instructions "
+        "(SIUO_JUDGE_MODEL), or check that the endpoint serves the model named"
+    )
 
 
 def _adaptation_note(model: str, given_up: str) -> str:

@@ -64,6 +64,16 @@ def is_retryable(exc: Exception) -> bool:
     return isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError))
 
 
+def is_server_failure(exc: Exception) -> bool:
+    """A failure that says the server is unwell rather than this request (5xx, timeouts,
+    dropped connections, bodies that are not JSON): what the outage breaker counts."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code >= 500
+    return isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError))
+
+
 def retry_after_s(exc: Exception) -> float | None:
     """The server's Retry-After (seconds or an HTTP date), capped; None when it sent none."""
     response = getattr(exc, "response", None)

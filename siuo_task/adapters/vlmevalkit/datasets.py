@@ -31,7 +31,7 @@ from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.rejudge import match_items, rejudge, write_outputs
 from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
-from siuo_task.run_end import cli_option, fail_plainly, judge_outcomes, report_judge_errors
+from siuo_task.run_end import cli_option, end_on_interrupt, fail_plainly, judge_outcomes, report_judge_errors
 from siuo_task.scoring import score_mcq_item
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class SiuoGenDataset(ImageBaseDataset):
             line = self.data.iloc[line]
         return _message(str(line["image_path"]), str(line["question"]))
 
+    @end_on_interrupt
     def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
         """Judge every response with the paper protocol; write the score file and our results."""
         _note_judge_options(judge_kwargs)
