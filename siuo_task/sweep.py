@@ -27,18 +27,10 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
 from siuo_task.judge.pricing import price_for
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.rejudge import (
-    ResponseSet,
-    item_values,
-    match_items,
-    pair_requests,
-    record_passes,
-    summarise,
-    summarise_passes,
-    total_usage,
-)
+from siuo_task.rejudge import ResponseSet, item_values, match_items, pair_requests
 from siuo_task.runs.ours import READER
 from siuo_task.runs.readers import Note, ResponsesFile, candidate_files, classify_responses, split_spec
+from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
 
 Log = Callable[[str], None]
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
@@ -286,7 +278,7 @@ def run_summary(
     """results.json of one run: the headline from ``values`` (pass 1); ``later_passes`` (the
     values of passes 2..K) add the stability numbers, and usage then counts every pass."""
     passes = [values, *(later_passes or [])]
-    summary = summarise(values, config, run.run.path)
+    summary = judge_results(values, config, run.run.path)
     summary.update(summarise_passes(passes))
     if len(passes) > 1:
         usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}
