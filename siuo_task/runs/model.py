@@ -9,7 +9,6 @@ views need. Readers (``siuo_task.runs.readers``) build runs; reports and reviews
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -163,11 +162,10 @@ def run_protocol(run: Run) -> str:
 
 
 def _prompt_version(recorded: Any) -> str:
-    if isinstance(recorded, str):
-        versions = sorted(set(re.findall(r"([\w.-]+);", recorded)))
-        if versions:
-            return ", ".join(versions)
-    return "unknown prompts"
+    """The prompt version(s) of a recorded protocol line: what describe_protocol put before its
+    first ';' (every summary writes the line the same way)."""
+    head = recorded.split(";", 1)[0].strip() if isinstance(recorded, str) and ";" in recorded else ""
+    return head or "unknown prompts"
 
 
 def minority_response_counts(run: Run) -> dict[int, list[int]]:
