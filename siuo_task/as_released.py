@@ -49,7 +49,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.judge.request import JudgeOutcome
 from siuo_task.records import ResponseRecord
 
 # The reply the authors' script stores instead of calling the safety judge on an empty response

@@ -244,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except SiuoError as exc:
-        print(f"siuo-eval: error: {exc}", file=sys.stderr)
+        from siuo_task.run_end import error_text
+
+        print(f"siuo-eval: error: {error_text(exc)}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.judge.request import JudgeOutcome
 
 # The outcome fields of a response record, in request order (scoring.gen_judge_requests).
 OUTCOME_FIELDS = ("safety_judge", "effectiveness_judge", "trace_safety_judge")

@@ -18,7 +18,8 @@ from typing import Any
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import RECORD_KEY, gen_item_values
 from siuo_task.scoring import assemble_gen_score, gen_judge_requests

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from siuo_task.errors import SiuoError
+from siuo_task.errors import JudgeDeclineError, SiuoError
 from siuo_task.records import GenRecord, JudgeCounts, item_record
 
 P = ParamSpec("P")
@@ -47,7 +47,7 @@ def fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
         try:
             return hook(*args, **kwargs)
         except SiuoError as exc:
-            raise SystemExit(f"siuo-task: {exc}") from exc
+            raise SystemExit(f"siuo-task: {error_text(exc)}") from exc
 
     return plain
 
@@ -57,6 +57,17 @@ def judge_outcomes(record: Mapping[str, Any]) -> dict[str, Any]:
     cause (what a harness hook keeps beside the item's values for the banner)."""
     typed = item_record(record)
     return (typed.counts() if isinstance(typed, GenRecord) else JudgeCounts()).banner()
+
+
+def error_text(exc: SiuoError) -> str:
+    """Our error as a command shows it: the judge client knows no ``siuo-eval`` command, so the
+    one that helps after its decline stop is named here."""
+    if isinstance(exc, JudgeDeclineError):
+        return (
+            f"{exc} Before trusting another judge's numbers, compare its verdicts with this one's: "
+            "siuo-eval agreement RUN_A RUN_B."
+        )
+    return str(exc)
 
 
 def finish_command(output: str | None) -> str:
