@@ -41,6 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
             sample = self.server.seen[prompt]
             self.server.seen[prompt] += 1
             self.server.images += sum(1 for part in parts if part.get("type") == "image_url")
+            self.server.temperatures[(prompt, body.get("temperature"))] += 1
             if self.server.per_settings:
                 key = (prompt, body.get("temperature"), body.get("max_tokens", body.get("max_completion_tokens")))
                 sample = self.server.samples[key]
@@ -94,6 +95,7 @@ class ModelServer:
         self._httpd = _ModelHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.seen = Counter()
         self._httpd.samples = Counter()
+        self._httpd.temperatures = Counter()
         self._httpd.per_settings = per_settings
         self._httpd.empty_replies = 0
         self._httpd.lock = threading.Lock()
@@ -111,6 +113,11 @@ class ModelServer:
     @property
     def prompts(self) -> Counter:
         return self._httpd.seen
+
+    @property
+    def temperatures(self) -> Counter:
+        """Requests by (prompt, temperature sent; None when the client sent none)."""
+        return self._httpd.temperatures
 
     @property
     def images(self) -> int:
