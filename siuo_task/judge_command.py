@@ -17,8 +17,9 @@ from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.probe import ProbeResult, probe
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.preflight import describe_probe
 from siuo_task.rejudge import write_outputs
 from siuo_task.runs.readers import ResponsesFile, split_spec

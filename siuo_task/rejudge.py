@@ -18,8 +18,9 @@ from typing import Any
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.pricing import price_table
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, gen_item_values, reduce_values

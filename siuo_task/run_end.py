@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from siuo_task.errors import SiuoError
+from siuo_task.errors import JudgeDeclineError, SiuoError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,9 +46,20 @@ def fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
         try:
             return hook(*args, **kwargs)
         except SiuoError as exc:
-            raise SystemExit(f"siuo-task: {exc}") from exc
+            raise SystemExit(f"siuo-task: {error_text(exc)}") from exc
 
     return plain
+
+
+def error_text(exc: SiuoError) -> str:
+    """Our error as a command shows it: the judge client knows no ``siuo-eval`` command, so the
+    one that helps after its decline stop is named here."""
+    if isinstance(exc, JudgeDeclineError):
+        return (
+            f"{exc} Before trusting another judge's numbers, compare its verdicts with this one's: "
+            "siuo-eval agreement RUN_A RUN_B."
+        )
+    return str(exc)
 
 
 def judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from siuo_task.data import GenItem, McqItem
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest, ReplyParser
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest, ReplyParser
 from siuo_task.parsing import (
     is_effective,
     is_judge_decline,

@@ -24,8 +24,9 @@ from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError, SiuoError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.pricing import price_for
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
 from siuo_task.rejudge import (
     ResponseSet,

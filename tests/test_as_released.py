@@ -29,7 +29,7 @@ from siuo_task.as_released import (
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.data import GenItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.judge.request import JudgeOutcome
 from siuo_task.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.judge.request import JudgeOutcome
 from siuo_task.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,

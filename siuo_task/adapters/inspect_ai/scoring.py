@@ -37,7 +37,8 @@ from siuo_task.adapters.inspect_ai.keys import EPOCH_KEY, VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.data import GenItem, item_document, load_siuo
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeOutcome, shared_engine
+from siuo_task.judge.engine import shared_engine
+from siuo_task.judge.request import JudgeOutcome
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, gen_item_values, mcq_item_values, reduce_values
