@@ -58,6 +58,12 @@ class Run:
     suffix: str | None = None
     name: str = ""
     model_detail: str = ""  # how the harness described the model (class, arguments), for tables
+    # The harness's own stamp of the run (ISO 8601 text from its file name or log), which orders
+    # reruns; None where the harness records none.
+    stamp: str | None = None
+    settings: str = ""  # the model's recorded settings: runs that differ here are not reruns
+    judged_from: Path | None = None  # the responses a ``siuo-eval judge`` run judged
+    joined: list[Path] = field(default_factory=list)  # results of a judging joined into this run
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -94,7 +100,7 @@ class Run:
 
     def files_read(self) -> list[Path]:
         samples = [t.samples_file for t in self.tasks() if t.samples_file is not None and t.records]
-        return [self.source, *[s for s in samples if s != self.source]]
+        return [self.source, *self.joined, *[s for s in samples if s != self.source]]
 
 
 @dataclass(frozen=True, slots=True)

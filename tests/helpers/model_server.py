@@ -42,6 +42,7 @@ class _Handler(ChatHandler):
             sample = self.server.seen[prompt]
             self.server.seen[prompt] += 1
             self.server.images += sum(1 for part in parts if part.get("type") == "image_url")
+            self.server.temperatures[(prompt, body.get("temperature"))] += 1
             if self.server.per_settings:
                 key = (prompt, body.get("temperature"), body.get("max_tokens", body.get("max_completion_tokens")))
                 sample = self.server.samples[key]
@@ -61,6 +62,7 @@ class _Handler(ChatHandler):
 class _ModelHTTPServer(ChatHTTPServer):
     seen: Counter
     samples: Counter
+    temperatures: Counter
     images = 0
     empty_replies = 0
     per_settings = False
@@ -78,7 +80,14 @@ class ModelServer(LoopbackServer):
             that share prompts (siuo_gen and siuo_gen_greedy) then get the same responses per
             task, whatever order the harness sends its requests in.
         """
-        super().__init__(_Handler, seen=Counter(), samples=Counter(), per_settings=per_settings, empty_replies=0)
+        super().__init__(
+            _Handler,
+            seen=Counter(),
+            samples=Counter(),
+            temperatures=Counter(),
+            per_settings=per_settings,
+            empty_replies=0,
+        )
 
     @property
     def empty_replies(self) -> int:
@@ -88,6 +97,11 @@ class ModelServer(LoopbackServer):
     @property
     def prompts(self) -> Counter:
         return self._httpd.seen
+
+    @property
+    def temperatures(self) -> Counter:
+        """Requests by (prompt, temperature sent; None when the client sent none)."""
+        return self._httpd.temperatures
 
     @property
     def images(self) -> int:
