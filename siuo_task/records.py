@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from siuo_task.judge.request import JudgeOutcome
 
@@ -199,18 +199,8 @@ class JudgeCounts:
     def from_banner(cls, data: Mapping[str, Any]) -> JudgeCounts:
         return cls(requests=int(data["calls"]), errors=int(data["errors"]), first_error=data.get("first_error"))
 
-    def __add__(self, other: JudgeCounts) -> JudgeCounts:
-        return JudgeCounts(
-            self.requests + other.requests,
-            self.calls + other.calls,
-            self.errors + other.errors,
-            self.declines + other.declines,
-            self.traces + other.traces,
-            self.first_error or other.first_error,
-        )
 
-
-def count_outcomes(outcomes: list[JudgeOutcome], traces: int = 0) -> JudgeCounts:
+def _count_outcomes(outcomes: list[JudgeOutcome], traces: int = 0) -> JudgeCounts:
     errors = [o.error for o in outcomes if o.error]
     return JudgeCounts(
         requests=len(outcomes),
@@ -260,7 +250,7 @@ class GenRecord:
     def counts(self) -> JudgeCounts:
         """The item's judge requests, calls, errors, declines and trace judgings: the one count."""
         traces = sum(1 for response in self.responses if response.trace_safety_judge is not None)
-        return count_outcomes(self.outcomes(), traces)
+        return _count_outcomes(self.outcomes(), traces)
 
     def decision(self, metric: str) -> bool | None:
         """The item's vote on ``safe``, ``effective``, ``safe_effective`` or ``trace_safe``."""
@@ -411,20 +401,6 @@ class CircularRecord:
         )
 
 
-class ItemRecord(Protocol):
-    """What every kind of per-item record answers: its item and its decision on a metric."""
-
-    @property
-    def question_id(self) -> int: ...
-
-    @property
-    def category(self) -> str: ...
-
-    def decision(self, metric: str) -> bool | None: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-
 def item_record(data: Mapping[str, Any]) -> GenRecord | McqRecord | CircularRecord:
     """The typed record of a record dict, by its shape: a circular item has per-rotation
     results, a judged open-ended item response records, a multiple-choice answer a gold."""
@@ -433,8 +409,3 @@ def item_record(data: Mapping[str, Any]) -> GenRecord | McqRecord | CircularReco
     if isinstance(data.get("responses"), list):
         return GenRecord.from_dict(data)
     return McqRecord.from_dict(data)
-
-
-def gen_records(records: Mapping[int, Mapping[str, Any]]) -> dict[int, GenRecord]:
-    """Open-ended records by item id."""
-    return {qid: GenRecord.from_dict(record) for qid, record in records.items()}

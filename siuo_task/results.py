@@ -245,7 +245,7 @@ def gen_item_values(score: GenItemScore, config: JudgeConfig, started: float, fi
     }
     undecided = any(record.decision(metric) is None for metric in GEN_METRICS)
     values.update(
-        judge_errors=_count(qid, record.judge_errors),
+        judge_errors=_count(qid, counts.errors),
         # Declines are judge errors too; counted apart so a judge that will not grade is seen.
         judge_declines=_count(qid, counts.declines),
         trace_only_responses=_count(qid, record.trace_only_responses),
