@@ -41,12 +41,12 @@ from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
 from siuo_task.reasoning import ReasoningSettings
-from siuo_task.rejudge import record_passes, summarise, summarise_passes, total_usage
 from siuo_task.results import gen_item_values
 from siuo_task.runs import Note, find_responses
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.readers import ResponsesFile, split_spec
 from siuo_task.scoring import assemble_gen_score, gen_judge_requests
+from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
 
 Log = Callable[[str], None]
 OnDone = Callable[[JudgeOutcome], None]
@@ -133,7 +133,7 @@ def judge_responses(
         values = judge_values(pairs, engine, on_done)
     finally:
         engine.close()
-    return summarise(values, config, source), values
+    return judge_results(values, config, source), values
 
 
 # -- 1. discover ------------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def run_summary(
     """results.json of one run: the headline from ``values`` (pass 1); ``later_passes`` (the
     values of passes 2..K) add the stability numbers, and usage then counts every pass."""
     passes = [values, *(later_passes or [])]
-    summary = summarise(values, config, run.run.path)
+    summary = judge_results(values, config, run.run.path)
     summary.update(summarise_passes(passes))
     if len(passes) > 1:
         usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}

@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, reduce_values
-from siuo_task.run_end import cli_option, report_judge_errors
+from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS
+from siuo_task.run_end import cli_option
+from siuo_task.summary import finish_task
 
 RESULTS_KEY = "siuo"
 _LOCK = threading.Lock()
@@ -32,11 +33,9 @@ def current_task() -> str | None:
 
 def _summarise(cells: list[dict[str, Any]], reducers: dict[str, Any]) -> int:
     task = next((cell.get("task") for cell in cells if cell.get("task")), None) or "unknown"
-    summary = {**reduce_values(cells, reducers), "n_items": len(cells)}
+    summary = finish_task(task, cells, reducers, cli_option("--output_path", "--output-path"))
     with _LOCK:
-        _SUMMARIES[task] = summary
-    per_item = [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell]
-    report_judge_errors(task, per_item, cli_option("--output_path", "--output-path"))
+        _SUMMARIES[task] = summary.to_dict()
     return len(cells)
 
 
