@@ -24,6 +24,7 @@ from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, gen_item_values, reduce_values
 from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests
+from siuo_task.task_hooks import flat_responses as flat_responses  # the readers import it from here
 
 RATE_NAMES = tuple(f"{metric}_rate" for metric in GEN_METRICS)
 
@@ -88,14 +89,6 @@ def read_records(path: Path) -> dict[int, dict[str, Any]]:
         if isinstance(record, dict) and "question_id" in record:
             records[record["question_id"]] = record
     return records
-
-
-def flat_responses(raw: Any) -> list[Any]:
-    """A harness's filtered responses (a string, or lists of strings per repeat) as one list."""
-    flat: list[Any] = []
-    for entry in raw if isinstance(raw, list) else [raw]:
-        flat.extend(entry if isinstance(entry, list) else [entry])
-    return flat
 
 
 def item_for_prompt(data: SiuoData, question: str, target: str, where: str) -> int:
