@@ -68,7 +68,8 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 
 def _report(args: argparse.Namespace) -> int:
     from siuo_task.outputs import check_output_folder
-    from siuo_task.report import label, report_warnings, write_report
+    from siuo_task.report.build import report_warnings, write_report
+    from siuo_task.report.view import label
     from siuo_task.runs import Note, load_runs, unique_names
 
     check_output_folder(args.output)
@@ -167,7 +168,13 @@ def _judge_agreement(spec_a: str, spec_b: str, output: Path | None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="siuo-eval", description=__doc__)
+    from siuo_task import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="siuo-eval",
+        description="Commands around the SIUO tasks: judge existing responses, report, check a setup, review.",
+    )
+    parser.add_argument("--version", action="version", version=f"siuo-eval {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     include = commands.add_parser("include-path", help="print the task folder for a harness's --include_path")
     include.add_argument(
@@ -194,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="results files or folders (every run found in a folder is reported, each named); NAME=FILE names one",
     )
-    report.add_argument("--output", type=Path, required=True)
+    report.add_argument(
+        "--output", type=Path, required=True, help="folder for report.md, report.html and figures (created if missing)"
+    )
     report.add_argument("--data-dir", default=None, help=data_help)
     report.set_defaults(run=_report)
     export = commands.add_parser("export-review", help="a CSV of judged responses with blank human-label columns")

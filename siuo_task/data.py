@@ -165,19 +165,21 @@ def load_siuo(data_dir: str | os.PathLike[str] | None = None) -> SiuoData:
 
 
 def _load_and_validate(root: Path) -> SiuoData:
+    # Every check runs on whatever part of the files can be read, so one run lists every problem
+    # (a missing field does not hide a missing image elsewhere).
     problems: list[str] = []
-    gen_rows = _read_item_file(root / GEN_FILE)
-    mcq_rows = _read_item_file(root / MCQ_FILE)
+    gen_rows = _read_item_file(root / GEN_FILE, problems)
+    mcq_rows = _read_item_file(root / MCQ_FILE, problems)
     problems += _check_rows(gen_rows, GEN_FIELDS, GEN_FILE)
     problems += _check_rows(mcq_rows, MCQ_FIELDS, MCQ_FILE)
     problems += _check_mcq_options(mcq_rows)
-    if not problems:
-        problems += _check_agreement(gen_rows, mcq_rows)
-    if not problems:
-        problems += _check_images(root, gen_rows)
+    problems += _check_agreement(gen_rows, mcq_rows)
+    problems += _check_images(root, gen_rows)
+    warnings = _unknown_categories(gen_rows)
     if problems:
-        raise DataError(_summarise(root, problems))
-    _warn_unknown_categories(gen_rows)
+        raise DataError(_summarise(root, problems, warnings))
+    for warning in warnings:
+        logger.warning("SIUO %s", warning)
     return SiuoData(
         root=root,
         gen=tuple(_gen_item(root, row) for row in gen_rows),
@@ -185,26 +187,35 @@ def _load_and_validate(root: Path) -> SiuoData:
     )
 
 
-def _summarise(root: Path, problems: list[str], shown: int = 20) -> str:
+def _summarise(root: Path, problems: list[str], warnings: list[str], shown: int = 20) -> str:
     head = f"invalid SIUO data under '{root}' ({len(problems)} problem(s)):\n  - "
     body = "\n  - ".join(problems[:shown])
     more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
-    return head + body + more
+    also = "".join(f"\n  warning: {warning}" for warning in warnings[:shown])
+    return head + body + more + also
 
 
-def _read_item_file(path: Path) -> list[dict[str, Any]]:
+def _read_item_file(path: Path, problems: list[str]) -> list[Any]:
+    """The file's rows; a file that cannot be read adds its problem and counts as empty."""
     if not path.is_file():
-        raise DataError(
+        problems.append(
             f"missing SIUO item file '{path}': the data folder must hold {GEN_FILE} and {MCQ_FILE} "
             f"from github.com/sinwang20/SIUO (data/) or the {HUB_REPO_ID} hub repo"
         )
+        return []
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"'{path}' is not valid UTF-8 JSON ({exc}); re-download the file") from exc
+        problems.append(f"'{path}' is not valid UTF-8 JSON ({exc}); re-download the file")
+        return []
     if not isinstance(rows, list):
-        raise DataError(f"'{path}' must hold a JSON list of items, found {type(rows).__name__}")
+        problems.append(f"'{path}' must hold a JSON list of items, found {type(rows).__name__}")
+        return []
     return rows
+
+
+def _has(row: Any, field: str, kind: type) -> bool:
+    return isinstance(row, Mapping) and isinstance(row.get(field), kind) and not isinstance(row.get(field), bool)
 
 
 def _item_label(row: Any, index: int) -> str:
@@ -252,9 +263,9 @@ def _check_mcq_options(rows: list[Any]) -> list[str]:
     return problems
 
 
-def _check_agreement(gen_rows: list[dict[str, Any]], mcq_rows: list[dict[str, Any]]) -> list[str]:
-    gen_by_id = {row["question_id"]: row for row in gen_rows}
-    mcq_by_id = {row["question_id"]: row for row in mcq_rows}
+def _check_agreement(gen_rows: list[Any], mcq_rows: list[Any]) -> list[str]:
+    gen_by_id = {row["question_id"]: row for row in gen_rows if _has(row, "question_id", int)}
+    mcq_by_id = {row["question_id"]: row for row in mcq_rows if _has(row, "question_id", int)}
     problems = [
         f"{name}: item {qid} has no counterpart in {other}"
         for name, other, ours, theirs in (
@@ -265,19 +276,21 @@ def _check_agreement(gen_rows: list[dict[str, Any]], mcq_rows: list[dict[str, An
     ]
     for qid in sorted(gen_by_id.keys() & mcq_by_id.keys()):
         for field in ("image", "category"):
-            if gen_by_id[qid][field] != mcq_by_id[qid][field]:
+            gen_value, mcq_value = gen_by_id[qid].get(field), mcq_by_id[qid].get(field)
+            if field in gen_by_id[qid] and field in mcq_by_id[qid] and gen_value != mcq_value:
                 problems.append(
-                    f"item {qid}: field '{field}' is {gen_by_id[qid][field]!r} in {GEN_FILE} "
-                    f"but {mcq_by_id[qid][field]!r} in {MCQ_FILE}"
+                    f"item {qid}: field '{field}' is {gen_value!r} in {GEN_FILE} but {mcq_value!r} in {MCQ_FILE}"
                 )
     return problems
 
 
-def _check_images(root: Path, rows: list[dict[str, Any]]) -> list[str]:
+def _check_images(root: Path, rows: list[Any]) -> list[str]:
     problems: list[str] = []
-    for row in rows:
+    for index, row in enumerate(rows):
+        if not _has(row, "image", str) or not row["image"].strip():
+            continue  # reported by _check_rows
         path = root / IMAGE_DIR / row["image"]
-        label = f"item {row['question_id']}: image '{row['image']}'"
+        label = f"{_item_label(row, index)}: image '{row['image']}'"
         if not path.is_file():
             problems.append(f"{label} not found at '{path}'; {WHERE_IMAGES_ARE}")
             continue
@@ -289,15 +302,13 @@ def _check_images(root: Path, rows: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _warn_unknown_categories(rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        if row["category"] not in KNOWN_CATEGORIES:
-            logger.warning(
-                "SIUO item %s has category %r, which is not one of the 9 SIUO domains; "
-                "it is scored and reported under that name",
-                row["question_id"],
-                row["category"],
-            )
+def _unknown_categories(rows: list[Any]) -> list[str]:
+    return [
+        f"{GEN_FILE}: {_item_label(row, index)}: category {row['category']!r} is not one of the 9 SIUO domains; "
+        "it is scored and reported under that name"
+        for index, row in enumerate(rows)
+        if _has(row, "category", str) and row["category"] not in KNOWN_CATEGORIES
+    ]
 
 
 def _gen_item(root: Path, row: dict[str, Any]) -> GenItem:

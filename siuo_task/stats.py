@@ -107,7 +107,12 @@ def agreement_of_pairs(pairs: list[tuple[bool, bool]], first: str, second: str, 
     return {
         "n": n,
         share: round(100 * sum(1 for a, b in pairs if a == b) / n, 2) if n else None,
-        "kappa": None if kappa is None else round(kappa, 4),
-        "kappa_ci95": None if low is None or high is None else [round(low, 4), round(high, 4)],
+        "kappa": None if kappa is None else _rounded(kappa),
+        "kappa_ci95": None if low is None or high is None else [_rounded(low), _rounded(high)],
         "confusion": confusion,
     }
+
+
+def _rounded(value: float) -> float:
+    # Adding 0.0 turns a rounded -0.0 into 0.0, which is what a reader expects to see printed.
+    return round(value, 4) + 0.0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,26 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
 
+# Where a tool falls back to $HOME when these are unset: the judge cache (XDG_CACHE_HOME),
+# matplotlib's font cache and config, Hugging Face hub/datasets caches, Inspect's data folder.
+HOME_FALLBACKS = ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "HF_HOME", "MPLCONFIGDIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_home_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Nothing the suite runs writes under the user's $HOME. Session-scoped so that session and
+    module fixtures, which are set up before any function-scoped fixture, already see it."""
+    root = tmp_path_factory.mktemp("home_caches")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in HOME_FALLBACKS:
+            patch.setenv(name, str(root / name.lower()))
+        patch.setenv("SIUO_JUDGE_CACHE", str(root / "judge-cache.sqlite3"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _private_judge_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads or writes the user's judge cache."""
+    """No test reads or writes the user's judge cache, nor another test's."""
     monkeypatch.setenv("SIUO_JUDGE_CACHE", str(tmp_path / "judge-cache.sqlite3"))
 
 

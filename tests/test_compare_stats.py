@@ -43,3 +43,13 @@ def test_kappa_edge_cases() -> None:
     assert cohen_kappa([(True, True)] * 5) == (None, None, None)  # chance agreement is 1
     perfect = [(True, True)] * 3 + [(False, False)] * 3
     assert cohen_kappa(perfect)[0] == pytest.approx(1.0)
+
+
+def test_kappa_is_never_negative_zero() -> None:
+    from siuo_task.stats import agreement_of_pairs
+
+    # Chance-level agreement whose kappa comes out as -8e-17 in floating point: it must print as
+    # 0.0, not -0.0.
+    pairs = [(True, False)] * 4 + [(False, False)] * 2
+    result = agreement_of_pairs(pairs, "a", "b", "agreement")
+    assert str(result["kappa"]) == "0.0"

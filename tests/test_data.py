@@ -114,7 +114,7 @@ def test_unknown_category_warns_but_loads(data_dir: Path, caplog: pytest.LogCapt
     with caplog.at_level(logging.WARNING, logger="siuo_task.data"):
         data = load_siuo(data_dir)
     assert data.gen[0].category == "astrology"
-    assert "SIUO item 1001 has category 'astrology'" in caplog.text
+    assert "siuo_gen.json: item 1001: category 'astrology' is not one of the 9 SIUO domains" in caplog.text
 
 
 def test_every_problem_is_reported_at_once(data_dir: Path) -> None:
@@ -123,3 +123,33 @@ def test_every_problem_is_reported_at_once(data_dir: Path) -> None:
     with pytest.raises(DataError, match=r"\(2 problem\(s\)\)") as caught:
         load_siuo(data_dir)
     assert "S-01.png" in str(caught.value) and "S-02.png" in str(caught.value)
+
+
+def test_five_problems_of_every_stage_are_listed_in_one_check(data_dir: Path) -> None:
+    """A missing field, an unknown category, a missing image, a gold letter that is no option and
+    an MCQ item with no open-ended twin: one `siuo-eval check` names all five."""
+    import subprocess
+    import sys
+
+    gen_rows = json.loads((data_dir / "siuo_gen.json").read_text())
+    mcq_rows = json.loads((data_dir / "siuo_mcqa.json").read_text())
+    del gen_rows[0]["safety_warning"]
+    gen_rows[1]["category"] = "astrology"
+    mcq_rows[1]["category"] = "astrology"
+    (data_dir / "images" / gen_rows[2]["image"]).unlink()
+    mcq_rows[3]["correct_option"] = "E"
+    orphan = gen_rows.pop(4)
+    (data_dir / "siuo_gen.json").write_text(json.dumps(gen_rows))
+    (data_dir / "siuo_mcqa.json").write_text(json.dumps(mcq_rows))
+    proc = subprocess.run(
+        [sys.executable, "-m", "siuo_task.cli", "check", "--data-dir", str(data_dir), "--skip-judge"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "(4 problem(s))" in proc.stderr
+    assert f"item {gen_rows[0]['question_id']}: missing field 'safety_warning'" in proc.stderr
+    assert f"item {gen_rows[1]['question_id']}: category 'astrology' is not one of the 9 SIUO domains" in proc.stderr
+    assert f"item {gen_rows[2]['question_id']}: image '{gen_rows[2]['image']}' not found" in proc.stderr
+    assert f"item {mcq_rows[3]['question_id']}: field 'correct_option' is 'E', not one of its options" in proc.stderr
+    assert f"siuo_mcqa.json: item {orphan['question_id']} has no counterpart in siuo_gen.json" in proc.stderr

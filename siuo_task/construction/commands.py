@@ -126,7 +126,7 @@ def _finalize(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from siuo_task.audit import AuditSettings, check_audit_output, run_audit, write_audit
+    from siuo_task.construction.audit import AuditSettings, check_audit_output, run_audit, write_audit
     from siuo_task.construction.pipeline import StageModels
     from siuo_task.data import load_siuo
 
@@ -154,40 +154,68 @@ def _audit(args: argparse.Namespace) -> int:
 
 def add_commands(commands: Any) -> None:
     """Add ``build`` and ``audit`` to the ``siuo-eval`` subcommand parser."""
+    from siuo_task.construction.pipeline import (
+        ANSWER_MODEL_ENV,
+        DEFAULT_ANSWER_MODEL,
+        DEFAULT_GENERATOR_MODEL,
+        GENERATOR_MODEL_ENV,
+    )
+
     build = commands.add_parser(
-        "build", help="build SIUO-style items from images (the paper's AI-assisted pipeline), review, finalize"
+        "build",
+        help="build SIUO-style items from images (the paper's AI-assisted pipeline), review, finalize",
+        usage=BUILD_USAGE.replace(" | build", "\n       siuo-eval build"),
+        description="Build candidate items from images; then `siuo-eval build review BUILD_DIR` and "
+        "`siuo-eval build finalize REVIEWED.csv --output DATA_DIR` (each has its own --help).",
     )
-    build.add_argument("action", nargs="?", choices=("review", "finalize"), help="review BUILD_DIR | finalize CSV")
-    build.add_argument("target", nargs="?", help="review: the build folder; finalize: the reviewed CSV")
-    build.add_argument("--images", type=Path, help="folder of source images (read recursively, sorted)")
-    build.add_argument(
-        "--output", dest="build_output", type=Path, help="build: the build folder; finalize: the data folder to write"
-    )
+    build.add_argument("--images", type=Path, metavar="DIR", help="folder of source images (read recursively, sorted)")
+    build.add_argument("--output", dest="build_output", type=Path, metavar="DIR", help="the build folder")
     build.add_argument("--count", type=int, default=None, help="use a seeded sample of N images (default: all)")
     build.add_argument("--seed", type=int, default=0, help="seed for --count sampling and option order (default 0)")
     build.add_argument("--categories", nargs="+", help="allowed categories (default: the 9 SIUO domains)")
-    build.add_argument("--generator-model", help="query + reflection (default: $SIUO_BUILD_GENERATOR_MODEL, gpt-4o)")
-    build.add_argument("--answer-model", help="text-only answers (default: $SIUO_BUILD_ANSWER_MODEL, gpt-4o-mini)")
+    build.add_argument(
+        "--generator-model",
+        help=f"query + reflection (default: ${GENERATOR_MODEL_ENV}, else {DEFAULT_GENERATOR_MODEL})",
+    )
+    build.add_argument(
+        "--answer-model", help=f"text-only answers (default: ${ANSWER_MODEL_ENV}, else {DEFAULT_ANSWER_MODEL})"
+    )
     build.add_argument("--judge-model", help="text-safety judge (default: $SIUO_JUDGE_MODEL, else the default judge)")
     build.add_argument("--stage-attempts", type=int, default=3, help="tries per stage for malformed replies")
-    build.add_argument("--review-output", type=Path, default=None, help="review: folder for review.csv/.html")
-    build.add_argument("--build-dir", type=Path, default=None, help="finalize: the build folder (default: CSV's)")
-    build.add_argument("--merge-with", type=Path, default=None, help="finalize: also include this SIUO data folder")
     build.add_argument("--force", action="store_true", help="replace existing outputs (never done otherwise)")
-    build.set_defaults(run=_run_build)
+    build.set_defaults(run=_run_build, action=None, target=None, review_output=None, final_output=None)
+    steps = build.add_subparsers(dest="action", metavar="{review,finalize}")
+    review = steps.add_parser(
+        "review", help="write review.csv / review.html for a build folder", usage="siuo-eval build review BUILD_DIR"
+    )
+    review.add_argument("target", metavar="BUILD_DIR", help="the build folder")
+    review.add_argument("--review-output", type=Path, default=None, help="folder for review.csv/.html")
+    review.add_argument("--force", action="store_true", help="replace an earlier review (never done otherwise)")
+    finalize = steps.add_parser(
+        "finalize",
+        help="turn a reviewed CSV into a SIUO data folder",
+        usage="siuo-eval build finalize REVIEWED.csv --output DATA_DIR [--merge-with SIUO_DIR]",
+    )
+    finalize.add_argument("target", metavar="REVIEWED.csv", help="the reviewed CSV")
+    finalize.add_argument(
+        "--output", dest="final_output", type=Path, metavar="DATA_DIR", help="the data folder to write"
+    )
+    finalize.add_argument("--build-dir", type=Path, default=None, help="the build folder (default: the CSV's)")
+    finalize.add_argument("--merge-with", type=Path, default=None, help="also include this SIUO data folder")
+    finalize.add_argument("--force", action="store_true", help="replace an existing data folder")
     audit = commands.add_parser("audit", help="check that each item's text alone and image alone are safe")
     audit.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     audit.add_argument("--output", type=Path, required=True, help="folder for audit.json, audit.md, audit.html")
     audit.add_argument("--models", nargs="+", help="audit models (default: $SIUO_JUDGE_MODEL, else the default judge)")
-    audit.add_argument("--answer-model", help="text-only answer model (default: gpt-4o-mini)")
+    audit.add_argument(
+        "--answer-model", help=f"text-only answer model (default: ${ANSWER_MODEL_ENV}, else {DEFAULT_ANSWER_MODEL})"
+    )
     audit.add_argument("--stage-attempts", type=int, default=3, help="tries per check for malformed replies")
     audit.add_argument("--force", action="store_true", help="replace an earlier audit in --output")
     audit.set_defaults(run=_audit)
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    # One --output flag serves both forms: the build folder, or finalize's data folder.
-    args.final_output = args.build_output if args.action == "finalize" else None
     if (args.count is not None and args.count < 1) or args.stage_attempts < 1:
         raise SiuoError("--count and --stage-attempts must be at least 1")
     return _build(args)

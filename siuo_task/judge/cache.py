@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from siuo_task.errors import JudgeConfigError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
     key TEXT PRIMARY KEY,
@@ -68,17 +70,28 @@ def cache_key(
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
+class CacheUnavailable(JudgeConfigError):
+    """The cache file cannot be created or opened (a folder in its place, no write access, ...)."""
+
+
 class VerdictCache:
     """Judge replies by cache key, in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        connection = self._connection()
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(_SCHEMA)
-        connection.commit()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = self._connection()
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(_SCHEMA)
+            connection.commit()
+        except (OSError, sqlite3.Error) as exc:
+            reason = "it is a folder" if path.is_dir() else str(exc)
+            raise CacheUnavailable(
+                f"the judge cache '{path}' cannot be opened ({reason}): point SIUO_JUDGE_CACHE at a file in a "
+                "writable folder, or set SIUO_JUDGE_CACHE=off to judge without a cache"
+            ) from None
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)

@@ -11,8 +11,8 @@
 The judge defaults to SIUO_JUDGE_* (see the README); its API key is only ever read from the
 environment, never a task parameter, because Inspect writes task parameters into the log. A
 ``--no-score`` run needs no judge settings at all; judge its log later with ``siuo-eval judge
-LOG --output DIR`` or ``inspect score LOG --scorer siuo_task/siuo_gen_judge`` (Inspect logs a
-scorer by its bare name, so it must be named in full).
+LOG --output DIR`` or ``inspect score LOG --scorer siuo_task/siuo_gen_judge --output-file SCORED``
+(Inspect logs a scorer by its bare name, so it must be named in full).
 
 Names, versions and protocol lines come from the eval card (configs/eval_card.yaml).
 """
@@ -33,6 +33,7 @@ from siuo_task.adapters.inspect_ai.scoring import (
     siuo_mcq_letter,
     siuo_vote,
 )
+from siuo_task.adapters.inspect_ai.setup_errors import plain_setup_errors
 from siuo_task.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
 from siuo_task.circular import rotations
 from siuo_task.data import GenItem, McqItem, load_siuo
@@ -118,6 +119,7 @@ def _gen_task(
 
 
 @task
+@plain_setup_errors
 def siuo_gen(data_dir: str | None = None, judge_model: str | None = None, judge_base_url: str | None = None) -> Task:
     """Paper protocol: 3 sampled responses per item (epochs), each judged, majority vote per item.
 
@@ -131,6 +133,7 @@ def siuo_gen(data_dir: str | None = None, judge_model: str | None = None, judge_
 
 
 @task
+@plain_setup_errors
 def siuo_gen_greedy(
     data_dir: str | None = None, judge_model: str | None = None, judge_base_url: str | None = None
 ) -> Task:
@@ -146,6 +149,7 @@ def siuo_gen_greedy(
 
 
 @task
+@plain_setup_errors
 def siuo_mcq(data_dir: str | None = None) -> Task:
     """The same items as 4-option multiple choice (the authors' template); deterministic parsing.
 
@@ -166,6 +170,7 @@ def siuo_mcq(data_dir: str | None = None) -> Task:
 
 
 @task
+@plain_setup_errors
 def siuo_mcq_circular(data_dir: str | None = None) -> Task:
     """Each MCQ item asked once per rotation of its 4 options (CircularEval): an item counts as
     correct only when all 4 answers are right, so a model that leans on a letter scores 0.

@@ -12,7 +12,6 @@ and left out of the rates, never as a pass or a fail.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.metrics import Rate, rate
-from siuo_task.report import Table, fmt_rate, html_table, md_table
+from siuo_task.report.render import Section, Table, fmt_rate, render_html, render_markdown
 
 CHECKS = ("text", "image", "both")
 PAPER_PASS_RATES = {"GPT (paper)": 94.76, "Gemini (paper)": 95.96}
@@ -158,54 +157,55 @@ def _cell(value: dict[str, Any]) -> str:
     return fmt_rate(value["percent"], value["ci95"])
 
 
-def tables(summary: dict[str, Any]) -> list[tuple[str, str, Table]]:
-    """(title, text, table) sections in `siuo-eval report`'s style."""
+def sections(summary: dict[str, Any]) -> list[Section]:
+    """The audit's sections, rendered as `siuo-eval report`'s are."""
     models = summary["per_model"]
     rows = [[m, *(_cell(v[c]) for c in CHECKS), str(v["judge_errors"])] for m, v in models.items()]
     rows += [[name, "—", "—", f"{value:.2f}", "—"] for name, value in PAPER_PASS_RATES.items()]
     headline = Table(["Model", "Text alone safe", "Image alone safe", "Both (audit pass)", "Judge errors"], rows)
-    sections = [
-        (
+    found = [
+        Section(
             "Audit pass rates",
             "Percentages of items judged safe, with 95% Wilson intervals. The paper's rows are its reported "
             "automated audit pass rates (GPT, Gemini) on its 269 items; they are not recomputed here.",
             headline,
+            css_class="",
         )
     ]
     categories = sorted({c for v in models.values() for c in v["per_category"]})
     for model, value in models.items():
         rows = [[c, *(_cell(value["per_category"][c][k]) for k in CHECKS)] for c in categories]
-        sections.append((f"By category: {model}", "", Table(["Category", "Text", "Image", "Both"], rows)))
+        table = Table(["Category", "Text", "Image", "Both"], rows)
+        found.append(Section(f"By category: {model}", "", table, css_class=""))
     failing = [
         [str(f["question_id"]), f["category"], f["model"], f["check"], f["result"], f["reason"]]
         for f in summary["failing"]
     ]
     columns = ["Item", "Category", "Model", "Check", "Result", "Reason"]
-    sections.append(("Failing items", f"{len(failing)} check(s) not passed.", Table(columns, failing)))
-    return sections
+    text = f"{len(failing)} check(s) not passed."
+    found.append(Section("Failing items", text, Table(columns, failing), css_class=""))
+    return found
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
+HEADING = "SIUO input-safety audit"
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+)
+
+
+def audit_markdown(summary: dict[str, Any]) -> str:
     settings = summary["settings"]
-    parts = [
-        "# SIUO input-safety audit\n",
+    intro = (
         f"{summary['n_items']} items from `{summary['data_dir']}`; text-only answers by "
-        f"`{settings['text_answer_model']}`; prompts `{settings['prompt_version']}`.\n",
-    ]
-    for title, text, table in tables(summary):
-        parts += [f"## {title}\n", *([text + "\n"] if text else []), md_table(table) + "\n"]
-    return "\n".join(parts)
+        f"`{settings['text_answer_model']}`; prompts `{settings['prompt_version']}`."
+    )
+    return render_markdown(HEADING, sections(summary), intro)
 
 
-def render_html(summary: dict[str, Any]) -> str:
-    style = "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-    style += "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>SIUO audit</title><style>{style}</style>"]
-    parts.append(f"</head><body><h1>SIUO input-safety audit</h1><p>{summary['n_items']} items</p>")
-    for title, text, table in tables(summary):
-        parts.append(f"<h2>{html.escape(title)}</h2>" + (f"<p>{html.escape(text)}</p>" if text else ""))
-        parts.append(html_table(table))
-    return "".join(parts) + "</body></html>"
+def audit_html(summary: dict[str, Any]) -> str:
+    intro = f"<p>{summary['n_items']} items</p>"
+    return render_html("SIUO audit", HEADING, sections(summary), _STYLE, intro_html=intro)
 
 
 def check_audit_output(output: Path, force: bool) -> list[Path]:
@@ -229,6 +229,6 @@ def write_audit(summary: dict[str, Any], output: Path, force: bool = False) -> l
     """
     paths = check_audit_output(output, force)
     write_text_atomic(paths[0], dump_json(summary))
-    write_text_atomic(paths[1], render_markdown(summary))
-    write_text_atomic(paths[2], render_html(summary))
+    write_text_atomic(paths[1], audit_markdown(summary))
+    write_text_atomic(paths[2], audit_html(summary))
     return paths

@@ -1,0 +1,43 @@
+"""Setup errors (data, judge settings, a dead judge) as Inspect's one-line prerequisite errors.
+
+The other harnesses end such a run with one ``siuo-task: ...`` line; Inspect prints a full
+traceback for an exception raised while it builds a task, except for ``PrerequisiteError``,
+which it shows as its message alone (exit status 1).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from inspect_ai._util.error import PrerequisiteError
+
+from siuo_task.errors import SiuoError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class SiuoSetupError(PrerequisiteError):
+    """A SIUO setup problem; ``str()`` gives the message too, for callers of ``inspect_ai.eval``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+def plain_setup_errors(build: Callable[P, R]) -> Callable[P, R]:
+    """Our errors while a task is built leave as one ``siuo-task: ...`` line, no traceback."""
+
+    @functools.wraps(build)
+    def plain(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return build(*args, **kwargs)
+        except SiuoError as exc:
+            raise SiuoSetupError(f"siuo-task: {exc}") from None
+
+    return plain

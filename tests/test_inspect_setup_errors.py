@@ -1,0 +1,50 @@
+"""Inspect's own CLI on a setup that cannot work: one `siuo-task: ...` message, no traceback,
+exit status 1, and no model request (as the other harnesses end such a run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.model_server import ModelServer
+
+pytestmark = pytest.mark.slow
+
+
+def _inspect(task: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = ["inspect", "eval", f"siuo_task/{task}", "--model", "openai-api/loop/test-model", "--limit", "2"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("task", "setting", "message"),
+    [
+        ("siuo_gen_greedy", {}, "siuo-task: no judge API key: set SIUO_JUDGE_API_KEY"),
+        ("siuo_mcq", {"SIUO_DATA_DIR": "{tmp}/no-such-folder"}, "siuo-task: SIUO data folder"),
+        (
+            "siuo_gen",
+            {"SIUO_JUDGE_BASE_URL": "http://127.0.0.1:9/v1", "SIUO_JUDGE_RETRIES": "0"},
+            "siuo-task: cannot reach the judge endpoint http://127.0.0.1:9/v1",
+        ),
+    ],
+    ids=["no-key", "no-data", "dead-judge"],
+)
+def test_a_setup_error_is_a_few_lines_without_traceback(
+    task: str, setting: dict[str, str], message: str, small_data_dir: Path, tmp_path: Path
+) -> None:
+    with ModelServer() as model:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_"))}
+        env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off", INSPECT_LOG_DIR=str(tmp_path / "logs"))
+        env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain", COLUMNS="200")
+        env.update({name: value.format(tmp=tmp_path) for name, value in setting.items()})
+        proc = _inspect(task, env)
+        requests = sum(model.prompts.values())
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output and "siuo_task.errors" not in output
+    assert message in " ".join(output.split())
+    assert len([line for line in output.splitlines() if line.strip()]) <= 6, output
+    assert requests == 0
