@@ -17,19 +17,19 @@ from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.probe import ProbeResult, probe
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.preflight import describe_probe
 from siuo_task.rejudge import write_outputs
-from siuo_task.runs.readers import ResponsesFile, split_spec
+from siuo_task.runs import describe, find_responses
+from siuo_task.runs.readers import Note, ResponsesFile, split_spec
 from siuo_task.sweep import (
     BATCH_DISCOUNT,
     CostEstimate,
     LoadedRun,
-    Problem,
     Progress,
     all_requests,
-    discover,
     estimate,
     judge_loaded,
     keep_earlier,
@@ -95,7 +95,8 @@ def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> in
     before the SIUO data are loaded (which may mean a download), so those mistakes show at once."""
     config = JudgeConfig.from_env(require_key=not (args.dry_run or args.export_batch))
     single = len(args.inputs) == 1 and split_spec(args.inputs[0])[0] is None and Path(args.inputs[0]).is_file()
-    runs, problems = discover(args.inputs, args.output)
+    finding = find_responses(args.inputs, skip=args.output)
+    runs, problems = finding.runs, finding.notes
     _report_found(runs, problems)
     if not runs:
         raise DataError("no input could be judged (see the lines above); nothing was written")
@@ -112,16 +113,15 @@ def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> in
         engine.close()
 
 
-def _report_found(runs: list[ResponsesFile], problems: list[Problem]) -> None:
+def _report_found(runs: list[ResponsesFile], problems: list[Note]) -> None:
     for problem in problems:
-        label = "error" if problem.failure else "note"
-        say(f"siuo-eval: {label}: '{problem.path}' {problem.reason}")
+        say(describe(problem))
     for run in runs:
         say(f"run {run.name}: {run.path} ({run.kind}; named by {run.named_by})")
 
 
 def _judge_with(
-    engine: JudgeEngine, args: argparse.Namespace, loaded: list[LoadedRun], problems: list[Problem], single: bool
+    engine: JudgeEngine, args: argparse.Namespace, loaded: list[LoadedRun], problems: list[Note], single: bool
 ) -> int:
     passes = getattr(args, "judge_passes", 1)
     requests = all_requests(loaded, passes)
@@ -221,7 +221,7 @@ def _write(
     loaded: list[LoadedRun],
     values: list[list[dict[str, Any]]],
     summaries: dict[str, dict[str, Any]],
-    problems: list[Problem],
+    problems: list[Note],
     single: bool,
 ) -> None:
     written: list[Path] = []
@@ -298,7 +298,7 @@ def _estimate_line(name: str, row: CostEstimate) -> str:
     )
 
 
-def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Problem], config: JudgeConfig) -> int:
+def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Note], config: JudgeConfig) -> int:
     failures = [problem for problem in problems if problem.failure]
     # Errors in any pass count: a later pass's failed calls are retried by a rerun like pass 1's.
     errors = {

@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from siuo_task.data import GenItem
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeOutcome
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.scoring import gen_judge_requests
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,34 +23,17 @@ from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError, SiuoError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.pricing import price_for
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.rejudge import (
-    ResponseSet,
-    item_values,
-    match_items,
-    pair_requests,
-    record_passes,
-    summarise,
-    summarise_passes,
-    total_usage,
-)
-from siuo_task.runs.ours import READER
-from siuo_task.runs.readers import Note, ResponsesFile, candidate_files, classify_responses, split_spec
+from siuo_task.rejudge import ResponseSet, item_values, match_items, pair_requests
+from siuo_task.runs.readers import Note, ResponsesFile
+from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
 
 Log = Callable[[str], None]
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
 HEADLINE = GEN_HEADLINE
-
-
-@dataclass
-class Problem:
-    """An input that was not judged: a failure (it looked like an input and is broken) or a note."""
-
-    path: Path
-    reason: str
-    failure: bool = True
 
 
 @dataclass
@@ -61,107 +43,11 @@ class LoadedRun:
     batches: list[list[JudgeRequest]] = field(default_factory=list)
 
 
-# -- finding inputs ------------------------------------------------------------------------------
-
-
-def discover(specs: list[str], output: Path) -> tuple[list[ResponsesFile], list[Problem]]:
-    """Every run under ``specs`` (files or folders, recursively), with unique safe names.
-
-    Each file is offered to the registered readers (``siuo_task.runs.readers``); files no reader
-    takes, and files a reader passes over, are reported as notes naming the file and why. Paths
-    inside ``output`` are never read as inputs.
-    """
-    runs: list[ResponsesFile] = []
-    problems: list[Problem] = []
-    for spec in specs:
-        override, path = split_spec(spec)
-        if not path.exists():
-            problems.append(Problem(path, "does not exist"))
-            continue
-        found, notes = _inputs_under(path, output)
-        found, older = _newest_per_model(found)
-        if not found and path.is_dir():
-            # Nothing usable: say what was looked at, the expected companions included.
-            problems += [Problem(n.path, n.reason, n.failure) for n in notes]
-            looked = f"{len(notes)} file(s) looked at, listed above" if notes else "no candidate file in it"
-            problems.append(Problem(path, f"holds no SIUO generation inputs ({looked})"))
-        else:
-            problems += [Problem(n.path, n.reason, n.failure) for n in notes if not n.quiet] + older
-        for run in found:
-            if override:
-                run.name, run.named_by = (override if len(found) == 1 else f"{override}-{run.name}"), "NAME=PATH"
-            runs.append(run)
-    return _unique_names(runs), problems
-
-
-def _inputs_under(path: Path, output: Path) -> tuple[list[ResponsesFile], list[Note]]:
-    found, notes = [], []
-    for file in candidate_files(path, skip=output):
-        classified = classify_responses(file)
-        if classified is None and path.is_file():
-            classified = _explicit_input(file)
-        if isinstance(classified, ResponsesFile):
-            found.append(classified)
-        elif isinstance(classified, Note):
-            # A file named on the command line and passed over is a failure, not a note.
-            notes.append(Note(file, classified.reason, True) if path.is_file() else classified)
-        else:
-            notes.append(Note(file, "skipped: no reader recognises it (not a SIUO generation input)"))
-    return found, notes
-
-
-def _explicit_input(path: Path) -> ResponsesFile | Note:
-    """A file named on the command line that no reader recognises by its name is read as our
-    samples JSONL (lines with per-item records); reading it says what is wrong with it."""
-    if path.suffix != ".jsonl":
-        return Note(path, "is not a SIUO generation input (no reader recognises its name or content)", failure=True)
-    return ResponsesFile("siuo-eval", path.stem, "siuo_gen", path, "responses file", "file name", READER, "")
-
-
-def _newest_per_model(found: list[ResponsesFile]) -> tuple[list[ResponsesFile], list[Problem]]:
-    """One run per (name, kind) under one path: reruns (VLMEvalKit's T<time> folders, lmms-eval's
-    timestamps) leave older copies beside the newest; the older ones are noted, not judged."""
-    newest: dict[tuple[str, str], ResponsesFile] = {}
-    for run in found:
-        key = (run.name, run.kind)
-        if key not in newest or _age_key(run.path) > _age_key(newest[key].path):
-            newest[key] = run
-    kept = [run for run in found if newest[(run.name, run.kind)] is run]
-    notes = [
-        Problem(run.path, f"skipped: an older run of {run.name} (judging {newest[(run.name, run.kind)].path})", False)
-        for run in found
-        if newest[(run.name, run.kind)] is not run
-    ]
-    return kept, notes
-
-
-def _age_key(path: Path) -> tuple[float, str]:
-    return path.stat().st_mtime, str(path)
-
-
-def _safe(name: str) -> str:
-    """A file-system-safe run name: letters, digits, '.', '_', '-' only."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
-    return cleaned[:100] or "run"
-
-
-def _unique_names(runs: list[ResponsesFile]) -> list[ResponsesFile]:
-    taken: set[str] = set()
-    for run in runs:
-        base = _safe(run.name)
-        name, number = base, 2
-        while name.lower() in taken:
-            name, number = f"{base}-{number}", number + 1
-        taken.add(name.lower())
-        run.name = name
-    return runs
-
-
 # -- loading and judging -------------------------------------------------------------------------
 
 
-def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun], list[Problem]]:
-    """Read and validate every run; a broken input becomes a Problem and the others go on."""
+def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun], list[Note]]:
+    """Read and validate every run; a broken input becomes a Note and the others go on."""
     loaded, problems = [], []
     for run in runs:
         try:
@@ -170,7 +56,7 @@ def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun
                 raise DataError(f"'{run.path}' holds no items: nothing to judge (is the generation run finished?)")
             pairs = match_items(response_sets, data)
         except SiuoError as exc:
-            problems.append(Problem(run.path, str(exc)))
+            problems.append(Note(run.path, str(exc), failure=True))
             continue
         loaded.append(LoadedRun(run, pairs, pair_requests(pairs)))
     return loaded, problems
@@ -286,7 +172,7 @@ def run_summary(
     """results.json of one run: the headline from ``values`` (pass 1); ``later_passes`` (the
     values of passes 2..K) add the stability numbers, and usage then counts every pass."""
     passes = [values, *(later_passes or [])]
-    summary = summarise(values, config, run.run.path)
+    summary = judge_results(values, config, run.run.path)
     summary.update(summarise_passes(passes))
     if len(passes) > 1:
         usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}
@@ -361,7 +247,7 @@ def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any
     return rows
 
 
-def write_leaderboard(output: Path, rows: list[dict[str, Any]], problems: list[Problem], log: Log) -> list[Path]:
+def write_leaderboard(output: Path, rows: list[dict[str, Any]], problems: list[Note], log: Log) -> list[Path]:
     """``leaderboard.json`` (runs and inputs that failed) and ``leaderboard.csv`` (runs)."""
     json_path, csv_path = output / "leaderboard.json", output / "leaderboard.csv"
     for path in (json_path, csv_path):

@@ -51,10 +51,11 @@ from siuo_task.results import (
     gen_item_values,
     harness_rows,
     mcq_item_values,
-    reduce_values,
 )
-from siuo_task.run_end import judge_outcomes, report_judge_errors
+from siuo_task.run_end import judge_outcomes
+from siuo_task.runs.files import flat_responses
 from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
+from siuo_task.summary import finish_task
 
 # Where a YAML harness's results file holds our tasks' summaries: {"siuo": {<task>: {...}}}.
 RESULTS_KEY = "siuo"
@@ -178,18 +179,10 @@ def _mcq_item(doc: dict[str, Any]) -> McqItem:
 # -- responses --------------------------------------------------------------------------------
 
 
-def flat_responses(raw: Any) -> list[Any]:
-    """A document's responses as a harness keeps them (a string, or one entry per request,
-    each a string or a list with one per repeat) as one list, entries as they are."""
-    flat: list[Any] = []
-    for entry in raw if isinstance(raw, list) else [raw]:
-        flat.extend(entry if isinstance(entry, list) else [entry])
-    return flat
-
-
 def response_texts(raw: Any, strip: bool = False) -> tuple[str, ...]:
-    """A document's responses as its scoring hook receives them: None becomes empty, and
-    ``strip`` mirrors a harness that strips each response before the hook (lmms-eval)."""
+    """A document's responses as its scoring hook receives them (flattened as the readers
+    flatten them from the samples files): None becomes empty, and ``strip`` mirrors a harness
+    that strips each response before the hook (lmms-eval)."""
     texts = ("" if response is None else str(response) for response in flat_responses(raw))
     return tuple(text.strip() if strip else text for text in texts)
 
@@ -269,12 +262,9 @@ class ItemCount(int):
 
 def items_scored(cells: list[dict[str, Any]], reducers: dict[str, Reducer], output: str | None) -> ItemCount:
     """Aggregation of a task's ``items_scored`` row: the item count, carrying the task's summary
-    (reduced with the reducers ``siuo-eval judge`` uses); a judge-error banner names ``output``."""
+    (siuo_task.summary, as for ``siuo-eval judge``); a judge-error banner names ``output``."""
     task = next((cell.get("task") for cell in cells if cell.get("task")), None) or "unknown"
-    summary = {**reduce_values(cells, reducers), "n_items": len(cells)}
-    per_item = [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell]
-    report_judge_errors(task, per_item, output)
-    return ItemCount(len(cells), summary)
+    return ItemCount(len(cells), finish_task(task, cells, reducers, output).to_dict())
 
 
 def record_count(records: list[Any]) -> ItemCount:

@@ -26,7 +26,8 @@ from siuo_task.judge.config import (
     JudgeConfig,
     decline_stop_count,
 )
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeOutcome
 from siuo_task.scoring import gen_judge_requests
 from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer, choose_reply, seeded_declines

@@ -12,7 +12,9 @@ from PIL import Image
 
 from siuo_task.judge.cache import cache_key
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeRequest, _image
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeRequest
+from siuo_task.judge.transport import encoded_image
 from siuo_task.parsing import parse_safety_verdict
 from siuo_task.prompts import PROMPT_VERSION, safety_judge_prompt
 from siuo_task.scoring import siuo_judge_request
@@ -53,7 +55,7 @@ def test_judge_requests_keep_their_cache_key(tmp_path: Path) -> None:
         model=config.model,
         endpoint=config.endpoint,
         prompt="prompt",
-        image_sha256=_image(image).sha256,
+        image_sha256=encoded_image(image).sha256,
         temperature=config.temperature,
         max_tokens=config.max_tokens,
         prompt_version=PROMPT_VERSION,

@@ -26,12 +26,12 @@ import pytest
 from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
 from siuo_task.adapters.vlmevalkit.names import RUN_SUFFIX, TASK_OF_DATASET
 from siuo_task.card import CIRCULAR_TASK, GEN_HEADLINE, GEN_TASKS, MCQ_TASK, TASKS, run_name, task_version
+from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
 
-SECRET = "sk-matrix-judge-secret-0123456789"
 MODEL = "test-model"
 BOUND = 8
 README = Path(__file__).resolve().parent.parent / "README.md"

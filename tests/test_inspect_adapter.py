@@ -27,7 +27,7 @@ from siuo_task.adapters.inspect_ai.scoring import (
 from siuo_task.circular import RotationAnswer, rotation_values, summarise
 from siuo_task.data import GenItem
 from siuo_task.errors import JudgeConfigError
-from siuo_task.judge.engine import JudgeOutcome
+from siuo_task.judge.request import JudgeOutcome
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import RECORD_KEY
 from siuo_task.scoring import assemble_gen_score

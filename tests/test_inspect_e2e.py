@@ -24,12 +24,12 @@ from siuo_task.card import CARD, task_version
 from siuo_task.parsing import parse_mcq_answer
 from siuo_task.prompts import PROMPT_VERSION
 from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
+from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
 
-SECRET = "sk-inspect-judge-secret-0123456789"
 MODEL = "openai-api/loop/test-model"
 TASKS = ("siuo_task/siuo_gen", "siuo_task/siuo_gen_greedy", "siuo_task/siuo_mcq")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from siuo_task.data import load_siuo
 from siuo_task.judge.cache import cache_key
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeRequest
 from siuo_task.prompts import safety_judge_prompt
 from siuo_task.scoring import gen_judge_requests, siuo_judge_request
 from tests.helpers.judge_server import JudgeServer, choose_reply

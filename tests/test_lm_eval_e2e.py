@@ -38,9 +38,9 @@ from siuo_task.results import (
     reduce_values,
 )
 from siuo_task.scoring import GEN_METRICS, score_gen_item, score_mcq_item
+from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer
 
-SECRET = "sk-lm-eval-judge-secret-0123456789"
 TASKS = ("siuo_gen", "siuo_gen_greedy", "siuo_mcq", "siuo_mcq_circular")
 LIMIT = 8
 LM_EVAL_KEYS = frozenset({"alias", "name", "sample_len", "sample_count"})

@@ -22,12 +22,12 @@ from siuo_task.adapters.lmms_eval import tasks_dir
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.circular import CIRCULAR_REDUCERS
 from siuo_task.preflight import PROBE_RESPONSE
+from tests.helpers.cli_runs import SECRET
 from tests.helpers.fixture_data import real_items
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer
 
 pytestmark = pytest.mark.slow
 
-SECRET = "sk-e2e-secret-key-0123456789abcdef"
 MAX_NEW_TOKENS = "max_new_tokens=8"
 
 

@@ -183,7 +183,7 @@ def test_bad_inputs_are_named_and_the_rest_is_judged(small_data_dir: Path, tmp_p
 def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> None:
     import os
 
-    from siuo_task.sweep import discover
+    from siuo_task.runs import find_responses
 
     rows = authors_rows(count_per_category=1)
     older = _vlmeval_run(tmp_path / "a", "Model With Spaces", rows)  # a rerun leaves two T<time> folders
@@ -195,10 +195,11 @@ def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> N
     os.utime(predictions, (1, 1))
     write_json(tmp_path / "b" / "x.json", rows)
     write_json(tmp_path / "c" / "x.json", rows)
-    runs, problems = discover(
+    finding = find_responses(
         [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), f"my run={tmp_path / 'b' / 'x.json'}"],
         tmp_path / "out",
     )
+    runs, problems = finding.runs, finding.notes
     assert [(run.name, run.path) for run in runs] == [
         ("Model_With_Spaces", newest),
         ("x", tmp_path / "b" / "x.json"),

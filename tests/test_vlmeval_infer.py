@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from siuo_task.vlmeval import GEN_PAPER
+from siuo_task.vlmeval import GEN_PAPER, MCQ
 from tests.helpers.cli_runs import judge_env, read_run, siuo_eval
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
@@ -29,12 +30,19 @@ def test_infer_needs_no_judge_and_judge_reads_the_work_folder(small_data_dir: Pa
         "test-model",
         "--data",
         GEN_PAPER,
+        MCQ,
         "--mode",
         "infer",
     ]
     with ModelServer() as model:
-        command += ["--base-url", model.base_url, "--work-dir", str(work), "--api-nproc", "4", "--temperature", "1.0"]
+        # No --temperature: the paper's 3-sample dataset is sampled at 1.0 all the same, MCQ stays greedy.
+        command += ["--base-url", model.base_url, "--work-dir", str(work), "--api-nproc", "4"]
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        temperatures = Counter()
+        for (prompt, temperature), count in model.temperatures.items():
+            temperatures["mcq" if "\n(A) " in prompt else "gen", temperature] += count
+    assert temperatures == {("gen", 1.0): 54, ("mcq", 0.0): 18}, temperatures
+    assert f"{GEN_PAPER} asks API models at temperature 1.0" in proc.stderr
     predictions = sorted(work.rglob(f"test-model_{GEN_PAPER}.xlsx"))
     assert predictions, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not list(work.rglob("*_siuo_results.json"))  # nothing judged, no key asked for

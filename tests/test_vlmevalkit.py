@@ -22,13 +22,12 @@ from siuo_task.parsing import parse_mcq_answer
 from siuo_task.prompts import mcq_prompt
 from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ, MCQ_CIRCULAR
+from tests.helpers.cli_runs import SECRET
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
-
-SECRET = "sk-vlmeval-judge-secret-0123456789"
 
 
 def _env(data_dir: Path, root: Path, judge: JudgeServer) -> dict[str, str]:

@@ -18,8 +18,9 @@ from typing import Any
 
 from siuo_task.construction.replies import ReplyError, json_parser, text_parser, validate
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine, JudgeOutcome, JudgeRequest
+from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.pricing import estimate_cost_usd
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 
 Check = Callable[[Mapping[str, Any]], None]
 

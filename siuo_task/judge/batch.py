@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from siuo_task.errors import DataError, JudgeEndpointError
-from siuo_task.judge.engine import JudgeEngine, JudgeRequest, _status
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeRequest
+from siuo_task.judge.transport import http_status, outcome_from_body
 
 BATCH_URL: Final = "/v1/chat/completions"
 FINISHED = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -40,7 +42,9 @@ def pending_requests(engine: JudgeEngine, requests: Iterable[JudgeRequest]) -> d
 
 def request_lines(engine: JudgeEngine, pending: dict[str, JudgeRequest]) -> list[str]:
     return [
-        json.dumps({"custom_id": key, "method": "POST", "url": BATCH_URL, "body": engine.request_body(request)})
+        json.dumps(
+            {"custom_id": key, "method": "POST", "url": BATCH_URL, "body": engine.transport.request_body(request)}
+        )
         for key, request in pending.items()
     ]
 
@@ -85,9 +89,9 @@ def import_lines(
         response = row.get("response") or {}
         body = response.get("body") if isinstance(response, dict) else None
         if row.get("error") or response.get("status_code", 200) != 200 or not isinstance(body, dict):
-            summary.failed[custom_id] = engine.redact(_line_error(row))
+            summary.failed[custom_id] = engine.transport.redact(_line_error(row))
             continue
-        outcome = engine.outcome_from_body(request, body, attempts=1)
+        outcome = outcome_from_body(request, body, attempts=1)
         engine.remember(custom_id, request.kind, outcome)
         engine.preload(custom_id, outcome)
         summary.replies += 1
@@ -183,9 +187,8 @@ class OpenAIBatchRunner:
         if batch.status == "failed" and not batch.output_file_id and not batch.error_file_id:
             reported = batch.errors.data if batch.errors and batch.errors.data else []
             errors = "; ".join(error.message or "" for error in reported)
-            raise JudgeEndpointError(
-                f"OpenAI batch {batch_id} at {self.engine.config.endpoint} failed: {self.engine.redact(errors)}"
-            )
+            errors = self.engine.transport.redact(errors)
+            raise JudgeEndpointError(f"OpenAI batch {batch_id} at {self.engine.config.endpoint} failed: {errors}")
         summary = ImportSummary()
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
@@ -206,16 +209,17 @@ class OpenAIBatchRunner:
         try:
             return action()
         except Exception as exc:
-            status = _status(exc)
+            status = http_status(exc)
             if status is None and not _is_connection_error(exc):
                 raise
             if status == 404:
                 raise JudgeEndpointError(
                     f"the judge endpoint {self.engine.config.endpoint} has no OpenAI Batch API (HTTP 404 on "
-                    f"files/batches: {self.engine.redact(str(exc))}); for a local server use --export-batch and "
+                    f"files/batches: {self.engine.transport.redact(str(exc))}); for a local server use "
+                    "--export-batch and "
                     "`vllm run-batch`, then --import-batch"
                 ) from None
-            raise JudgeEndpointError(self.engine.refusal_message(exc)) from None
+            raise JudgeEndpointError(self.engine.transport.refusal_message(exc)) from None
 
     def close(self) -> None:
         self._client.close()

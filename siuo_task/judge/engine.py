@@ -10,234 +10,54 @@ rerun retries exactly those.
 Identical requests (same cache key) are sent once per engine: later ones wait for, or reuse,
 the first one's outcome (``coalesced``). A 401/403/404 stops the pass at once (the server will
 say the same to every request), and so does a judge that declines to grade too many of the first
-``decline_window`` requests of one kind.
+``decline_window`` requests of one kind (``declines.py``).
 
-The engine knows nothing of any benchmark: each request brings its own reply parser, prompt
-version (part of the cache key) and, for verdicts, its own test of a refusal to grade.
+The requests and outcomes are in ``request.py``, the HTTP call, parameter adaptation and
+failure messages in ``transport.py``; the engine decides when to call: cache, coalescing,
+bounds, retries and stops.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from siuo_task.errors import JudgeDeclineError, JudgeEndpointError
 from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
-from siuo_task.judge.config import DEFAULT_JUDGE_MODEL, JudgeConfig, decline_stop_count
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.declines import DeclineWatch, decline_error
 from siuo_task.judge.limits import ProviderHold, RateLimiter, SlotLimiter, limits_dir
-from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest, read_completion
+from siuo_task.judge.tokens import request_tokens
+from siuo_task.judge.transport import (
+    REFUSAL_STATUSES,
+    ChatTransport,
+    encoded_image,
+    http_status,
+    is_retryable,
+    response_headers,
+    retry_after_s,
+)
 
-Verdict = bool | str
-
-_MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*]{6,}")
-_RETRY_STATUSES = frozenset({408, 409, 429})
-# A server that answers these will answer every request the same way: stop the whole pass.
-_REFUSAL_STATUSES = frozenset({401, 403, 404})
-_MAX_RETRY_AFTER_S = 120.0
 _MAX_BACKOFF_S = 60.0
-
-
-# Turns a reply's text into its parsed value, or None when the reply does not hold one.
-ReplyParser = Callable[[str], Verdict | None]
-# Whether a (non-empty) reply without a parsed value is a refusal to grade.
-DeclineTest = Callable[[str], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class JudgeRequest:
-    """One chat call: what it is for, the filled prompt, an optional image, and how to read the reply.
-
-    ``kind`` names the request in outcomes, errors and the decline watch (e.g. "safety");
-    ``image_path`` None sends text only; ``parser`` turns the reply into its value (None: no
-    value, an error outcome); ``prompt_version`` is part of the cache key, so changing a
-    template's version re-asks instead of reusing old replies; ``json_reply`` asks for
-    ``response_format={"type": "json_object"}``; ``is_decline`` marks a request as a verdict
-    whose refusals count (``declined`` outcomes, the per-kind decline watch), None for calls
-    that are not gradings (construction stages, the input audit). ``repeat`` asks the same
-    request again as a distinct one (its own cache key, never coalesced with the others), e.g.
-    to measure how stable a judge's verdicts are; 0 is the ordinary, first asking.
-    """
-
-    kind: str
-    prompt: str
-    image_path: Path | None
-    parser: ReplyParser
-    prompt_version: str
-    json_reply: bool = False
-    is_decline: DeclineTest | None = None
-    repeat: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class JudgeOutcome:
-    """What one judge request produced. ``verdict`` is None exactly when ``error`` is set.
-
-    ``attempts`` counts HTTP requests sent in this run (0 for a cache hit); token counts are
-    this run's spend, so a cache hit costs nothing. ``coalesced``: answered by an identical
-    request of this engine (no call, no cost). ``declined``: the judge replied but refused to
-    grade (a judge error like any reply without a verdict, counted apart).
-    """
-
-    kind: str
-    verdict: Verdict | None
-    raw_text: str | None
-    error: str | None
-    model: str | None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    attempts: int = 0
-    cached: bool = False
-    coalesced: bool = False
-    declined: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class _Image:
-    data_url: str
-    sha256: str
-
-
-@lru_cache(maxsize=512)
-def _image(path: Path) -> _Image:
-    data = path.read_bytes()
-    with Image.open(path) as image:
-        mime = _MIME_BY_FORMAT.get(image.format or "", "image/png")
-    encoded = base64.b64encode(data).decode("ascii")
-    return _Image(f"data:{mime};base64,{encoded}", hashlib.sha256(data).hexdigest())
-
-
-def image_data_url(path: Path) -> str:
-    """The image as a data URL whose MIME type matches the bytes, not the file name."""
-    return _image(path).data_url
-
-
-def _status(exc: BaseException) -> int | None:
-    import openai
-
-    return exc.status_code if isinstance(exc, openai.APIStatusError) else None
-
-
-def _retryable(exc: Exception) -> bool:
-    import openai
-
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
-    # Dropped connections, timeouts, and bodies that are not the JSON the protocol promises.
-    return isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError))
-
-
-def _retry_after_s(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    header = response.headers.get("retry-after") if response is not None else None
-    if not header:
-        return None
-    try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(header).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
-
-
-@dataclass(frozen=True, slots=True)
-class _Tripped:
-    """A kind's counts when its refusals reached ``limit`` among its first ``window`` calls:
-    ``declines`` of the ``replies`` answered so far, ``sent`` calls of the kind begun."""
-
-    kind: str
-    declines: int
-    replies: int
-    sent: int
-    limit: int
-    window: int
-
-
-@dataclass(slots=True)
-class _KindCounts:
-    sent: int = 0
-    replies: int = 0
-    declines: int = 0
-    tripped: bool = False
-
-
-class _DeclineWatch:
-    """Counts refusals among the first ``window`` calls of each request kind, kind by kind.
-
-    Kinds are watched apart because a judge may refuse one kind only (e.g. the safety gradings
-    shown the image, while grading every effectiveness request): pooled, its share would be
-    diluted by the other kind and never stop it. A call joins its kind's window when it is
-    begun, not when its reply arrives: refusals are short and come back first, so a window of
-    the first replies to arrive would hold more of them than the judge gives (with 16 calls in
-    flight, enough to stop a judge refusing 1 in 20 ten times as often). The stop comes as soon
-    as a kind's refusals reach ``decline_stop_count``, the outcome of its window then being
-    certain, not when the window is full.
-    """
-
-    def __init__(self, stop_share: float | None, window: int) -> None:
-        self._limit = decline_stop_count(stop_share, window) if stop_share is not None else None
-        self._window = window
-        self._kinds: dict[str, _KindCounts] = {}
-        self._lock = threading.Lock()
-
-    def enter(self, request: JudgeRequest) -> bool:
-        """Note a call about to be made; whether it is in its kind's window (then ``record`` it)."""
-        if self._limit is None or request.is_decline is None:
-            return False
-        with self._lock:
-            counts = self._kinds.setdefault(request.kind, _KindCounts())
-            if counts.sent >= self._window:
-                return False
-            counts.sent += 1
-            return True
-
-    def record(self, request: JudgeRequest, outcome: JudgeOutcome) -> _Tripped | None:
-        """Count the reply of a call ``enter`` put in the window; the counts the first time its
-        kind reaches the limit. A call that got no reply counts as no refusal."""
-        if self._limit is None or outcome.raw_text is None:
-            return None
-        with self._lock:
-            counts = self._kinds[request.kind]
-            counts.replies += 1
-            counts.declines += int(outcome.declined)
-            if counts.tripped or counts.declines < self._limit:
-                return None
-            counts.tripped = True
-            return _Tripped(request.kind, counts.declines, counts.replies, counts.sent, self._limit, self._window)
 
 
 class JudgeEngine:
     """Grades judge requests against an OpenAI-compatible chat-completions endpoint."""
 
     def __init__(self, config: JudgeConfig) -> None:
-        from openai import OpenAI
-
         self.config = config
-        self._client = OpenAI(api_key=config.api_key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0)
         shared = limits_dir(config.endpoint, config.model, config.concurrency)
         self._slots = SlotLimiter(shared, config.concurrency)
         self._rate = RateLimiter(shared, config.requests_per_minute) if config.requests_per_minute else None
         self._tokens = RateLimiter(shared, config.tokens_per_minute, "tpm") if config.tokens_per_minute else None
         self._hold = ProviderHold(shared)
+        self.transport = ChatTransport(config, self._hold)
         self._cache = VerdictCache(config.cache_path) if config.cache_path else None
         # More workers than slots, so requests waiting on backoff do not idle the slots.
         self._pool = ThreadPoolExecutor(max_workers=2 * config.concurrency, thread_name_prefix="siuo-judge")
@@ -248,11 +68,7 @@ class JudgeEngine:
         self._stop: Exception | None = None
         self._offline: dict[str, str] | None = None
         self._offline_cause = ""
-        self._declines = _DeclineWatch(config.decline_stop, config.decline_window)
-        # Adapted after a 400 that names the parameter (reasoning models take max_completion_tokens
-        # and only their default temperature); see adapt.
-        self.token_parameter = "max_tokens"
-        self.sends_temperature = True
+        self._declines = DeclineWatch(config.decline_stop, config.decline_window)
 
     def grade_many(
         self, requests: Sequence[JudgeRequest], on_done: Callable[[JudgeOutcome], None] | None = None
@@ -293,9 +109,9 @@ class JudgeEngine:
                 own: Future[JudgeOutcome] = Future()
                 self._in_flight[key] = own
         if answered is not None:
-            return _coalesced(answered)
+            return answered.coalesced_copy()
         if leader is not None:
-            return _coalesced(leader.result())
+            return leader.result().coalesced_copy()
         try:
             outcome = self._grade_once(request, key)
         except BaseException as exc:
@@ -318,8 +134,8 @@ class JudgeEngine:
         watched = self._declines.enter(request)
         completion, attempts, failure = self._call_with_retries(request)
         if completion is None:
-            return JudgeOutcome(request.kind, None, None, self.redact(failure), None, attempts=attempts)
-        outcome = self._outcome(request, completion, attempts)
+            return JudgeOutcome(request.kind, None, None, self.transport.redact(failure), None, attempts=attempts)
+        outcome = read_completion(request, completion, attempts)
         self.remember(key, request.kind, outcome)
         if watched:
             self._watch(request, outcome)
@@ -327,7 +143,7 @@ class JudgeEngine:
 
     def _watch(self, request: JudgeRequest, outcome: JudgeOutcome) -> None:
         if (tripped := self._declines.record(request, outcome)) is not None:
-            self._stop_with(self._decline_error(tripped))
+            self._stop_with(decline_error(tripped, self.config))
 
     def remember(self, key: str, kind: str, outcome: JudgeOutcome) -> None:
         """Store a parsed verdict in the cache (batch imports land here too)."""
@@ -343,7 +159,7 @@ class JudgeEngine:
 
     def accept(self, request: JudgeRequest, completion: Any) -> JudgeOutcome:
         """Use a reply obtained outside grade (the probe's) as the answer to ``request``."""
-        outcome = self._outcome(request, completion, attempts=1)
+        outcome = read_completion(request, completion, attempts=1)
         key = self.key(request)
         self.remember(key, request.kind, outcome)
         self.preload(key, outcome)
@@ -357,7 +173,7 @@ class JudgeEngine:
             return None
         if outcome.coalesced:
             return outcome
-        self._imported[key] = _coalesced(outcome)
+        self._imported[key] = outcome.coalesced_copy()
         return outcome
 
     def go_offline(self, causes: dict[str, str], default_cause: str) -> None:
@@ -372,7 +188,7 @@ class JudgeEngine:
             model=self.config.model,
             endpoint=self.config.endpoint,
             prompt=request.prompt,
-            image_sha256=_image(request.image_path).sha256 if request.image_path else "",
+            image_sha256=encoded_image(request.image_path).sha256 if request.image_path else "",
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
             prompt_version=request.prompt_version,
@@ -406,20 +222,20 @@ class JudgeEngine:
                     self._raise_if_stopped()
                     # Checked with the slot held: a reply that arrived while this request waited may have set it.
                     self._hold.wait()
-                    return self.send(request), attempt, ""
+                    return self.transport.send(request), attempt, ""
             except (JudgeEndpointError, JudgeDeclineError):
                 raise
             except Exception as exc:  # every failure is either retried, adapted to, or recorded
                 failure = f"judge call failed after {attempt} attempt(s): {type(exc).__name__}: {exc}"
-                self._hold.note(_headers(exc), weight)
-                if adaptations < 2 and self.adapt(exc):
+                self._hold.note(response_headers(exc), weight)
+                if adaptations < 2 and self.transport.adapt(exc):
                     adaptations += 1
                     attempt -= 1  # the request was malformed for this model, not a try
                     continue
-                if _status(exc) in _REFUSAL_STATUSES:
-                    self._stop_with(JudgeEndpointError(self.refusal_message(exc)))
+                if http_status(exc) in REFUSAL_STATUSES:
+                    self._stop_with(JudgeEndpointError(self.transport.refusal_message(exc)))
                     raise self._stop from None  # type: ignore[misc]
-                if not _retryable(exc) or attempt == self.config.max_attempts:
+                if not is_retryable(exc) or attempt == self.config.max_attempts:
                     return None, attempt, failure
                 time.sleep(self._delay(exc, attempt))
         raise AssertionError("unreachable: max_attempts >= 1")
@@ -431,85 +247,10 @@ class JudgeEngine:
             self._tokens.wait_turn(weight)
 
     def _delay(self, exc: Exception, attempt: int) -> float:
-        retry_after = _retry_after_s(exc)
+        retry_after = retry_after_s(exc)
         if retry_after is not None:
             return retry_after
         return min(_MAX_BACKOFF_S, self.config.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-
-    def adapt(self, exc: Exception) -> str | None:
-        """After a 400 naming an unsupported parameter, change how requests are sent; returns
-        the parameter given up ("max_tokens" or "temperature"), None when nothing changed."""
-        if _status(exc) != 400:
-            return None
-        message = str(exc).lower()
-        # A request built before another thread adapted gets the same 400: retry it as it is now sent.
-        with self._lock:
-            if "'max_tokens'" in message.replace('"', "'").replace("`", "'"):
-                self.token_parameter = "max_completion_tokens"
-                return "max_tokens"
-            if "temperature" in message:
-                self.sends_temperature = False
-                return "temperature"
-        return None
-
-    def request_body(self, request: JudgeRequest) -> dict[str, Any]:
-        """The chat-completions request body, as sent online and written into batch files."""
-        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
-        if request.image_path is not None:
-            content.append({"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}})
-        body: dict[str, Any] = {
-            "model": self.config.model,
-            "messages": [{"role": "user", "content": content}],
-            self.token_parameter: self.config.max_tokens,
-        }
-        if self.sends_temperature:
-            body["temperature"] = self.config.temperature
-        if request.json_reply:
-            body["response_format"] = {"type": "json_object"}
-        return body
-
-    def send(self, request: JudgeRequest, timeout_s: float | None = None) -> Any:
-        """One HTTP call for ``request`` (no cache, bound or retry); the parsed completion."""
-        client = self._client.with_options(timeout=timeout_s) if timeout_s else self._client
-        raw = client.chat.completions.with_raw_response.create(**self.request_body(request))
-        weight = request_tokens(request.prompt, request.image_path, self.config.model) + EXPECTED_COMPLETION_TOKENS
-        self._hold.note(raw.headers, weight)
-        return raw.parse()
-
-    def outcome_from_body(self, request: JudgeRequest, body: dict[str, Any], attempts: int) -> JudgeOutcome:
-        """An outcome from a chat-completion JSON body (a batch job's output line)."""
-        from openai.types.chat import ChatCompletion
-
-        return self._outcome(request, ChatCompletion.model_validate(body), attempts)
-
-    def _outcome(self, request: JudgeRequest, completion: Any, attempts: int) -> JudgeOutcome:
-        kind = request.kind
-        usage = getattr(completion, "usage", None)
-        model = getattr(completion, "model", None)
-        choices = getattr(completion, "choices", None) or []
-        text = choices[0].message.content if choices and choices[0].message else None
-        verdict = request.parser(text) if text and text.strip() else None
-        error = None
-        # Only verdict requests (those with a decline test) count refusals to grade.
-        declined = verdict is None and bool(text) and request.is_decline is not None and request.is_decline(text or "")
-        if verdict is None:
-            if declined:
-                error = f"no {kind} verdict: the judge declined to grade"
-            elif text and text.strip():
-                error = f"no {kind} verdict found in the judge's reply"
-            else:
-                error = "judge returned an empty reply"
-        return JudgeOutcome(
-            kind,
-            verdict,
-            text,
-            error,
-            model,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            attempts=attempts,
-            declined=declined,
-        )
 
     def _stop_with(self, error: Exception) -> None:
         with self._lock:
@@ -520,84 +261,9 @@ class JudgeEngine:
         if self._stop is not None:
             raise self._stop
 
-    def _decline_error(self, tripped: _Tripped) -> JudgeDeclineError:
-        kind, config = tripped.kind, self.config
-        kept = "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
-        return JudgeDeclineError(
-            f"the judge {config.model} at {config.endpoint} declined {tripped.declines} of the {tripped.replies} "
-            f"{kind} gradings it answered (of its first {tripped.sent} {kind} calls), so its {kind} scores would "
-            f"rest on the few it agreed to grade; stopped early ({kept}; the stop is at {tripped.limit} refusals "
-            f"among the first {tripped.window} calls of one kind). Use a judge that grades "
-            f"safety content with images: {self._other_judges()}. "
-            "To go on anyway, set SIUO_JUDGE_DECLINE_STOP=off."
-        )
-
-    def _other_judges(self) -> str:
-        local = (
-            "a local vision model served by vLLM (SIUO_JUDGE_BASE_URL=http://127.0.0.1:8000/v1 "
-            "SIUO_JUDGE_MODEL=Qwen/Qwen2.5-VL-72B-Instruct)"
-        )
-        if self.config.model == DEFAULT_JUDGE_MODEL:
-            return f"e.g. {local}, checked against this judge with siuo-eval agreement"
-        return f"e.g. the default judge (unset SIUO_JUDGE_MODEL: {DEFAULT_JUDGE_MODEL} on OpenAI), or {local}"
-
-    def refusal_message(self, exc: BaseException) -> str:
-        """What an endpoint failure means (401/403/404, another status, unreachable), naming the
-        endpoint and the cause; never "run again"."""
-        where = f"the judge endpoint {self.config.endpoint}"
-        detail = self.redact(_server_message(exc))
-        status = _status(exc)
-        if status in (401, 403):
-            return (
-                f"{where} refused the API key (HTTP {status}: {detail}); set SIUO_JUDGE_API_KEY "
-                "(or OPENAI_API_KEY) to a key this endpoint accepts"
-            )
-        if status == 404:
-            if "model" in detail.lower():
-                return (
-                    f"{where} does not serve the model '{self.config.model}' (HTTP 404: {detail}); set "
-                    "SIUO_JUDGE_MODEL to a model it serves"
-                )
-            return (
-                f"{where} has no chat-completions API (HTTP 404: {detail}); does SIUO_JUDGE_BASE_URL end in "
-                "'/v1'? (e.g. http://127.0.0.1:8000/v1)"
-            )
-        cause = exc.__cause__ or exc.__context__
-        if status is None and cause is not None:
-            detail = f"{detail} {self.redact(str(cause))}".strip()
-        if status is not None:
-            return f"{where} answered HTTP {status}: {detail}"
-        return f"cannot reach {where} ({type(exc).__name__}: {detail}); is the server up and the URL right?"
-
-    def redact(self, text: str) -> str:
-        """Remove the API key (and anything key-shaped) from text bound for logs or files."""
-        if self.config.api_key and len(self.config.api_key) >= 4:
-            text = text.replace(self.config.api_key, "[redacted]")
-        return _KEY_LIKE.sub("[redacted]", text)
-
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._client.close()
-
-
-def _coalesced(outcome: JudgeOutcome) -> JudgeOutcome:
-    """The answer of an identical request, as this request's outcome: no call, no cost."""
-    return replace(outcome, attempts=0, prompt_tokens=0, completion_tokens=0, cached=False, coalesced=True)
-
-
-def _headers(exc: Exception) -> Any:
-    response = getattr(exc, "response", None)
-    return response.headers if response is not None else None
-
-
-def _server_message(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        message = error.get("message") if isinstance(error, dict) else None
-        if message:
-            return str(message)
-    return str(exc)
+        self.transport.close()
 
 
 @lru_cache(maxsize=4)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from siuo_task.errors import JudgeEndpointError
-from siuo_task.judge.engine import JudgeEngine, JudgeRequest, _retryable, _status
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeRequest
+from siuo_task.judge.transport import http_status, is_retryable
 
 PROBE_TIMEOUT_S = 30.0
 PROBE_TRANSIENT_TRIES = 2
@@ -45,18 +47,18 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
     while True:
         started = time.monotonic()
         try:
-            completion = engine.send(request, timeout_s=min(engine.config.timeout_s, PROBE_TIMEOUT_S))
+            completion = engine.transport.send(request, timeout_s=min(engine.config.timeout_s, PROBE_TIMEOUT_S))
         except Exception as exc:
-            given_up = engine.adapt(exc) if len(notes) < 2 else None
+            given_up = engine.transport.adapt(exc) if len(notes) < 2 else None
             if given_up:
                 notes.append(_adaptation_note(engine.config.model, given_up))
                 continue
-            status = _status(exc)
-            if status is not None and status not in (401, 403, 404) and _retryable(exc) and transient_left > 1:
+            status = http_status(exc)
+            if status is not None and status not in (401, 403, 404) and is_retryable(exc) and transient_left > 1:
                 transient_left -= 1
                 time.sleep(1.0)
                 continue
-            raise JudgeEndpointError(engine.refusal_message(exc)) from None
+            raise JudgeEndpointError(engine.transport.refusal_message(exc)) from None
         choices = getattr(completion, "choices", None) or []
         text = choices[0].message.content if choices and choices[0].message else None
         latency = time.monotonic() - started

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
-from siuo_task.adapters.vlmevalkit import register
+from siuo_task.adapters.vlmevalkit import GEN_PAPER, register
+from siuo_task.adapters.vlmevalkit.sampling import PAPER_TEMPERATURE, sample_gen3_api_calls
 from siuo_task.run_end import exit_nonzero_if_judge_failed
 
 # ``import vlmeval`` logs this at ERROR level when the optional file <site-packages>/.env (API
@@ -46,6 +48,13 @@ def main() -> None:
         from vlmeval.smp import load_env
     # VLMEvalKit's run.py does this too: keys from a .env file, when there is one (silent if not).
     load_env()
+    if GEN_PAPER in sys.argv and sample_gen3_api_calls():
+        print(
+            f"siuo-task: {GEN_PAPER} asks API models at temperature {PAPER_TEMPERATURE} (the paper's sampling; "
+            "MCQ stays greedy); give --temperature to choose another",
+            file=sys.stderr,
+            flush=True,
+        )
     vlmeval_main()
 
 
