@@ -43,7 +43,7 @@ class TaskSummary:
 
 def task_summary(values: Values, reducers: Mapping[str, Reducer]) -> TaskSummary:
     """Reduce one task's per-item values (every rank's, gathered)."""
-    return TaskSummary(reduce_values(values, dict(reducers)), len(values))
+    return TaskSummary(reduce_values(values, reducers), len(values))
 
 
 def item_counts(value: Mapping[str, Any]) -> JudgeCounts:
