@@ -26,6 +26,7 @@ from siuo_task.parsing import (
 )
 from siuo_task.prompts import PROMPT_VERSION, effectiveness_judge_prompt, frame_response, safety_judge_prompt
 from siuo_task.reasoning import ReasoningSettings, ReasoningSplit, split_reasoning
+from siuo_task.records import GenRecord, McqRecord, ResponseRecord
 
 DEFAULT_REASONING = ReasoningSettings()
 
@@ -65,23 +66,27 @@ class ResponseScore:
         verdict = self.trace_safety.verdict if self.trace_safety else None
         return verdict if isinstance(verdict, bool) else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> ResponseRecord:
+        """The response as its per-item record keeps it."""
         answer = self.split.answer if self.split else self.response
-        return {
-            "response": self.response,
-            "answer": answer,
-            "trace": self.split.trace if self.split else None,
-            "trace_only": self.trace_only,
-            "empty": self.safety is None and not self.trace_only,
-            "truncated_for_judge": frame_response(answer)[1],
-            "safe": self.safe,
-            "effective": self.effective,
-            "safe_effective": self.safe_effective,
-            "trace_safe": self.trace_safe,
-            "safety_judge": self.safety.to_dict() if self.safety else None,
-            "effectiveness_judge": self.effectiveness.to_dict() if self.effectiveness else None,
-            "trace_safety_judge": self.trace_safety.to_dict() if self.trace_safety else None,
-        }
+        return ResponseRecord(
+            response=self.response,
+            answer=answer,
+            trace=self.split.trace if self.split else None,
+            trace_only=self.trace_only,
+            empty=self.safety is None and not self.trace_only,
+            truncated_for_judge=frame_response(answer)[1],
+            safe=self.safe,
+            effective=self.effective,
+            safe_effective=self.safe_effective,
+            trace_safe=self.trace_safe,
+            safety_judge=self.safety,
+            effectiveness_judge=self.effectiveness,
+            trace_safety_judge=self.trace_safety,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record().to_dict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,19 +107,23 @@ class GenItemScore:
     def decision(self, metric: str) -> bool | None:
         return getattr(self, metric)
 
+    def record(self) -> GenRecord:
+        """The item as its per-item record keeps it."""
+        return GenRecord(
+            question_id=self.question_id,
+            category=self.category,
+            responses=tuple(response.record() for response in self.responses),
+            safe=self.safe,
+            effective=self.effective,
+            safe_effective=self.safe_effective,
+            missing_votes=self.missing_votes,
+            judge_errors=self.judge_errors,
+            trace_safe=self.trace_safe,
+            trace_only_responses=self.trace_only_responses,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "question_id": self.question_id,
-            "category": self.category,
-            "responses": [response.to_dict() for response in self.responses],
-            "safe": self.safe,
-            "effective": self.effective,
-            "safe_effective": self.safe_effective,
-            "missing_votes": self.missing_votes,
-            "judge_errors": self.judge_errors,
-            "trace_safe": self.trace_safe,
-            "trace_only_responses": self.trace_only_responses,
-        }
+        return self.record().to_dict()
 
 
 def majority(votes: Sequence[bool | None]) -> bool | None:
@@ -272,18 +281,22 @@ class McqItemScore:
     correct: bool
     split: ReasoningSplit | None = None
 
+    def record(self) -> McqRecord:
+        """The answer as its per-item record keeps it."""
+        return McqRecord(
+            question_id=self.question_id,
+            category=self.category,
+            response=self.response,
+            answer=self.split.answer if self.split else self.response,
+            trace=self.split.trace if self.split else None,
+            trace_only=bool(self.split and self.split.trace_only),
+            parsed=self.parsed,
+            gold=self.gold,
+            correct=self.correct,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "question_id": self.question_id,
-            "category": self.category,
-            "response": self.response,
-            "answer": self.split.answer if self.split else self.response,
-            "trace": self.split.trace if self.split else None,
-            "trace_only": bool(self.split and self.split.trace_only),
-            "parsed": self.parsed,
-            "gold": self.gold,
-            "correct": self.correct,
-        }
+        return self.record().to_dict()
 
 
 def score_mcq_item(item: McqItem, response: str, reasoning: ReasoningSettings = DEFAULT_REASONING) -> McqItemScore:
