@@ -136,7 +136,9 @@ def numeric_metrics(reduced: dict[str, Any]) -> dict[str, float]:
     per-item values) are left out."""
     numbers: dict[str, float] = {}
     for name, value in reduced.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        if isinstance(value, bool):
+            numbers[name] = float(value)  # a flag (responses_not_sampled) as 0 / 1
+        elif isinstance(value, (int, float)) and not math.isnan(value):
             numbers[name] = float(value)
         elif isinstance(value, list) and len(value) == 2:
             numbers[f"{name}_low"], numbers[f"{name}_high"] = float(value[0]), float(value[1])
