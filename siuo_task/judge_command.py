@@ -24,6 +24,7 @@ from siuo_task.judge_pipeline import CostEstimate, Judged, JudgeJob, Pricing, Pr
 from siuo_task.preflight import describe_probe
 from siuo_task.runs import Note, describe
 from siuo_task.runs.readers import ResponsesFile
+from siuo_task.summary import not_sampled_warning
 
 
 def say(message: str) -> None:
@@ -154,7 +155,9 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
     parts = []
     for metric in GEN_HEADLINE:
         low, high = summary.get(f"{metric}_ci95") or [None, None]
-        parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high})")
+        decided = summary.get(f"{metric}_items")
+        basis = f" on {decided} of {summary.get('n_items')} items" if decided is not None else ""
+        parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high}){basis}")
     if summary.get("judge_passes", 1) > 1:
         flips = summary["flip_rate_responses"]
         print(
@@ -169,6 +172,8 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
     judge = summary.get("judge_model") or summary.get("judge_model_requested")
     cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {judge})"
     print(f"{name}: " + ", ".join(parts))
+    if warning := not_sampled_warning(name, summary):
+        print(f"siuo-eval: warning: {warning}", file=sys.stderr)
     print(
         f"{name}: judge calls {usage.get('calls')}, cache hits {usage.get('cache_hits')}, coalesced "
         f"{usage.get('coalesced')}, judge errors {summary.get('judge_errors')} (declined {usage.get('declines')}), "

@@ -14,10 +14,10 @@ entry point runs the judge over items' responses.
    ``leaderboard.json``, keeping any earlier file.
 
 The command (``judge_command.py``) parses the arguments and shows what happens through a
-``Show``; it decides the exit status. ``grade`` is the judge step on its own: the harnesses'
-in-run judging (``siuo_task.judged_ahead``, Inspect's scorer) and VLMEvalKit's ``evaluate``
-(``judge_responses``) call it too, so every judging builds its requests and splits its outcomes
-the same way.
+``Show``; it decides the exit status. The judge step is ``siuo_task.scoring.grade``, the one
+way every entry point runs the judge: the harnesses' in-run judging (``siuo_task.judged_ahead``,
+``score_gen_item``, Inspect's scorer) calls it too, and VLMEvalKit's ``evaluate`` judges through
+``judge_responses`` here.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ from siuo_task.results import gen_item_values
 from siuo_task.runs import Note, find_responses
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.readers import ResponsesFile, split_spec
-from siuo_task.scoring import assemble_gen_score, gen_judge_requests
+from siuo_task.scoring import Graded, assemble_gen_score, gen_judge_requests, grade, grade_batches, pass_requests
 from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
 
 Log = Callable[[str], None]
@@ -55,54 +55,7 @@ BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
 HEADLINE = GEN_HEADLINE
 
 
-# -- the judge step: every entry point's ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Graded:
-    """The outcomes of one batch of items, per item in request order, and when it ran."""
-
-    outcomes: list[list[JudgeOutcome]]
-    started: float
-    finished: float
-
-
-def requests_for(
-    pairs: Sequence[tuple[GenItem, Sequence[str]]], reasoning: ReasoningSettings
-) -> list[list[JudgeRequest]]:
-    """Every judge call of every item, grouped per item (in ``gen_judge_requests`` order)."""
-    return [gen_judge_requests(item, responses, reasoning) for item, responses in pairs]
-
-
-def pass_requests(requests: list[JudgeRequest], repeat: int) -> list[JudgeRequest]:
-    """The requests of pass ``repeat + 1``: pass 1 is the requests as they are (the same cache
-    keys as a run without passes); each later pass asks them again under its own keys."""
-    return requests if repeat == 0 else [replace(request, repeat=repeat) for request in requests]
-
-
-def grade_batches(
-    batches: Sequence[Sequence[JudgeRequest]], engine: JudgeEngine, on_done: OnDone | None = None, repeat: int = 0
-) -> Graded:
-    """Every item's requests in one ``grade_many`` (the engine's bound is then what limits calls
-    in flight; identical requests are sent once); the outcomes split back per item."""
-    flat = pass_requests([request for batch in batches for request in batch], repeat)
-    started = time.time()
-    outcomes = engine.grade_many(flat, on_done)
-    finished, offset, per_item = time.time(), 0, []
-    for batch in batches:
-        per_item.append(outcomes[offset : offset + len(batch)])
-        offset += len(batch)
-    return Graded(per_item, started, finished)
-
-
-def grade(
-    pairs: Sequence[tuple[GenItem, Sequence[str]]],
-    engine: JudgeEngine,
-    reasoning: ReasoningSettings,
-    on_done: OnDone | None = None,
-) -> Graded:
-    """Judge each item's responses: the one way any entry point runs the judge."""
-    return grade_batches(requests_for(pairs, reasoning), engine, on_done)
+# -- judging items' responses, for one run ---------------------------------------------------------
 
 
 def item_values(pairs: Pairs, graded: Graded, config: JudgeConfig) -> list[dict[str, Any]]:
@@ -177,7 +130,7 @@ def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun
         except SiuoError as exc:
             problems.append(Note(run.path, str(exc), failure=True))
             continue
-        batches = requests_for([(item, response_set.responses) for item, response_set in pairs], reasoning)
+        batches = [gen_judge_requests(item, response_set.responses, reasoning) for item, response_set in pairs]
         loaded.append(LoadedRun(run, pairs, batches))
     return loaded, problems
 
