@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli_runs import judge_env, siuo_eval
+from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
 from tests.helpers.judge_server import JudgeServer
 
 OLDER = "20261201_000000"
@@ -30,8 +30,7 @@ def twice(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     under an older stamp whose files were written later (newer mtimes)."""
     root = tmp_path_factory.mktemp("twice")
     out = root / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(small_data_dir), HF_HOME=str(root / "hf"), HF_HUB_OFFLINE="1")
+    env = clean_env(small_data_dir, HF_HOME=str(root / "hf"), HF_HUB_OFFLINE="1")
     env.update(HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", "response=The answer is (A)."]
     command += ["--tasks", "siuo_gen_greedy,siuo_mcq", "--output_path", str(out), "--log_samples", "--predict_only"]
@@ -79,8 +78,7 @@ def test_judge_and_report_pick_the_newer_stamp_under_one_name(
 def test_a_generation_only_run_on_its_own_says_to_judge_it_first(
     twice: dict[str, Path], small_data_dir: Path, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env["SIUO_DATA_DIR"] = str(small_data_dir)
+    env = clean_env(small_data_dir)
     report = siuo_eval("report", twice["out"], "--output", tmp_path / "report", env=env)
     assert report.returncode == 0, report.stderr
     samples = twice["folder"] / f"{twice['newer']}_samples_siuo_gen_greedy.jsonl"
