@@ -22,6 +22,7 @@ from typing import Any
 
 from siuo_task.errors import DataError
 from siuo_task.parsing import is_effective
+from siuo_task.records import GenRecord, ResponseRecord
 from siuo_task.runs import Run, judge_info
 from siuo_task.stats import agreement_of_pairs
 
@@ -36,11 +37,8 @@ def _effective(verdict: Any) -> bool | None:
     return is_effective(verdict) if isinstance(verdict, str) else None
 
 
-# kind -> (the record field holding the judge outcome, how its verdict reads as a yes/no)
-KINDS: dict[str, tuple[str, Callable[[Any], bool | None]]] = {
-    "safety": ("safety_judge", _safe),
-    "effectiveness": ("effectiveness_judge", _effective),
-}
+# kind -> how its verdict reads as a yes/no
+KINDS: dict[str, Callable[[Any], bool | None]] = {"safety": _safe, "effectiveness": _effective}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +49,18 @@ class MatchedResponse:
     category: str
     index: int
     response: str
-    a: dict[str, Any]
-    b: dict[str, Any]
+    a: ResponseRecord
+    b: ResponseRecord
 
 
-def _records(run: Run) -> dict[int, dict[str, Any]]:
-    if run.gen is None or not run.gen.records:
+def _records(run: Run) -> dict[int, GenRecord]:
+    if run.gen is None or not run.gen.gen_records:
         raise DataError(
             f"'{run.source}' has no per-item judge records of a siuo_gen run (the verdicts of each response); "
             "pass a judged siuo_gen / siuo_gen_greedy run with its samples (lmms-eval: --log_samples), or a "
             "siuo-eval judge output folder"
         )
-    return run.gen.records
+    return run.gen.gen_records
 
 
 def _listed(values: list[str]) -> str:
@@ -82,18 +80,17 @@ def match_responses(run_a: Run, run_b: Run) -> list[MatchedResponse]:
     problems += [f"item {qid} is only in B" for qid in sorted(set(records_b) - set(records_a))]
     matched: list[MatchedResponse] = []
     for qid in sorted(set(records_a) & set(records_b)):
-        responses_a = list(records_a[qid].get("responses") or [])
-        remaining = list(enumerate(records_b[qid].get("responses") or []))
-        for index, response in enumerate(responses_a):
-            text = response.get("response")
-            found = next((pos for pos, (_, other) in enumerate(remaining) if other.get("response") == text), None)
+        remaining = list(enumerate(records_b[qid].responses))
+        for index, response in enumerate(records_a[qid].responses):
+            text = response.response
+            found = next((pos for pos, (_, other) in enumerate(remaining) if other.response == text), None)
             if found is None:
-                problems.append(f"item {qid} response {index} {str(text)[:60]!r} is only in A")
+                problems.append(f"item {qid} response {index} {text[:60]!r} is only in A")
                 continue
             _, other = remaining.pop(found)
-            matched.append(MatchedResponse(qid, str(records_a[qid].get("category", "")), index, text, response, other))
+            matched.append(MatchedResponse(qid, records_a[qid].category, index, text, response, other))
         for index, other in remaining:
-            problems.append(f"item {qid} response {index} {str(other.get('response'))[:60]!r} is only in B")
+            problems.append(f"item {qid} response {index} {other.response[:60]!r} is only in B")
     if problems:
         raise DataError(
             f"A ('{run_a.source}') and B ('{run_b.source}') do not hold the same responses, so they are not two "
@@ -112,19 +109,19 @@ def _stats(pairs: list[tuple[bool, bool]], errors: int, not_judged: int) -> dict
 
 
 def _compare_kind(matched: list[MatchedResponse], kind: str) -> dict[str, Any]:
-    field, reading = KINDS[kind]
+    reading = KINDS[kind]
     by_category: dict[str, list[tuple[bool, bool]]] = {}
     left_out: dict[str, list[int]] = {}
     pairs: list[tuple[bool, bool]] = []
     disagreements = []
     for response in matched:
-        outcome_a, outcome_b = response.a.get(field), response.b.get(field)
+        outcome_a, outcome_b = response.a.outcome(kind), response.b.outcome(kind)
         counts = left_out.setdefault(response.category, [0, 0])
         by_category.setdefault(response.category, [])
-        if not outcome_a or not outcome_b:
+        if outcome_a is None or outcome_b is None:
             counts[1] += 1
             continue
-        value_a, value_b = reading(outcome_a.get("verdict")), reading(outcome_b.get("verdict"))
+        value_a, value_b = reading(outcome_a.verdict), reading(outcome_b.verdict)
         if value_a is None or value_b is None:
             counts[0] += 1
             continue
@@ -137,8 +134,8 @@ def _compare_kind(matched: list[MatchedResponse], kind: str) -> dict[str, Any]:
                     "category": response.category,
                     "response_index": response.index,
                     "response": response.response,
-                    "verdict_a": outcome_a.get("verdict"),
-                    "verdict_b": outcome_b.get("verdict"),
+                    "verdict_a": outcome_a.verdict,
+                    "verdict_b": outcome_b.verdict,
                 }
             )
     total_errors = sum(counts[0] for counts in left_out.values())

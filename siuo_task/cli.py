@@ -71,14 +71,14 @@ def _report(args: argparse.Namespace) -> int:
     from siuo_task.outputs import check_output_folder
     from siuo_task.report.build import report_warnings, write_report
     from siuo_task.report.view import label
-    from siuo_task.runs import Note, load_runs, unique_names
+    from siuo_task.runs import describe, find_results
 
     check_output_folder(args.output)
-    notes: list[Note] = []
-    runs = unique_names([run for spec in args.results for run in load_runs(spec, notes)])
-    for note in notes:
+    finding = find_results(args.results)
+    runs = finding.runs
+    for note in finding.notes:
         if not note.quiet:
-            print(f"skipped {note.path}: {note.reason.removeprefix('skipped: ')}")
+            print(describe(note), file=sys.stderr)
     for run in runs:
         print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     for warning in report_warnings(runs):

@@ -3,16 +3,20 @@
 Harnesses call their per-document scoring hook serially (lm-eval) or a few documents at a time
 (lmms-eval), so judging inside it keeps only a handful of calls in flight whatever
 SIUO_JUDGE_CONCURRENCY says. Both run filters over all of a rank's responses first: an adapter's
-filter calls ``judge_ahead`` with the items and the responses exactly as the scoring hook will
-receive them, every judge call goes to the shared engine at once (its bound is then what limits
+filter calls ``JudgedAhead.judge`` with the items and the responses exactly as the scoring hook
+will receive them, every judge call goes to the engine at once (its bound is then what limits
 calls in flight), and the hook ``take``s the outcomes and only assembles the score.
+
+The outcomes are kept by a ``JudgedAhead`` that one harness run owns (siuo_task.task_hooks
+starts a new one with each run), under the judge that gave them: outcomes an earlier run left
+untaken (it stopped between its filters and its scoring) can never stand in for a later run's
+judge calls.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,13 +24,10 @@ from tqdm import tqdm
 
 from siuo_task.data import GenItem
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import shared_engine
+from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeOutcome
 from siuo_task.reasoning import ReasoningSettings
-from siuo_task.scoring import gen_judge_requests
-
-_LOCK = threading.Lock()
-_JUDGED: dict[tuple[int, tuple[str, ...], ReasoningSettings], Judged] = {}
+from siuo_task.scoring import gen_judge_requests, grade_batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,32 +39,48 @@ class Judged:
     finished: float
 
 
-def judge_ahead(
-    items: Sequence[GenItem], responses: Sequence[tuple[str, ...]], config: JudgeConfig, reasoning: ReasoningSettings
-) -> None:
-    """Judge every document's responses in one batch at the engine's bound and keep the outcomes.
-
-    Args:
-        items: each document's item, in order.
-        responses: each document's responses as its scoring hook will receive them.
-        config: the judge.
-        reasoning: the trace settings the hook will use.
-    """
-    batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
-    requests = [request for batch in batches for request in batch]
-    started = time.time()
-    # Rank 0 shows progress, as the harnesses' own bars do.
-    with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
-        outcomes = shared_engine(config).grade_many(requests, lambda _: bar.update(1))
-    finished, offset = time.time(), 0
-    with _LOCK:
-        for item, texts, batch in zip(items, responses, batches, strict=True):
-            judged = Judged(tuple(outcomes[offset : offset + len(batch)]), started, finished)
-            _JUDGED[(item.question_id, tuple(texts), reasoning)] = judged
-            offset += len(batch)
+_Key = tuple[JudgeConfig, ReasoningSettings, int, tuple[str, ...]]
 
 
-def take(question_id: int, responses: tuple[str, ...], reasoning: ReasoningSettings) -> Judged | None:
-    """The outcomes judged ahead for this document, removed from the store (None if none)."""
-    with _LOCK:
-        return _JUDGED.pop((question_id, responses, reasoning), None)
+class JudgedAhead:
+    """One run's outcomes judged by its filters, until its scoring hooks take them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._judged: dict[_Key, Judged] = {}
+
+    def judge(
+        self,
+        items: Sequence[GenItem],
+        responses: Sequence[tuple[str, ...]],
+        engine: JudgeEngine,
+        reasoning: ReasoningSettings,
+    ) -> None:
+        """Judge every document's responses in one batch at the engine's bound and keep the outcomes.
+
+        Args:
+            items: each document's item, in order.
+            responses: each document's responses as its scoring hook will receive them.
+            engine: the run's engine for the judge.
+            reasoning: the trace settings the hook will use.
+        """
+        batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
+        # Rank 0 shows progress, as the harnesses' own bars do.
+        total, hidden = sum(len(batch) for batch in batches), os.environ.get("RANK", "0") != "0"
+        with tqdm(total=total, desc="Judging", unit="call", disable=hidden) as bar:
+            graded = grade_batches(batches, engine, lambda _: bar.update(1))
+        with self._lock:
+            for item, texts, outcomes in zip(items, responses, graded.outcomes, strict=True):
+                judged = Judged(tuple(outcomes), graded.started, graded.finished)
+                self._judged[(engine.config, reasoning, item.question_id, tuple(texts))] = judged
+
+    def take(
+        self, config: JudgeConfig, reasoning: ReasoningSettings, question_id: int, responses: tuple[str, ...]
+    ) -> Judged | None:
+        """The outcomes this judge gave ahead for this document, removed from the store (None if none)."""
+        with self._lock:
+            return self._judged.pop((config, reasoning, question_id, responses), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._judged)

@@ -21,6 +21,7 @@ from typing import Any
 from siuo_task.data import GenItem
 from siuo_task.errors import DataError
 from siuo_task.parsing import is_effective
+from siuo_task.records import ResponseRecord
 from siuo_task.runs import Run
 from siuo_task.stats import agreement_of_pairs
 
@@ -99,28 +100,27 @@ def stratified_order(rows: list[dict[str, Any]], seed: int) -> list[dict[str, An
 
 def export_review(run: Run, items: dict[int, GenItem], output: Path, seed: int = 0) -> int:
     """Write the review CSV for one run; returns the number of rows (judged responses)."""
-    if run.gen is None or not run.gen.records:
+    if run.gen is None or not run.gen.gen_records:
         raise DataError(f"'{run.source}' has no per-item records: rerun lmms-eval with --log_samples")
     rows = []
-    for qid, record in sorted(run.gen.records.items()):
+    for qid, record in sorted(run.gen.gen_records.items()):
         item = items.get(qid)
-        for index, response in enumerate(record["responses"]):
-            safety = response.get("safety_judge") or {}
-            effectiveness = response.get("effectiveness_judge") or {}
+        for index, response in enumerate(record.responses):
+            safety = response.safety_judge
             rows.append(
                 {
                     "review_row": 0,
                     "sample_order": f"stratified by category (round-robin), seed {seed}: label from the top",
                     "model": run.name,
                     "question_id": qid,
-                    "category": record["category"],
+                    "category": record.category,
                     "response_index": index,
                     "question": item.question if item else "",
                     "safety_warning": item.safety_warning if item else "",
-                    "response": response["response"],
-                    "judge_safe": _cell(response.get("safe")),
-                    "judge_effectiveness": effectiveness.get("verdict") or ("ineffective" if response["empty"] else ""),
-                    "judge_safety_reasons": safety.get("raw_text") or safety.get("error") or "",
+                    "response": response.response,
+                    "judge_safe": _cell(response.safe),
+                    "judge_effectiveness": _effectiveness(response),
+                    "judge_safety_reasons": (safety.raw_text or safety.error or "") if safety else "",
                     "human_safe": "",
                     "human_effective": "",
                     "notes": "",
@@ -135,6 +135,11 @@ def export_review(run: Run, items: dict[int, GenItem], output: Path, seed: int =
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
+
+
+def _effectiveness(response: ResponseRecord) -> str:
+    verdict = response.effectiveness_judge.verdict if response.effectiveness_judge else None
+    return str(verdict) if verdict else ("ineffective" if response.empty else "")
 
 
 def _cell(value: bool | None) -> str:

@@ -19,12 +19,13 @@ import os
 import shlex
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from siuo_task.errors import JudgeDeclineError, SiuoError
 from siuo_task.judge.interrupts import JudgeInterrupted
+from siuo_task.records import GenRecord, JudgeCounts, item_record
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -105,6 +106,13 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
+def judge_outcomes(record: Mapping[str, Any]) -> dict[str, Any]:
+    """How many judge requests an item's record holds, how many failed, and the first failure's
+    cause (what a harness hook keeps beside the item's values for the banner)."""
+    typed = item_record(record)
+    return (typed.counts() if isinstance(typed, GenRecord) else JudgeCounts()).banner()
+
+
 def error_text(exc: SiuoError) -> str:
     """Our error as a command shows it: the judge client knows no ``siuo-eval`` command, so the
     one that helps after its decline stop is named here."""
@@ -116,33 +124,20 @@ def error_text(exc: SiuoError) -> str:
     return str(exc)
 
 
-def judge_outcomes(record: dict[str, Any]) -> dict[str, Any]:
-    """How many judge calls an item's record holds, how many failed, and the first failure's cause."""
-    outcomes = [
-        response[kind]
-        for response in record.get("responses", [])
-        if isinstance(response, dict)
-        for kind in ("safety_judge", "effectiveness_judge", "trace_safety_judge")
-        if response.get(kind)
-    ]
-    errors = [outcome["error"] for outcome in outcomes if outcome.get("error")]
-    return {"calls": len(outcomes), "errors": len(errors), "first_error": errors[0] if errors else None}
-
-
 def finish_command(output: str | None) -> str:
     """The command that judges what a run kept, against a healthy judge."""
     kept = output or "<the run's --output_path>"
     return f"siuo-eval judge {kept} --output {kept.rstrip('/')}-judged"
 
 
-def judge_error_warning(task: str, per_item: Sequence[dict[str, Any]], output: str | None = None) -> str | None:
+def judge_error_warning(task: str, per_item: Sequence[JudgeCounts], output: str | None = None) -> str | None:
     """A loud banner when judge calls failed: the count, the first cause, and the command that
     finishes the scoring from the kept responses; None when no call failed."""
-    errors = sum(item["errors"] for item in per_item)
+    errors = sum(item.errors for item in per_item)
     if not errors:
         return None
-    calls = sum(item["calls"] for item in per_item)
-    first = next(item["first_error"] for item in per_item if item["first_error"])
+    calls = sum(item.requests for item in per_item)
+    first = next(item.first_error for item in per_item if item.first_error)
     if errors == calls:
         headline = f"SIUO {task}: EVERY judge call failed ({errors} of {calls}); its safety scores are MEANINGLESS."
     else:
@@ -156,7 +151,7 @@ def judge_error_warning(task: str, per_item: Sequence[dict[str, Any]], output: s
     )
 
 
-def report_judge_errors(task: str, per_item: Sequence[dict[str, Any]], output: str | None) -> None:
+def report_judge_errors(task: str, per_item: Sequence[JudgeCounts], output: str | None) -> None:
     """After a task's aggregation: keep its judge errors for the exit status and its banner for the
     run's last words (printed at exit, after the harness's table, in a harness CLI; at once
     otherwise). A task reported again (a harness recomputing its metrics) replaces its entry."""

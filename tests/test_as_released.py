@@ -30,6 +30,7 @@ from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.data import GenItem, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.request import JudgeOutcome
+from siuo_task.records import GenRecord, ResponseRecord
 from siuo_task.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,
@@ -153,11 +154,16 @@ def test_most_frequent_vote(votes: list[int], expected: int | None) -> None:
     assert most_frequent(votes) == expected
 
 
-def _record(safety: str | None, effectiveness: str | None, empty: bool = False) -> dict[str, Any]:
+def _record(safety: str | None, effectiveness: str | None, empty: bool = False) -> ResponseRecord:
     def judge(kind: str, text: str | None) -> dict[str, Any] | None:
         return None if empty else {"kind": kind, "raw_text": text, "verdict": None, "error": None}
 
-    return {"empty": empty, "safety_judge": judge("safety", safety), "effectiveness_judge": judge("eff", effectiveness)}
+    record = {
+        "empty": empty,
+        "safety_judge": judge("safety", safety),
+        "effectiveness_judge": judge("eff", effectiveness),
+    }
+    return ResponseRecord.from_dict(record)
 
 
 SAFE = "[Safety Judgement:] True"
@@ -328,9 +334,8 @@ def test_a_run_gives_the_numbers_a_plain_implementation_of_the_authors_rules_giv
             assert totals[f"{name}_{category_slug(category)}"] == numbers[metric]
     assert {c for c in KNOWN_CATEGORIES if f"{NAMES[0]}_{category_slug(c)}" in totals} == set(expected["categories"])
     # The module's own summary of the same items agrees too.
-    summary = summarise(
-        (value[RECORD_KEY]["category"], item_values(value[RECORD_KEY]["responses"])) for value in values
-    )
+    records = [GenRecord.from_dict(value[RECORD_KEY]) for value in values]
+    summary = summarise((record.category, item_values(record.responses)) for record in records)
     assert {m: summary[m] for m in expected["overall"]} == expected["overall"]
     assert summary["categories"] == expected["categories"]
 

@@ -5,7 +5,6 @@ OpenAI-compatible model class pointed at a loopback model server, so model reque
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import socket
@@ -19,11 +18,9 @@ import pytest
 
 from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
 from siuo_task.vlmeval import GEN_SINGLE
-from tests.helpers.cli_runs import read_run, siuo_eval
+from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
-
-SECRET = "sk-broken-judge-secret-0123456789"
 
 
 def _closed_port_url() -> str:
@@ -34,9 +31,7 @@ def _closed_port_url() -> str:
 
 
 def _env(data_dir: Path, judge_url: str, home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_BASE_URL=judge_url, SIUO_JUDGE_API_KEY=SECRET)
-    env.update(SIUO_JUDGE_CACHE="off", SIUO_JUDGE_BACKOFF="0.01", HF_HOME=str(home / "hf"))
+    env = judge_env(data_dir, judge_url, "off", SIUO_JUDGE_BACKOFF="0.01", HF_HOME=str(home / "hf"))
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
     return env
 

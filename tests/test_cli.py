@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from siuo_task.adapters.lmms_eval import tasks_dir
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "siuo_task.cli", *args], capture_output=True, text=True, env=env)
+from tests.helpers.cli_runs import siuo_eval
 
 
 def test_include_path_prints_the_task_folder() -> None:
-    proc = _cli("include-path")
+    proc = siuo_eval("include-path")
     assert proc.returncode == 0
     assert Path(proc.stdout.strip()) == tasks_dir()
     assert (Path(proc.stdout.strip()) / "siuo" / "siuo_gen.yaml").is_file()
 
 
 def test_check_reports_counts(small_data_dir: Path) -> None:
-    proc = _cli("check", "--data-dir", str(small_data_dir), "--skip-judge")
+    proc = siuo_eval("check", "--data-dir", str(small_data_dir), "--skip-judge")
     assert proc.returncode == 0, proc.stderr
     assert "18 open-ended and 18 multiple-choice items" in proc.stdout
 
@@ -31,13 +26,13 @@ def test_check_names_the_broken_item(small_data_dir: Path, tmp_path: Path) -> No
     (broken / "images").mkdir(parents=True)
     for name in ("siuo_gen.json", "siuo_mcqa.json"):
         (broken / name).write_text((small_data_dir / name).read_text())
-    proc = _cli("check", "--data-dir", str(broken), "--skip-judge")
+    proc = siuo_eval("check", "--data-dir", str(broken), "--skip-judge")
     assert proc.returncode == 2
     assert "item 1001: image 'S-01.png' not found" in proc.stderr
 
 
 def test_check_requires_judge_settings(small_data_dir: Path) -> None:
-    proc = _cli("check", "--data-dir", str(small_data_dir), env={"PATH": "/usr/bin:/bin"})
+    proc = siuo_eval("check", "--data-dir", str(small_data_dir), env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert "no judge API key" in proc.stderr
 
@@ -45,24 +40,24 @@ def test_check_requires_judge_settings(small_data_dir: Path) -> None:
 def test_version_and_plain_help() -> None:
     from siuo_task import __version__
 
-    version = _cli("--version")
+    version = siuo_eval("--version")
     assert version.returncode == 0
     assert version.stdout.strip() == f"siuo-eval {__version__}"
-    top = _cli("--help").stdout
+    top = siuo_eval("--help").stdout
     assert "``" not in top and "siuo-eval" in top
-    report = _cli("report", "--help").stdout
+    report = siuo_eval("report", "--help").stdout
     assert "--output OUTPUT" in report and "report.md" in report.split("--output OUTPUT", 1)[1]
 
 
 def test_build_steps_have_their_own_help() -> None:
-    review = _cli("build", "review", "--help")
-    finalize = _cli("build", "finalize", "--help")
+    review = siuo_eval("build", "review", "--help")
+    finalize = siuo_eval("build", "finalize", "--help")
     assert review.returncode == finalize.returncode == 0
     assert review.stdout.startswith("usage: siuo-eval build review BUILD_DIR")
     assert "--images" not in review.stdout and "--merge-with" not in review.stdout
     assert finalize.stdout.startswith("usage: siuo-eval build finalize REVIEWED.csv --output DATA_DIR")
     assert "--images" not in finalize.stdout and "--merge-with" in finalize.stdout
-    build = _cli("build", "--help").stdout
+    build = siuo_eval("build", "--help").stdout
     # Defaults are the pinned snapshots the code uses, not family names.
     assert "gpt-4o-2024-08-06" in build and "gpt-4o-mini-2024-07-18" in build
 
@@ -76,7 +71,7 @@ def test_a_judge_cache_that_cannot_be_opened_is_named_with_the_fix(
         "SIUO_JUDGE_BASE_URL": judge_server.base_url,
         "SIUO_JUDGE_CACHE": str(tmp_path),  # a folder, not a file
     }
-    proc = _cli("check", "--data-dir", str(small_data_dir), env=env)
+    proc = siuo_eval("check", "--data-dir", str(small_data_dir), env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"the judge cache '{tmp_path}' cannot be opened (it is a folder)" in proc.stderr

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from siuo_task.results import GEN_REDUCERS, reduce_values
+from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.judge_server import JudgeServer
-
-SECRET = "sk-cli-judge-secret-abcdef0123456789"
 
 
 def _authors_file(path: Path, count_per_category: int = 2, responses_per_item: int = 3) -> Path:
@@ -36,21 +33,11 @@ def _authors_file(path: Path, count_per_category: int = 2, responses_per_item: i
 
 
 def _env(data_dir: Path, server: JudgeServer, cache: Path | str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
-    env.update(SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_BACKOFF="0.05", **extra)
-    return env
+    return judge_env(data_dir, server.base_url, cache, **extra)
 
 
 def _judge(input_path: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(input_path), "--output", str(output)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
-def _read(output: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    results = json.loads((output / "results.json").read_text())
-    samples = [json.loads(line) for line in (output / "samples.jsonl").read_text().splitlines()]
-    return results, samples
+    return siuo_eval("judge", input_path, "--output", output, env=env)
 
 
 RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
@@ -61,7 +48,7 @@ def test_judges_the_authors_format(small_data_dir: Path, tmp_path: Path) -> None
     with JudgeServer() as server:
         proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, tmp_path / "c.sqlite3"))
         calls = sum(server.attempts.values())
-    results, samples = _read(tmp_path / "out")
+    results, samples = read_run(tmp_path / "out")
     assert len(samples) == 18 and all(len(s["siuo"]["responses"]) == 3 for s in samples)
     assert calls == 2 * (18 * 3 - 1)
     assert results["usage"]["calls"] == calls and results["usage"]["cache_hits"] == 0
@@ -84,8 +71,8 @@ def test_rejudging_our_own_samples_matches(small_data_dir: Path, tmp_path: Path)
     with JudgeServer() as server:
         _judge(source, tmp_path / "first", _env(small_data_dir, server, "off"))
         _judge(tmp_path / "first" / "samples.jsonl", tmp_path / "second", _env(small_data_dir, server, "off"))
-    first, _ = _read(tmp_path / "first")
-    second, _ = _read(tmp_path / "second")
+    first, _ = read_run(tmp_path / "first")
+    second, _ = read_run(tmp_path / "second")
     for name in (*RATES, "judge_errors", "per_category"):
         assert first[name] == second[name]
 
@@ -108,12 +95,12 @@ def test_resume_after_kill_makes_only_the_missing_calls(small_data_dir: Path, tm
         server.attempts.clear()
         _judge(source, tmp_path / "resumed", env)
         second_calls = sum(server.attempts.values())
-    resumed, _ = _read(tmp_path / "resumed")
+    resumed, _ = read_run(tmp_path / "resumed")
     assert resumed["usage"]["cache_hits"] > 0
     assert second_calls == resumed["usage"]["calls"] == total - resumed["usage"]["cache_hits"]
     with JudgeServer(latency_s=0.0) as fresh_server:
         _judge(source, tmp_path / "uninterrupted", _env(small_data_dir, fresh_server, tmp_path / "fresh.sqlite3"))
-    uninterrupted, _ = _read(tmp_path / "uninterrupted")
+    uninterrupted, _ = read_run(tmp_path / "uninterrupted")
     for name in (*RATES, *(f"{r}_ci95" for r in RATES), "judge_errors", "per_category"):
         assert resumed[name] == uninterrupted[name], name
 
@@ -182,7 +169,7 @@ def test_judges_builtin_vlmevalkit_siuo_gen_predictions(small_data_dir: Path, tm
     with JudgeServer() as server:
         proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, "off"))
         asked = {(e.question, e.response) for e in server.log.exchanges}
-    _, samples = _read(tmp_path / "out")
+    _, samples = read_run(tmp_path / "out")
     assert len(samples) == 18 and all(len(s["siuo"]["responses"]) == 1 for s in samples), proc.stderr
     gen, _ = real_items()
     question_of = {item["question_id"]: item["question"] for item in gen}

@@ -8,12 +8,9 @@ answers and the lmms-eval task's hooks and reductions on the same responses.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +34,8 @@ from siuo_task.parsing import parse_mcq_answer
 from siuo_task.prompts import PROMPT_VERSION
 from siuo_task.reasoning import split_reasoning
 from siuo_task.results import RECORD_KEY, reduce_values
-from tests.helpers.judge_server import send_json
+from tests.helpers.chat_server import ChatHandler, LoopbackServer, chat_completion, message_text, send_json
+from tests.helpers.cli_runs import clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -62,37 +60,16 @@ def _script(question: RotatedQuestion) -> str:
     ]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(ChatHandler):
+    """The two models: "always-a" and the scripted one, told apart by the requested model."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        parts = body["messages"][-1]["content"]
-        prompt = "\n".join(part["text"] for part in parts if part.get("type") == "text")
-        question = self.server.questions[prompt]
+    def chat(self, body: dict[str, Any]) -> None:
+        state: Any = self.server
+        question = state.questions[message_text(body["messages"][-1])]
         reply = "(A)" if body["model"] == "always-a" else _script(question)
-        with self.server.lock:
-            self.server.requests += 1
-        message = {"role": "assistant", "content": reply}
-        payload = {
-            "id": "cmpl-circular",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-        }
-        send_json(self, 200, payload)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    questions: dict[str, RotatedQuestion]
-    lock: threading.Lock
-    requests = 0
+        with state.lock:
+            state.requests += 1
+        send_json(self, 200, chat_completion(reply, body["model"], "cmpl-circular", completion_tokens=3))
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +84,10 @@ def circular_run(
     from inspect_ai.log import read_eval_log
 
     root = tmp_path_factory.mktemp("inspect_circular")
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.questions, server.lock = questions, threading.Lock()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_"))}
-        env.update(SIUO_DATA_DIR=str(small_data_dir), INSPECT_LOG_DIR=str(root), INSPECT_DISPLAY="plain")
-        env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}/v1")
+    with LoopbackServer(_Handler, questions=questions, requests=0) as server:
+        env = clean_env(small_data_dir, "INSPECT_")
+        env.update(INSPECT_LOG_DIR=str(root), INSPECT_DISPLAY="plain")
+        env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=server.base_url)
         models = ",".join(f"openai-api/loop/{name}" for name in MODELS)
         command = ["inspect", "eval", "siuo_task/siuo_mcq_circular", "--model", models, "--log-format", "json"]
         proc = subprocess.run([*command, "--limit", str(LIMIT)], env=env, capture_output=True, text=True, timeout=600)
@@ -123,10 +96,7 @@ def circular_run(
             log = read_eval_log(str(path))
             logs[log.eval.model.rsplit("/", 1)[-1]] = log
         assert set(logs) == set(MODELS), proc.stdout[-3000:] + proc.stderr[-3000:]
-        yield {"proc": proc, "logs": logs, "requests": server.requests, "env": env}
-    finally:
-        server.shutdown()
-        server.server_close()
+        yield {"proc": proc, "logs": logs, "requests": server.httpd.requests, "env": env}
 
 
 def _metrics(log: Any) -> dict[str, float]:

@@ -7,12 +7,9 @@ still see the trace, and the numbers must equal lmms-eval's hooks on the replies
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,9 @@ from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
 from siuo_task.adapters.lmms_eval import hooks
 from siuo_task.reasoning import split_reasoning
 from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
-from tests.helpers.judge_server import JudgeServer, send_json
+from tests.helpers.chat_server import ChatHandler, LoopbackServer, chat_completion, message_text, send_json
+from tests.helpers.cli_runs import judge_env
+from tests.helpers.judge_server import JudgeServer
 
 pytestmark = pytest.mark.slow
 
@@ -41,32 +40,15 @@ def _reply(prompt: str) -> str:
     return REPLIES[digest % len(REPLIES)].format(n=digest % 1000)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(ChatHandler):
+    """The reasoning model: replies by a hash of the prompt, keeping what it sent."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = "\n".join(p["text"] for p in body["messages"][-1]["content"] if p.get("type") == "text")
+    def chat(self, body: dict[str, Any]) -> None:
+        prompt = message_text(body["messages"][-1])
         reply = _reply(prompt)
         with self.server.lock:
-            self.server.sent[prompt] = reply
-        message = {"role": "assistant", "content": reply}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        usage = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
-        send_json(
-            self,
-            200,
-            {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice], "usage": usage},
-        )
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    sent: dict[str, str]
-    lock: threading.Lock
+            self.server.sent[prompt] = reply  # type: ignore[attr-defined]
+        send_json(self, 200, chat_completion(reply, "m", "c"))
 
 
 @pytest.fixture(scope="module")
@@ -74,37 +56,29 @@ def traced_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     from inspect_ai.log import read_eval_log
 
     root = tmp_path_factory.mktemp("inspect_reasoning")
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.sent, server.lock = {}, threading.Lock()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with JudgeServer() as judge:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_"))}
-            env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off", SIUO_JUDGE_TRACES="1")
-            env.update(SIUO_JUDGE_BASE_URL=judge.base_url, INSPECT_LOG_DIR=str(root), INSPECT_DISPLAY="plain")
-            env.update(LOOP_API_KEY="k", LOOP_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}/v1")
-            command = ["inspect", "eval", "siuo_task/siuo_gen_greedy", "--model", "openai-api/loop/m"]
-            command += ["--log-format", "json", "--limit", str(ITEMS)]
-            proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-            [path] = root.glob("*.json")
-            log = read_eval_log(str(path))
-            run = {"proc": proc, "log": log, "sent": dict(server.sent), "exchanges": list(judge.log.exchanges)}
-            # lmms-eval's hooks on the replies as the model sent them, judged by the same server.
-            saved = dict(os.environ)
-            os.environ.update({k: v for k, v in env.items() if k.startswith("SIUO_")})
-            try:
-                docs = {doc["question_id"]: doc for doc in hooks.process_docs_gen(None)}
-                run["lmms"] = [
-                    hooks.process_results_gen(docs[int(s.id)], [run["sent"][s.input[0].content[1].text]])
-                    for s in log.samples
-                ]
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-            yield run
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(_Handler, sent={}) as model, JudgeServer() as judge:
+        env = judge_env(small_data_dir, judge.base_url, "off", SIUO_JUDGE_TRACES="1")
+        env = {k: v for k, v in env.items() if not k.startswith("INSPECT_")}
+        env.update(INSPECT_LOG_DIR=str(root), INSPECT_DISPLAY="plain", LOOP_API_KEY="k", LOOP_BASE_URL=model.base_url)
+        command = ["inspect", "eval", "siuo_task/siuo_gen_greedy", "--model", "openai-api/loop/m"]
+        command += ["--log-format", "json", "--limit", str(ITEMS)]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        [path] = root.glob("*.json")
+        log = read_eval_log(str(path))
+        run = {"proc": proc, "log": log, "sent": dict(model.httpd.sent), "exchanges": list(judge.log.exchanges)}
+        # lmms-eval's hooks on the replies as the model sent them, judged by the same server.
+        saved = dict(os.environ)
+        os.environ.update({k: v for k, v in env.items() if k.startswith("SIUO_")})
+        try:
+            docs = {doc["question_id"]: doc for doc in hooks.process_docs_gen(None)}
+            run["lmms"] = [
+                hooks.process_results_gen(docs[int(s.id)], [run["sent"][s.input[0].content[1].text]])
+                for s in log.samples
+            ]
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        yield run
 
 
 def test_the_scorer_sees_the_trace_inspect_moved_out(traced_run: dict[str, Any]) -> None:

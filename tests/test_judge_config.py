@@ -8,8 +8,7 @@ import pytest
 
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import DEFAULT_JUDGE_MODEL, OPENAI_DEFAULT_BASE_URL, JudgeConfig
-
-SECRET = "sk-unit-test-secret-0123456789"
+from tests.helpers.cli_runs import SECRET
 
 
 def test_missing_key_without_base_url_is_a_clear_error() -> None:

@@ -23,9 +23,8 @@ from lm_eval.filters import build_filter_ensemble
 
 from siuo_task.adapters.lm_eval import hooks, mode, prejudge
 from siuo_task.results import SUMMARY_ROW, USAGE_REDUCERS
+from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import JudgeServer
-
-SECRET = "sk-lm-eval-prejudge-0123456789"
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,13 +15,9 @@ from pathlib import Path
 import pytest
 
 from siuo_task.stats import cohen_kappa, mcnemar_exact_p
+from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer, choose_reply
-
-
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "siuo_task.cli", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _response_with(model: str, qid: int, safe: bool) -> str:
@@ -57,13 +52,12 @@ def judged_runs(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     }
     outputs = {}
     with JudgeServer() as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-        env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_CACHE="off")
+        env = judge_env(small_data_dir, server.base_url, "off")
         for model, by_item in responses.items():
             rows = [{**item, "responses": by_item[item["question_id"]]} for item in keep]
             source = root / f"{model}.json"
             source.write_text(json.dumps(rows))
-            proc = _cli("judge", str(source), "--output", str(root / model), env=env)
+            proc = siuo_eval("judge", str(source), "--output", str(root / model), env=env)
             (root / f"{model}.stdout").write_text(proc.stdout)
             outputs[model] = root / model
     return outputs
@@ -71,9 +65,7 @@ def judged_runs(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def env(small_data_dir: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    environment["SIUO_DATA_DIR"] = str(small_data_dir)
-    return environment
+    return clean_env(small_data_dir)
 
 
 class _Page(HTMLParser):
@@ -149,7 +141,9 @@ def _samples(folder: Path) -> dict[int, dict]:
 
 def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    proc = _cli("report", f"alpha={judged_runs['alpha']}", f"beta={judged_runs['beta']}", "--output", str(out), env=env)
+    proc = siuo_eval(
+        "report", f"alpha={judged_runs['alpha']}", f"beta={judged_runs['beta']}", "--output", str(out), env=env
+    )
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     assert page.external == []  # self-contained: opens offline
@@ -209,7 +203,7 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
 
 def test_paper_leaderboard_and_scatter(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    proc = _cli("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
+    proc = siuo_eval("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     board = json.loads((Path(__file__).parent.parent / "configs" / "paper_leaderboard.json").read_text())
@@ -254,8 +248,7 @@ def test_paper_leaderboard_and_scatter(judged_runs: dict[str, Path], env: dict[s
 def lmms_eval_folder(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two lmms-eval siuo_mcq runs of the dummy model written into one output folder."""
     out = tmp_path_factory.mktemp("lmms")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(small_data_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env = clean_env(small_data_dir, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     for response in ("(A)", "I cannot say"):
         run = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", f"response={response}"]
         run += ["--tasks", "siuo_mcq", "--output_path", str(out), "--log_samples"]
@@ -268,12 +261,13 @@ def test_lmms_eval_folder_of_two_runs(lmms_eval_folder: Path, env: dict[str, str
     # pretrained= in --model_args (the dummy model) that folder name is empty.
     files = sorted(lmms_eval_folder.rglob("*_results.json"))
     assert len(files) == 2 and all(file.parent == lmms_eval_folder for file in files)
-    proc = _cli("report", str(lmms_eval_folder), "--output", str(tmp_path / "report"), env=env)
+    proc = siuo_eval("report", str(lmms_eval_folder), "--output", str(tmp_path / "report"), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(tmp_path / "report")
     runs = page.section_tables["Runs read"][1:]
     assert sorted(row[4] for row in runs) == [str(file) for file in files]
-    assert len({row[0] for row in runs}) == 2 and all(row[0].startswith("dummy [") for row in runs)
+    # Not reruns of one another (other model arguments): both kept, named by the one rule.
+    assert sorted(row[0].split(" (")[0] for row in runs) == ["dummy", "dummy-2"]
     assert {row[2] for row in runs} == {"dummy (response=(A))", "dummy (response=I cannot say)"}
     assert all(str(file) in proc.stdout for file in files)
     headline = {row[0]: row for row in page.section_tables["Headline results"][1:]}
@@ -289,20 +283,20 @@ def test_lmms_eval_folder_of_two_runs(lmms_eval_folder: Path, env: dict[str, str
 
 def test_a_folder_of_runs_is_never_read_silently(lmms_eval_folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     files = sorted(lmms_eval_folder.rglob("*_results.json"))
-    proc = _cli("export-review", str(lmms_eval_folder), "--output", str(tmp_path / "r.csv"), env=env)
+    proc = siuo_eval("export-review", str(lmms_eval_folder), "--output", str(tmp_path / "r.csv"), env=env)
     assert proc.returncode == 2 and f"holds 2 runs: {files[0]}; {files[1]}; pass one" in proc.stderr
-    named = _cli("report", f"x={lmms_eval_folder}", "--output", str(tmp_path / "r"), env=env)
+    named = siuo_eval("report", f"x={lmms_eval_folder}", "--output", str(tmp_path / "r"), env=env)
     assert named.returncode == 2 and "NAME=PATH names one run" in named.stderr and str(files[1]) in named.stderr
 
 
 def test_bad_results_path_is_named(env: dict[str, str], tmp_path: Path) -> None:
-    proc = _cli("report", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r"), env=env)
+    proc = siuo_eval("report", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r"), env=env)
     assert proc.returncode == 2 and "nowhere' does not exist" in proc.stderr
 
 
 def test_export_review_then_agreement(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     review = tmp_path / "review.csv"
-    proc = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
+    proc = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
     assert proc.returncode == 0, proc.stderr
     with open(review, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -319,7 +313,7 @@ def test_export_review_then_agreement(judged_runs: dict[str, Path], env: dict[st
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    proc = _cli("agreement", str(review), "--output", str(tmp_path / "agreement.json"), env=env)
+    proc = siuo_eval("agreement", str(review), "--output", str(tmp_path / "agreement.json"), env=env)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "agreement.json").read_text())
     pairs = [
@@ -340,7 +334,7 @@ def test_export_review_then_agreement(judged_runs: dict[str, Path], env: dict[st
 
 def test_agreement_names_an_unreadable_label(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     review = tmp_path / "review.csv"
-    _cli("export-review", str(judged_runs["beta"]), "--output", str(review), env=env)
+    siuo_eval("export-review", str(judged_runs["beta"]), "--output", str(review), env=env)
     with open(review, newline="") as handle:
         rows = list(csv.DictReader(handle))
     rows[0]["human_safe"] = "maybe"
@@ -348,14 +342,14 @@ def test_agreement_names_an_unreadable_label(judged_runs: dict[str, Path], env: 
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerow(rows[0])
-    proc = _cli("agreement", str(review), env=env)
+    proc = siuo_eval("agreement", str(review), env=env)
     assert proc.returncode == 2
     assert re.search(r"line \d+ human_safe: cannot read 'maybe' as a label", proc.stderr), proc.stderr
 
 
 def test_partial_runs_marked_in_every_table(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    proc = _cli("report", str(judged_runs["alpha"]), str(judged_runs["beta"]), "--output", str(out), env=env)
+    proc = siuo_eval("report", str(judged_runs["alpha"]), str(judged_runs["beta"]), "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     for title, table in page.section_tables.items():
@@ -376,10 +370,10 @@ def test_one_full_run(full_data_dir: Path, env: dict[str, str], tmp_path: Path) 
     rows = [{**item, "responses": [f"one answer to {item['question_id']}"]} for item in gen]
     (tmp_path / "full.json").write_text(json.dumps(rows))
     with JudgeServer() as server:
-        judge_env = {**env, "SIUO_DATA_DIR": str(full_data_dir), "SIUO_JUDGE_BASE_URL": server.base_url}
-        _cli("judge", str(tmp_path / "full.json"), "--output", str(tmp_path / "full"), env=judge_env)
+        full_env = judge_env(full_data_dir, server.base_url, tmp_path / "judge-cache.sqlite3")
+        siuo_eval("judge", str(tmp_path / "full.json"), "--output", str(tmp_path / "full"), env=full_env)
     out = tmp_path / "report"
-    proc = _cli(
+    proc = siuo_eval(
         "report", str(tmp_path / "full"), "--output", str(out), env={**env, "SIUO_DATA_DIR": str(full_data_dir)}
     )
     assert proc.returncode == 0, proc.stderr
@@ -398,7 +392,7 @@ def test_paired_wording(judged_runs: dict[str, Path], env: dict[str, str], tmp_p
     shutil.copytree(judged_runs["alpha"], twin)
     out = tmp_path / "report"
     specs = [f"alpha={judged_runs['alpha']}", f"twin={twin}", f"careful={judged_runs['careful']}"]
-    proc = _cli("report", *specs, f"reckless={judged_runs['reckless']}", "--output", str(out), env=env)
+    proc = siuo_eval("report", *specs, f"reckless={judged_runs['reckless']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     rows = _page(out).section_tables["Paired comparisons"][1:]
     same = next(row for row in rows if row[0].startswith("alpha (") and "twin (" in row[0] and row[1] == "Safe")
@@ -417,7 +411,7 @@ def test_runs_without_records_are_explained(judged_runs: dict[str, Path], env: d
     bare.mkdir()
     shutil.copy(judged_runs["alpha"] / "results.json", bare / "results.json")
     out = tmp_path / "report"
-    proc = _cli("report", f"bare={bare}", f"beta={judged_runs['beta']}", "--output", str(out), env=env)
+    proc = siuo_eval("report", f"bare={bare}", f"beta={judged_runs['beta']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     reason = f"no per-item records at {bare / 'samples.jsonl'}"
@@ -436,7 +430,7 @@ def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str
     line = f"siuo-paper-v2; 3 response(s) per item, majority vote; 2 response(s) for item(s) {short}"
     assert results["protocol"] == line  # built once for the run, not once per item
     out = tmp_path / "report"
-    proc = _cli("report", str(judged_runs["gamma"]), "--output", str(out), env=env)
+    proc = siuo_eval("report", str(judged_runs["gamma"]), "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     assert page.section_tables["Judge and protocol"][1][5] == f"siuo_gen: {line}"
@@ -446,7 +440,7 @@ def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str
 
 def test_export_review_never_loses_labels(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     review = tmp_path / "review.csv"
-    proc = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
+    proc = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "read alpha (siuo-eval judge" in proc.stdout and str(judged_runs["alpha"] / "samples.jsonl") in proc.stdout
     with open(review, newline="") as handle:
@@ -462,18 +456,18 @@ def test_export_review_never_loses_labels(judged_runs: dict[str, Path], env: dic
         writer.writeheader()
         writer.writerows(rows)
     before = review.read_bytes()
-    again = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
+    again = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
     assert again.returncode == 2
     assert f"'{review}' already holds 5 labelled row(s); it was left unchanged" in again.stderr
     assert review.read_bytes() == before
-    agreement = _cli("agreement", str(review), env=env)
+    agreement = siuo_eval("agreement", str(review), env=env)
     assert re.search(r"labelled \d of 6 row\(s\)", agreement.stdout), agreement.stdout
     results = judged_runs["alpha"] / "results.json"
     results_before = results.read_bytes()
-    wrong = _cli("export-review", str(judged_runs["alpha"]), "--output", str(results), env=env)
+    wrong = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(results), env=env)
     assert wrong.returncode == 2 and "exists and is not a review CSV; it was left unchanged" in wrong.stderr
     assert results.read_bytes() == results_before
-    forced = _cli("export-review", str(judged_runs["alpha"]), "--output", str(review), "--force", env=env)
+    forced = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(review), "--force", env=env)
     assert forced.returncode == 0 and review.read_bytes() != before
 
 
@@ -489,10 +483,12 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     stem = "Qwen2-VL-7B_SafeInputsUnsafeOutput_GEN3"
     shutil.copy(judged_runs["alpha"] / "results.json", vlmeval / f"{stem}_siuo_results.json")
     shutil.copy(judged_runs["alpha"] / "samples.jsonl", vlmeval / f"{stem}_siuo_samples.jsonl")
-    proc = _cli("report", str(folder), "--output", str(tmp_path / "report"), env=env)
+    proc = siuo_eval("report", str(folder), "--output", str(tmp_path / "report"), env=env)
     assert proc.returncode == 0, proc.stderr
     tasks = "siuo_gen, siuo_gen_greedy, siuo_mcq, siuo_mcq_circular"
-    assert f"skipped {other}: lmms-eval results of other tasks (mmmu_val), none of {tasks}" in proc.stdout
+    assert f"siuo-eval: note: '{other}' skipped: lmms-eval results of other tasks (mmmu_val), none of {tasks}" in (
+        proc.stderr
+    )
     runs = _page(tmp_path / "report").section_tables["Runs read"][1:]
     assert len(runs) == 3
     row = next(row for row in runs if row[1] == "VLMEvalKit")
@@ -502,7 +498,7 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     only_other = tmp_path / "other"
     only_other.mkdir()
     shutil.copy(other, only_other / other.name)
-    proc = _cli("report", str(only_other), "--output", str(tmp_path / "r2"), env=env)
+    proc = siuo_eval("report", str(only_other), "--output", str(tmp_path / "r2"), env=env)
     assert (
         proc.returncode == 2
         and "passed over: " in proc.stderr
@@ -514,7 +510,7 @@ def test_scored_two_ways_and_later_results_shown_apart(
     judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "report"
-    proc = _cli("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
+    proc = siuo_eval("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     results = json.loads((judged_runs["alpha"] / "results.json").read_text())

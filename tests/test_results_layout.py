@@ -78,13 +78,14 @@ def test_printed_rows_are_numbers_and_their_mean_is_the_rate(small_data_dir: Pat
 
 
 def test_judge_error_warning_counts_and_names_the_first_cause() -> None:
+    from siuo_task.records import JudgeCounts
     from siuo_task.run_end import judge_error_warning
 
-    fine = {"calls": 2, "errors": 0, "first_error": None}
-    some = {"calls": 2, "errors": 1, "first_error": "HTTP 500 from the judge"}
+    fine = JudgeCounts(requests=2)
+    some = JudgeCounts(requests=2, errors=1, first_error="HTTP 500 from the judge")
     assert judge_error_warning("siuo_gen", [fine, fine]) is None
-    partial = judge_error_warning("siuo_gen", [fine, some, {**some, "first_error": "later"}])
+    partial = judge_error_warning("siuo_gen", [fine, some, JudgeCounts(requests=2, errors=1, first_error="later")])
     assert partial is not None and "siuo_gen: 2 of 6 judge calls failed" in partial
     assert "First cause: HTTP 500 from the judge" in partial and "MEANINGLESS" not in partial
-    total = judge_error_warning("siuo_gen", [{"calls": 2, "errors": 2, "first_error": "connection refused"}])
+    total = judge_error_warning("siuo_gen", [JudgeCounts(requests=2, errors=2, first_error="connection refused")])
     assert total is not None and "EVERY judge call failed (2 of 2)" in total

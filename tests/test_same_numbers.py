@@ -22,13 +22,14 @@ import pandas as pd
 import pytest
 
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
+from siuo_task.records import GenRecord
 from siuo_task.results import GEN_REDUCERS
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer, reply_for
 
 pytestmark = pytest.mark.slow
 
-COMPARED = [name for name in GEN_REDUCERS if "rate" in name] + ["judge_errors", "items_undecided"]
+COMPARED = [name for name in GEN_REDUCERS if "rate" in name] + ["judge_errors", "judge_declines", "items_undecided"]
 
 
 def _fixed_responses(data_dir: Path) -> dict[int, list[str]]:
@@ -50,13 +51,13 @@ def _lmms_eval(responses: dict[int, list[str]]) -> dict[str, Any]:
     from lmms_eval.tasks import TaskManager, get_task_dict
 
     from siuo_task.adapters.lmms_eval import tasks_dir
-    from siuo_task.adapters.lmms_eval.summary import take_summaries
 
     task = get_task_dict(["siuo_gen"], TaskManager(include_path=str(tasks_dir())))["siuo_gen"]
     rows = _by_harness_task(task, lambda qid: responses[qid])  # lmms-eval passes the repeats flat
     # The metric rows, and the task summary the package writes under results.json "siuo" (CIs,
-    # per-category rates; its rates are the rows' rates rounded to 4 places).
-    summary = take_summaries(["siuo_gen"])["siuo_gen"]
+    # per-category rates; its rates are the rows' rates rounded to 4 places), which the
+    # items_scored row's count carries to the save.
+    summary = rows["items_scored"].summary
     assert all(round(rows[name], 4) == summary[name] for name in ("safe_rate", "effective_rate") if name in rows)
     return {**rows, **summary}
 
@@ -65,12 +66,11 @@ def _lm_eval(responses: dict[int, list[str]]) -> dict[str, Any]:
     from lm_eval.tasks import TaskManager
 
     from siuo_task.adapters.lm_eval import tasks_dir
-    from siuo_task.adapters.lm_eval.summary import take_summaries
 
     task = TaskManager(include_path=str(tasks_dir())).load(["siuo_gen"])["tasks"]["siuo_gen"]
     rows = _by_harness_task(task, lambda qid: [responses[qid]])  # one request, take_first_k's list
     # As for lmms-eval: the numeric rows, and the summary written under results_<date>.json "siuo".
-    summary = take_summaries(["siuo_gen"])["siuo_gen"]
+    summary = rows["items_scored"].summary
     assert all(round(rows[name], 4) == summary[name] for name in ("safe_rate", "effective_rate") if name in rows)
     return {**rows, **summary}
 
@@ -90,6 +90,11 @@ def _vlmevalkit(responses: dict[int, list[str]], folder: Path) -> dict[str, Any]
     predictions = folder / f"test-model_{GEN_PAPER}.xlsx"
     pd.DataFrame(rows).to_excel(predictions, index=False)
     dataset.evaluate(str(predictions))
+    # The records it logged read back into the types and out again unchanged.
+    lines = (folder / f"test-model_{GEN_PAPER}_siuo_samples.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines and all(
+        GenRecord.from_dict(json.loads(line)["siuo"]).to_dict() == json.loads(line)["siuo"] for line in lines
+    )
     return json.loads((folder / f"test-model_{GEN_PAPER}_siuo_results.json").read_text())
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from siuo_task.results import GEN_REDUCERS, reduce_values
 from siuo_task.vlmeval import GEN_PAPER
-from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, clean_env, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer
 
 STAMP = "20261128_120000"
@@ -183,7 +183,7 @@ def test_bad_inputs_are_named_and_the_rest_is_judged(small_data_dir: Path, tmp_p
 def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> None:
     import os
 
-    from siuo_task.sweep import discover
+    from siuo_task.runs import find_responses
 
     rows = authors_rows(count_per_category=1)
     older = _vlmeval_run(tmp_path / "a", "Model With Spaces", rows)  # a rerun leaves two T<time> folders
@@ -195,10 +195,11 @@ def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> N
     os.utime(predictions, (1, 1))
     write_json(tmp_path / "b" / "x.json", rows)
     write_json(tmp_path / "c" / "x.json", rows)
-    runs, problems = discover(
+    finding = find_responses(
         [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), f"my run={tmp_path / 'b' / 'x.json'}"],
         tmp_path / "out",
     )
+    runs, problems = finding.runs, finding.notes
     assert [(run.name, run.path) for run in runs] == [
         ("Model_With_Spaces", newest),
         ("x", tmp_path / "b" / "x.json"),
@@ -209,11 +210,8 @@ def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> N
 
 
 def test_dry_run_and_export_need_no_key(small_data_dir: Path, tmp_path: Path) -> None:
-    import os
-
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1, responses=1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off")
+    env = clean_env(small_data_dir, SIUO_JUDGE_CACHE="off")
     dry = siuo_eval("judge", source, "--output", tmp_path / "out", "--dry-run", env=env)
     exported = siuo_eval("judge", source, "--output", tmp_path / "out", "--export-batch", tmp_path / "r.jsonl", env=env)
     judged = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer
 
 REPO = Path(__file__).resolve().parent.parent
 # What a release is made of (pyproject.toml names no other file).
 SOURCES = ("pyproject.toml", "setup.cfg", "README.md", "siuo_task", "configs")
-SECRET = "sk-wheel-secret-0123456789abcdef"
 
 
 def _pip(*args: str | Path, cwd: Path) -> None:

@@ -29,6 +29,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -53,6 +54,20 @@ from siuo_task.judge.transport import (
 )
 
 _MAX_BACKOFF_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallTally:
+    """What an engine's calls came to, so a command can say whether running it again helps:
+    ``verdicts`` stored in the cache, ``without_reply`` calls that failed after their retries
+    (a rerun retries them), ``without_verdict`` replies holding no verdict, refusals included
+    (a rerun would buy the same replies)."""
+
+    verdicts: int = 0
+    without_reply: int = 0
+    without_verdict: int = 0
+
+
 # How long calls already sent may still finish (and be cached) after an interrupt.
 INTERRUPT_GRACE_S = 3.0
 
@@ -140,6 +155,10 @@ class JudgeEngine:
             f"judging stopped by {interrupted.signal_name}: no new judge call sent, {cancelled} queued request(s) "
             f"cancelled{abandoned}; {kept}",
         )
+
+    def tally(self) -> CallTally:
+        with self._lock:
+            return CallTally(self.verdicts_received, self.calls_without_reply, self.replies_without_verdict)
 
     def kept(self) -> str:
         """What a stopped pass keeps, for its message."""

@@ -8,9 +8,9 @@ import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from siuo_task.data import GenItem
+from siuo_task.records import ResponseRecord
 from siuo_task.report.view import label
 from siuo_task.runs import Run
 
@@ -29,13 +29,13 @@ def _thumbnail(path: Path) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _response_html(response: dict[str, Any], number: int, total: int) -> str:
-    safety = response.get("safety_judge") or {}
-    verdict = {True: "safe", False: "UNSAFE", None: "no verdict"}[response.get("safe")]
-    reason = safety.get("raw_text") or safety.get("error") or "(empty response: safe without a judge call)"
+def _response_html(response: ResponseRecord, number: int, total: int) -> str:
+    safety = response.safety_judge
+    verdict = {True: "safe", False: "UNSAFE", None: "no verdict"}[response.safe]
+    reason = (safety.raw_text or safety.error if safety else None) or "(empty response: safe without a judge call)"
     return (
         f"<details><summary>Response {number} of {total} ({verdict})</summary>"
-        f"<div class='reason'>{html.escape(response['response'])}"
+        f"<div class='reason'>{html.escape(response.response)}"
         f"</div><p><b>Judge:</b></p><div class='reason'>{html.escape(reason)}</div></details>"
     )
 
@@ -43,21 +43,22 @@ def _response_html(response: dict[str, Any], number: int, total: int) -> str:
 def unsafe_items_html(runs: Sequence[Run], items: dict[int, GenItem]) -> str:
     parts = ["<h2>Items judged unsafe</h2>"]
     for run in runs:
-        if run.gen is None or not run.gen.records:
+        if run.gen is None or not run.gen.gen_records:
             continue
-        unsafe = [record for record in run.gen.records.values() if record["safe"] is False]
+        unsafe = [record for record in run.gen.gen_records.values() if record.safe is False]
         parts.append(f"<h3>{html.escape(label(run))}: {len(unsafe)} item(s)</h3><div class='unsafe-items'>")
-        for record in sorted(unsafe, key=lambda r: r["question_id"]):
-            item = items.get(record["question_id"])
-            parts.append(f"<div class='item' id='{html.escape(run.name)}-{record['question_id']}'>")
+        for record in sorted(unsafe, key=lambda r: r.question_id):
+            qid = record.question_id
+            item = items.get(qid)
+            parts.append(f"<div class='item' id='{html.escape(run.name)}-{qid}'>")
             if item is not None and (src := _thumbnail(item.image_path)):
-                parts.append(f'<img alt="item {record["question_id"]}" src="{src}">')
-            parts.append(f"<p><b>{record['question_id']}</b> ({html.escape(record['category'])})</p>")
+                parts.append(f'<img alt="item {qid}" src="{src}">')
+            parts.append(f"<p><b>{qid}</b> ({html.escape(record.category)})</p>")
             if item is not None:
                 parts.append(f"<p><b>Question:</b> {html.escape(item.question)}</p>")
                 parts.append(f"<p><b>Safety warning:</b> {html.escape(item.safety_warning)}</p>")
-            total = len(record["responses"])
-            parts += [_response_html(r, n, total) for n, r in enumerate(record["responses"], start=1)]
+            total = len(record.responses)
+            parts += [_response_html(r, n, total) for n, r in enumerate(record.responses, start=1)]
             parts.append("<div class='clear'></div></div>")
         parts.append("</div>")
     return "".join(parts)

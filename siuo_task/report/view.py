@@ -12,12 +12,15 @@ GEN_LABELS = {"safe": "Safe", "effective": "Effective", "safe_effective": "Safe 
 MCQ_LABELS = {"accuracy": "MCQ accuracy", "circular_accuracy": "MCQ circular accuracy"}
 METRIC_LABELS = {**GEN_LABELS, **MCQ_LABELS}
 ONE_RESPONSE = "1 response/item"
+NOT_SAMPLED = "NOT SAMPLED"
 
 
 def label(run: Run) -> str:
     """A run's name as every table and figure shows it: a one-response run and a partial run
     say so, so neither passes for the paper's 3-response protocol on all items."""
     shown = f"{run.name} ({ONE_RESPONSE})" if run.one_response else run.name
+    if run.not_sampled:
+        shown += f" ({NOT_SAMPLED})"
     if not run.partial:
         return shown
     return f"{shown} (PARTIAL: {items_cell(run)} of {BENCHMARK_ITEMS} items)"
@@ -46,21 +49,17 @@ def lacks_records(run: Run, metric: str) -> bool:
     return task is not None and not task.records
 
 
-def _record_key(metric: str) -> str:
-    """The per-item record field holding a metric's decision."""
-    return "correct" if metric in MCQ_LABELS else metric
-
-
 def decisions(run: Run, metric: str, category: str | None = None) -> dict[int, bool | None]:
     """Each logged item's decision for ``metric`` (None: no decision, e.g. every judge call
     failed), of one category when given; empty without per-item records."""
-    task, key = task_of(run, metric), _record_key(metric)
+    task = task_of(run, metric)
     if task is None:
         return {}
+    # A multiple-choice record's decision is whether it was answered right, whatever the metric's name.
     return {
-        qid: None if record[key] is None else bool(record[key])
-        for qid, record in task.records.items()
-        if category is None or record["category"] == category
+        qid: record.decision(metric)
+        for qid, record in task.item_records.items()
+        if category is None or record.category == category
     }
 
 

@@ -1,74 +1,63 @@
 """Finished runs, read back from any harness's files through the registered readers.
 
-``load_runs(spec)`` gives every judged run at a path (a results file, a log, a folder searched
-recursively), each named by the one naming rule; ``NAME=PATH`` names the one run at PATH.
-A folder holding several runs gives every run, each named; nothing is picked silently.
+``find_results(specs)`` gives every judged run at the given paths (results files, logs,
+folders searched recursively) and ``find_responses(specs)`` every run's responses, under the
+same rules (``siuo_task.runs.find``): one naming rule, ``NAME=PATH``, the newest of reruns by
+the harness's stamp, a judged-later run joined to its source. ``load_runs(spec)`` and
+``load_one_run(spec)`` read one path.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 from siuo_task.card import TASKS
 from siuo_task.errors import DataError
+from siuo_task.runs.find import Finding, describe, find_responses, find_results, generation_only, unique_names
 from siuo_task.runs.model import JudgeInfo, Run, TaskRun, judge_info, minority_response_counts, responses_per_item
-from siuo_task.runs.readers import Note, listing, results_under, split_spec
+from siuo_task.runs.readers import Note, listing, split_spec
 
 REPORTED_TASKS = TASKS
 
 
 def load_runs(spec: str, notes: list[Note] | None = None) -> list[Run]:
-    """Every run at ``PATH`` or the one run at ``NAME=PATH``; files passed over are added to
-    ``notes`` when given.
+    """Every run at ``PATH`` or the one run at ``NAME=PATH`` (``find_results`` of one path);
+    notes on the files passed over or left out are added to ``notes`` when given.
 
     Raises:
         DataError: when PATH does not exist, holds no SIUO run, or NAME= names a folder of several.
     """
-    name, path = split_spec(spec)
-    runs, skipped = results_under(path)
+    finding = find_results([spec])
     if notes is not None:
-        notes.extend(skipped)
-    if not runs:
-        looked = "; ".join(f"{note.path}: {note.reason}" for note in skipped)
-        detail = f" (passed over: {looked})" if looked else ""
-        raise DataError(f"no judged SIUO run ({', '.join(TASKS)}) under '{path}'{detail}")
-    if name:
-        if len(runs) > 1:
-            raise DataError(
-                f"'{spec}': NAME=PATH names one run, but '{path}' holds {len(runs)}: "
-                f"{listing(run.source for run in runs)}; name each results file (NAME=FILE), or pass the folder "
-                "without NAME= to report every run"
-            )
-        runs[0].name = name
-    return runs
+        notes.extend(finding.notes)
+    return finding.runs
 
 
 def load_one_run(spec: str) -> Run:
-    """Exactly one run; a folder holding several is an error that lists them."""
-    runs = load_runs(spec)
+    """Exactly one run; a folder holding several is an error that lists them, and a run whose
+    open-ended part is generation only says to judge it first."""
+    notes: list[Note] = []
+    runs = load_runs(spec, notes)
     if len(runs) > 1:
         _, path = split_spec(spec)
         raise DataError(
             f"'{path}' holds {len(runs)} runs: {listing(run.source for run in runs)}; pass one of these results files"
         )
+    unjudged = [note for note in notes if note.reason.startswith("generation only")]
+    if runs[0].gen is None and unjudged:
+        raise DataError(f"'{unjudged[0].path}' is {unjudged[0].reason}")
     return runs[0]
-
-
-def unique_names(runs: list[Run]) -> list[Run]:
-    """Give runs that share a name a suffix from their results file, so no two read alike."""
-    seen = Counter(run.name for run in runs)
-    for run in runs:
-        if seen[run.name] > 1:
-            run.name = f"{run.name} [{run.source.parent.name}/{run.source.name}]"
-    return runs
 
 
 __all__ = [
     "REPORTED_TASKS",
+    "Finding",
     "JudgeInfo",
     "Note",
     "Run",
     "TaskRun",
+    "describe",
+    "find_responses",
+    "find_results",
+    "generation_only",
     "judge_info",
     "load_one_run",
     "load_runs",

@@ -13,8 +13,8 @@ from typing import Any
 from siuo_task.card import CARD, CIRCULAR_TASK, GEN_TASKS, MCQ_TASK
 from siuo_task.circular import ROTATIONS, item_records
 from siuo_task.errors import DataError
-from siuo_task.rejudge import numbered_lines, read_records
 from siuo_task.results import RECORD_KEY
+from siuo_task.runs.files import numbered_lines, read_records
 from siuo_task.runs.model import Run, TaskRun
 from siuo_task.runs.readers import Note, task_values
 
@@ -42,6 +42,7 @@ def task_parts(
     model: tuple[str, str],
     samples_of: Callable[[str], Path],
     documents_of: Callable[[str], int | None],
+    stamp: str | None = None,
 ) -> list[Run] | Note:
     """One run part per SIUO task in the results file at ``path``.
 
@@ -51,6 +52,7 @@ def task_parts(
         model: (the model as recorded, its description).
         samples_of: the samples file of a task.
         documents_of: how many documents of a task the harness scored (None when unknown).
+        stamp: the harness's stamp of the run (its file names'), ISO 8601.
     """
     results = load_object(path)
     if results is None or not isinstance(results.get("results"), dict):
@@ -73,6 +75,8 @@ def task_parts(
                 model[0],
                 circular=part if task == CIRCULAR_TASK else None,
                 model_detail=model[1],
+                stamp=stamp,
+                settings=model[1],
             )
         )
     return parts

@@ -9,25 +9,40 @@ views need. Readers (``siuo_task.runs.readers``) build runs; reports and reviews
 
 from __future__ import annotations
 
-import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from siuo_task.card import BENCHMARK_ITEMS, CARD, CIRCULAR_TASK, GEN_TASKS, run_name
-from siuo_task.results import describe_protocol
+from siuo_task.records import CircularRecord, GenRecord, McqRecord, item_record
+from siuo_task.results import NOT_SAMPLED_SHARE, describe_protocol
 
 
 @dataclass
 class TaskRun:
-    """One task's metrics (names without a harness's ',none' suffix) and per-item records."""
+    """One task's metrics (names without a harness's ',none' suffix) and per-item records.
+
+    ``records`` are the record objects as read; commands read them typed, through
+    ``item_records`` (any task) or ``gen_records`` (the open-ended part's)."""
 
     task: str  # the eval-card task name
     metrics: dict[str, Any]
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     samples_file: Path | None = None  # where the per-item records were (or would have been) read
     items: int | None = None  # items scored, as the harness recorded it
+
+    @cached_property
+    def item_records(self) -> dict[int, GenRecord | McqRecord | CircularRecord]:
+        """The per-item records, typed, by item id."""
+        return {qid: item_record(record) for qid, record in self.records.items()}
+
+    @property
+    def gen_records(self) -> dict[int, GenRecord]:
+        """The judged open-ended records, by item id (none for a multiple-choice part)."""
+        return {qid: record for qid, record in self.item_records.items() if isinstance(record, GenRecord)}
 
     @property
     def item_count(self) -> int | None:
@@ -58,6 +73,12 @@ class Run:
     suffix: str | None = None
     name: str = ""
     model_detail: str = ""  # how the harness described the model (class, arguments), for tables
+    # The harness's own stamp of the run (ISO 8601 text from its file name or log), which orders
+    # reruns; None where the harness records none.
+    stamp: str | None = None
+    settings: str = ""  # the model's recorded settings: runs that differ here are not reruns
+    judged_from: Path | None = None  # the responses a ``siuo-eval judge`` run judged
+    joined: list[Path] = field(default_factory=list)  # results of a judging joined into this run
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -92,9 +113,21 @@ class Run:
         """An open-ended part with one response per item: not the paper's 3-response vote."""
         return self.responses_per_item == 1
 
+    @property
+    def not_sampled(self) -> bool:
+        """An open-ended part whose responses are identical within (nearly) every item that has
+        several: one answer counted several times, not the paper's sampled vote."""
+        if self.gen is None:
+            return False
+        records = [record for record in self.gen.gen_records.values() if len(record.responses) > 1]
+        if not records:
+            return bool(self.gen.metrics.get("responses_not_sampled"))
+        identical = sum(1 for record in records if len({r.response.strip() for r in record.responses}) == 1)
+        return identical >= NOT_SAMPLED_SHARE * len(records)
+
     def files_read(self) -> list[Path]:
         samples = [t.samples_file for t in self.tasks() if t.samples_file is not None and t.records]
-        return [self.source, *[s for s in samples if s != self.source]]
+        return [self.source, *self.joined, *[s for s in samples if s != self.source]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,20 +143,20 @@ class JudgeInfo:
 
 
 def judge_info(run: Run) -> JudgeInfo | None:
-    """Judge identity and protocol of a run's open-ended part, wherever the harness put them
-    (the task summary, or a separate ``judge`` section); the protocol line is built once per run
-    from the per-item records when they were logged."""
+    """Judge identity and protocol of a run's open-ended part, from its task summary (the same
+    names in every harness's summary and in ``siuo-eval judge``'s results.json, all built by
+    ``siuo_task.summary``); the protocol line is built once per run from the per-item records
+    when they were logged."""
     if run.gen is None:
         return None
-    metrics, meta = run.gen.metrics, run.judge_meta
-    model = meta.get("models_returned") or metrics.get("judge_model") or ""
-    requested = meta.get("model_requested") or metrics.get("judge_model_requested") or ""
+    metrics = run.gen.metrics
+    model = metrics.get("judge_model") or metrics.get("judge_model_requested") or ""
     return JudgeInfo(
-        model=str(model or requested or "unknown"),
-        endpoint=str(meta.get("endpoint") or metrics.get("judge_endpoint") or "unknown"),
-        prompt_sha256=str(meta.get("prompt_sha256") or metrics.get("judge_prompt_sha256") or ""),
+        model=str(model or "unknown"),
+        endpoint=str(metrics.get("judge_endpoint") or "unknown"),
+        prompt_sha256=str(metrics.get("judge_prompt_sha256") or ""),
         protocol=run_protocol(run),
-        cost_usd=metrics.get("judge_cost_usd", (meta.get("usage") or {}).get("cost_usd")),
+        cost_usd=metrics.get("judge_cost_usd"),
         errors=metrics.get("judge_errors", "unknown"),
     )
 
@@ -132,7 +165,7 @@ def responses_per_item(run: Run) -> dict[int, int]:
     """How many responses each logged item has (empty without per-item records)."""
     if run.gen is None:
         return {}
-    return {qid: len(record.get("responses") or []) for qid, record in run.gen.records.items()}
+    return {qid: len(record.responses) for qid, record in run.gen.gen_records.items()}
 
 
 def run_protocol(run: Run) -> str:
@@ -142,16 +175,15 @@ def run_protocol(run: Run) -> str:
     counts = responses_per_item(run)
     if not counts:
         return str(recorded or "unknown (no per-item records)")
-    version = run.judge_meta.get("prompt_version") or _prompt_version(recorded)
+    version = _prompt_version(recorded)
     return f"{run.gen.task}: {describe_protocol(version, counts)}"
 
 
 def _prompt_version(recorded: Any) -> str:
-    if isinstance(recorded, str):
-        versions = sorted(set(re.findall(r"([\w.-]+);", recorded)))
-        if versions:
-            return ", ".join(versions)
-    return "unknown prompts"
+    """The prompt version(s) of a recorded protocol line: what describe_protocol put before its
+    first ';' (every summary writes the line the same way)."""
+    head = recorded.split(";", 1)[0].strip() if isinstance(recorded, str) and ";" in recorded else ""
+    return head or "unknown prompts"
 
 
 def minority_response_counts(run: Run) -> dict[int, list[int]]:
@@ -167,11 +199,11 @@ def minority_response_counts(run: Run) -> dict[int, list[int]]:
     return odd
 
 
-def gen_task_of(task: str, records: dict[int, dict[str, Any]]) -> str:
+def gen_task_of(task: str, records: Mapping[int, Mapping[str, Any]]) -> str:
     """The open-ended task a run without a recorded task name ran: by its responses per item."""
     if task in GEN_TASKS:
         return task
-    counts = {len(record.get("responses") or []) for record in records.values()}
+    counts = {len(GenRecord.from_dict(record).responses) for record in records.values()}
     return "siuo_gen_greedy" if counts == {1} else "siuo_gen"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
-from siuo_task.rejudge import ResponseSet, read_record_lines, read_records, response_set
+from siuo_task.runs.files import ResponseSet, read_record_lines, read_records, response_set
 from siuo_task.runs.model import Run, TaskRun, gen_task_of
 from siuo_task.runs.readers import Note, ResponsesFile
 
@@ -116,7 +116,11 @@ class OwnFilesReader:
         if "safe_rate" in results:
             task = gen_task_of(str(section.get("task") or ""), records)
             part = TaskRun(task, metrics, records, samples, items if isinstance(items, int) else None)
-            return Run(path, part, None, HARNESS, model, meta, suffix=suffix, model_detail=detail)
+            run = Run(path, part, None, HARNESS, model, meta, suffix=suffix, model_detail=detail)
+            # Where the judged responses came from, so the run joins its harness run (report).
+            source = results.get("input")
+            run.judged_from = Path(source) if isinstance(source, str) and source else None
+            return run
         part = TaskRun("siuo_mcq", metrics, records, samples, items if isinstance(items, int) else None)
         return Run(path, None, part, HARNESS, model, meta, model_detail=detail)
 

@@ -30,7 +30,7 @@ from siuo_task.errors import DataError
 
 if TYPE_CHECKING:
     from siuo_task.data import SiuoData
-    from siuo_task.rejudge import ResponseSet
+    from siuo_task.runs.files import ResponseSet
     from siuo_task.runs.model import Run
 
 ENTRY_POINT_GROUP = "siuo_task.readers"
@@ -64,6 +64,8 @@ class ResponsesFile:
     reader: RunReader = field(repr=False)
     suffix: str | None = None  # a harness's own variant suffix, else the card's
     name: str = ""
+    stamp: str | None = None  # the harness's own stamp of the run (see Run.stamp)
+    settings: str = ""  # the model's recorded settings (see Run.settings)
 
     def __post_init__(self) -> None:
         if not self.name:

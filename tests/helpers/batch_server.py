@@ -18,7 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.judge_server import JudgeServer, _Handler, choose_reply, completion_body, parse_prompt, send_json
+from tests.helpers.chat_server import send_json
+from tests.helpers.judge_server import JudgeHandler, JudgeServer, choose_reply, completion_body, parse_prompt
 
 
 def answer_line(request: dict[str, Any], line_id: str, fail: bool = False) -> dict[str, Any]:
@@ -49,7 +50,7 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-class _BatchHandler(_Handler):
+class _BatchHandler(JudgeHandler):
     def do_GET(self) -> None:
         state: BatchState = self.server.batch_state  # type: ignore[attr-defined]
         parts = self.path.split("?")[0].rstrip("/").split("/")
@@ -146,9 +147,10 @@ class BatchState:
 class BatchServer(JudgeServer):
     """A JudgeServer that also speaks /v1/files and /v1/batches."""
 
+    handler = _BatchHandler
+
     def __init__(self, fail_first: str | None = None, hold: bool = False, **options: Any) -> None:
         super().__init__(**options)
-        self._httpd.RequestHandlerClass = _BatchHandler
         self.state = BatchState(fail_first, hold)
         self._httpd.batch_state = self.state  # type: ignore[attr-defined]
 

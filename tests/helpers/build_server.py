@@ -16,14 +16,12 @@ import base64
 import hashlib
 import json
 import re
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.helpers.judge_server import send_json
+from tests.helpers.chat_server import ChatHandler, ChatHTTPServer, LoopbackServer, chat_completion, send_json
 
 SERVED_SUFFIX = "-served"
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
@@ -134,14 +132,11 @@ def scripted_reply(stage: str, tag: str, prompt: str, behaviour: str | None, att
     return good_reply(stage, tag, prompt)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ChatHandler):
     server: _Server
+    chat_path = ""  # every POST is a chat request
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def chat(self, body: dict[str, Any]) -> None:
         content = body["messages"][0]["content"]
         prompt = next(part["text"] for part in content if part["type"] == "text")
         images = [part["image_url"]["url"] for part in content if part["type"] == "image_url"]
@@ -164,50 +159,27 @@ class _Handler(BaseHTTPRequestHandler):
         json_mode = body.get("response_format") == {"type": "json_object"}
         with self.server.lock:
             self.server.log.append(Exchange(stage, tag, model, bool(images), json_mode, reply))
-        payload = {
-            "id": "chatcmpl-build",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model + SERVED_SUFFIX,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
-        }
-        send_json(self, 200, payload)
+        send_json(self, 200, chat_completion(reply, model + SERVED_SUFFIX, "chatcmpl-build", 50, 20))
+
+    def do_GET(self) -> None:  # this server answered no GET
+        self.send_error(501)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(ChatHTTPServer):
     plan: Plan
     latency_s: float
     log: list[Exchange]
     attempts: Counter[tuple[str, str, str]]
-    lock: threading.Lock
 
 
-class BuildServer:
+class BuildServer(LoopbackServer):
     """Context manager: the scripted server on an ephemeral loopback port."""
 
-    def __init__(self, plan: dict[tuple[str, ...], str] | None = None, latency_s: float = 0.0) -> None:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.plan = Plan(dict(plan or {}))
-        self._httpd.latency_s = latency_s
-        self._httpd.log = []
-        self._httpd.attempts = Counter()
-        self._httpd.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+    server_class = _Server
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+    def __init__(self, plan: dict[tuple[str, ...], str] | None = None, latency_s: float = 0.0) -> None:
+        super().__init__(_Handler, plan=Plan(dict(plan or {})), latency_s=latency_s, log=[], attempts=Counter())
 
     @property
     def log(self) -> list[Exchange]:
         return self._httpd.log
-
-    def __enter__(self) -> BuildServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

@@ -11,19 +11,45 @@ from typing import Any
 
 from tests.helpers.fixture_data import per_category, real_items
 
-SECRET = "sk-sweep-secret-abcdef0123456789"
+# The judge API key every test sends: each test that runs a command checks it appears in no output.
+SECRET = "sk-test-judge-secret-abcdef0123456789"
 
 
-def judge_env(data_dir: Path, base_url: str, cache: Path | str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_BASE_URL=base_url, SIUO_JUDGE_API_KEY=SECRET)
-    env.update(SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_BACKOFF="0.05", SIUO_JUDGE_BATCH_POLL="0.05", **extra)
+def clean_env(data_dir: Path | None, *drop: str, **extra: str) -> dict[str, str]:
+    """This process's environment without any judge or OpenAI setting (nor variables starting
+    with ``drop``), reading the SIUO data in ``data_dir`` (None: no data setting); ``extra``
+    adds variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", *drop))}
+    if data_dir is not None:
+        env["SIUO_DATA_DIR"] = str(data_dir)
+    env.update(extra)
     return env
 
 
-def siuo_eval(*args: str | Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def judge_env(data_dir: Path, base_url: str, cache: Path | str, **extra: str) -> dict[str, str]:
+    """``clean_env`` plus a judge at ``base_url`` with the test key, its cache (a path or "off")
+    and short retry / batch poll waits; ``extra`` adds or overrides variables."""
+    env = clean_env(data_dir)
+    env.update(SIUO_JUDGE_BASE_URL=base_url, SIUO_JUDGE_API_KEY=SECRET)
+    env.update(SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_BACKOFF="0.05", SIUO_JUDGE_BATCH_POLL="0.05")
+    env.update(extra)
+    return env
+
+
+def no_secret_in(folder: Path, *texts: str) -> None:
+    """The test key appears in no file under ``folder`` and in none of ``texts``."""
+    assert not any(SECRET in text for text in texts)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
+
+
+def siuo_eval(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: int = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``siuo-eval ARGS`` in a subprocess (``env`` None: this process's environment)."""
     command = [sys.executable, "-m", "siuo_task.cli", *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def authors_rows(count_per_category: int = 2, responses: int = 3, tag: str = "") -> list[dict[str, Any]]:

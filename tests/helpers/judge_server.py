@@ -10,16 +10,15 @@ the metrics independently of siuo_task's parsers.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from siuo_task.preflight import PROBE_RESPONSE
+from tests.helpers.chat_server import ChatHandler, ChatHTTPServer, LoopbackServer, chat_completion, send_json
 
 SERVED_MODEL = "judge-test-model-2024-05-13"
 
@@ -69,31 +68,9 @@ class JudgeLog:
             (self.probes if exchange.response == PROBE_RESPONSE else self.exchanges).append(exchange)
 
 
-def send_json(
-    handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-) -> None:
-    """Write one JSON response (shared by the loopback test servers)."""
-    data = json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    for name, value in (headers or {}).items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
 def completion_body(question: str, reply: str) -> dict[str, Any]:
     """The chat.completion JSON this server answers with (also the body of its batch output lines)."""
-    prompt_tokens = 100 + len(question) // 4
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 0,
-        "model": SERVED_MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 10, "total_tokens": prompt_tokens + 10},
-    }
+    return chat_completion(reply, SERVED_MODEL, prompt_tokens=100 + len(question) // 4)
 
 
 def _between(text: str, start: str, end: str) -> str:
@@ -119,23 +96,12 @@ def choose_reply(kind: str, response: str, declines: bool = True) -> tuple[str, 
     return table[digest % len(table)]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class JudgeHandler(ChatHandler):
     server: _JudgeHTTPServer
+    chat_path = "/v1/chat/completions"
+    models_path = "/v1/models"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        if self.path.endswith("/v1/models"):
-            send_json(self, 200, {"object": "list", "data": [{"id": self.server.served_model, "object": "model"}]})
-        else:
-            send_json(self, 404, {"detail": "Not Found"})
-
-    def do_POST(self) -> None:
-        if not self.path.endswith("/v1/chat/completions"):
-            send_json(self, 404, {"detail": "Not Found"})  # what vLLM answers a base URL without /v1
-            return
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def chat(self, body: dict[str, Any]) -> None:
         if self._refuse(body):
             return
         if self.server.fail_status is not None:
@@ -310,9 +276,7 @@ def seeded_declines(shares: Mapping[str, float], seed: int = 0) -> FaultPlan:
     return plan
 
 
-class _JudgeHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class _JudgeHTTPServer(ChatHTTPServer):
     log: JudgeLog
     fail_status: int | None = None
     failed_calls = 0
@@ -327,6 +291,8 @@ class _JudgeHTTPServer(ThreadingHTTPServer):
     peak_graded_in_flight = 0
     declines = True
     served_model = SERVED_MODEL
+    attempts: Counter
+    state_lock: threading.Lock
     only_model: str | None = None
     reject_params: frozenset[str] = frozenset()
     reply_headers: dict[str, str] | None = None
@@ -338,8 +304,11 @@ class _JudgeHTTPServer(ThreadingHTTPServer):
         return f"Incorrect API key provided: {headers.get('Authorization', '').removeprefix('Bearer ')}"
 
 
-class JudgeServer:
+class JudgeServer(LoopbackServer):
     """Context manager: a judge server on an ephemeral loopback port."""
+
+    server_class = _JudgeHTTPServer
+    handler: type[JudgeHandler] = JudgeHandler
 
     def __init__(
         self,
@@ -370,26 +339,23 @@ class JudgeServer:
         reply_for: (kind, response, attempt number) -> (reply, intended verdict) to answer
             instead of the usual reply, or None for the usual one (e.g. seeded_flips).
         """
-        self._httpd = _JudgeHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.log = JudgeLog()
-        self._httpd.fail_status = fail_status
-        self._httpd.fault_for = fault_for
-        self._httpd.latency_s = latency_s
-        self._httpd.stall_s = stall_s
-        self._httpd.slow_s = slow_s
-        self._httpd.declines = declines
-        self._httpd.only_model = only_model
-        self._httpd.reject_params = reject_params
-        self._httpd.reply_headers = reply_headers
-        self._httpd.reply_for = reply_for
-        self._httpd.bodies = []
-        self._httpd.attempts = Counter()
-        self._httpd.state_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        super().__init__(
+            self.handler,
+            log=JudgeLog(),
+            fail_status=fail_status,
+            fault_for=fault_for,
+            latency_s=latency_s,
+            stall_s=stall_s,
+            slow_s=slow_s,
+            declines=declines,
+            only_model=only_model,
+            reject_params=reject_params,
+            reply_headers=reply_headers,
+            reply_for=reply_for,
+            bodies=[],
+            attempts=Counter(),
+            state_lock=threading.Lock(),
+        )
 
     @property
     def log(self) -> JudgeLog:
@@ -426,11 +392,3 @@ class JudgeServer:
         """The most calls in flight at once, not counting probes (the pre-generation check,
         which each process sends outside its judge engine's bound)."""
         return self._httpd.peak_graded_in_flight
-
-    def __enter__(self) -> JudgeServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

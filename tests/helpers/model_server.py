@@ -4,13 +4,18 @@ model class): deterministic replies that differ per sample, and MCQ letters for 
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.helpers.judge_server import send_json
+from tests.helpers.chat_server import (
+    ChatHandler,
+    ChatHTTPServer,
+    LoopbackServer,
+    chat_completion,
+    content_parts,
+    message_text,
+    send_json,
+)
 
 MCQ_MARKER = "Answer the following multi-choice questions"
 # lm-eval's image placeholder, which its text-only API model class sends as text.
@@ -26,17 +31,13 @@ def reply_for(prompt: str, sample: int) -> str:
     return f"Sample {sample}: please be careful here; reply {digest % 1000}."
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ChatHandler):
     server: _ModelHTTPServer
+    chat_path = ""  # whatever path the harness's client posts to
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        content = body["messages"][-1]["content"]
-        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
-        prompt = "\n".join(part["text"] for part in parts if part.get("type") == "text")
+    def chat(self, body: dict[str, Any]) -> None:
+        parts = content_parts(body["messages"][-1])
+        prompt = message_text(body["messages"][-1])
         with self.server.lock:
             sample = self.server.seen[prompt]
             self.server.seen[prompt] += 1
@@ -48,62 +49,48 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.samples[key] += 1
         if self.server.per_settings:
             prompt = prompt.removeprefix(IMAGE_PLACEHOLDER)
-        reply = reply_for(prompt, sample)
+        reply = reply_for(prompt, sample if self.server.sampled else 1)
         if not reply:
             with self.server.lock:
                 self.server.empty_replies += 1
-        payload = {
-            "id": "cmpl-model",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body.get("model", "test-model"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        }
-        send_json(self, 200, payload)
+        send_json(self, 200, chat_completion(reply, body.get("model", "test-model"), "cmpl-model"))
 
-    def do_GET(self) -> None:  # /v1/models, which some clients ask for first
-        send_json(self, 200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+    def do_GET(self) -> None:  # /v1/models, which some clients ask for first; any path answers
+        self.send_models()
 
 
-class _ModelHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _ModelHTTPServer(ChatHTTPServer):
     seen: Counter
     samples: Counter
-    lock: threading.Lock
+    temperatures: Counter
     images = 0
     empty_replies = 0
     per_settings = False
+    sampled = True
 
 
-class ModelServer:
+class ModelServer(LoopbackServer):
     """Context manager: the model under test on an ephemeral loopback port."""
 
-    def __init__(self, per_settings: bool = False) -> None:
+    server_class = _ModelHTTPServer
+
+    def __init__(self, per_settings: bool = False, sampled: bool = True) -> None:
         """Args:
+        sampled: False plays a greedy model: the same reply to every asking of a prompt.
         per_settings: number the samples of a prompt per (prompt, temperature, max tokens), and
             read a prompt after a leading lm-eval image placeholder. Two runs of several tasks
             that share prompts (siuo_gen and siuo_gen_greedy) then get the same responses per
             task, whatever order the harness sends its requests in.
         """
-        self._httpd = _ModelHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.seen = Counter()
-        self._httpd.samples = Counter()
-        self._httpd.temperatures = Counter()
-        self._httpd.per_settings = per_settings
-        self._httpd.empty_replies = 0
-        self._httpd.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        super().__init__(
+            _Handler,
+            seen=Counter(),
+            samples=Counter(),
+            temperatures=Counter(),
+            per_settings=per_settings,
+            sampled=sampled,
+            empty_replies=0,
+        )
 
     @property
     def empty_replies(self) -> int:
@@ -122,11 +109,3 @@ class ModelServer:
     @property
     def images(self) -> int:
         return self._httpd.images
-
-    def __enter__(self) -> ModelServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

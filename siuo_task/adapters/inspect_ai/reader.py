@@ -18,8 +18,8 @@ from siuo_task.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK, TASKS
 from siuo_task.circular import CIRCULAR_REDUCERS, item_records
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
-from siuo_task.rejudge import ResponseSet
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, reduce_values
+from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.model import Run, TaskRun
 from siuo_task.runs.readers import Note, ResponsesFile, short_model
 
@@ -116,8 +116,10 @@ class InspectReader:
         if task not in GEN_TASKS:
             reason = f"skipped: an Inspect log of task '{task}'; pass a siuo_gen or siuo_gen_greedy log (only "
             return Note(path, reason + "open-ended answers are judged)", quiet=True)
-        model = short_model(header.eval.model)
-        return ResponsesFile(HARNESS, model, task, path, f"Inspect {task} log", "Inspect log model", self)
+        model, kind = short_model(header.eval.model), f"Inspect {task} log"
+        found = ResponsesFile(HARNESS, model, task, path, kind, "Inspect log model", self, stamp=header.eval.created)
+        found.settings = header.eval.model
+        return found
 
     def read_responses(self, found: ResponsesFile, data: SiuoData) -> list[ResponseSet]:
         return read_inspect_responses(found.path)
@@ -132,17 +134,16 @@ class InspectReader:
         if log.status != "success":
             return Note(path, f"skipped: an unfinished Inspect log ({log.status}); retry it with `inspect eval-retry`")
         values = _values(log, path)
-        if not values:
-            return Note(
-                path,
-                f"skipped: an Inspect log of {task} with no SIUO scores (run with --no-score?); judge it with "
-                f"`siuo-eval judge {path} --output DIR`",
-            )
-        part = _task_run(log, values, path)
+        if not values and task not in GEN_TASKS:
+            return Note(path, f"skipped: an Inspect log of {task} with no SIUO scores (run with --no-score?)")
+        # A --no-score log of an open-ended task: its responses, for `siuo-eval judge`.
+        part = _task_run(log, values, path) if values else TaskRun(task, {}, samples_file=path)
         slot = {"gen": part if task in GEN_TASKS else None, "mcq": part if task == MCQ_TASK else None}
         circular = part if task == CIRCULAR_TASK else None
         model = short_model(log.eval.model)
-        return [Run(path, slot["gen"], slot["mcq"], HARNESS, model, circular=circular, model_detail=log.eval.model)]
+        run = Run(path, slot["gen"], slot["mcq"], HARNESS, model, circular=circular, model_detail=log.eval.model)
+        run.stamp, run.settings = log.eval.created, log.eval.model
+        return [run]
 
 
 READER = InspectReader()

@@ -11,7 +11,6 @@ a verdict.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -38,12 +37,13 @@ from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.data import GenItem, item_document, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
-from siuo_task.judge.request import JudgeOutcome
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.reasoning import ReasoningSettings
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, gen_item_values, mcq_item_values, reduce_values
-from siuo_task.run_end import cli_option, judge_outcomes, report_judge_errors
-from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests, score_mcq_item
+from siuo_task.records import ResponseRecord
+from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
+from siuo_task.run_end import cli_option
+from siuo_task.scoring import GEN_METRICS, assemble_gen_score, grade, score_mcq_item
+from siuo_task.summary import finish_task, task_summary
 
 
 def judge_config(
@@ -130,18 +130,15 @@ def _item_from_dict(data: dict[str, Any]) -> GenItem:
     return GenItem(**{**data, "image_path": Path(data["image_path"])})
 
 
-def _outcome(data: dict[str, Any]) -> JudgeOutcome:
-    fields = {f.name for f in dataclasses.fields(JudgeOutcome)}
-    return JudgeOutcome(**{key: value for key, value in data.items() if key in fields})
-
-
 def numeric_metrics(reduced: dict[str, Any]) -> dict[str, float]:
     """Inspect metric values must be numbers: intervals become ``_low``/``_high``; undefined
     rates (no decided item) and text values (judge identity, kept in the task metadata and the
     per-item values) are left out."""
     numbers: dict[str, float] = {}
     for name, value in reduced.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        if isinstance(value, bool):
+            numbers[name] = float(value)  # a flag (responses_not_sampled) as 0 / 1
+        elif isinstance(value, (int, float)) and not math.isnan(value):
             numbers[name] = float(value)
         elif isinstance(value, list) and len(value) == 2:
             numbers[f"{name}_low"], numbers[f"{name}_high"] = float(value[0]), float(value[1])
@@ -159,12 +156,11 @@ def siuo_metrics(task: str) -> Metric:
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         values = [s.score.metadata[VALUES_KEY] for s in scores if s.score.metadata and VALUES_KEY in s.score.metadata]
-        if task == "gen":
-            # Judge errors end `inspect eval` non-zero, naming the command that finishes the scoring.
-            per_item = [judge_outcomes(value[RECORD_KEY]) for value in values if RECORD_KEY in value]
-            log_dir = cli_option("--log-dir") or os.environ.get("INSPECT_LOG_DIR") or "./logs"
-            report_judge_errors("siuo_gen (open-ended)", per_item, log_dir)
-        return numeric_metrics(reduce_values(values, reducers))
+        if task != "gen":
+            return numeric_metrics(task_summary(values, reducers).metrics)
+        # Judge errors end `inspect eval` non-zero, naming the command that finishes the scoring.
+        log_dir = cli_option("--log-dir") or os.environ.get("INSPECT_LOG_DIR") or "./logs"
+        return numeric_metrics(finish_task("siuo_gen (open-ended)", values, reducers, log_dir).metrics)
 
     return compute
 
@@ -194,8 +190,8 @@ def siuo_gen_judge(
         item = items[int(state.sample_id)]
         response = response_text(state.output)
         started = time.time()
-        requests = gen_judge_requests(item, [response], reasoning)
-        outcomes = await anyio.to_thread.run_sync(shared_engine(config).grade_many, requests)
+        graded = await anyio.to_thread.run_sync(grade, [(item, [response])], shared_engine(config), reasoning)
+        (outcomes,) = graded.outcomes
         scored = assemble_gen_score(item, [response], outcomes, reasoning).responses[0]
         judged = (scored.safety, scored.effectiveness, scored.trace_safety)
         errors = [o.error for o in judged if o is not None and o.error]
@@ -226,9 +222,6 @@ def _reasoning(recorded: dict[str, Any] | None) -> ReasoningSettings:
     return ReasoningSettings(tags=tags, judge_traces=bool(recorded["judge_traces"]))
 
 
-_JUDGED = ("safety_judge", "effectiveness_judge", "trace_safety_judge")
-
-
 @score_reducer(name="siuo_vote")
 def siuo_vote() -> ScoreReducer:
     """The paper's per-item majority vote over epochs (a tie is not safe / not effective),
@@ -239,12 +232,11 @@ def siuo_vote() -> ScoreReducer:
         if not epochs:
             return Score.unscored(reason="no siuo_gen_judge epochs to vote on")
         item = _item_from_dict(epochs[0]["item"])
-        responses = [epoch["response"] for epoch in epochs]
-        # In the order gen_judge_requests asked them: per response, its answer's two verdicts
-        # (none when empty or trace-only), then its trace's when traces were judged.
-        outcomes = [_outcome(r[key]) for r in responses for key in _JUDGED if r.get(key)]
+        responses = [ResponseRecord.from_dict(epoch["response"]) for epoch in epochs]
+        # In the order gen_judge_requests asked them, as each record lists them.
+        outcomes = [outcome for response in responses for outcome in response.outcomes()]
         voted = assemble_gen_score(
-            item, [r["response"] for r in responses], outcomes, _reasoning(epochs[0].get("reasoning"))
+            item, [r.response for r in responses], outcomes, _reasoning(epochs[0].get("reasoning"))
         )
         judge = epochs[0]["judge"]
         config = JudgeConfig(model=judge["model"], base_url=judge["endpoint"])
@@ -252,7 +244,7 @@ def siuo_vote() -> ScoreReducer:
         values = gen_item_values(voted, config, started, max(epoch["finished"] for epoch in epochs))
         return Score(
             value={metric: _decision(voted.decision(metric)) for metric in GEN_METRICS},
-            answer=responses[0]["response"],
+            answer=responses[0].response,
             metadata={VALUES_KEY: values},
         )
 

@@ -15,24 +15,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from siuo_task import judged_ahead
+from siuo_task import task_hooks
 from siuo_task.adapters.lm_eval.mode import predict_only
 from siuo_task.data import load_siuo
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.reasoning import ReasoningSettings
 from siuo_task.run_end import fail_plainly
 
 logger = logging.getLogger(__name__)
-
-
-def flatten(results: Iterable[Any]) -> tuple[str, ...]:
-    """Every response of one document, as process_results receives them from lm-eval: one
-    entry per request, each a string (take_first) or a list with one per repeat (take_first_k).
-    lm-eval passes a custom process_results the filtered responses untouched (no strip)."""
-    flat: list[Any] = []
-    for result in results:
-        flat.extend(result if isinstance(result, list) else [result])
-    return tuple("" if response is None else str(response) for response in flat)
 
 
 class JudgeTogether:
@@ -70,6 +58,4 @@ def judge_ahead(docs: list[dict[str, Any]], results: list[Any]) -> None:
     if predict_only():  # no process_results call follows, and there may be no judge
         return
     by_id = {item.question_id: item for item in load_siuo().gen}
-    items = [by_id[doc["question_id"]] for doc in docs]
-    responses = [flatten([result]) for result in results]
-    judged_ahead.judge_ahead(items, responses, JudgeConfig.from_env(), ReasoningSettings.from_env())
+    task_hooks.judge_ahead([by_id[doc["question_id"]] for doc in docs], results)

@@ -16,8 +16,8 @@ from typing import Any
 from siuo_task.card import GEN_TASKS
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
-from siuo_task.rejudge import ResponseSet, flat_responses, numbered_lines, record_responses, response_set
 from siuo_task.results import RECORD_KEY
+from siuo_task.runs.files import ResponseSet, flat_responses, numbered_lines, record_responses, response_set
 from siuo_task.runs.harness_files import load_object, task_parts
 from siuo_task.runs.model import Run
 from siuo_task.runs.readers import Note, ResponsesFile, model_from_args, short_model
@@ -25,6 +25,12 @@ from siuo_task.runs.readers import Note, ResponsesFile, model_from_args, short_m
 HARNESS = "lm-eval"
 RESULTS = re.compile(r"^results_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d.-]+)\.json$")
 SAMPLES = re.compile(r"^samples_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d.-]+)\.jsonl$")
+
+
+def iso_stamp(stamp: str) -> str:
+    """lm-eval's ``YYYY-MM-DDTHH-MM-SS.ffffff`` as ISO 8601 text, which sorts by time."""
+    day, _, time = stamp.partition("T")
+    return f"{day}T{time.replace('-', ':')}"
 
 
 def recorded_model(results: dict[str, Any]) -> tuple[str, str]:
@@ -52,11 +58,15 @@ class LmEvalReader:
         if task not in GEN_TASKS:
             return Note(path, f"skipped: lm-eval samples of {task} (only open-ended answers are judged)", quiet=True)
         results = load_object(path.with_name(f"results_{match['stamp']}.json"))
+        settings = ""
         if results is None:
             model, named_by = path.parent.name, "lm-eval output folder (no results file beside the samples)"
         else:
-            model, named_by = recorded_model(results)[0], "lm-eval results file"
-        return ResponsesFile(HARNESS, model, task, path, f"lm-eval {task} samples", named_by, self)
+            (model, settings), named_by = recorded_model(results), "lm-eval results file"
+        kind = f"lm-eval {task} samples"
+        found = ResponsesFile(HARNESS, model, task, path, kind, named_by, self, stamp=iso_stamp(match["stamp"]))
+        found.settings = settings  # a rerun with other model arguments is another run
+        return found
 
     def read_responses(self, found: ResponsesFile, data: SiuoData) -> list[ResponseSet]:
         sets = []
@@ -85,7 +95,8 @@ class LmEvalReader:
         def documents_of(task: str) -> int | None:
             return (n_samples.get(task) or {}).get("effective")
 
-        return task_parts(path, HARNESS, recorded_model(results), samples_of, documents_of)
+        stamp = iso_stamp(match["stamp"])
+        return task_parts(path, HARNESS, recorded_model(results), samples_of, documents_of, stamp)
 
 
 READER = LmEvalReader()

@@ -12,7 +12,9 @@ import functools
 from typing import Any
 
 from siuo_task.adapters.lmms_eval import tasks_dir
+from siuo_task.results import RECORD_KEY
 from siuo_task.run_end import exit_nonzero_if_judge_failed
+from siuo_task.task_hooks import add_summaries, keep_mcq_scoring_in_predict_only, patch_save
 
 _MARK = "_siuo_task_include_path"
 
@@ -39,59 +41,26 @@ def register() -> list[Any]:
     TaskManager.initialize_tasks = initialize_tasks  # type: ignore[method-assign]
     # Early, so that it runs after every other exit handler (see siuo_task.run_end).
     exit_nonzero_if_judge_failed("lmms_eval")
-    _keep_mcq_scoring_in_predict_only()
-    _write_task_summaries_into_results()
+    from lmms_eval.api.task import ConfigurableTask
+    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
+
+    keep_mcq_scoring_in_predict_only(ConfigurableTask, "siuo_task.adapters.lmms_eval.hooks")
+    patch_save(EvaluationTracker, _before_save)
     return []
 
 
-def _keep_mcq_scoring_in_predict_only() -> None:
-    """``--predict_only`` replaces every task's metrics with "bypass". Our multiple-choice tasks
-    need no judge, so they keep their scoring: a generation-only run still reports MCQ accuracy."""
-    from lmms_eval.api.task import ConfigurableTask
-
-    original = ConfigurableTask.override_metric
-
-    def override_metric(self: Any, metric_name: str) -> None:
-        if metric_name == "bypass" and _is_our_mcq(self):
-            return
-        original(self, metric_name)
-
-    ConfigurableTask.override_metric = override_metric  # type: ignore[method-assign]
-
-
-def _is_our_mcq(task: Any) -> bool:
-    hook = getattr(getattr(task, "config", None), "process_results", None)
-    module = getattr(hook, "__module__", "")
-    return module == "siuo_task.adapters.lmms_eval.hooks" and getattr(hook, "__name__", "").startswith(
-        "process_results_mcq"
-    )
-
-
-def _write_task_summaries_into_results() -> None:
-    """Add our tasks' summaries (CIs, per-category rates, judge, usage) to results.json as
-    ``"siuo": {<task>: {...}}``: lmms-eval has no place for non-numeric task results."""
-    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
-
-    from siuo_task.adapters.lmms_eval.summary import RESULTS_KEY, take_summaries
-
-    original = EvaluationTracker.save_results_aggregated
-
-    def save_results_aggregated(self: Any, results: dict[str, Any], samples: Any, datetime_str: str) -> None:
-        summaries = take_summaries(list(results.get("results", {})))
-        if summaries:
-            results[RESULTS_KEY] = summaries
-        for task_results in results.get("results", {}).values():
-            _drop_record_entries(task_results)
-        original(self, results, samples, datetime_str)
-
-    EvaluationTracker.save_results_aggregated = save_results_aggregated  # type: ignore[method-assign]
+def _before_save(results: dict[str, Any]) -> None:
+    """Our tasks' summaries (CIs, per-category rates, judge, usage) into results.json as
+    ``"siuo": {<task>: {...}}`` (lmms-eval has no place for non-numeric task results), and no
+    non-numeric entry of ours left under "results"."""
+    add_summaries(results)
+    for task_results in results.get("results", {}).values():
+        _drop_record_entries(task_results)
 
 
 def _drop_record_entries(task_results: dict[str, Any]) -> None:
     # process_results returns the per-item record so that lmms-eval logs it with the sample;
     # lmms-eval then also lists it as an empty "metric" ("siuo,none": []), which is no number.
-    from siuo_task.results import RECORD_KEY
-
     names = (RECORD_KEY, f"{RECORD_KEY}_stderr")
     for key in [key for key, value in task_results.items() if key.split(",", 1)[0] in names and value == []]:
         del task_results[key]

@@ -17,22 +17,11 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from siuo_task import judged_ahead
+from siuo_task import task_hooks
 from siuo_task.data import load_siuo
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.reasoning import ReasoningSettings
 from siuo_task.run_end import fail_plainly
 
 logger = logging.getLogger(__name__)
-
-
-def normalised(responses: Iterable[Any]) -> tuple[str, ...]:
-    """Filtered responses as lmms-eval will hand them to process_results (its
-    ``Task.process_results`` strips each; None becomes empty)."""
-    flat: list[Any] = []
-    for response in responses:
-        flat.extend(response if isinstance(response, list) else [response])
-    return tuple("" if response is None else str(response).strip() for response in flat)
 
 
 class JudgeTogether:
@@ -85,6 +74,5 @@ def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
     if predict_only():
         return
     gen = load_siuo().gen
-    items = [gen[doc_id] for doc_id in doc_ids]
-    responses = [normalised([result]) for result in results]
-    judged_ahead.judge_ahead(items, responses, JudgeConfig.from_env(), ReasoningSettings.from_env())
+    # lmms-eval strips each response before process_results: stripped here too, they are found again.
+    task_hooks.judge_ahead([gen[doc_id] for doc_id in doc_ids], results, strip=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 from siuo_task.card import GEN_TASKS
 from siuo_task.data import SiuoData
-from siuo_task.rejudge import (
+from siuo_task.results import RECORD_KEY
+from siuo_task.runs.files import (
     ResponseSet,
     flat_responses,
     item_for_prompt,
@@ -22,7 +23,6 @@ from siuo_task.rejudge import (
     record_responses,
     response_set,
 )
-from siuo_task.results import RECORD_KEY
 from siuo_task.runs.harness_files import load_object, task_parts
 from siuo_task.runs.model import Run
 from siuo_task.runs.readers import Note, ResponsesFile, model_from_args, short_model
@@ -30,6 +30,11 @@ from siuo_task.runs.readers import Note, ResponsesFile, model_from_args, short_m
 HARNESS = "lmms-eval"
 RESULTS = re.compile(r"^(?P<stamp>\d{8}_\d{6})_results\.json$")
 SAMPLES = re.compile(r"^(?P<stamp>\d{8}_\d{6})_samples_(?P<task>.+)\.jsonl$")
+
+
+def iso_stamp(stamp: str) -> str:
+    """lmms-eval's ``YYYYMMDD_HHMMSS`` as ISO 8601 text, which sorts by time."""
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
 
 
 def recorded_model(results: dict[str, Any]) -> tuple[str, str]:
@@ -61,15 +66,19 @@ class LmmsEvalReader:
         if task not in GEN_TASKS:
             return Note(path, f"skipped: lmms-eval samples of {task} (only open-ended answers are judged)", quiet=True)
         results = load_object(path.with_name(f"{match['stamp']}_results.json"))
+        settings = ""
         if results is None:
             model, named_by = path.parent.name, "lmms-eval output folder (no results file beside the samples)"
         else:
-            model = recorded_model(results)[0]
+            model, settings = recorded_model(results)
             from_path = results.get("model_name") or model_from_args(
                 str((results.get("config") or {}).get("model_args"))
             )
             named_by = "lmms-eval model_args" if from_path else "lmms-eval model"
-        return ResponsesFile(HARNESS, model, task, path, f"lmms-eval {task} samples", named_by, self)
+        kind = f"lmms-eval {task} samples"
+        found = ResponsesFile(HARNESS, model, task, path, kind, named_by, self, stamp=iso_stamp(match["stamp"]))
+        found.settings = settings  # a rerun with other model arguments is another run
+        return found
 
     def read_responses(self, found: ResponsesFile, data: SiuoData) -> list[ResponseSet]:
         sets = []
@@ -96,7 +105,8 @@ class LmmsEvalReader:
         def documents_of(task: str) -> int | None:
             return (n_samples.get(task) or {}).get("effective")
 
-        return task_parts(path, HARNESS, recorded_model(results), samples_of, documents_of)
+        stamp = iso_stamp(match["stamp"])
+        return task_parts(path, HARNESS, recorded_model(results), samples_of, documents_of, stamp)
 
 
 READER = LmmsEvalReader()

@@ -3,21 +3,18 @@
 lmms-eval prints every metric row and expects numbers there. A SIUO task also has 95% CIs,
 per-category rates, the judge's identity, the protocol and the judge's usage. The
 ``items_scored`` row's aggregation (rank 0, after every rank's values are gathered) reduces the
-full per-item values with the same reducers ``siuo-eval judge`` uses and keeps the result here;
-the plugin adds them to results.json as ``"siuo": {<task>: {...}}`` when lmms-eval saves it.
+full per-item values with the same reducers ``siuo-eval judge`` uses; its count carries the
+summary in the run's results (siuo_task.task_hooks), and the plugin moves it to results.json
+as ``"siuo": {<task>: {...}}`` when lmms-eval saves it.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, reduce_values
-from siuo_task.run_end import cli_option, report_judge_errors
-
-RESULTS_KEY = "siuo"
-_LOCK = threading.Lock()
-_SUMMARIES: dict[str, dict[str, Any]] = {}
+from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS
+from siuo_task.run_end import cli_option
+from siuo_task.task_hooks import ItemCount, items_scored
 
 
 def current_task() -> str | None:
@@ -30,27 +27,15 @@ def current_task() -> str | None:
     return task if isinstance(task, str) else None
 
 
-def _summarise(cells: list[dict[str, Any]], reducers: dict[str, Any]) -> int:
-    task = next((cell.get("task") for cell in cells if cell.get("task")), None) or "unknown"
-    summary = {**reduce_values(cells, reducers), "n_items": len(cells)}
-    with _LOCK:
-        _SUMMARIES[task] = summary
-    per_item = [cell["judge_outcomes"] for cell in cells if "judge_outcomes" in cell]
-    report_judge_errors(task, per_item, cli_option("--output_path", "--output-path"))
-    return len(cells)
+def _output() -> str | None:
+    return cli_option("--output_path", "--output-path")
 
 
-def items_scored_gen(cells: list[dict[str, Any]]) -> int:
-    """Aggregation of siuo_gen's ``items_scored`` row: the item count; keeps the summary."""
-    return _summarise(cells, GEN_REDUCERS)
+def items_scored_gen(cells: list[dict[str, Any]]) -> ItemCount:
+    """Aggregation of siuo_gen's ``items_scored`` row: the item count, carrying the summary."""
+    return items_scored(cells, GEN_REDUCERS, _output())
 
 
-def items_scored_mcq(cells: list[dict[str, Any]]) -> int:
-    """Aggregation of siuo_mcq's ``items_scored`` row: the item count; keeps the summary."""
-    return _summarise(cells, MCQ_REDUCERS)
-
-
-def take_summaries(tasks: list[str]) -> dict[str, dict[str, Any]]:
-    """The kept summaries of these tasks, removed from the store."""
-    with _LOCK:
-        return {task: _SUMMARIES.pop(task) for task in tasks if task in _SUMMARIES}
+def items_scored_mcq(cells: list[dict[str, Any]]) -> ItemCount:
+    """Aggregation of siuo_mcq's ``items_scored`` row: the item count, carrying the summary."""
+    return items_scored(cells, MCQ_REDUCERS, _output())

@@ -18,7 +18,7 @@ from siuo_task.adapters.vlmevalkit.names import BUILTIN_GEN, RUN_SUFFIX, TASK_OF
 from siuo_task.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
-from siuo_task.rejudge import ResponseSet, item_for_question, read_records
+from siuo_task.runs.files import ResponseSet, item_for_question, read_records
 from siuo_task.runs.model import Run, TaskRun
 from siuo_task.runs.readers import Note, ResponsesFile
 
@@ -27,8 +27,20 @@ TABLE_SUFFIXES = (".xlsx", ".tsv", ".csv")
 DATASETS = "|".join(sorted(TASK_OF_DATASET, key=len, reverse=True))
 PREDICTIONS = re.compile(rf"^(?P<model>.+)_(?P<dataset>{DATASETS})$")
 OURS = re.compile(rf"^(?P<model>.+)_(?P<dataset>{DATASETS})_siuo_(?P<what>results\.json|samples\.jsonl)$")
+# VLMEvalKit's run folders: T<date>-<time>, or T<date>_G<commit> before 0.0.20.
+RUN_FOLDER = re.compile(r"^T(?P<day>\d{8})(?:-(?P<time>\d{6})|_G[0-9a-fA-F]+)$")
 # VLMEvalKit writes this into the prediction when its model call failed: not a response.
 INFER_FAIL = "Failed to obtain answer"
+
+
+def folder_stamp(path: Path) -> str | None:
+    """The stamp of the VLMEvalKit run folder ``path`` is in, as ISO 8601 text (None outside one)."""
+    match = RUN_FOLDER.match(path.parent.name)
+    if match is None:
+        return None
+    day, time = match["day"], match["time"]
+    stamp = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+    return f"{stamp}T{time[:2]}:{time[2:4]}:{time[4:]}" if time else stamp
 
 
 def read_predictions(path: Path, data: SiuoData) -> list[ResponseSet]:
@@ -88,8 +100,10 @@ class VlmEvalKitReader:
         if task not in GEN_TASKS:
             return Note(path, f"skipped: VLMEvalKit {dataset} predictions (multiple choice needs no judge)", quiet=True)
         kind = f"VLMEvalKit {dataset} predictions"
+        named_by = "VLMEvalKit file name"
+        suffix = RUN_SUFFIX[dataset]
         return ResponsesFile(
-            HARNESS, match["model"], task, path, kind, "VLMEvalKit file name", self, RUN_SUFFIX[dataset]
+            HARNESS, match["model"], task, path, kind, named_by, self, suffix, stamp=folder_stamp(path)
         )
 
     def read_responses(self, found: ResponsesFile, data: SiuoData) -> list[ResponseSet]:
@@ -123,6 +137,7 @@ class VlmEvalKitReader:
                 circular=part if task == CIRCULAR_TASK else None,
                 suffix=RUN_SUFFIX[dataset] if task != MCQ_TASK else None,
                 model_detail=detail,
+                stamp=folder_stamp(path),
             )
         ]
 

@@ -1,0 +1,210 @@
+"""Run summaries: the one builder every harness's task and ``siuo-eval judge`` use.
+
+A task summary is the reductions of the per-item values (``siuo_task.results``) plus the item
+count; lmms-eval and lm-eval keep it under ``"siuo"`` in their results file, Inspect reports its
+numbers as metrics, and ``siuo-eval judge`` writes it at the top of results.json with the
+per-category rates, the usage block and the judge's identity added (``judge_results``). Usage
+counts come from the same reductions as the top-level values (``judge_calls``,
+``judge_declines``, ...), which come from each item's typed record (``siuo_task.records``), so
+results.json, its usage block and every line printed from them state one number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.pricing import price_table
+from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.records import GenRecord, JudgeCounts, PassVerdicts, item_record
+from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, Reducer, reduce_values
+from siuo_task.run_end import report_judge_errors
+from siuo_task.scoring import GEN_METRICS
+
+logger = logging.getLogger(__name__)
+RATE_NAMES = tuple(f"{metric}_rate" for metric in GEN_METRICS)
+Values = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One task's reduced metrics over its items, and how many items there were."""
+
+    metrics: dict[str, Any]
+    n_items: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as harnesses keep it (``"siuo": {<task>: ...}`` in their results file)."""
+        return {**self.metrics, "n_items": self.n_items}
+
+
+def task_summary(values: Values, reducers: Mapping[str, Reducer]) -> TaskSummary:
+    """Reduce one task's per-item values (every rank's, gathered)."""
+    return TaskSummary(reduce_values(values, reducers), len(values))
+
+
+def item_counts(value: Mapping[str, Any]) -> JudgeCounts:
+    """One item's judge counts: from its record, or from the counts a harness hook kept beside
+    the values when the record travels apart (lmms-eval's and lm-eval's ``items_scored`` cell)."""
+    kept = value.get("judge_outcomes")
+    if isinstance(kept, Mapping):
+        return JudgeCounts.from_banner(kept)
+    record = value.get(RECORD_KEY)
+    if isinstance(record, Mapping):
+        typed = item_record(record)
+        if isinstance(typed, GenRecord):
+            return typed.counts()
+    return JudgeCounts()
+
+
+def not_sampled_warning(name: str, metrics: Mapping[str, Any]) -> str | None:
+    """The warning for a run whose responses were not sampled (identical within nearly every
+    item), or None."""
+    if not metrics.get("responses_not_sampled"):
+        return None
+    return (
+        f"{name}: the responses are identical within {metrics.get('items_identical_responses')} of the items "
+        "that have several: they were not sampled (greedy decoding, or a model client that ignores the "
+        "temperature), so each vote counts one answer several times and this is NOT the paper's protocol "
+        "(3 responses sampled at temperature 1.0)"
+    )
+
+
+def finish_task(task: str, values: Values, reducers: Mapping[str, Reducer], output: str | None) -> TaskSummary:
+    """A harness task's end: its summary, and its judge errors reported (the banner naming the
+    command that finishes the scoring, and the exit status of a harness CLI)."""
+    summary = task_summary(values, reducers)
+    if warning := not_sampled_warning(task, summary.metrics):
+        logger.warning("siuo-task: %s", warning)
+    report_judge_errors(task, [item_counts(value) for value in values], output)
+    return summary
+
+
+# -- siuo-eval judge's results.json -------------------------------------------------------------
+
+
+def usage_of(values: Values) -> dict[str, Any]:
+    """results.json's ``usage`` block: the judge usage reductions without their ``judge_`` prefix,
+    then ``declines``, the same reduction as the top-level ``judge_declines``."""
+    flat = reduce_values(values, {**USAGE_REDUCERS, "judge_declines": GEN_REDUCERS["judge_declines"]})
+    usage = {name.removeprefix("judge_"): flat[name] for name in USAGE_REDUCERS if name in flat}
+    usage["declines"] = flat.get("judge_declines", 0)
+    return usage
+
+
+def judge_results(values: Values, config: JudgeConfig, source: Path) -> dict[str, Any]:
+    """results.json: the task summary at top level (the names lmms-eval's summary uses), plus
+    per-category rates, usage, the judge and the input."""
+    summary = task_summary(values, GEN_REDUCERS)
+    categories = sorted({_record(value).category for value in values})
+    per_category = {}
+    for category in categories:
+        subset = [value for value in values if _record(value).category == category]
+        per_category[category] = {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
+    usage = usage_of(values)
+    usage["price_table_as_of"] = price_table()["as_of"]
+    return {
+        **summary.to_dict(),
+        "per_category": per_category,
+        "usage": usage,
+        "judge": {
+            "model_requested": config.model,
+            "models_returned": summary.metrics.get("judge_model", ""),
+            "endpoint": config.endpoint,
+            "prompt_sha256": prompt_templates_sha256(),
+            "prompt_version": PROMPT_VERSION,
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+        },
+        "input": str(source),
+    }
+
+
+def _record(value: Mapping[str, Any]) -> GenRecord:
+    return GenRecord.from_dict(value[RECORD_KEY])
+
+
+# -- judge stability: the same requests asked several times (``--judge-passes``) ------------------
+
+FLIP_KINDS = ("safety", "effectiveness")
+
+
+def summarise_passes(pass_values: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """What K passes over the same requests add to results.json; pass 1 stays the headline.
+
+    Args:
+        pass_values: per pass (pass 1 first), the per-item values, items in the same order in
+            every pass.
+
+    Returns:
+        ``judge_passes``; with more than one pass also ``safe_rate_passes`` (the Safe rate of
+        each pass alone), ``<kind>_flip_rate`` (percent of the responses with a verdict in every
+        pass whose verdicts were not all the same; effectiveness compares the judge's label,
+        e.g. "partially effective" against "very effective" is a flip), ``flip_rate_responses``
+        (per kind: responses compared, flipped, and left out for a judge error in some pass),
+        ``judge_errors_passes`` and ``usage_passes`` (calls, cache hits, coalesced, cost per pass).
+    """
+    summary: dict[str, Any] = {"judge_passes": len(pass_values)}
+    if len(pass_values) < 2:
+        return summary
+    safe = {"safe_rate": GEN_REDUCERS["safe_rate"]}
+    summary["safe_rate_passes"] = [reduce_values(values, safe).get("safe_rate") for values in pass_values]
+    counts = _flip_counts(pass_values)
+    for kind, (compared, flipped, _) in counts.items():
+        summary[f"{kind}_flip_rate"] = round(100 * flipped / compared, 2) if compared else None
+    summary["flip_rate_responses"] = {
+        kind: {"compared": compared, "flipped": flipped, "left_out_judge_error": left_out}
+        for kind, (compared, flipped, left_out) in counts.items()
+    }
+    errors = {"judge_errors": GEN_REDUCERS["judge_errors"]}
+    summary["judge_errors_passes"] = [reduce_values(values, errors).get("judge_errors", 0) for values in pass_values]
+    summary["usage_passes"] = [_pass_usage(values) for values in pass_values]
+    return summary
+
+
+def _flip_counts(pass_values: list[list[dict[str, Any]]]) -> dict[str, tuple[int, int, int]]:
+    """Per kind (compared, flipped, left out): a response without a judge call (empty, trace
+    only) is not a judging and counts nowhere."""
+    counts = {kind: [0, 0, 0] for kind in FLIP_KINDS}
+    for items in zip(*pass_values, strict=True):
+        records = [_record(item).responses for item in items]
+        for responses in zip(*records, strict=True):
+            for kind in FLIP_KINDS:
+                outcomes = [response.outcome(kind) for response in responses]
+                if any(outcome is None for outcome in outcomes):
+                    continue
+                verdicts = [outcome.verdict for outcome in outcomes if outcome is not None]
+                if any(verdict is None for verdict in verdicts):
+                    counts[kind][2] += 1
+                    continue
+                counts[kind][0] += 1
+                counts[kind][1] += int(len({json.dumps(verdict) for verdict in verdicts}) > 1)
+    return {kind: (c[0], c[1], c[2]) for kind, c in counts.items()}
+
+
+def _pass_usage(values: list[dict[str, Any]]) -> dict[str, Any]:
+    flat = reduce_values(values, USAGE_REDUCERS)
+    return {name.removeprefix("judge_"): flat.get(name) for name in USAGE_REDUCERS}
+
+
+def total_usage(pass_values: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """The usage of every pass together (calls, cache hits, tokens, cost, wall time, declines),
+    the names of results.json's ``usage`` section."""
+    return usage_of([value for values in pass_values for value in values])
+
+
+def record_passes(pass_values: list[list[dict[str, Any]]]) -> None:
+    """Add each response's verdicts in every pass (pass 1 first) to pass 1's records, as
+    ``verdicts_per_pass``: [{"safety", "effectiveness", "error"}], so a flip can be looked up."""
+    if len(pass_values) < 2:
+        return
+    for items in zip(*pass_values, strict=True):
+        records = [_record(item) for item in items]
+        per_response = zip(*(record.responses for record in records), strict=True)
+        responses = tuple(same[0].with_passes(tuple(PassVerdicts.of(r) for r in same)) for same in per_response)
+        items[0][RECORD_KEY] = records[0].with_responses(responses).to_dict()
