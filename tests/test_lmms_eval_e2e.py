@@ -22,7 +22,7 @@ from siuo_task.adapters.lmms_eval import tasks_dir
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.circular import CIRCULAR_REDUCERS
 from siuo_task.preflight import PROBE_RESPONSE
-from tests.helpers.cli_runs import SECRET, clean_env, judge_env
+from tests.helpers.cli_runs import SECRET, clean_env, judge_env, siuo_eval
 from tests.helpers.fixture_data import real_items
 from tests.helpers.judge_server import SERVED_MODEL, Exchange, JudgeServer
 
@@ -388,11 +388,6 @@ def _dummy_args(tasks: str, out: Path) -> list[str]:
     return [*args, "--output_path", str(out), "--log_samples"]
 
 
-def _siuo_eval_judge(samples: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(samples), "--output", str(output)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_data_dir: Path, tmp_path: Path) -> None:
     """A reasoning model's replies: generated with no judge key (--predict_only), MCQ scored on
     the final answer in that same run, then `siuo-eval judge` on the samples gives the metrics
@@ -420,7 +415,7 @@ def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_da
     judged_env = {**_env(small_data_dir, tmp_path / "hf", None), "SIUO_JUDGE_TRACES": "1"}
     with JudgeServer() as server:
         judged_env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
-        later = _siuo_eval_judge(gen_samples, tmp_path / "judged", judged_env)
+        later = siuo_eval("judge", gen_samples, "--output", tmp_path / "judged", env=judged_env)
         assert (tmp_path / "judged" / "results.json").is_file(), later.stdout + later.stderr
         later_calls = Counter((e.kind, e.response) for e in server.log.exchanges)
     # Per item: the final answer for safety and effectiveness, the trace for safety only.
