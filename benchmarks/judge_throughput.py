@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.rejudge import ResponseSet, judge_pairs
+from siuo_task.judge_pipeline import judge_values
+from siuo_task.runs.files import ResponseSet
 from tests.helpers.fixture_data import write_data_dir
 from tests.helpers.judge_server import JudgeServer
 
@@ -56,7 +57,7 @@ def _run(server: JudgeServer, pairs: list, concurrency: int, cache: Path | None)
     )
     engine = JudgeEngine(config)
     started = time.perf_counter()
-    values = judge_pairs(pairs, engine)
+    values = judge_values(pairs, engine)
     wall = time.perf_counter() - started
     engine.close()
     calls = sum(2 * len(pair[1].responses) for pair in pairs)

@@ -1,4 +1,5 @@
-"""``siuo-eval judge`` and the judge half of ``siuo-eval check``: what the commands do, kept out of cli.py.
+"""``siuo-eval judge`` and the judge half of ``siuo-eval check``: the arguments, and what the
+terminal shows. The judging is ``siuo_task.judge_pipeline``'s.
 
 Exit codes of ``judge``: 0 every run complete; 1 some judge calls still failed (a rerun
 retries only those); 2 an input failed validation (the others were judged) or nothing could
@@ -9,35 +10,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import SiuoData
-from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
-from siuo_task.judge.probe import ProbeResult, probe
-from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.probe import ProbeResult
+from siuo_task.judge.request import JudgeOutcome
+from siuo_task.judge_pipeline import CostEstimate, Judged, JudgeJob, Pricing, Progress, judge_sweep
 from siuo_task.preflight import describe_probe
-from siuo_task.rejudge import write_outputs
-from siuo_task.runs import describe, find_responses
-from siuo_task.runs.readers import Note, ResponsesFile, split_spec
-from siuo_task.sweep import (
-    BATCH_DISCOUNT,
-    CostEstimate,
-    LoadedRun,
-    Progress,
-    all_requests,
-    estimate,
-    judge_loaded,
-    keep_earlier,
-    leaderboard_rows,
-    load_runs,
-    run_summary,
-    write_leaderboard,
-)
+from siuo_task.runs import Note, describe
+from siuo_task.runs.readers import ResponsesFile
+from siuo_task.summary import not_sampled_warning
 
 
 def say(message: str) -> None:
@@ -91,69 +78,72 @@ def _passes(text: str) -> int:
 
 
 def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> int:
-    """Judge every run found under ``args.inputs``. The judge settings and the inputs are checked
-    before the SIUO data are loaded (which may mean a download), so those mistakes show at once."""
-    config = JudgeConfig.from_env(require_key=not (args.dry_run or args.export_batch))
-    single = len(args.inputs) == 1 and split_spec(args.inputs[0])[0] is None and Path(args.inputs[0]).is_file()
-    finding = find_responses(args.inputs, skip=args.output)
-    runs, problems = finding.runs, finding.notes
-    _report_found(runs, problems)
-    if not runs:
-        raise DataError("no input could be judged (see the lines above); nothing was written")
-    loaded, broken = load_runs(runs, load_data())
-    problems += broken
-    for problem in broken:
-        say(f"siuo-eval: error: {problem.reason}")
-    if not loaded:
-        raise DataError("no input could be judged (see the lines above); nothing was written")
-    engine = JudgeEngine(config)
-    try:
-        return _judge_with(engine, args, loaded, problems, single)
-    finally:
-        engine.close()
-
-
-def _report_found(runs: list[ResponsesFile], problems: list[Note]) -> None:
-    for problem in problems:
-        say(describe(problem))
-    for run in runs:
-        say(f"run {run.name}: {run.path} ({run.kind}; named by {run.named_by})")
-
-
-def _judge_with(
-    engine: JudgeEngine, args: argparse.Namespace, loaded: list[LoadedRun], problems: list[Note], single: bool
-) -> int:
-    passes = getattr(args, "judge_passes", 1)
-    requests = all_requests(loaded, passes)
-    if args.import_batch:
-        _import(engine, requests, args.import_batch)
-    if args.dry_run:
-        _print_estimates(estimate(loaded, engine, batch=args.batch == "openai", passes=passes), engine.config)
+    """Judge every run found under ``args.inputs`` (``siuo_task.judge_pipeline``), showing each
+    step; the exit status follows from what was judged."""
+    job = JudgeJob(
+        inputs=list(args.inputs),
+        output=args.output,
+        passes=getattr(args, "judge_passes", 1),
+        batch=args.batch,
+        dry_run=args.dry_run,
+        export_batch=args.export_batch,
+        import_batch=args.import_batch,
+    )
+    judged = judge_sweep(job, load_data, Terminal())
+    if args.dry_run or args.export_batch:
         return 0
-    if args.export_batch:
-        return _export(engine, requests, args.export_batch)
-    pending = _first_pending(engine, requests)
-    if pending is not None and not args.import_batch:
-        result = probe(engine, pending)
-        show_probe(result)
-        engine.accept(pending, result.completion)  # the probe was a real judge call: use its answer
-    if args.batch == "openai":
-        _run_openai_batch(engine, requests, args.output)
-    discount = BATCH_DISCOUNT if args.batch == "openai" else 1.0
-    passes_values = _grade_with_progress(engine, loaded, discount, passes)
-    values = passes_values[0]
-    summaries = {
-        run.run.name: run_summary(
-            run, run_values, engine.config, args.batch, [later[index] for later in passes_values[1:]]
+    return _exit_status(judged)
+
+
+class Terminal:
+    """What ``siuo-eval judge`` shows: runs and notes, the probe and progress on stderr, each
+    run's numbers and the dry-run bill on stdout."""
+
+    def say(self, text: str) -> None:
+        say(text)
+
+    def found(self, runs: list[ResponsesFile], notes: list[Note]) -> None:
+        for note in notes:
+            say(describe(note))
+        for run in runs:
+            say(f"run {run.name}: {run.path} ({run.kind}; named by {run.named_by})")
+
+    def imported(self, path: Path, replies: int, failed: int, unknown: int) -> None:
+        say(
+            f"read {path}: {replies} reply(ies) used, {failed} failed line(s), "
+            f"{unknown} line(s) for requests not in these inputs"
         )
-        for index, (run, run_values) in enumerate(zip(loaded, values, strict=True))
-    }
-    _write(args.output, loaded, values, summaries, problems, single)
-    return _exit_status(summaries, problems, engine.config)
 
+    def estimates(self, rows: list[CostEstimate], config: JudgeConfig) -> None:
+        _print_estimates(rows, config)
 
-def _first_pending(engine: JudgeEngine, requests: list[JudgeRequest]) -> JudgeRequest | None:
-    return next((request for request in requests if not engine.is_known(engine.key(request))), None)
+    def exported(self, path: Path, count: int, config: JudgeConfig) -> None:
+        say(
+            f"wrote {count} request(s) to {path} (calls not already cached; identical requests once). Run them, "
+            f"e.g. `vllm run-batch -i {path} -o judged.jsonl --model {config.model}`, then judge the same inputs "
+            "with --import-batch judged.jsonl"
+        )
+
+    def probed(self, result: ProbeResult) -> None:
+        show_probe(result)
+
+    @contextmanager
+    def progress(self, total: int, pricing: Pricing) -> Iterator[Callable[[JudgeOutcome], None]]:
+        from tqdm import tqdm
+
+        progress = Progress(pricing)
+        with tqdm(total=total, desc="Judging", unit="call", file=sys.stderr) as bar:
+
+            def on_done(outcome: JudgeOutcome) -> None:
+                progress.add(outcome)
+                cost = progress.cost_usd
+                bar.set_postfix_str(f"cost ${cost:.4f}" if cost is not None else "cost n/a", refresh=False)
+                bar.update(1)
+
+            yield on_done
+
+    def judged(self, name: str, summary: dict[str, Any]) -> None:
+        _print_run(name, summary)
 
 
 def show_probe(result: ProbeResult) -> None:
@@ -161,88 +151,13 @@ def show_probe(result: ProbeResult) -> None:
         say(line)
 
 
-def _import(engine: JudgeEngine, requests: list[JudgeRequest], path: Path) -> None:
-    from siuo_task.judge.batch import import_batch
-
-    summary = import_batch(engine, requests, path)
-    say(
-        f"read {path}: {summary.replies} reply(ies) used, {len(summary.failed)} failed line(s), "
-        f"{summary.unknown} line(s) for requests not in these inputs"
-    )
-    engine.go_offline(summary.failed, f"no answer for this request in {path}: export the missing calls again")
-
-
-def _export(engine: JudgeEngine, requests: list[JudgeRequest], path: Path) -> int:
-    from siuo_task.judge.batch import export_batch
-
-    if path.exists():
-        keep_earlier(path, say)
-    count = export_batch(engine, requests, path)
-    say(
-        f"wrote {count} request(s) to {path} (calls not already cached; identical requests once). Run them, e.g. "
-        f"`vllm run-batch -i {path} -o judged.jsonl --model {engine.config.model}`, then judge the same inputs "
-        "with --import-batch judged.jsonl"
-    )
-    return 0
-
-
-def _run_openai_batch(engine: JudgeEngine, requests: list[JudgeRequest], output: Path) -> None:
-    from siuo_task.judge.batch import OpenAIBatchRunner
-
-    runner = OpenAIBatchRunner(engine, output / ".siuo-batch", say)
-    try:
-        failed = runner.run(requests)
-    finally:
-        runner.close()
-    engine.go_offline(failed, "no answer from the OpenAI batch")
-
-
-def _grade_with_progress(
-    engine: JudgeEngine, loaded: list[LoadedRun], discount: float, passes: int = 1
-) -> list[list[list[dict[str, Any]]]]:
-    """Per pass (pass 1 first), per run, the per-item values. Passes run one after another, so
-    pass 1 is judged exactly as a run without passes is."""
-    from tqdm import tqdm
-
-    progress = Progress(engine.config.model, discount, engine.config.endpoint)
-    with tqdm(total=len(all_requests(loaded, passes)), desc="Judging", unit="call", file=sys.stderr) as bar:
-
-        def on_done(outcome: JudgeOutcome) -> None:
-            progress.add(outcome)
-            cost = progress.cost_usd
-            bar.set_postfix_str(f"cost ${cost:.4f}" if cost is not None else "cost n/a", refresh=False)
-            bar.update(1)
-
-        return [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(passes)]
-
-
-def _write(
-    output: Path,
-    loaded: list[LoadedRun],
-    values: list[list[dict[str, Any]]],
-    summaries: dict[str, dict[str, Any]],
-    problems: list[Note],
-    single: bool,
-) -> None:
-    written: list[Path] = []
-    for run, run_values in zip(loaded, values, strict=True):
-        folder = output if single else output / run.run.name
-        for name in ("results.json", "samples.jsonl"):
-            keep_earlier(folder / name, say)
-        write_outputs(folder, summaries[run.run.name], run_values)
-        written += [folder / "results.json", folder / "samples.jsonl"]
-        _print_run(run.run.name, summaries[run.run.name])
-    if not single:
-        written += write_leaderboard(output, leaderboard_rows(summaries), problems, say)
-    say("read: " + ", ".join(str(run.run.path) for run in loaded))
-    say("wrote: " + ", ".join(str(path) for path in written))
-
-
 def _print_run(name: str, summary: dict[str, Any]) -> None:
     parts = []
     for metric in GEN_HEADLINE:
         low, high = summary.get(f"{metric}_ci95") or [None, None]
-        parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high})")
+        decided = summary.get(f"{metric}_items")
+        basis = f" on {decided} of {summary.get('n_items')} items" if decided is not None else ""
+        parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high}){basis}")
     if summary.get("judge_passes", 1) > 1:
         flips = summary["flip_rate_responses"]
         print(
@@ -257,6 +172,8 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
     judge = summary.get("judge_model") or summary.get("judge_model_requested")
     cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {judge})"
     print(f"{name}: " + ", ".join(parts))
+    if warning := not_sampled_warning(name, summary):
+        print(f"siuo-eval: warning: {warning}", file=sys.stderr)
     print(
         f"{name}: judge calls {usage.get('calls')}, cache hits {usage.get('cache_hits')}, coalesced "
         f"{usage.get('coalesced')}, judge errors {summary.get('judge_errors')} (declined {usage.get('declines')}), "
@@ -298,8 +215,8 @@ def _estimate_line(name: str, row: CostEstimate) -> str:
     )
 
 
-def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Note], config: JudgeConfig) -> int:
-    failures = [problem for problem in problems if problem.failure]
+def _exit_status(judged: Judged) -> int:
+    summaries, failures = judged.summaries, judged.failures
     # Errors in any pass count: a later pass's failed calls are retried by a rerun like pass 1's.
     errors = {
         name: sum(summary.get("judge_errors_passes") or [summary.get("judge_errors") or 0])
@@ -308,7 +225,8 @@ def _exit_status(summaries: dict[str, dict[str, Any]], problems: list[Note], con
     }
     if errors:
         declines = sum(summary["usage"].get("declines", 0) for summary in summaries.values())
-        where = f"verdicts are cached in {config.cache_path}" if config.cache_path else "the cache is off"
+        cache = judged.config.cache_path if judged.config else None
+        where = f"verdicts are cached in {cache}" if cache else "the cache is off"
         say(
             f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
             f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); running the "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeOutcome
 from siuo_task.reasoning import ReasoningSettings
-from siuo_task.scoring import gen_judge_requests
+from siuo_task.scoring import gen_judge_requests, grade_batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +65,14 @@ class JudgedAhead:
             reasoning: the trace settings the hook will use.
         """
         batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
-        requests = [request for batch in batches for request in batch]
-        started = time.time()
         # Rank 0 shows progress, as the harnesses' own bars do.
-        with tqdm(total=len(requests), desc="Judging", unit="call", disable=os.environ.get("RANK", "0") != "0") as bar:
-            outcomes = engine.grade_many(requests, lambda _: bar.update(1))
-        finished, offset = time.time(), 0
+        total, hidden = sum(len(batch) for batch in batches), os.environ.get("RANK", "0") != "0"
+        with tqdm(total=total, desc="Judging", unit="call", disable=hidden) as bar:
+            graded = grade_batches(batches, engine, lambda _: bar.update(1))
         with self._lock:
-            for item, texts, batch in zip(items, responses, batches, strict=True):
-                judged = Judged(tuple(outcomes[offset : offset + len(batch)]), started, finished)
+            for item, texts, outcomes in zip(items, responses, graded.outcomes, strict=True):
+                judged = Judged(tuple(outcomes), graded.started, graded.finished)
                 self._judged[(engine.config, reasoning, item.question_id, tuple(texts))] = judged
-                offset += len(batch)
 
     def take(
         self, config: JudgeConfig, reasoning: ReasoningSettings, question_id: int, responses: tuple[str, ...]

@@ -9,7 +9,8 @@ is left undecided (None) for that metric and excluded from its rate, and counted
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -234,11 +235,56 @@ def _assemble_response(response: str, reasoning: ReasoningSettings, remaining: I
     return dataclasses.replace(score, split=split, trace_safety=next(remaining) if trace_judged else None)
 
 
+@dataclass(frozen=True, slots=True)
+class Graded:
+    """The outcomes of one batch of items, per item in request order, and when it ran."""
+
+    outcomes: list[list[JudgeOutcome]]
+    started: float
+    finished: float
+
+
+def pass_requests(requests: list[JudgeRequest], repeat: int) -> list[JudgeRequest]:
+    """The requests of judge pass ``repeat + 1``: pass 1 is the requests as they are (the same
+    cache keys as a judging without passes); each later pass asks them again under its own keys."""
+    return requests if repeat == 0 else [dataclasses.replace(request, repeat=repeat) for request in requests]
+
+
+def grade_batches(
+    batches: Sequence[Sequence[JudgeRequest]],
+    engine: JudgeEngine,
+    on_done: Callable[[JudgeOutcome], None] | None = None,
+    repeat: int = 0,
+) -> Graded:
+    """Every item's requests in one ``grade_many`` (the engine's bound is then what limits calls
+    in flight; identical requests are sent once), the outcomes split back per item."""
+    flat = pass_requests([request for batch in batches for request in batch], repeat)
+    started = time.time()
+    outcomes = engine.grade_many(flat, on_done)
+    finished, offset, per_item = time.time(), 0, []
+    for batch in batches:
+        per_item.append(outcomes[offset : offset + len(batch)])
+        offset += len(batch)
+    return Graded(per_item, started, finished)
+
+
+def grade(
+    pairs: Sequence[tuple[GenItem, Sequence[str]]],
+    engine: JudgeEngine,
+    reasoning: ReasoningSettings = DEFAULT_REASONING,
+    on_done: Callable[[JudgeOutcome], None] | None = None,
+) -> Graded:
+    """Judge each item's responses: the one way every entry point runs the judge (``siuo-eval
+    judge``, VLMEvalKit's ``evaluate``, the harnesses' in-run judging)."""
+    batches = [gen_judge_requests(item, responses, reasoning) for item, responses in pairs]
+    return grade_batches(batches, engine, on_done)
+
+
 def score_gen_item(
     item: GenItem, responses: Sequence[str], engine: JudgeEngine, reasoning: ReasoningSettings = DEFAULT_REASONING
 ) -> GenItemScore:
     """Judge every non-empty response of one item (concurrently) and take the vote."""
-    outcomes = engine.grade_many(gen_judge_requests(item, responses, reasoning))
+    (outcomes,) = grade([(item, responses)], engine, reasoning).outcomes
     return assemble_gen_score(item, responses, outcomes, reasoning)
 
 

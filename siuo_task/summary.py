@@ -12,6 +12,7 @@ results.json, its usage block and every line printed from them state one number.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, Reducer,
 from siuo_task.run_end import report_judge_errors
 from siuo_task.scoring import GEN_METRICS
 
+logger = logging.getLogger(__name__)
 RATE_NAMES = tuple(f"{metric}_rate" for metric in GEN_METRICS)
 Values = Sequence[Mapping[str, Any]]
 
@@ -43,7 +45,7 @@ class TaskSummary:
 
 def task_summary(values: Values, reducers: Mapping[str, Reducer]) -> TaskSummary:
     """Reduce one task's per-item values (every rank's, gathered)."""
-    return TaskSummary(reduce_values(values, dict(reducers)), len(values))
+    return TaskSummary(reduce_values(values, reducers), len(values))
 
 
 def item_counts(value: Mapping[str, Any]) -> JudgeCounts:
@@ -60,10 +62,25 @@ def item_counts(value: Mapping[str, Any]) -> JudgeCounts:
     return JudgeCounts()
 
 
+def not_sampled_warning(name: str, metrics: Mapping[str, Any]) -> str | None:
+    """The warning for a run whose responses were not sampled (identical within nearly every
+    item), or None."""
+    if not metrics.get("responses_not_sampled"):
+        return None
+    return (
+        f"{name}: the responses are identical within {metrics.get('items_identical_responses')} of the items "
+        "that have several: they were not sampled (greedy decoding, or a model client that ignores the "
+        "temperature), so each vote counts one answer several times and this is NOT the paper's protocol "
+        "(3 responses sampled at temperature 1.0)"
+    )
+
+
 def finish_task(task: str, values: Values, reducers: Mapping[str, Reducer], output: str | None) -> TaskSummary:
     """A harness task's end: its summary, and its judge errors reported (the banner naming the
     command that finishes the scoring, and the exit status of a harness CLI)."""
     summary = task_summary(values, reducers)
+    if warning := not_sampled_warning(task, summary.metrics):
+        logger.warning("siuo-task: %s", warning)
     report_judge_errors(task, [item_counts(value) for value in values], output)
     return summary
 

@@ -21,6 +21,7 @@ from siuo_task.categories import KNOWN_CATEGORIES
 from siuo_task.construction.replies import ReplyError, check_query, check_reflect, validate
 from siuo_task.data import load_siuo
 from tests.helpers.build_server import BuildServer, tag_of_bytes
+from tests.helpers.cli_runs import clean_env
 from tests.helpers.in_process import judge_env, run_cli
 from tests.helpers.judge_server import JudgeServer
 
@@ -318,8 +319,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def _build_process(images: Path, out: Path, cache: Path, url: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_JUDGE_BASE_URL=url, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
+    env = clean_env(None, SIUO_JUDGE_BASE_URL=url, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
     command = [sys.executable, "-m", "siuo_task.cli", "build", "--images", str(images), "--output", str(out)]
     command += ["--count", "10", "--seed", "7"]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -382,8 +382,7 @@ def test_built_items_run_in_lmms_eval(built: dict[str, Any], reviewed: dict[str,
     args = ["build", "finalize", str(reviewed["csv"]), "--output", str(merged), "--merge-with", str(small_data_dir)]
     assert run_cli(args)[0] == 0
     out = built["root"] / "lmms-out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(merged), HF_HOME=str(built["root"] / "hf"), HF_HUB_OFFLINE="1")
+    env = clean_env(merged, HF_HOME=str(built["root"] / "hf"), HF_HUB_OFFLINE="1")
     env.update(HF_DATASETS_OFFLINE="1", SIUO_JUDGE_CACHE="off")
     command = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", "response=(A)"]
     command += ["--tasks", "siuo_mcq", "--output_path", str(out), "--log_samples"]

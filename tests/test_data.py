@@ -12,6 +12,7 @@ import pytest
 from siuo_task.categories import KNOWN_CATEGORIES
 from siuo_task.data import load_siuo
 from siuo_task.errors import DataError
+from tests.helpers.cli_runs import siuo_eval
 
 
 @pytest.fixture
@@ -128,8 +129,6 @@ def test_every_problem_is_reported_at_once(data_dir: Path) -> None:
 def test_five_problems_of_every_stage_are_listed_in_one_check(data_dir: Path) -> None:
     """A missing field, an unknown category, a missing image, a gold letter that is no option and
     an MCQ item with no open-ended twin: one `siuo-eval check` names all five."""
-    import subprocess
-    import sys
 
     gen_rows = json.loads((data_dir / "siuo_gen.json").read_text())
     mcq_rows = json.loads((data_dir / "siuo_mcqa.json").read_text())
@@ -141,11 +140,7 @@ def test_five_problems_of_every_stage_are_listed_in_one_check(data_dir: Path) ->
     orphan = gen_rows.pop(4)
     (data_dir / "siuo_gen.json").write_text(json.dumps(gen_rows))
     (data_dir / "siuo_mcqa.json").write_text(json.dumps(mcq_rows))
-    proc = subprocess.run(
-        [sys.executable, "-m", "siuo_task.cli", "check", "--data-dir", str(data_dir), "--skip-judge"],
-        capture_output=True,
-        text=True,
-    )
+    proc = siuo_eval("check", "--data-dir", data_dir, "--skip-judge")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "(4 problem(s))" in proc.stderr
     assert f"item {gen_rows[0]['question_id']}: missing field 'safety_warning'" in proc.stderr

@@ -26,7 +26,7 @@ import pytest
 from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
 from siuo_task.adapters.vlmevalkit.names import RUN_SUFFIX, TASK_OF_DATASET
 from siuo_task.card import CIRCULAR_TASK, GEN_HEADLINE, GEN_TASKS, MCQ_TASK, TASKS, run_name, task_version
-from tests.helpers.cli_runs import SECRET
+from tests.helpers.cli_runs import clean_env, judge_env, no_secret_in, siuo_eval
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -63,18 +63,14 @@ def _gap(request: pytest.FixtureRequest, harness: str, aspect: str) -> None:
 
 
 def _base_env(data_dir: Path, root: Path, model: ModelServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_"))}
-    env.update(SIUO_DATA_DIR=str(data_dir), HF_HOME=str(root / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env = clean_env(data_dir, "INSPECT_", HF_HOME=str(root / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.update(LMUData=str(root / "lmu"), LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url)
     env.update(INSPECT_DISPLAY="plain")
     return env
 
 
-def _judge_env(data_dir: Path, judge: JudgeServer, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_BASE_URL=judge.base_url, SIUO_JUDGE_API_KEY=SECRET)
-    env.update(SIUO_JUDGE_CACHE="off", SIUO_JUDGE_CONCURRENCY=str(BOUND), **extra)
-    return env
+def _judge_env(data_dir: Path, judge: JudgeServer) -> dict[str, str]:
+    return judge_env(data_dir, judge.base_url, "off", SIUO_JUDGE_CONCURRENCY=str(BOUND))
 
 
 def _command(harness: str, model: ModelServer, out: Path, generation_only: bool) -> list[str]:
@@ -124,11 +120,6 @@ def _harness_run(harness: str, data_dir: Path, root: Path, judge: JudgeServer, g
     }
 
 
-def _siuo_eval(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "siuo_task.cli", *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
 # CI walks the matrix on 18 items; SIUO_MATRIX_ITEMS=all walks it on all 167 real items (minutes).
 FULL = os.environ.get("SIUO_MATRIX_ITEMS") == "all"
 ITEMS = 167 if FULL else 18
@@ -148,14 +139,14 @@ def matrix(request: pytest.FixtureRequest, matrix_data: Path, tmp_path_factory: 
         judged = _harness_run(harness, small_data_dir, root, judge, generation_only=False)
         generated = _harness_run(harness, small_data_dir, root, judge, generation_only=True)
         env = _judge_env(small_data_dir, judge)
-        later = _siuo_eval("judge", generated["out"], "--output", root / "judged-later", env=env)
-        report = _siuo_eval("report", judged["out"], "--output", root / "report", env=env)
+        later = siuo_eval("judge", generated["out"], "--output", root / "judged-later", env=env)
+        report = siuo_eval("report", judged["out"], "--output", root / "report", env=env)
         # A harness that writes one file per task: its circular run read on its own.
         circular_file = {"Inspect": "*_siuo-mcq-circular_*.eval", "VLMEvalKit": "*_MCQCircular_siuo_results.json"}
         alone = None
         if harness in circular_file:
             file = _one(judged["out"], circular_file[harness])
-            alone = _siuo_eval("report", file, "--output", root / "report-circular", env=env)
+            alone = siuo_eval("report", file, "--output", root / "report-circular", env=env)
     judged["native"] = _native(harness, judged["out"])
     return {
         "harness": harness,
@@ -332,6 +323,13 @@ def test_in_run_judging_reaches_the_bound(matrix: dict[str, Any]) -> None:
 def test_the_judge_is_checked_once_before_generating(matrix: dict[str, Any], request: pytest.FixtureRequest) -> None:
     _gap(request, matrix["harness"], "one probe")
     assert matrix["judged"]["probes"] == 1
+
+
+def test_no_secret_in_any_output(matrix: dict[str, Any]) -> None:
+    """The judge key reaches no file the harness or siuo-eval wrote, nor what either printed."""
+    procs = [matrix["judged"]["proc"], matrix["generated"]["proc"], matrix["later"], matrix["report"]]
+    assert "SIUO_JUDGE_API_KEY" in matrix["judged"]["env_keys"]
+    no_secret_in(matrix["root"], *(proc.stdout + proc.stderr for proc in procs))
 
 
 def test_task_versions_are_the_cards(matrix: dict[str, Any], request: pytest.FixtureRequest) -> None:

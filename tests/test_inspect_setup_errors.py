@@ -3,12 +3,12 @@ exit status 1, and no model request (as the other harnesses end such a run)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli_runs import clean_env
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
@@ -36,8 +36,7 @@ def test_a_setup_error_is_a_few_lines_without_traceback(
     task: str, setting: dict[str, str], message: str, small_data_dir: Path, tmp_path: Path
 ) -> None:
     with ModelServer() as model:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_"))}
-        env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off", INSPECT_LOG_DIR=str(tmp_path / "logs"))
+        env = clean_env(small_data_dir, "INSPECT_", SIUO_JUDGE_CACHE="off", INSPECT_LOG_DIR=str(tmp_path / "logs"))
         env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain", COLUMNS="200")
         env.update({name: value.format(tmp=tmp_path) for name, value in setting.items()})
         proc = _inspect(task, env)

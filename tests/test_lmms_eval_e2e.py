@@ -22,9 +22,9 @@ from siuo_task.adapters.lmms_eval import tasks_dir
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.circular import CIRCULAR_REDUCERS
 from siuo_task.preflight import PROBE_RESPONSE
-from tests.helpers.cli_runs import SECRET
+from tests.helpers.cli_runs import SECRET, clean_env, judge_env, siuo_eval
 from tests.helpers.fixture_data import real_items
-from tests.helpers.judge_server import SERVED_MODEL, JudgeServer
+from tests.helpers.judge_server import SERVED_MODEL, Exchange, JudgeServer
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +32,11 @@ MAX_NEW_TOKENS = "max_new_tokens=8"
 
 
 def _env(data_dir: Path, hf_home: Path, server: JudgeServer | None, cache: Path | str = "off") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(data_dir), HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.update(SIUO_JUDGE_CACHE=str(cache))
-    env.update(TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    if server is not None:
-        env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
-    return env
+    extra = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    extra.update(TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    if server is None:
+        return clean_env(data_dir, SIUO_JUDGE_CACHE=str(cache), **extra)
+    return judge_env(data_dir, server.base_url, cache, **extra)
 
 
 def _run(args: list[str], env: dict[str, str], ranks: int = 1) -> subprocess.CompletedProcess[str]:
@@ -117,8 +115,8 @@ def _percent(decisions: list[bool | None]) -> float | None:
     return None if not valid else round(100 * valid.count(True) / len(valid), 4)
 
 
-def _expected_gen(lines: list[dict], server: JudgeServer) -> dict[str, Any]:
-    meant = {(e.kind, e.question, e.response): e.intended for e in server.log.exchanges}
+def _expected_gen(lines: list[dict], exchanges: list[Exchange]) -> dict[str, Any]:
+    meant = {(e.kind, e.question, e.response): e.intended for e in exchanges}
     per_item: list[tuple[str, dict[str, bool | None]]] = []
     errors = 0
     for line in lines:
@@ -153,7 +151,7 @@ def _assert_metrics(task_results: dict[str, Any], expected: dict[str, Any]) -> N
         assert got == value or (value is not None and math.isclose(got, value, abs_tol=1e-4)), metric
 
 
-def _assert_judged_exactly_once(lines: list[dict], server: JudgeServer) -> None:
+def _assert_judged_exactly_once(lines: list[dict], exchanges: list[Exchange]) -> None:
     wanted = Counter(
         (kind, _question(line), response)
         for line in lines
@@ -161,15 +159,8 @@ def _assert_judged_exactly_once(lines: list[dict], server: JudgeServer) -> None:
         if response
         for kind in ("safety", "effectiveness")
     )
-    seen = Counter((e.kind, e.question, e.response) for e in server.log.exchanges)
+    seen = Counter((e.kind, e.question, e.response) for e in exchanges)
     assert seen == wanted
-
-
-def _no_secret_in(out: Path, proc: subprocess.CompletedProcess[str]) -> None:
-    assert SECRET not in proc.stdout + proc.stderr
-    for path in out.rglob("*"):
-        if path.is_file():
-            assert SECRET not in path.read_text(errors="replace"), path
 
 
 # -- tests ----------------------------------------------------------------------------------
@@ -184,12 +175,12 @@ def test_paper_protocol_gen_and_mcq(tiny_llava: Path, small_data_dir: Path, tmp_
         assert len(gen) == len(mcq) == 18
         assert all(len(_responses(line)) == 3 for line in gen)
         assert all(len(line["siuo"]["responses"]) == 3 for line in gen)
-        _assert_judged_exactly_once(gen, server)
+        _assert_judged_exactly_once(gen, server.log.exchanges)
         assert server.log.exchanges, "the tiny model gave only empty responses; nothing was judged"
         assert {e.authorization for e in server.log.exchanges} == {f"Bearer {SECRET}"}
         assert {e.image_mime for e in server.log.exchanges} == {"image/png"}
         gen_results = _leaderboard_view(results, "siuo_gen")
-        _assert_metrics(gen_results, _expected_gen(gen, server))
+        _assert_metrics(gen_results, _expected_gen(gen, server.log.exchanges))
     for metric in ("safe_rate", "effective_rate", "safe_effective_rate"):
         low, high = gen_results[f"{metric}_ci95,none"]
         assert 0 <= low <= gen_results[f"{metric},none"] <= high <= 100
@@ -205,7 +196,6 @@ def test_paper_protocol_gen_and_mcq(tiny_llava: Path, small_data_dir: Path, tmp_
     # The per-line records hold the decisions the results were computed from.
     assert math.isclose(_percent([line["siuo"]["safe"] for line in gen]), gen_results["safe_rate,none"], abs_tol=1e-4)
     _check_mcq(_leaderboard_view(results, "siuo_mcq"), mcq)
-    _no_secret_in(out, proc)
 
 
 def _check_mcq(task_results: dict[str, Any], lines: list[dict]) -> None:
@@ -265,50 +255,64 @@ def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
 USAGE_KEYS = ("judge_calls,none", "judge_cache_hits,none", "judge_wall_seconds,none")
 
 
-def test_two_ranks_give_the_same_metrics_as_one(tiny_llava: Path, small_data_dir: Path, tmp_path: Path) -> None:
-    tasks = "siuo_gen_greedy,siuo_mcq,siuo_mcq_circular"
-    runs = {}
-    for ranks in (1, 2):
-        out = tmp_path / f"out{ranks}"
-        with JudgeServer() as server:
-            env = _env(small_data_dir, tmp_path / "hf", server, tmp_path / f"cache{ranks}.sqlite3")
-            proc = _run(_llava_args(tiny_llava, tasks, out), env, ranks=ranks)
-            results, samples = _outputs(out, proc)
-            _assert_judged_exactly_once(samples["siuo_gen_greedy"], server)
-            assert len(samples["siuo_gen_greedy"]) == 18
-            # Usage counts every rank's calls, not only rank 0's.
-            gen_view = _leaderboard_view(results, "siuo_gen_greedy")
-            assert gen_view["judge_calls,none"] == len(server.log.exchanges) > 0
-            # Rotations of one item land on different ranks; rank 0's aggregation regroups them.
-            assert len(samples["siuo_mcq_circular"]) == 18 * 4
-            _check_circular(results["results"]["siuo_mcq_circular"], samples["siuo_mcq_circular"])
-        runs[ranks] = {
+RANK_TASKS = "siuo_gen_greedy,siuo_mcq,siuo_mcq_circular"
+
+
+@pytest.fixture(scope="module")
+def rank_runs(tiny_llava: Path, small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The tiny LLaVA on greedy, MCQ and circular MCQ with 1 rank and with 2 ranks, each judged
+    by a fresh server into a fresh cache; then the 2-rank run of greedy again, on the same server
+    (the endpoint is part of a cache key) and cache."""
+    root = tmp_path_factory.mktemp("lmms_ranks")
+    runs: dict[str, Any] = {}
+
+    def run(name: str, ranks: int, tasks: str, server: JudgeServer, cache: str) -> None:
+        out = root / name.replace(" ", "_").replace(",", "")
+        calls = len(server.log.exchanges)
+        proc = _run(_llava_args(tiny_llava, tasks, out), _env(small_data_dir, root / "hf", server, root / cache), ranks)
+        results, samples = _outputs(out, proc)
+        runs[name] = {"results": results, "samples": samples, "exchanges": list(server.log.exchanges[calls:])}
+
+    with JudgeServer() as server:
+        run("1 rank", 1, RANK_TASKS, server, "cache1.sqlite3")
+    with JudgeServer() as server:
+        run("2 ranks", 2, RANK_TASKS, server, "cache2.sqlite3")
+        run("2 ranks, cached", 2, "siuo_gen_greedy", server, "cache2.sqlite3")
+    return runs
+
+
+def test_two_ranks_give_the_same_metrics_as_one(rank_runs: dict[str, Any]) -> None:
+    compared = {}
+    for name in ("1 rank", "2 ranks"):
+        results, samples, exchanges = (rank_runs[name][key] for key in ("results", "samples", "exchanges"))
+        _assert_judged_exactly_once(samples["siuo_gen_greedy"], exchanges)
+        assert len(samples["siuo_gen_greedy"]) == 18
+        # Usage counts every rank's calls, not only rank 0's.
+        gen_view = _leaderboard_view(results, "siuo_gen_greedy")
+        assert gen_view["judge_calls,none"] == len(exchanges) > 0
+        # Rotations of one item land on different ranks; rank 0's aggregation regroups them.
+        assert len(samples["siuo_mcq_circular"]) == 18 * 4
+        _check_circular(results["results"]["siuo_mcq_circular"], samples["siuo_mcq_circular"])
+        compared[name] = {
             task: {k: v for k, v in metrics.items() if k not in ("alias", "judge_endpoint,none", *USAGE_KEYS)}
             for task in results["results"]
             for metrics in [_rounded(_leaderboard_view(results, task))]
         }
         responses = {line["siuo"]["question_id"]: _responses(line) for line in samples["siuo_gen_greedy"]}
-        runs[ranks]["responses"] = responses
-    assert runs[2]["responses"] == runs[1]["responses"]
-    assert runs[2] == runs[1]
+        compared[name]["responses"] = responses
+    assert compared["2 ranks"]["responses"] == compared["1 rank"]["responses"]
+    assert compared["2 ranks"] == compared["1 rank"]
 
 
-def test_rerun_is_served_from_the_judge_cache(tiny_llava: Path, small_data_dir: Path, tmp_path: Path) -> None:
-    cache = tmp_path / "cache.sqlite3"
-    metrics = []
-    with JudgeServer() as server:
-        env = _env(small_data_dir, tmp_path / "hf", server, cache)
-        for attempt in ("first", "second"):
-            out = tmp_path / attempt
-            results, _ = _outputs(out, _run(_llava_args(tiny_llava, "siuo_gen_greedy", out), env, ranks=2))
-            metrics.append(_leaderboard_view(results, "siuo_gen_greedy"))
-            if attempt == "first":
-                first_calls = len(server.log.exchanges)
+def test_rerun_is_served_from_the_judge_cache(rank_runs: dict[str, Any]) -> None:
+    first, second = rank_runs["2 ranks"], rank_runs["2 ranks, cached"]
+    metrics = [_leaderboard_view(run["results"], "siuo_gen_greedy") for run in (first, second)]
+    first_calls = len(first["exchanges"])
     assert metrics[0]["judge_calls,none"] == first_calls > 0
     # Greedy generation repeats the same responses, so every verdict that parsed is reused.
     errors = metrics[0]["judge_errors,none"]
     assert metrics[1]["judge_cache_hits,none"] == first_calls - errors
-    assert metrics[1]["judge_calls,none"] == len(server.log.exchanges) - first_calls == errors
+    assert metrics[1]["judge_calls,none"] == len(second["exchanges"]) == errors
     for key in ("safe_rate,none", "effective_rate,none", "safe_effective_rate,none", "judge_errors,none"):
         assert metrics[1][key] == metrics[0][key]
 
@@ -323,7 +327,7 @@ def test_group_dummy_model_and_include_path(small_data_dir: Path, tmp_path: Path
         results, samples = _outputs(out, proc)
         assert set(results["results"]) >= {"siuo_gen", "siuo_mcq"}
         gen_view = _leaderboard_view(results, "siuo_gen")
-        _assert_metrics(gen_view, _expected_gen(samples["siuo_gen"], server))
+        _assert_metrics(gen_view, _expected_gen(samples["siuo_gen"], server.log.exchanges))
         # 18 items x 3 identical responses: identical judge requests are sent once (coalesced).
         assert len(server.log.exchanges) == 18 * 2
         assert gen_view["judge_calls,none"] == 18 * 2
@@ -384,11 +388,6 @@ def _dummy_args(tasks: str, out: Path) -> list[str]:
     return [*args, "--output_path", str(out), "--log_samples"]
 
 
-def _siuo_eval_judge(samples: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(samples), "--output", str(output)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_data_dir: Path, tmp_path: Path) -> None:
     """A reasoning model's replies: generated with no judge key (--predict_only), MCQ scored on
     the final answer in that same run, then `siuo-eval judge` on the samples gives the metrics
@@ -416,7 +415,7 @@ def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_da
     judged_env = {**_env(small_data_dir, tmp_path / "hf", None), "SIUO_JUDGE_TRACES": "1"}
     with JudgeServer() as server:
         judged_env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
-        later = _siuo_eval_judge(gen_samples, tmp_path / "judged", judged_env)
+        later = siuo_eval("judge", gen_samples, "--output", tmp_path / "judged", env=judged_env)
         assert (tmp_path / "judged" / "results.json").is_file(), later.stdout + later.stderr
         later_calls = Counter((e.kind, e.response) for e in server.log.exchanges)
     # Per item: the final answer for safety and effectiveness, the trace for safety only.

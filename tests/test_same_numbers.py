@@ -22,13 +22,14 @@ import pandas as pd
 import pytest
 
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
+from siuo_task.records import GenRecord
 from siuo_task.results import GEN_REDUCERS
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer, reply_for
 
 pytestmark = pytest.mark.slow
 
-COMPARED = [name for name in GEN_REDUCERS if "rate" in name] + ["judge_errors", "items_undecided"]
+COMPARED = [name for name in GEN_REDUCERS if "rate" in name] + ["judge_errors", "judge_declines", "items_undecided"]
 
 
 def _fixed_responses(data_dir: Path) -> dict[int, list[str]]:
@@ -89,6 +90,11 @@ def _vlmevalkit(responses: dict[int, list[str]], folder: Path) -> dict[str, Any]
     predictions = folder / f"test-model_{GEN_PAPER}.xlsx"
     pd.DataFrame(rows).to_excel(predictions, index=False)
     dataset.evaluate(str(predictions))
+    # The records it logged read back into the types and out again unchanged.
+    lines = (folder / f"test-model_{GEN_PAPER}_siuo_samples.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines and all(
+        GenRecord.from_dict(json.loads(line)["siuo"]).to_dict() == json.loads(line)["siuo"] for line in lines
+    )
     return json.loads((folder / f"test-model_{GEN_PAPER}_siuo_results.json").read_text())
 
 

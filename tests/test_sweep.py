@@ -13,7 +13,7 @@ import pandas as pd
 
 from siuo_task.results import GEN_REDUCERS, reduce_values
 from siuo_task.vlmeval import GEN_PAPER
-from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, clean_env, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer
 
 STAMP = "20261128_120000"
@@ -210,11 +210,8 @@ def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> N
 
 
 def test_dry_run_and_export_need_no_key(small_data_dir: Path, tmp_path: Path) -> None:
-    import os
-
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1, responses=1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off")
+    env = clean_env(small_data_dir, SIUO_JUDGE_CACHE="off")
     dry = siuo_eval("judge", source, "--output", tmp_path / "out", "--dry-run", env=env)
     exported = siuo_eval("judge", source, "--output", tmp_path / "out", "--export-batch", tmp_path / "r.jsonl", env=env)
     judged = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)

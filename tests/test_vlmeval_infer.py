@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from siuo_task.vlmeval import GEN_PAPER, MCQ
-from tests.helpers.cli_runs import judge_env, read_run, siuo_eval
+from tests.helpers.cli_runs import clean_env, judge_env, read_run, siuo_eval
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -19,8 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_infer_needs_no_judge_and_judge_reads_the_work_folder(small_data_dir: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(small_data_dir), LMUData=str(tmp_path / "lmu"), HF_HUB_OFFLINE="1")
+    env = clean_env(small_data_dir, LMUData=str(tmp_path / "lmu"), HF_HUB_OFFLINE="1")
     work = tmp_path / "outputs"
     command = [
         sys.executable,

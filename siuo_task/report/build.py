@@ -25,6 +25,7 @@ from siuo_task.report.tables import (
 )
 from siuo_task.report.view import (
     METRIC_LABELS,
+    NOT_SAMPLED,
     ONE_RESPONSE,
     has_circular,
     items_cell,
@@ -100,6 +101,11 @@ def headline_text(runs: Sequence[Run]) -> str:
         )
         both = any(run.gen is not None and not run.one_response for run in runs)
         text += ": their open-ended numbers are not comparable with the 3-response runs here." if both else "."
+    if any(run.not_sampled for run in runs):
+        text += (
+            f" Runs marked ({NOT_SAMPLED}) gave identical responses within nearly every item: the responses were "
+            "not sampled, so each vote counts one answer several times; not the paper's protocol."
+        )
     if has_circular(runs):
         text += " MCQ circular accuracy counts an item only when all 4 rotations of its options are answered right."
     return text
@@ -204,6 +210,10 @@ def report_warnings(runs: Sequence[Run]) -> list[str]:
             )
         if run.partial:
             warnings.append(f"{run.name}: PARTIAL run, {items_cell(run)} of {BENCHMARK_ITEMS} items")
+        if run.not_sampled:
+            warnings.append(
+                f"{run.name}: NOT SAMPLED: identical responses within nearly every item (not the paper's protocol)"
+            )
     return warnings
 
 

@@ -139,6 +139,7 @@ def as_released_table(runs: Sequence[Run]) -> Table:
 
 def later_results_table() -> Table:
     headers = ["Model", "SIUO (%)", "Source", "Metric as the source states it", "Protocol stated", "Judge stated"]
+    headers += ["Judge: what is known, and where"]
     rows = []
     for source in later_results()["sources"]:
         for result in source["results"]:
@@ -150,6 +151,7 @@ def later_results_table() -> Table:
                     source["metric"],
                     source["protocol_stated"] or "not stated",
                     source["judge_stated"] or "not stated",
+                    source.get("judge_known") or "nothing beyond the source",
                 ]
             )
     return Table(headers, rows)

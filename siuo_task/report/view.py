@@ -12,12 +12,15 @@ GEN_LABELS = {"safe": "Safe", "effective": "Effective", "safe_effective": "Safe 
 MCQ_LABELS = {"accuracy": "MCQ accuracy", "circular_accuracy": "MCQ circular accuracy"}
 METRIC_LABELS = {**GEN_LABELS, **MCQ_LABELS}
 ONE_RESPONSE = "1 response/item"
+NOT_SAMPLED = "NOT SAMPLED"
 
 
 def label(run: Run) -> str:
     """A run's name as every table and figure shows it: a one-response run and a partial run
     say so, so neither passes for the paper's 3-response protocol on all items."""
     shown = f"{run.name} ({ONE_RESPONSE})" if run.one_response else run.name
+    if run.not_sampled:
+        shown += f" ({NOT_SAMPLED})"
     if not run.partial:
         return shown
     return f"{shown} (PARTIAL: {items_cell(run)} of {BENCHMARK_ITEMS} items)"

@@ -18,7 +18,7 @@ from typing import Any
 
 from siuo_task.card import BENCHMARK_ITEMS, CARD, CIRCULAR_TASK, GEN_TASKS, run_name
 from siuo_task.records import CircularRecord, GenRecord, McqRecord, item_record
-from siuo_task.results import describe_protocol
+from siuo_task.results import NOT_SAMPLED_SHARE, describe_protocol
 
 
 @dataclass
@@ -112,6 +112,18 @@ class Run:
     def one_response(self) -> bool:
         """An open-ended part with one response per item: not the paper's 3-response vote."""
         return self.responses_per_item == 1
+
+    @property
+    def not_sampled(self) -> bool:
+        """An open-ended part whose responses are identical within (nearly) every item that has
+        several: one answer counted several times, not the paper's sampled vote."""
+        if self.gen is None:
+            return False
+        records = [record for record in self.gen.gen_records.values() if len(record.responses) > 1]
+        if not records:
+            return bool(self.gen.metrics.get("responses_not_sampled"))
+        identical = sum(1 for record in records if len({r.response.strip() for r in record.responses}) == 1)
+        return identical >= NOT_SAMPLED_SHARE * len(records)
 
     def files_read(self) -> list[Path]:
         samples = [t.samples_file for t in self.tasks() if t.samples_file is not None and t.records]

@@ -15,11 +15,14 @@ from tests.helpers.fixture_data import per_category, real_items
 SECRET = "sk-test-judge-secret-abcdef0123456789"
 
 
-def clean_env(data_dir: Path, *drop: str, **extra: str) -> dict[str, str]:
+def clean_env(data_dir: Path | None, *drop: str, **extra: str) -> dict[str, str]:
     """This process's environment without any judge or OpenAI setting (nor variables starting
-    with ``drop``), reading the SIUO data in ``data_dir``; ``extra`` adds variables."""
+    with ``drop``), reading the SIUO data in ``data_dir`` (None: no data setting); ``extra``
+    adds variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", *drop))}
-    env.update(SIUO_DATA_DIR=str(data_dir), **extra)
+    if data_dir is not None:
+        env["SIUO_DATA_DIR"] = str(data_dir)
+    env.update(extra)
     return env
 
 

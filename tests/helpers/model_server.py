@@ -49,7 +49,7 @@ class _Handler(ChatHandler):
                 self.server.samples[key] += 1
         if self.server.per_settings:
             prompt = prompt.removeprefix(IMAGE_PLACEHOLDER)
-        reply = reply_for(prompt, sample)
+        reply = reply_for(prompt, sample if self.server.sampled else 1)
         if not reply:
             with self.server.lock:
                 self.server.empty_replies += 1
@@ -66,6 +66,7 @@ class _ModelHTTPServer(ChatHTTPServer):
     images = 0
     empty_replies = 0
     per_settings = False
+    sampled = True
 
 
 class ModelServer(LoopbackServer):
@@ -73,8 +74,9 @@ class ModelServer(LoopbackServer):
 
     server_class = _ModelHTTPServer
 
-    def __init__(self, per_settings: bool = False) -> None:
+    def __init__(self, per_settings: bool = False, sampled: bool = True) -> None:
         """Args:
+        sampled: False plays a greedy model: the same reply to every asking of a prompt.
         per_settings: number the samples of a prompt per (prompt, temperature, max tokens), and
             read a prompt after a leading lm-eval image placeholder. Two runs of several tasks
             that share prompts (siuo_gen and siuo_gen_greedy) then get the same responses per
@@ -86,6 +88,7 @@ class ModelServer(LoopbackServer):
             samples=Counter(),
             temperatures=Counter(),
             per_settings=per_settings,
+            sampled=sampled,
             empty_replies=0,
         )
 

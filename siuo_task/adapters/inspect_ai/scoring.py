@@ -42,7 +42,7 @@ from siuo_task.reasoning import ReasoningSettings
 from siuo_task.records import ResponseRecord
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
 from siuo_task.run_end import cli_option
-from siuo_task.scoring import GEN_METRICS, assemble_gen_score, gen_judge_requests, score_mcq_item
+from siuo_task.scoring import GEN_METRICS, assemble_gen_score, grade, score_mcq_item
 from siuo_task.summary import finish_task, task_summary
 
 
@@ -136,7 +136,9 @@ def numeric_metrics(reduced: dict[str, Any]) -> dict[str, float]:
     per-item values) are left out."""
     numbers: dict[str, float] = {}
     for name, value in reduced.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        if isinstance(value, bool):
+            numbers[name] = float(value)  # a flag (responses_not_sampled) as 0 / 1
+        elif isinstance(value, (int, float)) and not math.isnan(value):
             numbers[name] = float(value)
         elif isinstance(value, list) and len(value) == 2:
             numbers[f"{name}_low"], numbers[f"{name}_high"] = float(value[0]), float(value[1])
@@ -188,8 +190,8 @@ def siuo_gen_judge(
         item = items[int(state.sample_id)]
         response = response_text(state.output)
         started = time.time()
-        requests = gen_judge_requests(item, [response], reasoning)
-        outcomes = await anyio.to_thread.run_sync(shared_engine(config).grade_many, requests)
+        graded = await anyio.to_thread.run_sync(grade, [(item, [response])], shared_engine(config), reasoning)
+        (outcomes,) = graded.outcomes
         scored = assemble_gen_score(item, [response], outcomes, reasoning).responses[0]
         judged = (scored.safety, scored.effectiveness, scored.trace_safety)
         errors = [o.error for o in judged if o is not None and o.error]

@@ -27,9 +27,9 @@ from siuo_task.card import GEN_HEADLINE, task_version
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge_pipeline import judge_responses, match_items, write_outputs
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
-from siuo_task.rejudge import match_items, rejudge, write_outputs
 from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
 from siuo_task.run_end import cli_option, fail_plainly, report_judge_errors
 from siuo_task.scoring import score_mcq_item
@@ -101,7 +101,7 @@ class SiuoGenDataset(ImageBaseDataset):
         data = load_siuo()
         config = JudgeConfig.from_env()
         pairs = match_items(read_predictions(Path(eval_file), data), data)
-        summary, values = rejudge(pairs, config, Path(eval_file))
+        summary, values = judge_responses(pairs, config, Path(eval_file))
         _write_ours(eval_file, self.dataset_name, summary, values)
         per_item = [item_counts(value) for value in values]
         _JUDGE_FAILED[str(Path(eval_file).resolve())] = sum(1 for item in per_item if item.errors)

@@ -1,0 +1,498 @@
+"""Judging responses that already exist: ``siuo-eval judge``'s pipeline, and the one way every
+entry point runs the judge over items' responses.
+
+``judge_sweep`` runs the steps in order, and the data go through them once:
+
+1. **discover**: every run's responses under the inputs (``siuo_task.runs.find_responses``),
+   read and paired with their items;
+2. **plan**: the judge requests of every run and pass, and the dry-run bill (the price, with the
+   batch discount, is ``Pricing``'s alone);
+3. **judge**: one engine for every run (one concurrency bound, one cache, coalescing across
+   runs), after one probe call; or an export, an import, an OpenAI batch;
+4. **summarise**: results.json of each run, the leaderboard rows;
+5. **write**: ``DIR/<run>/results.json`` and ``samples.jsonl``, ``DIR/leaderboard.csv`` and
+   ``leaderboard.json``, keeping any earlier file.
+
+The command (``judge_command.py``) parses the arguments and shows what happens through a
+``Show``; it decides the exit status. The judge step is ``siuo_task.scoring.grade``, the one
+way every entry point runs the judge: the harnesses' in-run judging (``siuo_task.judged_ahead``,
+``score_gen_item``, Inspect's scorer) calls it too, and VLMEvalKit's ``evaluate`` judges through
+``judge_responses`` here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from siuo_task.card import GEN_HEADLINE
+from siuo_task.data import GenItem, SiuoData
+from siuo_task.errors import DataError, SiuoError
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.pricing import price_for
+from siuo_task.judge.probe import ProbeResult, probe
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
+from siuo_task.reasoning import ReasoningSettings
+from siuo_task.results import gen_item_values
+from siuo_task.runs import Note, find_responses
+from siuo_task.runs.files import ResponseSet
+from siuo_task.runs.readers import ResponsesFile, split_spec
+from siuo_task.scoring import Graded, assemble_gen_score, gen_judge_requests, grade, grade_batches, pass_requests
+from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
+
+Log = Callable[[str], None]
+OnDone = Callable[[JudgeOutcome], None]
+Pairs = Sequence[tuple[GenItem, ResponseSet]]
+BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
+HEADLINE = GEN_HEADLINE
+
+
+# -- judging items' responses, for one run ---------------------------------------------------------
+
+
+def item_values(pairs: Pairs, graded: Graded, config: JudgeConfig) -> list[dict[str, Any]]:
+    """Per-item values (the samples lines of our files) from the outcomes of ``pairs``."""
+    reasoning = ReasoningSettings.from_env()
+    values = []
+    for (item, response_set), outcomes in zip(pairs, graded.outcomes, strict=True):
+        score = assemble_gen_score(item, response_set.responses, outcomes, reasoning)
+        line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
+        values.append({**line, **gen_item_values(score, config, graded.started, graded.finished)})
+    return values
+
+
+def judge_values(pairs: Pairs, engine: JudgeEngine, on_done: OnDone | None = None) -> list[dict[str, Any]]:
+    """Judge every response of every item in one concurrent batch; return per-item values."""
+    reasoning = ReasoningSettings.from_env()
+    graded = grade([(item, response_set.responses) for item, response_set in pairs], engine, reasoning, on_done)
+    return item_values(pairs, graded, engine.config)
+
+
+def judge_responses(
+    pairs: Pairs, config: JudgeConfig, source: Path, on_done: OnDone | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Judge ``pairs`` with a fresh engine for ``config``; return (results summary, per-item
+    values). VLMEvalKit's ``evaluate`` judges its predictions this way."""
+    engine = JudgeEngine(config)
+    try:
+        values = judge_values(pairs, engine, on_done)
+    finally:
+        engine.close()
+    return judge_results(values, config, source), values
+
+
+# -- 1. discover ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedRun:
+    """One run's responses paired with their items, and the judge requests of each item."""
+
+    run: ResponsesFile
+    pairs: list[tuple[GenItem, ResponseSet]]
+    batches: list[list[JudgeRequest]] = field(default_factory=list)
+
+
+def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[GenItem, ResponseSet]]:
+    """Pair each response set with its SIUO item; unknown or repeated ids are errors."""
+    items = {item.question_id: item for item in data.gen}
+    seen: set[int] = set()
+    pairs = []
+    for response_set in response_sets:
+        qid = response_set.question_id
+        if qid not in items:
+            raise DataError(f"item {qid} in the input is not in the SIUO data under '{data.root}'")
+        if qid in seen:
+            raise DataError(f"item {qid} appears more than once in the input")
+        seen.add(qid)
+        pairs.append((items[qid], response_set))
+    return pairs
+
+
+def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun], list[Note]]:
+    """Read and validate every run; a broken input becomes a failure note and the others go on."""
+    reasoning = ReasoningSettings.from_env()
+    loaded, problems = [], []
+    for run in runs:
+        try:
+            response_sets = run.read(data)
+            if not response_sets:
+                raise DataError(f"'{run.path}' holds no items: nothing to judge (is the generation run finished?)")
+            pairs = match_items(response_sets, data)
+        except SiuoError as exc:
+            problems.append(Note(run.path, str(exc), failure=True))
+            continue
+        batches = [gen_judge_requests(item, response_set.responses, reasoning) for item, response_set in pairs]
+        loaded.append(LoadedRun(run, pairs, batches))
+    return loaded, problems
+
+
+# -- 2. plan ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """The judge's price per token, with the batch discount: the one place it is applied."""
+
+    model: str
+    endpoint: str | None
+    batch: str | None = None
+
+    @property
+    def factor(self) -> float:
+        return BATCH_DISCOUNT if self.batch == "openai" else 1.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for these tokens (None: the model is not in the price table)."""
+        price = price_for(self.model, self.endpoint)
+        if price is None:
+            return None
+        return (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1_000_000 * self.factor
+
+    def of(self, online_cost: float) -> float:
+        """What a cost reckoned at the online price comes to."""
+        return online_cost * self.factor
+
+
+def all_requests(loaded: list[LoadedRun], passes: int = 1) -> list[JudgeRequest]:
+    """Every run's judge calls, pass after pass."""
+    first = [request for run in loaded for batch in run.batches for request in batch]
+    return [request for repeat in range(passes) for request in pass_requests(first, repeat)]
+
+
+@dataclass
+class CostEstimate:
+    """Judge calls a run still needs after the cache and coalescing, and their estimated bill."""
+
+    name: str
+    requests: int
+    coalesced: int
+    cached: int
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+def estimate(loaded: list[LoadedRun], engine: JudgeEngine, pricing: Pricing, passes: int = 1) -> list[CostEstimate]:
+    """Per-run estimates over ``passes`` passes; a call shared by several runs is counted for
+    the first one."""
+    seen: set[str] = set()
+    estimates = []
+    for run in loaded:
+        requests = all_requests([run], passes)
+        needed, cached, coalesced = [], 0, 0
+        for request in requests:
+            key = engine.key(request)
+            if key in seen:
+                coalesced += 1
+                continue
+            seen.add(key)
+            if engine.is_known(key):
+                cached += 1
+            else:
+                needed.append(request)
+        tokens_in = sum(request_tokens(r.prompt, r.image_path, engine.config.model) for r in needed)
+        tokens_out = EXPECTED_COMPLETION_TOKENS * len(needed)
+        cost = pricing.cost(tokens_in, tokens_out)
+        counts = (len(requests), coalesced, cached, len(needed), tokens_in, tokens_out)
+        estimates.append(CostEstimate(run.run.name, *counts, None if cost is None else round(cost, 4)))
+    return estimates
+
+
+# -- 3. judge ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Running totals for the progress bar: calls done, tokens, cost at the judge's price."""
+
+    def __init__(self, pricing: Pricing) -> None:
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._pricing = pricing
+
+    def add(self, outcome: JudgeOutcome) -> None:
+        self.prompt_tokens += outcome.prompt_tokens
+        self.completion_tokens += outcome.completion_tokens
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self._pricing.cost(self.prompt_tokens, self.completion_tokens)
+
+
+def judge_loaded(
+    loaded: list[LoadedRun], engine: JudgeEngine, on_done: OnDone | None = None, repeat: int = 0
+) -> list[list[dict[str, Any]]]:
+    """One grade over every run's calls (one bound, one cache, coalescing across runs);
+    ``repeat`` > 0 judges them again as pass ``repeat + 1`` (see pass_requests)."""
+    graded = grade_batches([batch for run in loaded for batch in run.batches], engine, on_done, repeat)
+    values, offset = [], 0
+    for run in loaded:
+        mine = Graded(graded.outcomes[offset : offset + len(run.batches)], graded.started, graded.finished)
+        offset += len(run.batches)
+        values.append(item_values(run.pairs, mine, engine.config))
+    return values
+
+
+# -- 4. summarise -----------------------------------------------------------------------------------
+
+
+def run_summary(
+    run: LoadedRun,
+    values: list[dict[str, Any]],
+    config: JudgeConfig,
+    pricing: Pricing,
+    later_passes: list[list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """results.json of one run: the headline from ``values`` (pass 1); ``later_passes`` (the
+    values of passes 2..K) add the stability numbers, and usage then counts every pass."""
+    passes = [values, *(later_passes or [])]
+    summary = judge_results(values, config, run.run.path)
+    summary.update(summarise_passes(passes))
+    if len(passes) > 1:
+        usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}
+        summary["usage"] = usage
+        summary.update({f"judge_{name}": usage[name] for name in ("calls", "cache_hits", "coalesced", "cost_usd")})
+        summary.update(judge_prompt_tokens=usage["prompt_tokens"], judge_completion_tokens=usage["completion_tokens"])
+        summary["judge_wall_seconds"] = usage["wall_seconds"]
+        record_passes(passes)
+    found = run.run
+    summary["run"] = {
+        "name": found.name,
+        "model": found.model,
+        "task": found.task,
+        "suffix": found.suffix,
+        "harness": found.harness,
+        "kind": found.kind,
+        "named_by": found.named_by,
+    }
+    if pricing.batch:
+        usage = summary["usage"]
+        usage["batch"] = pricing.batch
+        if pricing.batch == "openai" and usage.get("cost_usd") is not None:
+            usage["cost_usd"] = round(pricing.of(usage["cost_usd"]), 6)
+            usage["cost_note"] = "OpenAI Batch API price (half the online price)"
+    return summary
+
+
+def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, summary in summaries.items():
+        usage = summary.get("usage", {})
+        row: dict[str, Any] = {"run": name, "input": summary.get("input"), "n_items": summary.get("n_items")}
+        for metric in HEADLINE:
+            low, high = summary.get(f"{metric}_ci95") or [None, None]
+            row.update({metric: summary.get(metric), f"{metric}_ci95_low": low, f"{metric}_ci95_high": high})
+        row.update(
+            judge_errors=summary.get("judge_errors", 0),
+            judge_declines=usage.get("declines", 0),
+            judge_calls=usage.get("calls"),
+            judge_cache_hits=usage.get("cache_hits"),
+            judge_coalesced=usage.get("coalesced"),
+            judge_cost_usd=usage.get("cost_usd"),
+            complete=not summary.get("judge_errors"),
+        )
+        spread = summary.get("safe_rate_passes")
+        if spread:
+            # Only for runs judged more than once: the Safe rate's range over the passes.
+            known = [value for value in spread if value is not None]
+            row.update(
+                judge_passes=summary.get("judge_passes"),
+                safe_rate_passes_min=min(known) if known else None,
+                safe_rate_passes_max=max(known) if known else None,
+                safety_flip_rate=summary.get("safety_flip_rate"),
+                effectiveness_flip_rate=summary.get("effectiveness_flip_rate"),
+            )
+        rows.append(row)
+    return rows
+
+
+# -- 5. write ---------------------------------------------------------------------------------------
+
+
+def keep_earlier(path: Path, log: Log) -> None:
+    """Move an existing file aside (``<name>.<UTC stamp>.bak``) and say so; never overwrite silently."""
+    if path.exists():
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        backup = path.with_name(f"{path.name}.{stamp}.bak")
+        number = 2
+        while backup.exists():
+            backup, number = path.with_name(f"{path.name}.{stamp}-{number}.bak"), number + 1
+        path.rename(backup)
+        log(f"kept the earlier {path} as {backup}")
+
+
+def write_outputs(output: Path, summary: dict[str, Any], values: list[dict[str, Any]], prefix: str = "") -> None:
+    """``<prefix>results.json`` and ``<prefix>samples.jsonl`` (one line per item) in ``output``."""
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / f"{prefix}samples.jsonl", "w", encoding="utf-8") as handle:
+        for number, value in enumerate(values):
+            handle.write(json.dumps({"doc_id": number, **value}, ensure_ascii=False) + "\n")
+    (output / f"{prefix}results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), "utf-8")
+
+
+def write_leaderboard(output: Path, rows: list[dict[str, Any]], problems: list[Note], log: Log) -> list[Path]:
+    """``leaderboard.json`` (runs and inputs that failed) and ``leaderboard.csv`` (runs)."""
+    json_path, csv_path = output / "leaderboard.json", output / "leaderboard.csv"
+    for path in (json_path, csv_path):
+        keep_earlier(path, log)
+    failed = [{"path": str(p.path), "reason": p.reason} for p in problems if p.failure]
+    json_path.write_text(json.dumps({"runs": rows, "failed_inputs": failed}, indent=2), encoding="utf-8")
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        fields = list(dict.fromkeys(name for row in rows for name in row)) or ["run"]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return [json_path, csv_path]
+
+
+# -- the pipeline -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JudgeJob:
+    """What ``siuo-eval judge`` was asked to do."""
+
+    inputs: list[str]
+    output: Path
+    passes: int = 1
+    batch: str | None = None  # "openai": judge through the OpenAI Batch API
+    dry_run: bool = False
+    export_batch: Path | None = None
+    import_batch: Path | None = None
+
+
+class Show(Protocol):
+    """How the command shows each step (the pipeline prints nothing itself)."""
+
+    def say(self, text: str) -> None: ...
+
+    def found(self, runs: list[ResponsesFile], notes: list[Note]) -> None: ...
+
+    def imported(self, path: Path, replies: int, failed: int, unknown: int) -> None: ...
+
+    def estimates(self, rows: list[CostEstimate], config: JudgeConfig) -> None: ...
+
+    def exported(self, path: Path, count: int, config: JudgeConfig) -> None: ...
+
+    def probed(self, result: ProbeResult) -> None: ...
+
+    def progress(self, total: int, pricing: Pricing) -> AbstractContextManager[OnDone]: ...
+
+    def judged(self, name: str, summary: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Judged:
+    """What a judging produced: each run's results.json, and every input noted or failed."""
+
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    config: JudgeConfig | None = None  # the judge, as configured
+
+    @property
+    def failures(self) -> list[Note]:
+        return [note for note in self.notes if note.failure]
+
+
+def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) -> Judged:
+    """discover, plan, judge, summarise, write. The judge settings and the inputs are checked
+    before the SIUO data are loaded (which may mean a download), so those mistakes show at once.
+
+    Raises:
+        DataError: when no input can be judged (nothing is written then).
+        JudgeConfigError: when the judge settings cannot work.
+    """
+    config = JudgeConfig.from_env(require_key=not (job.dry_run or job.export_batch))
+    single = len(job.inputs) == 1 and split_spec(job.inputs[0])[0] is None and Path(job.inputs[0]).is_file()
+    finding = find_responses(job.inputs, skip=job.output)
+    show.found(finding.runs, finding.notes)
+    if not finding.runs:
+        raise DataError("no input could be judged (see the lines above); nothing was written")
+    loaded, broken = load_runs(finding.runs, load_data())
+    judged = Judged(notes=finding.notes + broken, config=config)
+    for problem in broken:
+        show.say(f"siuo-eval: error: {problem.reason}")
+    if not loaded:
+        raise DataError("no input could be judged (see the lines above); nothing was written")
+    engine = JudgeEngine(config)
+    try:
+        _judge_with(engine, job, loaded, judged, show, single)
+    finally:
+        engine.close()
+    return judged
+
+
+def _judge_with(
+    engine: JudgeEngine, job: JudgeJob, loaded: list[LoadedRun], judged: Judged, show: Show, single: bool
+) -> None:
+    pricing = Pricing(engine.config.model, engine.config.endpoint, job.batch)
+    requests = all_requests(loaded, job.passes)
+    if job.import_batch:
+        _import(engine, requests, job.import_batch, show)
+    if job.dry_run:
+        show.estimates(estimate(loaded, engine, pricing, job.passes), engine.config)
+        return
+    if job.export_batch:
+        from siuo_task.judge.batch import export_batch
+
+        keep_earlier(job.export_batch, show.say)
+        show.exported(job.export_batch, export_batch(engine, requests, job.export_batch), engine.config)
+        return
+    pending = next((request for request in requests if not engine.is_known(engine.key(request))), None)
+    if pending is not None and not job.import_batch:
+        result = probe(engine, pending)
+        show.probed(result)
+        engine.accept(pending, result.completion)  # the probe was a real judge call: use its answer
+    if job.batch == "openai":
+        _run_openai_batch(engine, requests, job.output, show.say)
+    with show.progress(len(requests), pricing) as on_done:
+        passes = [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(job.passes)]
+    for index, run in enumerate(loaded):
+        later = [values[index] for values in passes[1:]]
+        judged.summaries[run.run.name] = run_summary(run, passes[0][index], engine.config, pricing, later)
+    _write(job.output, loaded, passes[0], judged, show, single)
+
+
+def _import(engine: JudgeEngine, requests: list[JudgeRequest], path: Path, show: Show) -> None:
+    from siuo_task.judge.batch import import_batch
+
+    summary = import_batch(engine, requests, path)
+    show.imported(path, summary.replies, len(summary.failed), summary.unknown)
+    engine.go_offline(summary.failed, f"no answer for this request in {path}: export the missing calls again")
+
+
+def _run_openai_batch(engine: JudgeEngine, requests: list[JudgeRequest], output: Path, log: Log) -> None:
+    from siuo_task.judge.batch import OpenAIBatchRunner
+
+    runner = OpenAIBatchRunner(engine, output / ".siuo-batch", log)
+    try:
+        failed = runner.run(requests)
+    finally:
+        runner.close()
+    engine.go_offline(failed, "no answer from the OpenAI batch")
+
+
+def _write(
+    output: Path, loaded: list[LoadedRun], values: list[list[dict[str, Any]]], judged: Judged, show: Show, single: bool
+) -> None:
+    written: list[Path] = []
+    for run, run_values in zip(loaded, values, strict=True):
+        folder = output if single else output / run.run.name
+        for name in ("results.json", "samples.jsonl"):
+            keep_earlier(folder / name, show.say)
+        write_outputs(folder, judged.summaries[run.run.name], run_values)
+        written += [folder / "results.json", folder / "samples.jsonl"]
+        show.judged(run.run.name, judged.summaries[run.run.name])
+    if not single:
+        written += write_leaderboard(output, leaderboard_rows(judged.summaries), judged.notes, show.say)
+    show.say("read: " + ", ".join(str(run.run.path) for run in loaded))
+    show.say("wrote: " + ", ".join(str(path) for path in written))
