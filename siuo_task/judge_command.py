@@ -180,6 +180,25 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
         f"{usage.get('coalesced')}, judge errors {summary.get('judge_errors')} (declined {usage.get('declines')}), "
         f"estimated cost: {cost_text}"
     )
+    if panel := summary.get("judge_panel"):
+        _print_panel(name, panel)
+
+
+def _print_panel(name: str, panel: dict[str, Any]) -> None:
+    """Each judge of a panel alone, and each pair's agreement (results.json's judge_panel)."""
+    undecided = panel["undecided_votes"]
+    print(
+        f"{name}: panel of {len(panel['judges'])} judges; undecided votes: safety {undecided['safety']}, "
+        f"effectiveness {undecided['effectiveness']}"
+    )
+    for judge in panel["judges"]:
+        rates = ", ".join(f"{metric} {judge.get(metric)}" for metric in GEN_HEADLINE)
+        print(f"{name}:   {judge['judge']}: {rates}; judge errors {judge['judge_errors']}, cost {judge['cost_usd']}")
+    for pair in panel["agreement"]:
+        print(
+            f"{name}:   kappa {pair['a']} vs {pair['b']}: safety {pair['safety']['kappa']}, "
+            f"effectiveness {pair['effectiveness']['kappa']}"
+        )
 
 
 def _print_estimates(estimates: list[CostEstimate], config: JudgeConfig) -> None:

@@ -77,7 +77,9 @@ class HarnessRun:
     def engine(self, config: JudgeConfig) -> JudgeEngine:
         with self._lock:
             if config not in self._engines:
-                self._engines[config] = JudgeEngine(config)
+                # A run keeps its responses through an outage: what is left to judge becomes
+                # judge errors, and the run's banner names the command that finishes the scoring.
+                self._engines[config] = JudgeEngine(config, errors_after_outage=True)
             return self._engines[config]
 
 
