@@ -57,10 +57,30 @@ def split_label(label: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class PanelConfig:
-    """The judges of a panel, in the file's order, and the file that named them."""
+    """The judges of a panel, in order, and where they were named (the file, or e.g. a harness's
+    model role); ``of`` makes one from judges configured elsewhere."""
 
-    path: Path
+    source: str
     judges: tuple[JudgeConfig, ...]
+
+    @classmethod
+    def of(cls, judges: Sequence[JudgeConfig], source: str) -> PanelConfig:
+        """A panel of ``judges`` (each with its own model, endpoint and key).
+
+        Raises:
+            JudgeConfigError: an even number of judges (a majority of two values must always
+                exist), or the same judge twice; the message starts with ``source``.
+        """
+        if len(judges) % 2 == 0:
+            raise JudgeConfigError(
+                f"{source}: a panel needs an odd number of judges so that every vote has a majority; "
+                f"this one names {len(judges)}"
+            )
+        labels = [judge_label(judge) for judge in judges]
+        if len(set(labels)) != len(labels):
+            twice = sorted({label for label in labels if labels.count(label) > 1})
+            raise JudgeConfigError(f"{source}: the same judge is named twice: {', '.join(twice)}")
+        return cls(source, tuple(judges))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -105,17 +125,8 @@ class PanelConfig:
         entries = data.get("judges") if isinstance(data, dict) else None
         if not isinstance(entries, list) or not entries:
             raise JudgeConfigError(f"{where}: the file must hold 'judges:', a list of {{model: ..., base_url: ...}}")
-        judges = tuple(_judge(entry, number, where, env, require_key) for number, entry in enumerate(entries, 1))
-        if len(judges) % 2 == 0:
-            raise JudgeConfigError(
-                f"{where}: a panel needs an odd number of judges so that every vote has a majority; "
-                f"this file names {len(judges)}"
-            )
-        labels = [judge_label(judge) for judge in judges]
-        if len(set(labels)) != len(labels):
-            twice = sorted({label for label in labels if labels.count(label) > 1})
-            raise JudgeConfigError(f"{where}: the same judge is named twice: {', '.join(twice)}")
-        return cls(path, judges)
+        judges = [_judge(entry, number, where, env, require_key) for number, entry in enumerate(entries, 1)]
+        return cls.of(judges, where)
 
 
 def _judge(entry: Any, number: int, where: str, env: Mapping[str, str], require_key: bool) -> JudgeConfig:

@@ -26,8 +26,8 @@ from siuo_task.adapters.vlmevalkit.reader import read_predictions
 from siuo_task.card import GEN_HEADLINE, task_version
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
-from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge_pipeline import judge_responses, match_items, write_outputs
+from siuo_task.panel_vote import judge_from_env
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
@@ -72,7 +72,7 @@ class SiuoGenDataset(ImageBaseDataset):
         """One row per (item, response number); a run that will judge (every --mode but infer)
         checks its judge here, when VLMEvalKit builds the dataset, before any inference."""
         if (cli_option("--mode") or "all") != "infer":
-            check_judge_before_generation(JudgeConfig.from_env())
+            check_judge_before_generation(judge_from_env())
         repeats = RESPONSES_PER_ITEM[dataset]
         rows = [
             {
@@ -99,7 +99,7 @@ class SiuoGenDataset(ImageBaseDataset):
         """Judge every response with the paper protocol; write the score file and our results."""
         _note_judge_options(judge_kwargs)
         data = load_siuo()
-        config = JudgeConfig.from_env()
+        config = judge_from_env()  # one judge, or the panel SIUO_JUDGE_PANEL names
         pairs = match_items(read_predictions(Path(eval_file), data), data)
         summary, values = judge_responses(pairs, config, Path(eval_file))
         _write_ours(eval_file, self.dataset_name, summary, values)
