@@ -34,6 +34,7 @@ from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.transport import Transport
 
 PANEL_VARIABLE = "SIUO_JUDGE_PANEL"
 _JUDGE_FIELDS = frozenset({"model", "base_url", "api_key_env"})
@@ -184,9 +185,16 @@ class PanelEngine:
     ``combine(request, outcomes in panel order)``, which keeps the judges' own outcomes in
     ``judges`` (see ``JudgeOutcome``)."""
 
-    def __init__(self, panel: PanelConfig, combine: Combine) -> None:
+    def __init__(
+        self, panel: PanelConfig, combine: Combine, transports: Sequence[Transport | None] | None = None
+    ) -> None:
+        """``transports``: per judge, what sends its calls (None: HTTP to its endpoint), e.g. a
+        harness's model API for each model bound to a role."""
         self.config = panel
-        self.engines = tuple(JudgeEngine(judge) for judge in panel.judges)
+        senders = list(transports) if transports is not None else [None] * len(panel.judges)
+        if len(senders) != len(panel.judges):
+            raise ValueError(f"{len(senders)} transport(s) for a panel of {len(panel.judges)} judges")
+        self.engines = tuple(JudgeEngine(judge, sender) for judge, sender in zip(panel.judges, senders, strict=True))
         self._combine = combine
 
     def grade_many(

@@ -32,6 +32,14 @@ from inspect_ai.scorer import (
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
+from siuo_task.adapters.inspect_ai.grader import (
+    GraderTransport,
+    bound_graders,
+    grader_config,
+    grader_engine,
+    on_this_loop,
+    single_grader,
+)
 from siuo_task.adapters.inspect_ai.keys import EPOCH_KEY, VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.data import GenItem, item_document, load_siuo
@@ -112,10 +120,19 @@ def judge_check(judge_model: str | None = None, judge_base_url: str | None = Non
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        if sample_will_be_scored():
+        if not sample_will_be_scored():
+            return state
+        grader = single_grader(bound_graders(), judge_model, judge_base_url)
+        if grader is None:
             settings = judge_config(judge_model, judge_base_url)
             # Once per process: a broken judge stops the first sample, before its generation.
             await anyio.to_thread.run_sync(check_judge_before_generation, settings)
+            return state
+        # The grader role's model is checked the same way, through Inspect (the call is logged
+        # in this sample's transcript).
+        settings = grader_config(grader)
+        with on_this_loop():
+            await anyio.to_thread.run_sync(check_judge_before_generation, settings, None, GraderTransport(settings))
         return state
 
     return solve
@@ -186,11 +203,14 @@ def siuo_gen_judge(
     reasoning = ReasoningSettings.from_env()  # read before any generation: a bad value stops the build
 
     async def score(state: TaskState, target: Target) -> Score:
-        config = settings()
+        grader = single_grader(bound_graders(), judge_model, judge_base_url)
+        config = settings() if grader is None else grader_config(grader)
+        engine = shared_engine(config) if grader is None else grader_engine(config)
         item = items[int(state.sample_id)]
         response = response_text(state.output)
         started = time.time()
-        graded = await anyio.to_thread.run_sync(grade, [(item, [response])], shared_engine(config), reasoning)
+        with on_this_loop():
+            graded = await anyio.to_thread.run_sync(grade, [(item, [response])], engine, reasoning)
         (outcomes,) = graded.outcomes
         scored = assemble_gen_score(item, [response], outcomes, reasoning).responses[0]
         judged = (scored.safety, scored.effectiveness, scored.trace_safety)
