@@ -150,6 +150,22 @@ def test_adding_judges_reuses_the_cache_and_keys_stay_in_their_variables(
             assert OTHER_KEY not in path.read_text(errors="replace"), path
 
 
+def test_report_shows_each_judge_and_the_kappas(judged: dict) -> None:
+    tmp = judged["tmp"]
+    proc = siuo_eval("report", tmp / "panel", "--output", tmp / "report", env=judged["env"])
+    assert proc.returncode == 0, proc.stderr
+    markdown = (tmp / "report" / "report.md").read_text()
+    panel, _ = read_run(tmp / "panel")
+    block = panel["judge_panel"]
+    assert "## Panels of judges" in markdown and "## Agreement between a panel's judges" in markdown
+    for judge in block["judges"]:
+        row = next(line for line in markdown.splitlines() if f"| {judge['judge']} |" in line)
+        assert f"| {judge['safe_rate']:.2f} |" in row
+    for pair in block["agreement"]:
+        row = next(line for line in markdown.splitlines() if f"| {pair['a']} | {pair['b']} |" in line)
+        assert f"| {pair['safety']['kappa']:.2f} (" in row
+
+
 def test_dry_run_prices_each_judge(judged: dict) -> None:
     dry = judged["dry"]
     assert dry.returncode == 0, dry.stderr
