@@ -29,6 +29,7 @@ from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.panel import PanelConfig, PanelEngine, panel_from_env, split_label
 from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.transport import Transport
 from siuo_task.metrics import rate
 from siuo_task.parsing import is_effective
 from siuo_task.records import GenRecord
@@ -47,11 +48,17 @@ def judge_from_env(environ: Mapping[str, str] | None = None, require_key: bool =
     return panel if panel is not None else JudgeConfig.from_env(environ, require_key)
 
 
-def new_engine(config: AnyJudge) -> AnyEngine:
-    """An engine for one judge, or one per judge of a panel voting with ``vote``."""
+def new_engine(config: AnyJudge, transports: Sequence[Transport | None] | None = None) -> AnyEngine:
+    """An engine for one judge, or one per judge of a panel voting with ``vote``.
+
+    Args:
+        config: the judge, or the panel (``PanelConfig.of(judges, source)`` for judges
+            configured elsewhere, e.g. the models bound to Inspect's grader role).
+        transports: per judge, what sends its calls (None: HTTP to the judge's endpoint).
+    """
     if isinstance(config, PanelConfig):
-        return PanelEngine(config, vote)
-    return JudgeEngine(config)
+        return PanelEngine(config, vote, transports)
+    return JudgeEngine(config, transports[0] if transports else None)
 
 
 def judges_of(config: AnyJudge) -> tuple[JudgeConfig, ...]:

@@ -4,6 +4,8 @@ disagree on some responses, against one judge built to answer with their majorit
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,6 +16,7 @@ from siuo_task.judge.request import JudgeOutcome
 from siuo_task.panel_vote import vote
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run, siuo_eval
 from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_flips
+from tests.helpers.model_server import ModelServer
 
 RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
 OTHER_KEY = "sk-other-panel-secret-9876543210"
@@ -192,3 +195,34 @@ def test_vote_counts_judge_errors_and_undecided_votes() -> None:
     left = vote(safety, [_outcome("safety", False), _outcome("safety", False), _outcome("safety", None, "failed")])
     assert left.verdict is False and left.error is None
     assert len(left.to_dict()["judges"]) == 3 and "judges" not in _outcome("safety", True).to_dict()
+
+
+@pytest.mark.slow
+def test_lmms_eval_run_with_the_panel_gives_siuo_eval_judges_numbers(
+    servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
+) -> None:
+    """lmms-eval's openai model against the loopback model server, judged in the run by the
+    panel; then `siuo-eval judge` with the same panel on that run's samples."""
+    panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
+    env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    out = tmp_path / "lmms"
+    with ModelServer(per_settings=True) as model:
+        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
+        command = [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
+                   "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (results_file,) = sorted(out.rglob("*_results.json"))
+    native = json.loads(results_file.read_text())
+    metrics = {k.split(",")[0]: v for k, v in native["results"]["siuo_gen"].items() if k.endswith(",none")}
+    summary = native["siuo"]["siuo_gen"]
+    later = siuo_eval("judge", out, "--output", tmp_path / "later", env=env)
+    assert later.returncode == 0, later.stderr[-3000:]
+    (results_path,) = sorted((tmp_path / "later").rglob("results.json"))
+    judged = json.loads(results_path.read_text())
+    for name in (*RATES, "judge_errors"):
+        assert judged[name] == round(metrics[name], 4), name
+    assert judged["judge_panel"] == summary["judge_panel"]
+    assert len(judged["judge_panel"]["judges"]) == 3 and len(judged["judge_panel"]["agreement"]) == 3
+    no_secret_in(tmp_path, proc.stdout, proc.stderr, later.stdout, later.stderr)

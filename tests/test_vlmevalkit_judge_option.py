@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from siuo_task.adapters.vlmevalkit.judge import base_url_of, vlmeval_judge
+from siuo_task.errors import JudgeConfigError
 from siuo_task.vlmeval import GEN_SINGLE
 from tests.helpers.cli_runs import SECRET, clean_env, no_secret_in
 from tests.helpers.judge_server import JudgeServer
@@ -73,3 +74,9 @@ def test_vlmeval_judge_option_reaches_the_judge_server(small_data_dir: Path, tmp
     (results,) = work.rglob(f"*{GEN_SINGLE}_siuo_results.json")
     assert json.loads(results.read_text())["judge_model_requested"] == "judge-y"
     no_secret_in(work, proc.stdout, proc.stderr)
+
+
+def test_judge_and_a_panel_file_are_refused_together(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "argv", [*RUNNER, "--judge", "judge-y"])
+    with pytest.raises(JudgeConfigError, match="named twice"):
+        vlmeval_judge({"model": "judge-y"}, {"SIUO_JUDGE_PANEL": str(tmp_path / "panel.yaml")})

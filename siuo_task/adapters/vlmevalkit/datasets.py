@@ -28,8 +28,8 @@ from siuo_task.adapters.vlmevalkit.reader import read_predictions
 from siuo_task.card import GEN_HEADLINE, task_version
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
-from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge_pipeline import judge_responses, match_items, write_outputs
+from siuo_task.panel_vote import AnyJudge
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
@@ -49,13 +49,15 @@ def _message(image_path: str, text: str) -> list[dict[str, str]]:
     return [{"type": "image", "value": image_path}, {"type": "text", "value": text}]
 
 
-def _judge(judge_kwargs: dict[str, Any] | None = None) -> JudgeConfig:
-    """The run's judge (SIUO_JUDGE_*, or --judge's model), saying which --judge chose."""
+def _judge(judge_kwargs: dict[str, Any] | None = None) -> AnyJudge:
+    """The run's judge (SIUO_JUDGE_*, the panel SIUO_JUDGE_PANEL names, or --judge's model),
+    saying which --judge chose."""
     config, chosen = vlmeval_judge(judge_kwargs)
     say_judge(chosen)
     if chosen is None and judge_kwargs and judge_kwargs.get("model"):
         logger.info(
-            "SIUO is judged with SIUO_JUDGE_* settings (the paper's prompts, with the image); VLMEvalKit's "
+            "SIUO is judged with SIUO_JUDGE_* / SIUO_JUDGE_PANEL settings (the paper's prompts, with the image); "
+            "VLMEvalKit's "
             "default judge %r is not used (give --judge to choose the judge)",
             judge_kwargs["model"],
         )

@@ -8,6 +8,8 @@ model (the name is sent as given: VLMEvalKit's short names are its own), at the 
 removed) and ``OPENAI_BASE_URL``, else OpenAI; the key is ``--judge-key``, else
 ``SIUO_JUDGE_API_KEY`` / ``OPENAI_API_KEY``. Every other setting is SIUO_JUDGE_*'s.
 
+A panel (``SIUO_JUDGE_PANEL``) and ``--judge`` both name the judge: the run is refused.
+
 Without ``--judge``, VLMEvalKit may still hand a judge name of its own choosing (a default per
 dataset type) to ``evaluate``: that name is not the user's, so the judge stays SIUO_JUDGE_*.
 A direct call of ``evaluate(file, model=...)`` (not VLMEvalKit's runner) names its judge too.
@@ -20,7 +22,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.panel import PANEL_VARIABLE
+from siuo_task.panel_vote import AnyJudge, judge_from_env
 from siuo_task.run_end import cli_option
 
 _CHAT_ROUTE = "/chat/completions"
@@ -46,17 +51,22 @@ def requested_judge(judge_kwargs: Mapping[str, Any] | None = None) -> str | None
 
 def vlmeval_judge(
     judge_kwargs: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, require_key: bool = True
-) -> tuple[JudgeConfig, str | None]:
+) -> tuple[AnyJudge, str | None]:
     """The judge settings (see the module doc) and, when ``--judge`` chose the judge, a line
     saying which model and endpoint are used and where the endpoint came from.
 
     Raises:
-        JudgeConfigError: as JudgeConfig.from_env (e.g. no key and no base URL).
+        JudgeConfigError: as JudgeConfig.from_env (e.g. no key and no base URL) or the panel
+            file; ``--judge`` with SIUO_JUDGE_PANEL.
     """
     env = dict(os.environ if environ is None else environ)
     model = requested_judge(judge_kwargs)
     if model is None:
-        return JudgeConfig.from_env(env, require_key=require_key), None
+        return judge_from_env(env, require_key=require_key), None
+    if env.get(PANEL_VARIABLE, "").strip():
+        raise JudgeConfigError(
+            f"the judge is named twice: by --judge {model} and by {PANEL_VARIABLE}={env[PANEL_VARIABLE]}; use one"
+        )
     kwargs = judge_kwargs or {}
     env["SIUO_JUDGE_MODEL"] = model
     source = "SIUO_JUDGE_BASE_URL"
