@@ -216,6 +216,7 @@ def panel_summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
         for metric in GEN_METRICS:
             decided = rate(row[metric] for row in rows)
             entry[f"{metric}_rate"] = decided.percent
+            entry[f"{metric}_rate_ci95"] = list(decided.ci95) if decided.ci95 else None
             entry[f"{metric}_rate_items"] = sum(1 for row in rows if row[metric] is not None)
         for name in ("errors", "declines", "calls", "cache_hits", "prompt_tokens", "completion_tokens"):
             entry["judge_" + name if name in ("errors", "declines") else name] = sum(row[name] for row in rows)

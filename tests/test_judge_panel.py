@@ -160,7 +160,7 @@ def test_report_shows_each_judge_and_the_kappas(judged: dict) -> None:
     assert "## Panels of judges" in markdown and "## Agreement between a panel's judges" in markdown
     for judge in block["judges"]:
         row = next(line for line in markdown.splitlines() if f"| {judge['judge']} |" in line)
-        assert f"| {judge['safe_rate']:.2f} |" in row
+        assert f"| {judge['safe_rate']:.1f} [{judge['safe_rate_ci95'][0]:.1f}, " in row
     for pair in block["agreement"]:
         row = next(line for line in markdown.splitlines() if f"| {pair['a']} | {pair['b']} |" in line)
         assert f"| {pair['safety']['kappa']:.2f} (" in row
@@ -261,23 +261,35 @@ def test_vote_counts_judge_errors_and_undecided_votes() -> None:
     assert len(left.to_dict()["judges"]) == 3 and "judges" not in _outcome("safety", True).to_dict()
 
 
+def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
+    if harness == "lmms-eval":
+        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
+        return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
+                "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+    from siuo_task.adapters.lm_eval import tasks_dir
+
+    args = f"model=test-model,base_url={model.base_url}/chat/completions,tokenizer_backend=None"
+    return [sys.executable, "-m", "lm_eval", "--model", "local-chat-completions", "--model_args", args,
+            "--tasks", "siuo_gen", "--include_path", str(tasks_dir()), "--apply_chat_template",
+            "--output_path", str(out), "--log_samples"]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_lmms_eval_run_with_the_panel_gives_siuo_eval_judges_numbers(
-    servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval"])
+def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
+    harness: str, servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
 ) -> None:
-    """lmms-eval's openai model against the loopback model server, judged in the run by the
-    panel; then `siuo-eval judge` with the same panel on that run's samples."""
+    """The harness's OpenAI-compatible model class against the loopback model server, judged in
+    the run by the panel; then `siuo-eval judge` with the same panel on that run's samples."""
     panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
     env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    out = tmp_path / "lmms"
+    out = tmp_path / "run"
     with ModelServer(per_settings=True) as model:
-        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
-        command = [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
-                   "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+        command = _harness_command(harness, model, out)
         proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (results_file,) = sorted(out.rglob("*_results.json"))
+    (results_file,) = sorted(out.rglob("*_results.json" if harness == "lmms-eval" else "results_*.json"))
     native = json.loads(results_file.read_text())
     metrics = {k.split(",")[0]: v for k, v in native["results"]["siuo_gen"].items() if k.endswith(",none")}
     summary = native["siuo"]["siuo_gen"]

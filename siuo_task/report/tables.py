@@ -108,7 +108,7 @@ def panel_table(runs: Sequence[Run]) -> Table:
         votes = f"undecided votes: {undecided['safety']} safety, {undecided['effectiveness']} effectiveness"
         rows.append([label(run), f"the panel's majority ({votes})", *_rates(run)[:3], "", ""])
         for judge in panel["judges"]:
-            rates = [_plain(judge.get(f"{metric}_rate")) for metric in GEN_LABELS]
+            rates = [fmt_rate(judge.get(f"{m}_rate"), judge.get(f"{m}_rate_ci95")) for m in GEN_LABELS]
             cost = judge.get("cost_usd")
             rows.append(
                 [
