@@ -20,7 +20,7 @@ computes it), and the undecided votes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
@@ -29,6 +29,7 @@ from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.panel import PanelConfig, PanelEngine, panel_from_env, split_label
 from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.transport import Transport
 from siuo_task.metrics import rate
 from siuo_task.parsing import is_effective
 from siuo_task.records import GenRecord
@@ -47,11 +48,20 @@ def judge_from_env(environ: Mapping[str, str] | None = None, require_key: bool =
     return panel if panel is not None else JudgeConfig.from_env(environ, require_key)
 
 
-def new_engine(config: AnyJudge) -> AnyEngine:
-    """An engine for one judge, or one per judge of a panel voting with ``vote``."""
+def new_engine(
+    config: AnyJudge, transports: Sequence[Transport | None] | None = None, errors_after_outage: bool = False
+) -> AnyEngine:
+    """An engine for one judge, or one per judge of a panel voting with ``vote``.
+
+    Args:
+        config: the judge, or the panel (``PanelConfig.of(judges, source)`` for judges
+            configured elsewhere, e.g. the models bound to Inspect's grader role).
+        transports: per judge, what sends its calls (None: HTTP to the judge's endpoint).
+        errors_after_outage: see ``JudgeEngine`` (a harness run keeps its responses).
+    """
     if isinstance(config, PanelConfig):
-        return PanelEngine(config, vote)
-    return JudgeEngine(config)
+        return PanelEngine(config, vote, transports, errors_after_outage)
+    return JudgeEngine(config, transports[0] if transports else None, errors_after_outage)
 
 
 def judges_of(config: AnyJudge) -> tuple[JudgeConfig, ...]:
@@ -209,6 +219,7 @@ def panel_summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
         for metric in GEN_METRICS:
             decided = rate(row[metric] for row in rows)
             entry[f"{metric}_rate"] = decided.percent
+            entry[f"{metric}_rate_ci95"] = list(decided.ci95) if decided.ci95 else None
             entry[f"{metric}_rate_items"] = sum(1 for row in rows if row[metric] is not None)
         for name in ("errors", "declines", "calls", "cache_hits", "prompt_tokens", "completion_tokens"):
             entry["judge_" + name if name in ("errors", "declines") else name] = sum(row[name] for row in rows)
@@ -231,3 +242,9 @@ def panel_summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
         "vote": "per judge request, the majority of the judges' two-valued verdicts "
         "(safe / not; effective = very or partially effective / not); a judge error leaves that judge out",
     }
+
+
+def panel_of_records(records: Iterable[GenRecord]) -> dict[str, Any] | None:
+    """``judge_panel`` recomputed from a run's per-item records (None: no panel judged them)."""
+    cells = [item_cell(record) for record in records if is_panel_record(record)]
+    return panel_summary(cells) if cells else None

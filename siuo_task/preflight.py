@@ -17,6 +17,7 @@ import threading
 from siuo_task.data import SiuoData, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.transport import Transport
 from siuo_task.scoring import judge_requests
@@ -58,15 +59,19 @@ _CHECKED: set[JudgeConfig] = set()
 
 
 def check_judge_before_generation(
-    config: JudgeConfig, data_dir: str | None = None, transport: Transport | None = None
+    config: JudgeConfig | PanelConfig, data_dir: str | None = None, transport: Transport | None = None
 ) -> None:
     """The probe, once per judge configuration per process (however many tasks or concurrent
-    samples ask), on the first process of a machine.
+    samples ask), on the first process of a machine; every judge of a panel is probed.
 
     Raises:
         JudgeEndpointError: the judge cannot grade; the run must end before generating.
     """
     if not first_on_machine():
+        return
+    if isinstance(config, PanelConfig):
+        for judge in config.judges:
+            check_judge_before_generation(judge, data_dir)  # each over HTTP (a role's judges probe their own way)
         return
     with _LOCK:  # concurrent callers wait for the one probe instead of sending their own
         if config in _CHECKED:

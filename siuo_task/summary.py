@@ -122,7 +122,7 @@ def judge_results(values: Values, config: JudgeConfig | PanelConfig, source: Pat
             "temperature": config.temperature,
             "max_tokens": config.max_tokens,
             # A panel (SIUO_JUDGE_PANEL): its file and judges; each judge's numbers are judge_panel's.
-            **({"panel": str(config.path), "judges": list(config.labels)} if isinstance(config, PanelConfig) else {}),
+            **({"panel": config.source, "judges": list(config.labels)} if isinstance(config, PanelConfig) else {}),
         },
         "input": str(source),
     }

@@ -34,6 +34,7 @@ from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, JudgeConfig
 from siuo_task.judge.engine import CallTally, JudgeEngine
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.transport import Transport
 
 PANEL_VARIABLE = "SIUO_JUDGE_PANEL"
 _JUDGE_FIELDS = frozenset({"model", "base_url", "api_key_env"})
@@ -57,10 +58,30 @@ def split_label(label: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class PanelConfig:
-    """The judges of a panel, in the file's order, and the file that named them."""
+    """The judges of a panel, in order, and where they were named (the file, or e.g. a harness's
+    model role); ``of`` makes one from judges configured elsewhere."""
 
-    path: Path
+    source: str
     judges: tuple[JudgeConfig, ...]
+
+    @classmethod
+    def of(cls, judges: Sequence[JudgeConfig], source: str) -> PanelConfig:
+        """A panel of ``judges`` (each with its own model, endpoint and key).
+
+        Raises:
+            JudgeConfigError: an even number of judges (a majority of two values must always
+                exist), or the same judge twice; the message starts with ``source``.
+        """
+        if len(judges) % 2 == 0:
+            raise JudgeConfigError(
+                f"{source}: a panel needs an odd number of judges so that every vote has a majority; "
+                f"this one names {len(judges)}"
+            )
+        labels = [judge_label(judge) for judge in judges]
+        if len(set(labels)) != len(labels):
+            twice = sorted({label for label in labels if labels.count(label) > 1})
+            raise JudgeConfigError(f"{source}: the same judge is named twice: {', '.join(twice)}")
+        return cls(source, tuple(judges))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -105,17 +126,8 @@ class PanelConfig:
         entries = data.get("judges") if isinstance(data, dict) else None
         if not isinstance(entries, list) or not entries:
             raise JudgeConfigError(f"{where}: the file must hold 'judges:', a list of {{model: ..., base_url: ...}}")
-        judges = tuple(_judge(entry, number, where, env, require_key) for number, entry in enumerate(entries, 1))
-        if len(judges) % 2 == 0:
-            raise JudgeConfigError(
-                f"{where}: a panel needs an odd number of judges so that every vote has a majority; "
-                f"this file names {len(judges)}"
-            )
-        labels = [judge_label(judge) for judge in judges]
-        if len(set(labels)) != len(labels):
-            twice = sorted({label for label in labels if labels.count(label) > 1})
-            raise JudgeConfigError(f"{where}: the same judge is named twice: {', '.join(twice)}")
-        return cls(path, judges)
+        judges = [_judge(entry, number, where, env, require_key) for number, entry in enumerate(entries, 1)]
+        return cls.of(judges, where)
 
 
 def _judge(entry: Any, number: int, where: str, env: Mapping[str, str], require_key: bool) -> JudgeConfig:
@@ -173,9 +185,23 @@ class PanelEngine:
     ``combine(request, outcomes in panel order)``, which keeps the judges' own outcomes in
     ``judges`` (see ``JudgeOutcome``)."""
 
-    def __init__(self, panel: PanelConfig, combine: Combine) -> None:
+    def __init__(
+        self,
+        panel: PanelConfig,
+        combine: Combine,
+        transports: Sequence[Transport | None] | None = None,
+        errors_after_outage: bool = False,
+    ) -> None:
+        """``transports``: per judge, what sends its calls (None: HTTP to its endpoint), e.g. a
+        harness's model API for each model bound to a role; ``errors_after_outage``: as
+        ``JudgeEngine``'s, for each judge."""
         self.config = panel
-        self.engines = tuple(JudgeEngine(judge) for judge in panel.judges)
+        senders = list(transports) if transports is not None else [None] * len(panel.judges)
+        if len(senders) != len(panel.judges):
+            raise ValueError(f"{len(senders)} transport(s) for a panel of {len(panel.judges)} judges")
+        self.engines = tuple(
+            JudgeEngine(judge, sender, errors_after_outage) for judge, sender in zip(panel.judges, senders, strict=True)
+        )
         self._combine = combine
 
     def grade_many(
