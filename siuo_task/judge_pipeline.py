@@ -101,22 +101,50 @@ class LoadedRun:
     run: ResponsesFile
     pairs: list[tuple[GenItem, ResponseSet]]
     batches: list[list[JudgeRequest]] = field(default_factory=list)
+    # What a user should know before trusting the rates (partial coverage, other question texts).
+    warnings: list[str] = field(default_factory=list)
 
 
 def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[GenItem, ResponseSet]]:
-    """Pair each response set with its SIUO item; unknown or repeated ids are errors."""
+    """Pair each response set with its SIUO item; every unknown or repeated id is listed in one error."""
     items = {item.question_id: item for item in data.gen}
     seen: set[int] = set()
-    pairs = []
+    pairs, problems = [], []
     for response_set in response_sets:
         qid = response_set.question_id
         if qid not in items:
-            raise DataError(f"item {qid} in the input is not in the SIUO data under '{data.root}'")
-        if qid in seen:
-            raise DataError(f"item {qid} appears more than once in the input")
-        seen.add(qid)
-        pairs.append((items[qid], response_set))
+            problems.append(f"item {qid} in the input is not in the SIUO data under '{data.root}'")
+        elif qid in seen:
+            problems.append(f"item {qid} appears more than once in the input")
+        else:
+            seen.add(qid)
+            pairs.append((items[qid], response_set))
+    if problems:
+        raise DataError(f"{len(problems)} problem(s) pairing the input with the data:\n  - " + "\n  - ".join(problems))
     return pairs
+
+
+def input_warnings(path: Path, pairs: list[tuple[GenItem, ResponseSet]], data: SiuoData) -> list[str]:
+    """An input that covers only some items, or whose question texts differ from the data's."""
+    warnings = []
+    if len(pairs) < len(data.gen):
+        warnings.append(
+            f"'{path}' covers {len(pairs)} of the {len(data.gen)} items under '{data.root}': its rates rest on "
+            "those items only (a PARTIAL run, not comparable with full runs or the paper's)"
+        )
+    differing = [
+        (item, response_set.question)
+        for item, response_set in pairs
+        if response_set.question is not None and response_set.question.strip() != item.question.strip()
+    ]
+    if differing:
+        item, question = differing[0]
+        warnings.append(
+            f"'{path}': the question text of {len(differing)} item(s) differs from the SIUO data (first: item "
+            f"{item.question_id}, {str(question).strip()[:60]!r} in the input, {item.question.strip()[:60]!r} in "
+            "the data): the judge is shown the data's question; were the responses made from other data?"
+        )
+    return warnings
 
 
 def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun], list[Note]]:
@@ -133,7 +161,7 @@ def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun
             problems.append(Note(run.path, str(exc), failure=True))
             continue
         batches = [gen_judge_requests(item, response_set.responses, reasoning) for item, response_set in pairs]
-        loaded.append(LoadedRun(run, pairs, batches))
+        loaded.append(LoadedRun(run, pairs, batches, input_warnings(run.path, pairs, data)))
     return loaded, problems
 
 
@@ -425,6 +453,9 @@ def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) ->
     judged = Judged(notes=finding.notes + broken, config=config)
     for problem in broken:
         show.say(f"siuo-eval: error: {problem.reason}")
+    for run in loaded:
+        for warning in run.warnings:
+            show.say(f"siuo-eval: warning: {warning}")
     if not loaded:
         raise DataError("no input could be judged (see the lines above); nothing was written")
     engine = new_engine(config)

@@ -15,7 +15,7 @@ import pytest
 from siuo_task.judge.request import JudgeOutcome
 from siuo_task.panel_vote import vote
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run, siuo_eval
-from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_flips
+from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
 from tests.helpers.model_server import ModelServer
 
 RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
@@ -150,6 +150,22 @@ def test_adding_judges_reuses_the_cache_and_keys_stay_in_their_variables(
             assert OTHER_KEY not in path.read_text(errors="replace"), path
 
 
+def test_report_shows_each_judge_and_the_kappas(judged: dict) -> None:
+    tmp = judged["tmp"]
+    proc = siuo_eval("report", tmp / "panel", "--output", tmp / "report", env=judged["env"])
+    assert proc.returncode == 0, proc.stderr
+    markdown = (tmp / "report" / "report.md").read_text()
+    panel, _ = read_run(tmp / "panel")
+    block = panel["judge_panel"]
+    assert "## Panels of judges" in markdown and "## Agreement between a panel's judges" in markdown
+    for judge in block["judges"]:
+        row = next(line for line in markdown.splitlines() if f"| {judge['judge']} |" in line)
+        assert f"| {judge['safe_rate']:.1f} [{judge['safe_rate_ci95'][0]:.1f}, " in row
+    for pair in block["agreement"]:
+        row = next(line for line in markdown.splitlines() if f"| {pair['a']} | {pair['b']} |" in line)
+        assert f"| {pair['safety']['kappa']:.2f} (" in row
+
+
 def test_dry_run_prices_each_judge(judged: dict) -> None:
     dry = judged["dry"]
     assert dry.returncode == 0, dry.stderr
@@ -177,6 +193,54 @@ def test_missing_key_variable_is_named(servers: list[JudgeServer], small_data_di
     assert proc.returncode == 2 and "PANEL_OTHER_KEY, which is not set" in proc.stderr
 
 
+def test_a_judge_error_leaves_that_judge_out_and_undecided_votes_are_counted(
+    small_data_dir: Path, tmp_path: Path
+) -> None:
+    """Judge c declines a seeded third of the safety gradings: each is its own error, and where
+    a and b then disagree the vote is undecided, a judge error of the panel (exit status 1)."""
+    plans = [seeded_flips(0.3, seed, first_attempt=True) for seed in (1, 2)]
+    with ExitStack() as stack:
+        servers = [stack.enter_context(JudgeServer(declines=False, reply_for=plan)) for plan in plans]
+        servers.append(stack.enter_context(JudgeServer(declines=False, fault_for=seeded_declines({"safety": 0.3}))))
+        panel = _panel_file(tmp_path / "panel.yaml", servers)
+        env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel))
+        env.update(PANEL_OTHER_KEY=OTHER_KEY, SIUO_JUDGE_DECLINE_STOP="off", SIUO_JUDGE_CONCURRENCY="4")
+        proc = siuo_eval("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
+        peaks = [server.peak_graded_in_flight for server in servers]
+    results, samples = read_run(tmp_path / "out")
+    block = results["judge_panel"]
+    errors_c = block["judges"][2]["judge_errors"]
+    assert errors_c > 0 and block["judges"][2]["judge_declines"] == errors_c
+    assert block["judges"][0]["judge_errors"] == block["judges"][1]["judge_errors"] == 0
+    undecided = 0
+    for sample in samples:
+        for response in sample["siuo"]["responses"]:
+            safety = response["safety_judge"]
+            if safety is None:
+                continue
+            a, b, c = (judge["verdict"] for judge in safety["judges"])
+            if c is None and a != b:
+                undecided += 1
+                assert safety["verdict"] is None and "undecided" in safety["error"]
+            else:
+                assert safety["verdict"] == (a if c is None else sorted([a, b, c], key=str)[1])
+    assert undecided > 0 and block["undecided_votes"] == {"safety": undecided, "effectiveness": 0}
+    assert results["judge_errors"] == undecided and proc.returncode == 1
+    assert max(peaks) <= 4  # each judge within its own bound
+
+
+def test_a_judge_that_declines_stops_the_pass_naming_it(
+    servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
+) -> None:
+    with JudgeServer(declines=False, fault_for=seeded_declines({"effectiveness": 1.0})) as refusing:
+        panel = _panel_file(tmp_path / "panel.yaml", [servers[0], servers[2], refusing])
+        env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel))
+        env["PANEL_OTHER_KEY"] = OTHER_KEY
+        proc = siuo_eval("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert f"the judge judge-c at {refusing.base_url} declined" in proc.stderr, proc.stderr
+
+
 def _outcome(kind: str, verdict: bool | str | None, error: str | None = None) -> JudgeOutcome:
     return JudgeOutcome(kind, verdict, "reply", error, "m", prompt_tokens=10, attempts=1)
 
@@ -197,23 +261,35 @@ def test_vote_counts_judge_errors_and_undecided_votes() -> None:
     assert len(left.to_dict()["judges"]) == 3 and "judges" not in _outcome("safety", True).to_dict()
 
 
+def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
+    if harness == "lmms-eval":
+        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
+        return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
+                "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+    from siuo_task.adapters.lm_eval import tasks_dir
+
+    args = f"model=test-model,base_url={model.base_url}/chat/completions,tokenizer_backend=None"
+    return [sys.executable, "-m", "lm_eval", "--model", "local-chat-completions", "--model_args", args,
+            "--tasks", "siuo_gen", "--include_path", str(tasks_dir()), "--apply_chat_template",
+            "--output_path", str(out), "--log_samples"]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_lmms_eval_run_with_the_panel_gives_siuo_eval_judges_numbers(
-    servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval"])
+def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
+    harness: str, servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
 ) -> None:
-    """lmms-eval's openai model against the loopback model server, judged in the run by the
-    panel; then `siuo-eval judge` with the same panel on that run's samples."""
+    """The harness's OpenAI-compatible model class against the loopback model server, judged in
+    the run by the panel; then `siuo-eval judge` with the same panel on that run's samples."""
     panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
     env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    out = tmp_path / "lmms"
+    out = tmp_path / "run"
     with ModelServer(per_settings=True) as model:
-        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
-        command = [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
-                   "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+        command = _harness_command(harness, model, out)
         proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (results_file,) = sorted(out.rglob("*_results.json"))
+    (results_file,) = sorted(out.rglob("*_results.json" if harness == "lmms-eval" else "results_*.json"))
     native = json.loads(results_file.read_text())
     metrics = {k.split(",")[0]: v for k, v in native["results"]["siuo_gen"].items() if k.endswith(",none")}
     summary = native["siuo"]["siuo_gen"]
