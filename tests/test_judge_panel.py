@@ -177,6 +177,21 @@ def test_dry_run_prices_each_judge(judged: dict) -> None:
     assert not (judged["tmp"] / "dry").exists() or not any((judged["tmp"] / "dry").iterdir())
 
 
+def test_judge_passes_ask_every_judge_again(judged: dict, servers: list[JudgeServer]) -> None:
+    """--judge-passes 2 with the panel: pass 1 from the cache, pass 2 asked of every judge under
+    its own keys; these judges answer alike on every attempt, so nothing flips."""
+    tmp = judged["tmp"]
+    env = {**judged["env"], "SIUO_JUDGE_PANEL": str(tmp / "panel.yaml"), "PANEL_OTHER_KEY": OTHER_KEY}
+    before = [len(server.log.exchanges) for server in servers[:3]]
+    proc = siuo_eval("judge", judged["source"], "--output", tmp / "passes", "--judge-passes", "2", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [len(s.log.exchanges) - n for s, n in zip(servers[:3], before, strict=True)] == [2 * (18 * 3 - 1)] * 3
+    results, _ = read_run(tmp / "passes")
+    panel, _ = read_run(tmp / "panel")
+    assert results["safe_rate_passes"] == [panel["safe_rate"]] * 2
+    assert results["safety_flip_rate"] == results["effectiveness_flip_rate"] == 0
+
+
 def test_even_panel_is_refused(servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path) -> None:
     panel = _panel_file(tmp_path / "two.yaml", servers[:2])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY="x")
