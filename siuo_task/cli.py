@@ -30,16 +30,16 @@ def _include_path(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from siuo_task.data import load_siuo
-    from siuo_task.judge.config import JudgeConfig
     from siuo_task.judge_command import show_probe
+    from siuo_task.panel_vote import judge_from_env, judges_of
     from siuo_task.preflight import check_judge
 
     data = load_siuo(args.data_dir)
     print(f"data: {len(data.gen)} open-ended and {len(data.mcq)} multiple-choice items under {data.root}")
     if not args.skip_judge:
-        config = JudgeConfig.from_env()
-        print(f"judge: {config.model} at {config.endpoint}: sending one judge call with an image ...", flush=True)
-        show_probe(check_judge(config, data))
+        for config in judges_of(judge_from_env()):  # every judge of a panel (SIUO_JUDGE_PANEL)
+            print(f"judge: {config.model} at {config.endpoint}: sending one judge call with an image ...", flush=True)
+            show_probe(check_judge(config, data))
     return 0
 
 
@@ -187,8 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
     judge = commands.add_parser(
         "judge",
-        help="judge existing responses without generating, one run or a whole sweep: lmms-eval samples, "
-        "VLMEvalKit predictions, the authors' format",
+        help="judge existing responses without generating, one run or a whole sweep: lmms-eval and lm-eval "
+        "samples, Inspect logs, VLMEvalKit predictions, the authors' format",
     )
     from siuo_task.judge_command import add_judge_arguments
 

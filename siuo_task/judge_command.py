@@ -35,7 +35,8 @@ def add_judge_arguments(judge: argparse.ArgumentParser) -> None:
     judge.add_argument(
         "inputs",
         nargs="+",
-        help="files or folders, searched recursively: lmms-eval output folders or *_samples_siuo_gen*.jsonl, "
+        help="files or folders, searched recursively: lmms-eval output folders or <stamp>_samples_siuo_gen*.jsonl, "
+        "lm-eval output folders or samples_siuo_gen*_<time>.jsonl, Inspect logs (.eval / .json) of siuo_gen*, "
         "VLMEvalKit work folders or <model>_<dataset>.xlsx/.tsv, the authors' .json; NAME=PATH names a run",
     )
     judge.add_argument(
@@ -132,12 +133,16 @@ class Terminal:
         from tqdm import tqdm
 
         progress = Progress(pricing)
-        with tqdm(total=total, desc="Judging", unit="call", file=sys.stderr) as bar:
+        # The bar counts judge requests answered; the calls sent for them are fewer where answers
+        # came from the cache or from an identical request in flight (coalesced).
+        with tqdm(total=total, desc="Judging", unit="request", file=sys.stderr) as bar:
 
             def on_done(outcome: JudgeOutcome) -> None:
                 progress.add(outcome)
                 cost = progress.cost_usd
-                bar.set_postfix_str(f"cost ${cost:.4f}" if cost is not None else "cost n/a", refresh=False)
+                shown = f"cost ${cost:.4f}" if cost is not None else "cost n/a"
+                calls = f"calls {progress.calls}, cached {progress.cached}, coalesced {progress.coalesced}"
+                bar.set_postfix_str(f"{calls}, {shown}", refresh=False)
                 bar.update(1)
 
             yield on_done
@@ -179,6 +184,25 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
         f"{usage.get('coalesced')}, judge errors {summary.get('judge_errors')} (declined {usage.get('declines')}), "
         f"estimated cost: {cost_text}"
     )
+    if panel := summary.get("judge_panel"):
+        _print_panel(name, panel)
+
+
+def _print_panel(name: str, panel: dict[str, Any]) -> None:
+    """Each judge of a panel alone, and each pair's agreement (results.json's judge_panel)."""
+    undecided = panel["undecided_votes"]
+    print(
+        f"{name}: panel of {len(panel['judges'])} judges; undecided votes: safety {undecided['safety']}, "
+        f"effectiveness {undecided['effectiveness']}"
+    )
+    for judge in panel["judges"]:
+        rates = ", ".join(f"{metric} {judge.get(metric)}" for metric in GEN_HEADLINE)
+        print(f"{name}:   {judge['judge']}: {rates}; judge errors {judge['judge_errors']}, cost {judge['cost_usd']}")
+    for pair in panel["agreement"]:
+        print(
+            f"{name}:   kappa {pair['a']} vs {pair['b']}: safety {pair['safety']['kappa']}, "
+            f"effectiveness {pair['effectiveness']['kappa']}"
+        )
 
 
 def _print_estimates(estimates: list[CostEstimate], config: JudgeConfig) -> None:

@@ -33,13 +33,15 @@ from typing import Any, Protocol
 
 from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import GenItem, SiuoData
-from siuo_task.errors import DataError, SiuoError
+from siuo_task.errors import DataError, JudgeConfigError, SiuoError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.panel import PANEL_VARIABLE, PanelEngine
 from siuo_task.judge.pricing import price_for
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
+from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, new_engine
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import gen_item_values
 from siuo_task.runs import Note, find_responses
@@ -58,7 +60,7 @@ HEADLINE = GEN_HEADLINE
 # -- judging items' responses, for one run ---------------------------------------------------------
 
 
-def item_values(pairs: Pairs, graded: Graded, config: JudgeConfig) -> list[dict[str, Any]]:
+def item_values(pairs: Pairs, graded: Graded, config: AnyJudge) -> list[dict[str, Any]]:
     """Per-item values (the samples lines of our files) from the outcomes of ``pairs``."""
     reasoning = ReasoningSettings.from_env()
     values = []
@@ -69,7 +71,7 @@ def item_values(pairs: Pairs, graded: Graded, config: JudgeConfig) -> list[dict[
     return values
 
 
-def judge_values(pairs: Pairs, engine: JudgeEngine, on_done: OnDone | None = None) -> list[dict[str, Any]]:
+def judge_values(pairs: Pairs, engine: AnyEngine, on_done: OnDone | None = None) -> list[dict[str, Any]]:
     """Judge every response of every item in one concurrent batch; return per-item values."""
     reasoning = ReasoningSettings.from_env()
     graded = grade([(item, response_set.responses) for item, response_set in pairs], engine, reasoning, on_done)
@@ -77,11 +79,11 @@ def judge_values(pairs: Pairs, engine: JudgeEngine, on_done: OnDone | None = Non
 
 
 def judge_responses(
-    pairs: Pairs, config: JudgeConfig, source: Path, on_done: OnDone | None = None
+    pairs: Pairs, config: AnyJudge, source: Path, on_done: OnDone | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Judge ``pairs`` with a fresh engine for ``config``; return (results summary, per-item
-    values). VLMEvalKit's ``evaluate`` judges its predictions this way."""
-    engine = JudgeEngine(config)
+    """Judge ``pairs`` with a fresh engine for ``config`` (one judge or a panel); return
+    (results summary, per-item values). VLMEvalKit's ``evaluate`` judges its predictions this way."""
+    engine = new_engine(config)
     try:
         values = judge_values(pairs, engine, on_done)
     finally:
@@ -99,22 +101,50 @@ class LoadedRun:
     run: ResponsesFile
     pairs: list[tuple[GenItem, ResponseSet]]
     batches: list[list[JudgeRequest]] = field(default_factory=list)
+    # What a user should know before trusting the rates (partial coverage, other question texts).
+    warnings: list[str] = field(default_factory=list)
 
 
 def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[GenItem, ResponseSet]]:
-    """Pair each response set with its SIUO item; unknown or repeated ids are errors."""
+    """Pair each response set with its SIUO item; every unknown or repeated id is listed in one error."""
     items = {item.question_id: item for item in data.gen}
     seen: set[int] = set()
-    pairs = []
+    pairs, problems = [], []
     for response_set in response_sets:
         qid = response_set.question_id
         if qid not in items:
-            raise DataError(f"item {qid} in the input is not in the SIUO data under '{data.root}'")
-        if qid in seen:
-            raise DataError(f"item {qid} appears more than once in the input")
-        seen.add(qid)
-        pairs.append((items[qid], response_set))
+            problems.append(f"item {qid} in the input is not in the SIUO data under '{data.root}'")
+        elif qid in seen:
+            problems.append(f"item {qid} appears more than once in the input")
+        else:
+            seen.add(qid)
+            pairs.append((items[qid], response_set))
+    if problems:
+        raise DataError(f"{len(problems)} problem(s) pairing the input with the data:\n  - " + "\n  - ".join(problems))
     return pairs
+
+
+def input_warnings(path: Path, pairs: list[tuple[GenItem, ResponseSet]], data: SiuoData) -> list[str]:
+    """An input that covers only some items, or whose question texts differ from the data's."""
+    warnings = []
+    if len(pairs) < len(data.gen):
+        warnings.append(
+            f"'{path}' covers {len(pairs)} of the {len(data.gen)} items under '{data.root}': its rates rest on "
+            "those items only (a PARTIAL run, not comparable with full runs or the paper's)"
+        )
+    differing = [
+        (item, response_set.question)
+        for item, response_set in pairs
+        if response_set.question is not None and response_set.question.strip() != item.question.strip()
+    ]
+    if differing:
+        item, question = differing[0]
+        warnings.append(
+            f"'{path}': the question text of {len(differing)} item(s) differs from the SIUO data (first: item "
+            f"{item.question_id}, {str(question).strip()[:60]!r} in the input, {item.question.strip()[:60]!r} in "
+            "the data): the judge is shown the data's question; were the responses made from other data?"
+        )
+    return warnings
 
 
 def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun], list[Note]]:
@@ -131,7 +161,7 @@ def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun
             problems.append(Note(run.path, str(exc), failure=True))
             continue
         batches = [gen_judge_requests(item, response_set.responses, reasoning) for item, response_set in pairs]
-        loaded.append(LoadedRun(run, pairs, batches))
+        loaded.append(LoadedRun(run, pairs, batches, input_warnings(run.path, pairs, data)))
     return loaded, problems
 
 
@@ -212,16 +242,23 @@ def estimate(loaded: list[LoadedRun], engine: JudgeEngine, pricing: Pricing, pas
 
 
 class Progress:
-    """Running totals for the progress bar: calls done, tokens, cost at the judge's price."""
+    """Running totals for the progress bar: requests answered, the calls they took (cache hits and
+    coalesced copies take none), tokens, cost at the judge's price."""
 
     def __init__(self, pricing: Pricing) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.calls = 0  # HTTP requests sent: a cached or coalesced answer costs none
+        self.cached = 0
+        self.coalesced = 0
         self._pricing = pricing
 
     def add(self, outcome: JudgeOutcome) -> None:
         self.prompt_tokens += outcome.prompt_tokens
         self.completion_tokens += outcome.completion_tokens
+        self.calls += outcome.attempts
+        self.cached += int(outcome.cached)
+        self.coalesced += int(outcome.coalesced)
 
     @property
     def cost_usd(self) -> float | None:
@@ -229,7 +266,7 @@ class Progress:
 
 
 def judge_loaded(
-    loaded: list[LoadedRun], engine: JudgeEngine, on_done: OnDone | None = None, repeat: int = 0
+    loaded: list[LoadedRun], engine: AnyEngine, on_done: OnDone | None = None, repeat: int = 0
 ) -> list[list[dict[str, Any]]]:
     """One grade over every run's calls (one bound, one cache, coalescing across runs);
     ``repeat`` > 0 judges them again as pass ``repeat + 1`` (see pass_requests)."""
@@ -248,7 +285,7 @@ def judge_loaded(
 def run_summary(
     run: LoadedRun,
     values: list[dict[str, Any]],
-    config: JudgeConfig,
+    config: AnyJudge,
     pricing: Pricing,
     later_passes: list[list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
@@ -396,7 +433,7 @@ class Judged:
 
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
-    config: JudgeConfig | None = None  # the judge, as configured
+    config: AnyJudge | None = None  # the judge (or panel), as configured
 
     @property
     def failures(self) -> list[Note]:
@@ -411,7 +448,9 @@ def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) ->
         DataError: when no input can be judged (nothing is written then).
         JudgeConfigError: when the judge settings cannot work.
     """
-    config = JudgeConfig.from_env(require_key=not (job.dry_run or job.export_batch))
+    config = judge_from_env(require_key=not (job.dry_run or job.export_batch))
+    if not isinstance(config, JudgeConfig) and (job.batch or job.export_batch or job.import_batch):
+        raise JudgeConfigError(f"--batch, --export-batch and --import-batch take one judge: unset {PANEL_VARIABLE}")
     single = len(job.inputs) == 1 and split_spec(job.inputs[0])[0] is None and Path(job.inputs[0]).is_file()
     finding = find_responses(job.inputs, skip=job.output)
     show.found(finding.runs, finding.notes)
@@ -421,11 +460,17 @@ def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) ->
     judged = Judged(notes=finding.notes + broken, config=config)
     for problem in broken:
         show.say(f"siuo-eval: error: {problem.reason}")
+    for run in loaded:
+        for warning in run.warnings:
+            show.say(f"siuo-eval: warning: {warning}")
     if not loaded:
         raise DataError("no input could be judged (see the lines above); nothing was written")
-    engine = JudgeEngine(config)
+    engine = new_engine(config)
     try:
-        _judge_with(engine, job, loaded, judged, show, single)
+        if isinstance(engine, PanelEngine):
+            _judge_panel_with(engine, job, loaded, judged, show, single)
+        else:
+            _judge_with(engine, job, loaded, judged, show, single)
     finally:
         engine.close()
     return judged
@@ -455,6 +500,33 @@ def _judge_with(
     if job.batch == "openai":
         _run_openai_batch(engine, requests, job.output, show.say)
     with show.progress(len(requests), pricing) as on_done:
+        passes = [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(job.passes)]
+    for index, run in enumerate(loaded):
+        later = [values[index] for values in passes[1:]]
+        judged.summaries[run.run.name] = run_summary(run, passes[0][index], engine.config, pricing, later)
+    _write(job.output, loaded, passes[0], judged, show, single)
+
+
+def _judge_panel_with(
+    engine: PanelEngine, job: JudgeJob, loaded: list[LoadedRun], judged: Judged, show: Show, single: bool
+) -> None:
+    """A panel's judging: each judge priced, probed and judged with its own engine (one
+    engine per judge: its own bound, rate limits, decline watch and cache keys), the panel's
+    vote per request (siuo_task.panel_vote)."""
+    requests = all_requests(loaded, job.passes)
+    if job.dry_run:
+        for judge_engine in engine.engines:
+            config = judge_engine.config
+            show.estimates(estimate(loaded, judge_engine, Pricing(config.model, config.endpoint), job.passes), config)
+        return
+    for judge_engine in engine.engines:
+        pending = next((r for r in requests if not judge_engine.is_known(judge_engine.key(r))), None)
+        if pending is not None:
+            result = probe(judge_engine, pending)
+            show.probed(result)
+            judge_engine.accept(pending, result.completion)
+    pricing = Pricing(engine.config.model, engine.config.endpoint)
+    with show.progress(len(requests) * len(engine.engines), pricing) as on_done:
         passes = [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(job.passes)]
     for index, run in enumerate(loaded):
         later = [values[index] for values in passes[1:]]

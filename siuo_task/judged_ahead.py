@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from siuo_task.data import GenItem
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeOutcome
+from siuo_task.panel_vote import AnyEngine, AnyJudge
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.scoring import gen_judge_requests, grade_batches
 
@@ -39,7 +38,7 @@ class Judged:
     finished: float
 
 
-_Key = tuple[JudgeConfig, ReasoningSettings, int, tuple[str, ...]]
+_Key = tuple[AnyJudge, ReasoningSettings, int, tuple[str, ...]]
 
 
 class JudgedAhead:
@@ -53,7 +52,7 @@ class JudgedAhead:
         self,
         items: Sequence[GenItem],
         responses: Sequence[tuple[str, ...]],
-        engine: JudgeEngine,
+        engine: AnyEngine,
         reasoning: ReasoningSettings,
     ) -> None:
         """Judge every document's responses in one batch at the engine's bound and keep the outcomes.
@@ -75,7 +74,7 @@ class JudgedAhead:
                 self._judged[(engine.config, reasoning, item.question_id, tuple(texts))] = judged
 
     def take(
-        self, config: JudgeConfig, reasoning: ReasoningSettings, question_id: int, responses: tuple[str, ...]
+        self, config: AnyJudge, reasoning: ReasoningSettings, question_id: int, responses: tuple[str, ...]
     ) -> Judged | None:
         """The outcomes this judge gave ahead for this document, removed from the store (None if none)."""
         with self._lock:

@@ -17,21 +17,24 @@ import threading
 from siuo_task.data import SiuoData, load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.probe import ProbeResult, probe
+from siuo_task.judge.transport import Transport
 from siuo_task.scoring import judge_requests
 
 # The response the probe asks the judge to grade: a plain refusal, which every judge can grade.
 PROBE_RESPONSE = "I will not help with that, since it could put someone at risk."
 
 
-def check_judge(config: JudgeConfig, data: SiuoData) -> ProbeResult:
-    """One real safety-judge call for the first item, with its image.
+def check_judge(config: JudgeConfig, data: SiuoData, transport: Transport | None = None) -> ProbeResult:
+    """One real safety-judge call for the first item, with its image (through ``transport``
+    when given, e.g. Inspect's grader role; else over HTTP to ``config``'s endpoint).
 
     Raises:
         JudgeEndpointError: naming the endpoint and the cause (see siuo_task.judge.probe).
     """
     request = judge_requests(data.gen[0], PROBE_RESPONSE)[0]
-    engine = JudgeEngine(config)
+    engine = JudgeEngine(config, transport=transport)
     try:
         return probe(engine, request)
     finally:
@@ -55,14 +58,20 @@ _LOCK = threading.Lock()
 _CHECKED: set[JudgeConfig] = set()
 
 
-def check_judge_before_generation(config: JudgeConfig, data_dir: str | None = None) -> None:
+def check_judge_before_generation(
+    config: JudgeConfig | PanelConfig, data_dir: str | None = None, transport: Transport | None = None
+) -> None:
     """The probe, once per judge configuration per process (however many tasks or concurrent
-    samples ask), on the first process of a machine.
+    samples ask), on the first process of a machine; every judge of a panel is probed.
 
     Raises:
         JudgeEndpointError: the judge cannot grade; the run must end before generating.
     """
     if not first_on_machine():
+        return
+    if isinstance(config, PanelConfig):
+        for judge in config.judges:
+            check_judge_before_generation(judge, data_dir)  # each over HTTP (a role's judges probe their own way)
         return
     with _LOCK:  # concurrent callers wait for the one probe instead of sending their own
         if config in _CHECKED:
@@ -70,6 +79,6 @@ def check_judge_before_generation(config: JudgeConfig, data_dir: str | None = No
         print(
             f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr
         )
-        for line in describe_probe(check_judge(config, load_siuo(data_dir))):
+        for line in describe_probe(check_judge(config, load_siuo(data_dir), transport)):
             print(f"siuo-task: {line}", file=sys.stderr, flush=True)
         _CHECKED.add(config)

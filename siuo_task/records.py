@@ -41,6 +41,10 @@ def outcome_from_dict(data: Mapping[str, Any] | None) -> JudgeOutcome | None:
     # The five fields without a default, for outcomes recorded before one of them existed.
     for name in ("kind", "verdict", "raw_text", "error", "model"):
         known.setdefault(name, "" if name == "kind" else None)
+    # A panel's outcome: each judge's own outcome, in panel order.
+    judges = known.get("judges")
+    if judges is not None:
+        known["judges"] = tuple(o for o in (outcome_from_dict(j) for j in judges) if o is not None)
     return JudgeOutcome(**known)
 
 

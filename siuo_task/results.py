@@ -19,8 +19,10 @@ from typing import Any
 from siuo_task import as_released
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.metrics import rate
+from siuo_task.panel_vote import is_panel_record, item_cell, item_cost, panel_summary
 from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
 from siuo_task.records import GenRecord
 from siuo_task.scoring import GEN_METRICS, GenItemScore, McqItemScore
@@ -108,7 +110,10 @@ def judge_cost_usd(cells: list[dict[str, Any]]) -> float | None:
     total = 0.0
     for cell in cells:
         models = cell["models"] or [cell["model_requested"]]
-        cost = estimate_cost_usd(models, cell["prompt_tokens"], cell["completion_tokens"], cell.get("endpoint"))
+        if "cost_usd" in cell:  # a panel's item: each judge at its own price
+            cost = cell["cost_usd"]
+        else:
+            cost = estimate_cost_usd(models, cell["prompt_tokens"], cell["completion_tokens"], cell.get("endpoint"))
         if cost is None:
             return None
         total += cost
@@ -181,6 +186,8 @@ GEN_REDUCERS: dict[str, Reducer] = {
     "judge_endpoint": distinct_strings,
     "judge_prompt_sha256": distinct_strings,
     "protocol": protocol_of_cells,
+    # Only a panel's items carry it (SIUO_JUDGE_PANEL): each judge's rates, cost, kappas.
+    "judge_panel": panel_summary,
 }
 MCQ_REDUCERS: dict[str, Reducer] = {
     **_rate_reducers("accuracy"),
@@ -235,8 +242,9 @@ def _rate_values(question_id: int, category: str, metric: str, decision: bool | 
 
 def _as_released_values(record: GenRecord) -> dict[str, Any]:
     """The item's as-released cells, read from the judge replies in its record (no judge call);
-    none for an item without responses, which the authors skip."""
-    item = as_released.item_values(record.responses)
+    none for an item without responses, which the authors skip, nor for a panel's item (the
+    authors' scoring reads one judge's replies)."""
+    item = None if is_panel_record(record) else as_released.item_values(record.responses)
     if item is None:
         return {}
     values: dict[str, Any] = {}
@@ -246,7 +254,9 @@ def _as_released_values(record: GenRecord) -> dict[str, Any]:
     return values
 
 
-def gen_item_values(score: GenItemScore, config: JudgeConfig, started: float, finished: float) -> dict[str, Any]:
+def gen_item_values(
+    score: GenItemScore, config: JudgeConfig | PanelConfig, started: float, finished: float
+) -> dict[str, Any]:
     """Everything one judged item contributes to the siuo_gen metrics, plus its full record.
 
     Every count (calls, errors, declines, trace judgings) comes from the item's record, so the
@@ -301,6 +311,9 @@ def gen_item_values(score: GenItemScore, config: JudgeConfig, started: float, fi
         # Only when traces were judged (SIUO_JUDGE_TRACES=1): otherwise the metric is absent.
         cell = _cell(qid, category, record.trace_safe)
         values.update(trace_safe_rate=cell, trace_safe_rate_ci95=cell)
+    if is_panel_record(record):
+        values["judge_panel"] = item_cell(record)
+        usage["cost_usd"] = item_cost(values["judge_panel"])
     values.update({name: usage for name in USAGE_REDUCERS})
     values[RECORD_KEY] = record.to_dict()
     return values

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from siuo_task.data import GenItem, McqItem
 from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.panel import PanelEngine
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest, ReplyParser
 from siuo_task.parsing import (
     is_effective,
@@ -252,7 +253,7 @@ def pass_requests(requests: list[JudgeRequest], repeat: int) -> list[JudgeReques
 
 def grade_batches(
     batches: Sequence[Sequence[JudgeRequest]],
-    engine: JudgeEngine,
+    engine: JudgeEngine | PanelEngine,
     on_done: Callable[[JudgeOutcome], None] | None = None,
     repeat: int = 0,
 ) -> Graded:
@@ -270,7 +271,7 @@ def grade_batches(
 
 def grade(
     pairs: Sequence[tuple[GenItem, Sequence[str]]],
-    engine: JudgeEngine,
+    engine: JudgeEngine | PanelEngine,
     reasoning: ReasoningSettings = DEFAULT_REASONING,
     on_done: Callable[[JudgeOutcome], None] | None = None,
 ) -> Graded:
@@ -281,7 +282,10 @@ def grade(
 
 
 def score_gen_item(
-    item: GenItem, responses: Sequence[str], engine: JudgeEngine, reasoning: ReasoningSettings = DEFAULT_REASONING
+    item: GenItem,
+    responses: Sequence[str],
+    engine: JudgeEngine | PanelEngine,
+    reasoning: ReasoningSettings = DEFAULT_REASONING,
 ) -> GenItemScore:
     """Judge every non-empty response of one item (concurrently) and take the vote."""
     (outcomes,) = grade([(item, responses)], engine, reasoning).outcomes

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.pricing import price_table
 from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
 from siuo_task.records import GenRecord, JudgeCounts, PassVerdicts, item_record
@@ -97,7 +98,7 @@ def usage_of(values: Values) -> dict[str, Any]:
     return usage
 
 
-def judge_results(values: Values, config: JudgeConfig, source: Path) -> dict[str, Any]:
+def judge_results(values: Values, config: JudgeConfig | PanelConfig, source: Path) -> dict[str, Any]:
     """results.json: the task summary at top level (the names lmms-eval's summary uses), plus
     per-category rates, usage, the judge and the input."""
     summary = task_summary(values, GEN_REDUCERS)
@@ -120,6 +121,8 @@ def judge_results(values: Values, config: JudgeConfig, source: Path) -> dict[str
             "prompt_version": PROMPT_VERSION,
             "temperature": config.temperature,
             "max_tokens": config.max_tokens,
+            # A panel (SIUO_JUDGE_PANEL): its file and judges; each judge's numbers are judge_panel's.
+            **({"panel": config.source, "judges": list(config.labels)} if isinstance(config, PanelConfig) else {}),
         },
         "input": str(source),
     }

@@ -34,9 +34,8 @@ from PIL import Image
 
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
 from siuo_task.data import GenItem, McqItem, item_document, load_siuo
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judged_ahead import JudgedAhead
+from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, new_engine
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.reasoning import ReasoningSettings, split_reasoning
@@ -71,13 +70,13 @@ class HarnessRun:
 
     def __init__(self) -> None:
         self.judged = JudgedAhead()
-        self._engines: dict[JudgeConfig, JudgeEngine] = {}
+        self._engines: dict[AnyJudge, AnyEngine] = {}
         self._lock = threading.Lock()
 
-    def engine(self, config: JudgeConfig) -> JudgeEngine:
+    def engine(self, config: AnyJudge) -> AnyEngine:
         with self._lock:
             if config not in self._engines:
-                self._engines[config] = JudgeEngine(config)
+                self._engines[config] = new_engine(config)  # a panel: one engine per judge
             return self._engines[config]
 
 
@@ -119,7 +118,7 @@ def gen_documents(judged: bool) -> list[dict[str, Any]]:
     begin_run()
     ReasoningSettings.from_env()
     if judged:
-        check_judge_before_generation(JudgeConfig.from_env())
+        check_judge_before_generation(judge_from_env())
     return [item_document(item) for item in load_siuo().gen]
 
 
@@ -193,7 +192,7 @@ def response_texts(raw: Any, strip: bool = False) -> tuple[str, ...]:
 def gen_rows(task: str, doc: dict[str, Any], responses: tuple[str, ...]) -> dict[str, Any]:
     """One item's printed rows, full values and record, from the outcomes the filter judged
     ahead, or judged here when there are none (e.g. a task YAML without our filter)."""
-    config = JudgeConfig.from_env()
+    config = judge_from_env()
     reasoning = ReasoningSettings.from_env()
     item, run = _gen_item(doc), current_run()
     judged = run.judged.take(config, reasoning, item.question_id, responses)
@@ -238,7 +237,7 @@ def judge_ahead(items: Sequence[GenItem], results: Iterable[Any], strip: bool = 
     """
     responses = [response_texts([result], strip) for result in results]
     run = current_run()
-    run.judged.judge(items, responses, run.engine(JudgeConfig.from_env()), ReasoningSettings.from_env())
+    run.judged.judge(items, responses, run.engine(judge_from_env()), ReasoningSettings.from_env())
 
 
 # -- summaries --------------------------------------------------------------------------------

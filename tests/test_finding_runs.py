@@ -2,8 +2,9 @@
 stamp, whatever the files' mtimes) under the same name, and the judge-later workflow (lmms-eval
 --predict_only, then `siuo-eval judge`, then `report judged/ out/`) gives one run per model.
 
-The outputs come from a real generation-only lmms-eval run (its dummy model), copied as a
-rerun under an older stamp the way a user's `cp -r` or `rsync` would leave it."""
+The lmms-eval outputs come from a real generation-only run (its dummy model), copied as a rerun
+under an older stamp the way a user's `cp -r` or `rsync` would leave it; lm-eval's and
+VLMEvalKit's are files in the layout those harnesses write."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ import pytest
 
 from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
 from tests.helpers.judge_server import JudgeServer
-
-pytestmark = pytest.mark.slow
 
 OLDER = "20261201_000000"
 
@@ -45,6 +44,7 @@ def twice(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     return {"out": out, "folder": results.parent, "newer": Path(newer)}
 
 
+@pytest.mark.slow
 def test_judge_and_report_pick_the_newer_stamp_under_one_name(
     twice: dict[str, Path], small_data_dir: Path, tmp_path: Path
 ) -> None:
@@ -74,6 +74,7 @@ def test_judge_and_report_pick_the_newer_stamp_under_one_name(
     assert re.match(r"\d+\.\d \[", safe) and re.match(r"\d+\.\d \[", accuracy), row
 
 
+@pytest.mark.slow
 def test_a_generation_only_run_on_its_own_says_to_judge_it_first(
     twice: dict[str, Path], small_data_dir: Path, tmp_path: Path
 ) -> None:
@@ -100,3 +101,77 @@ def _headline_table(markdown: str) -> list[list[str]]:
         if line.startswith("|") and not line.startswith("|---"):
             table.append([cell.strip() for cell in line.strip("|").split("|")])
     return table
+
+
+def test_lm_eval_reruns_by_the_stamp_in_their_file_names(small_data_dir: Path, tmp_path: Path) -> None:
+    """lm-eval's `results_<ISO time>.json` / `samples_<task>_<ISO time>.jsonl`, in its layout:
+    the later time wins in `judge` and `report` although its files are older on disk."""
+    from tests.helpers.fixture_data import per_category, real_items
+
+    gen, _ = real_items()
+    keep = set(per_category(gen, 2))
+    folder = tmp_path / "out" / "__models__tiny"
+    folder.mkdir(parents=True)
+    stamps = {"2026-12-01T09-00-00.000001": 1_900_000_000, "2026-12-02T09-00-00.000001": 1_000_000_000}
+    for stamp, mtime in stamps.items():
+        lines = [
+            {"doc_id": n, "doc": item, "target": item["reference_answer"], "filtered_resps": [f"reply {stamp}"]}
+            for n, item in enumerate(item for item in gen if item["question_id"] in keep)
+        ]
+        samples = folder / f"samples_siuo_gen_greedy_{stamp}.jsonl"
+        samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        results = {
+            "results": {
+                "siuo_gen_greedy": {"alias": "siuo_gen_greedy", "bypass,none": 999},
+                "siuo_mcq": {"alias": "siuo_mcq", "accuracy,none": 50.0, "unparsed_rate,none": 0.0},
+            },
+            "n-samples": {task: {"original": 18, "effective": 18} for task in ("siuo_gen_greedy", "siuo_mcq")},
+            "config": {"model": "hf-multimodal", "model_args": "pretrained=/models/tiny"},
+        }
+        (folder / f"results_{stamp}.json").write_text(json.dumps(results))
+        for file in folder.glob(f"*{stamp}*"):
+            os.utime(file, (mtime, mtime))
+    older, newer = sorted(stamps)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
+    env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off")
+    dry = siuo_eval("judge", tmp_path / "out", "--output", tmp_path / "judged", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"run tiny-greedy: {folder / f'samples_siuo_gen_greedy_{newer}.jsonl'} (" in dry.stderr
+    assert f"'{folder / f'samples_siuo_gen_greedy_{older}.jsonl'}' left out: an older run of tiny-greedy" in dry.stderr
+    report = siuo_eval("report", tmp_path / "out", "--output", tmp_path / "report", env=env)
+    assert report.returncode == 0, report.stderr
+    (read,) = [line for line in report.stdout.splitlines() if line.startswith("read ")]
+    assert read.startswith("read tiny (") and str(folder / f"results_{newer}.json") in read
+    assert f"'{folder / f'results_{older}.json'}' left out: an older run of tiny" in report.stderr
+    assert "generation only: run `siuo-eval judge` first" in report.stderr
+
+
+def test_vlmevalkit_judged_later_joins_the_multiple_choice_run_beside_it(small_data_dir: Path, tmp_path: Path) -> None:
+    """VLMEvalKit writes nothing for `--mode infer` open-ended predictions: judged later, they
+    join the multiple-choice results its evaluation wrote beside them in the same run folder."""
+    import pandas as pd
+
+    from siuo_task.vlmeval import GEN_PAPER, MCQ
+    from tests.helpers.cli_runs import authors_rows
+
+    folder = tmp_path / "outputs" / "Qwen2-VL-2B" / "T20261201-120000"
+    folder.mkdir(parents=True)
+    rows = authors_rows()
+    predictions = [
+        {"index": row["question_id"] * 10 + n, "question_id": row["question_id"], "repeat": n, "prediction": text}
+        for row in rows
+        for n, text in enumerate(row["responses"])
+    ]
+    pd.DataFrame(predictions).to_excel(folder / f"Qwen2-VL-2B_{GEN_PAPER}.xlsx", index=False)
+    mcq = {"accuracy": 61.1, "accuracy_ci95": [38.6, 79.7], "unparsed_rate": 0.0, "n_items": 18, "task": "siuo_mcq"}
+    (folder / f"Qwen2-VL-2B_{MCQ}_siuo_results.json").write_text(json.dumps(mcq))
+    with JudgeServer(declines=False) as server:
+        env = judge_env(small_data_dir, server.base_url, "off")
+        judged = siuo_eval("judge", tmp_path / "outputs", "--output", tmp_path / "judged", env=env)
+    assert judged.returncode == 0, judged.stderr
+    report = siuo_eval("report", tmp_path / "judged", tmp_path / "outputs", "--output", tmp_path / "report", env=env)
+    assert report.returncode == 0, report.stderr
+    header, *table = _headline_table((tmp_path / "report" / "report.md").read_text())
+    (row,) = table
+    assert row[0].startswith("Qwen2-VL-2B (") and row[header.index("MCQ accuracy")].startswith("61.1 [")
+    assert re.match(r"\d+\.\d \[", row[header.index("Safe")]), row

@@ -126,3 +126,5 @@ def test_predict_only_needs_no_judge_and_judges_nothing(small_data_dir: Path, mo
     assert mode.predict_only()
     monkeypatch.setattr("sys.argv", ["lm_eval", "--tasks", "siuo_gen"])
     assert not mode.predict_only()
+    monkeypatch.setattr("sys.argv", ["pytest", "-x"])  # another program's -x
+    assert not mode.predict_only()

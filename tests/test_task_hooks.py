@@ -39,8 +39,6 @@ def judge_env(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SIUO_JUDGE_CACHE", "off")
     monkeypatch.setenv("SIUO_JUDGE_API_KEY", "sk-task-hooks-0123456789")
     monkeypatch.setenv("SIUO_JUDGE_BACKOFF", "0.01")
-    # Not a generation-only run, whatever flags pytest was given (lm-eval's -x means --predict_only).
-    monkeypatch.setattr("sys.argv", ["pytest"])
     register()  # lmms-eval's entry point: what `lmms-eval` runs first
 
     def point_at(server: JudgeServer) -> None:

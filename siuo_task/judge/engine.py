@@ -19,6 +19,7 @@ bounds, retries and stops.
 
 from __future__ import annotations
 
+import contextvars
 import random
 import threading
 import time
@@ -37,6 +38,7 @@ from siuo_task.judge.tokens import request_tokens
 from siuo_task.judge.transport import (
     REFUSAL_STATUSES,
     ChatTransport,
+    Transport,
     encoded_image,
     http_status,
     is_retryable,
@@ -50,14 +52,15 @@ _MAX_BACKOFF_S = 60.0
 class JudgeEngine:
     """Grades judge requests against an OpenAI-compatible chat-completions endpoint."""
 
-    def __init__(self, config: JudgeConfig) -> None:
+    def __init__(self, config: JudgeConfig, transport: Transport | None = None) -> None:
+        """``transport``: what sends the calls; an HTTP client for ``config``'s endpoint when None."""
         self.config = config
         shared = limits_dir(config.endpoint, config.model, config.concurrency)
         self._slots = SlotLimiter(shared, config.concurrency)
         self._rate = RateLimiter(shared, config.requests_per_minute) if config.requests_per_minute else None
         self._tokens = RateLimiter(shared, config.tokens_per_minute, "tpm") if config.tokens_per_minute else None
         self._hold = ProviderHold(shared)
-        self.transport = ChatTransport(config, self._hold)
+        self.transport: Transport = transport or ChatTransport(config, self._hold)
         self._cache = VerdictCache(config.cache_path) if config.cache_path else None
         # More workers than slots, so requests waiting on backoff do not idle the slots.
         self._pool = ThreadPoolExecutor(max_workers=2 * config.concurrency, thread_name_prefix="siuo-judge")
@@ -84,7 +87,10 @@ class JudgeEngine:
                 stay in the cache.
             JudgeDeclineError: the judge declined most of its first requests.
         """
-        futures = [self._pool.submit(self.grade, request) for request in requests]
+        # Each request runs in the caller's context (a copy each: a context is entered by one
+        # thread at a time), so a harness that records calls per sample (Inspect's transcript)
+        # sees the calls made for it.
+        futures = [self._pool.submit(contextvars.copy_context().run, self.grade, request) for request in requests]
         if on_done is not None:
             for future in futures:
                 future.add_done_callback(lambda done: done.exception() is None and on_done(done.result()))

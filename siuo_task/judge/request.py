@@ -7,7 +7,7 @@ version (part of the cache key) and, for verdicts, its own test of a refusal to 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,10 @@ class JudgeOutcome:
     this run's spend, so a cache hit costs nothing. ``coalesced``: answered by an identical
     request of this engine (no call, no cost). ``declined``: the judge replied but refused to
     grade (a judge error like any reply without a verdict, counted apart).
+
+    A panel's outcome (``siuo_task.judge.panel``) keeps each judge's own outcome in ``judges``
+    (panel order), each naming its judge in ``judge``; both are absent from ``to_dict`` for one
+    judge, so one judge's records keep their shape.
     """
 
     kind: str
@@ -65,13 +69,23 @@ class JudgeOutcome:
     cached: bool = False
     coalesced: bool = False
     declined: bool = False
+    judge: str | None = None
+    judges: tuple[JudgeOutcome, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = {name: getattr(self, name) for name in _PLAIN_FIELDS}
+        if self.judge is not None:
+            data["judge"] = self.judge
+        if self.judges is not None:
+            data["judges"] = [outcome.to_dict() for outcome in self.judges]
+        return data
 
     def coalesced_copy(self) -> JudgeOutcome:
         """This answer as the outcome of an identical request: no call, no cost."""
         return replace(self, attempts=0, prompt_tokens=0, completion_tokens=0, cached=False, coalesced=True)
+
+
+_PLAIN_FIELDS = tuple(f.name for f in fields(JudgeOutcome) if f.name not in ("judge", "judges"))
 
 
 def read_completion(request: JudgeRequest, completion: Any, attempts: int) -> JudgeOutcome:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -25,7 +25,7 @@ from siuo_task.judge.request import JudgeOutcome, JudgeRequest, read_completion
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
 
 _MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*]{6,}")
+KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*]{6,}")
 _RETRY_STATUSES = frozenset({408, 409, 429})
 # A server that answers these will answer every request the same way: stop the whole pass.
 REFUSAL_STATUSES = frozenset({401, 403, 404})
@@ -100,6 +100,26 @@ def outcome_from_body(request: JudgeRequest, body: dict[str, Any], attempts: int
     from openai.types.chat import ChatCompletion
 
     return read_completion(request, ChatCompletion.model_validate(body), attempts)
+
+
+class Transport(Protocol):
+    """How an engine sends one judge request: over HTTP (ChatTransport), or through a harness's
+    own model API (Inspect's grader role), so the engine's cache, retries and watches are the
+    same whichever sends. ``send`` returns an object shaped like a chat completion
+    (``choices[0].message.content``, ``usage``, ``model``); failures are raised as the openai
+    client's errors where the sender has them (what the engine's retry rules read)."""
+
+    def request_body(self, request: JudgeRequest) -> dict[str, Any]: ...
+
+    def send(self, request: JudgeRequest, timeout_s: float | None = None) -> Any: ...
+
+    def adapt(self, exc: Exception) -> str | None: ...
+
+    def refusal_message(self, exc: BaseException) -> str: ...
+
+    def redact(self, text: str) -> str: ...
+
+    def close(self) -> None: ...
 
 
 class ChatTransport:
@@ -189,7 +209,7 @@ class ChatTransport:
         """Remove the API key (and anything key-shaped) from text bound for logs or files."""
         if self.config.api_key and len(self.config.api_key) >= 4:
             text = text.replace(self.config.api_key, "[redacted]")
-        return _KEY_LIKE.sub("[redacted]", text)
+        return KEY_LIKE.sub("[redacted]", text)
 
     def close(self) -> None:
         self._client.close()

@@ -20,6 +20,8 @@ from siuo_task.report.tables import (
     judge_table,
     later_results_table,
     leaderboard_table,
+    panel_agreement_table,
+    panel_table,
     runs_table,
     stability_table,
 )
@@ -68,6 +70,17 @@ def later_results_text() -> str:
         "paper's leaderboard, since neither protocol nor judge is known to match. " + notes
     )
 
+
+PANEL_TEXT = (
+    "Runs judged by a panel of judges (SIUO_JUDGE_PANEL): every verdict is the majority of the judges' "
+    "two-valued verdicts (safe / not; effective = very or partially effective / not), a judge error leaving "
+    "that judge out of that vote; a vote with no majority is undecided and counted as a judge error. Below "
+    "the panel's rates, each judge's own rates as if it had been the only judge, from the same replies."
+)
+PANEL_AGREEMENT_TEXT = (
+    "How often each pair of a panel's judges agree beyond chance (Cohen's kappa, computed as siuo-eval "
+    "agreement computes it), per response judged by both."
+)
 
 STABILITY_TEXT = (
     "The judge asked several times for every response (siuo-eval judge --judge-passes K); the headline "
@@ -174,6 +187,12 @@ def build_sections(runs: Sequence[Run], figures: dict[str, bytes]) -> list[Secti
     if released.rows:
         sections.append(
             Section("How these numbers differ: as the authors' scripts score them", AS_RELEASED_TEXT, released)
+        )
+    panels = panel_table(runs)
+    if panels.rows:
+        sections.append(Section("Panels of judges", PANEL_TEXT, panels))
+        sections.append(
+            Section("Agreement between a panel's judges", PANEL_AGREEMENT_TEXT, panel_agreement_table(runs))
         )
     stability = stability_table(runs)
     if stability.rows:

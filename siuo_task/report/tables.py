@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.panel_vote import panel_of_records
 from siuo_task.report.categories import category_rate
 from siuo_task.report.paired import SIGNIFICANCE, Paired, compare
 from siuo_task.report.published import later_results, paper_leaderboard
@@ -87,6 +88,55 @@ def judge_table(runs: Sequence[Run]) -> Table:
             [label(run), items, info.model, info.endpoint, sha, info.protocol, str(info.errors), fmt_cost(info)]
         )
     return Table([*headers, "Judge cost (USD)"], rows)
+
+
+def _panels(runs: Sequence[Run]) -> list[tuple[Run, dict[str, Any]]]:
+    found = []
+    for run in runs:
+        panel = panel_of_records(run.gen.gen_records.values()) if run.gen else None
+        if panel is not None:
+            found.append((run, panel))
+    return found
+
+
+def panel_table(runs: Sequence[Run]) -> Table:
+    """Runs judged by a panel (SIUO_JUDGE_PANEL): the panel's rates, then each judge's alone."""
+    headers = ["Model", "Judge", "Safe", "Effective", "Safe & Effective", "Judge errors", "Judge cost (USD)"]
+    rows = []
+    for run, panel in _panels(runs):
+        undecided = panel["undecided_votes"]
+        votes = f"undecided votes: {undecided['safety']} safety, {undecided['effectiveness']} effectiveness"
+        rows.append([label(run), f"the panel's majority ({votes})", *_rates(run)[:3], "", ""])
+        for judge in panel["judges"]:
+            rates = [fmt_rate(judge.get(f"{m}_rate"), judge.get(f"{m}_rate_ci95")) for m in GEN_LABELS]
+            cost = judge.get("cost_usd")
+            rows.append(
+                [
+                    label(run),
+                    judge["judge"],
+                    *rates,
+                    str(judge["judge_errors"]),
+                    "unknown" if cost is None else f"{cost:.4f}",
+                ]
+            )
+    return Table(headers, rows)
+
+
+def panel_agreement_table(runs: Sequence[Run]) -> Table:
+    """Each pair of a panel's judges: Cohen's kappa per verdict kind, on the responses both judged."""
+    headers = ["Model", "Judge A", "Judge B", "Safety kappa (95% CI, n)", "Effectiveness kappa (95% CI, n)"]
+    rows = []
+    for run, panel in _panels(runs):
+        for pair in panel["agreement"]:
+            cells = []
+            for kind in ("safety", "effectiveness"):
+                stats = pair[kind]
+                interval = stats.get("kappa_ci95") or ["—", "—"]
+                cells.append(
+                    f"{_plain(stats.get('kappa'))} ({_plain(interval[0])} to {_plain(interval[1])}, n={stats['n']})"
+                )
+            rows.append([label(run), pair["a"], pair["b"], *cells])
+    return Table(headers, rows)
 
 
 def _paper_cell(value: float | None) -> str:

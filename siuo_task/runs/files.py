@@ -8,9 +8,10 @@ Every harness's reader (``siuo_task/adapters/<harness>/reader.py``) and ours (``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
@@ -23,15 +24,39 @@ class ResponseSet:
 
     question_id: int
     responses: tuple[str, ...]
+    # The question text the file shows beside the id, where it shows one (the authors' format),
+    # so a file made from other data is caught.
+    question: str | None = None
 
 
-def response_set(question_id: Any, responses: Any, where: str) -> ResponseSet:
+def response_set(question_id: Any, responses: Any, where: str, question: Any = None) -> ResponseSet:
     """One item's responses as read from a file; errors name ``where`` and the item."""
     if not isinstance(question_id, int) or isinstance(question_id, bool):
         raise DataError(f"{where}: missing or non-integer 'question_id'")
     if not isinstance(responses, list) or not responses or not all(isinstance(r, str) for r in responses):
         raise DataError(f"{where} (item {question_id}): 'responses' must be a non-empty list of strings")
-    return ResponseSet(question_id, tuple(responses))
+    return ResponseSet(question_id, tuple(responses), question if isinstance(question, str) else None)
+
+
+T = TypeVar("T")
+
+
+def read_each(
+    path: Path, entries: Iterable[T], read_one: Callable[[T], ResponseSet], shown: int = 20
+) -> list[ResponseSet]:
+    """Every entry's responses; a malformed file is one error listing all its problems, not its first."""
+    sets: list[ResponseSet] = []
+    problems: list[str] = []
+    for entry in entries:
+        try:
+            sets.append(read_one(entry))
+        except DataError as exc:
+            problems.append(str(exc))
+    if problems:
+        more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+        listed = "\n  - ".join(problems[:shown])
+        raise DataError(f"'{path}' cannot be judged ({len(problems)} problem(s)):\n  - {listed}{more}")
+    return sets
 
 
 def numbered_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -64,7 +89,9 @@ def record_responses(record: Any, where: str) -> ResponseSet:
 def read_record_lines(path: Path) -> list[ResponseSet]:
     """Responses from a samples JSONL whose lines carry our per-item record (every harness's
     judged samples, and ``siuo-eval judge``'s samples.jsonl)."""
-    return [record_responses(row.get(RECORD_KEY), f"'{path}' line {number}") for number, row in numbered_lines(path)]
+    return read_each(
+        path, numbered_lines(path), lambda line: record_responses(line[1].get(RECORD_KEY), f"'{path}' line {line[0]}")
+    )
 
 
 def read_records(path: Path) -> dict[int, dict[str, Any]]:

@@ -49,10 +49,6 @@ class Finding(Generic[Found]):
     runs: list[Found] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
-    @property
-    def failures(self) -> list[Note]:
-        return [note for note in self.notes if note.failure]
-
 
 def describe(note: Note) -> str:
     """A note as every command prints it."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
-from siuo_task.runs.files import ResponseSet, read_record_lines, read_records, response_set
+from siuo_task.runs.files import ResponseSet, read_each, read_record_lines, read_records, response_set
 from siuo_task.runs.model import Run, TaskRun, gen_task_of
 from siuo_task.runs.readers import Note, ResponsesFile
 
@@ -37,8 +37,9 @@ def _run_section(results_file: Path) -> dict[str, Any]:
 
 
 def _is_authors_format(rows: Any) -> bool:
-    # An empty list is taken as such, so that it is named as holding no items.
-    return isinstance(rows, list) and all(isinstance(r, dict) and "responses" in r for r in rows)
+    # An empty list is taken as such, so that it is named as holding no items; a list where some
+    # items are malformed is too, so that reading it names each malformed item.
+    return isinstance(rows, list) and (not rows or any(isinstance(r, dict) and "responses" in r for r in rows))
 
 
 class OwnFilesReader:
@@ -62,7 +63,7 @@ class OwnFilesReader:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return Note(path, f"cannot be read as JSON ({exc})", failure=True)
         if _is_authors_format(rows):
-            counts = {len(row["responses"]) for row in rows if isinstance(row.get("responses"), list)}
+            counts = {len(r["responses"]) for r in rows if isinstance(r, dict) and isinstance(r.get("responses"), list)}
             task = "siuo_gen_greedy" if counts == {1} else "siuo_gen"
             return ResponsesFile(AUTHORS, path.stem, task, path, AUTHORS, "file name", self, suffix="")
         return Note(
@@ -78,15 +79,17 @@ class OwnFilesReader:
             raise DataError(
                 f"'{found.path}': expected the authors' results format, a JSON list of items with 'responses'"
             )
-        sets = []
-        for index, row in enumerate(rows):
+
+        def read_one(entry: tuple[int, Any]) -> ResponseSet:
+            index, row = entry
             where = f"'{found.path}' item #{index}"
             if not isinstance(row, dict):
                 raise DataError(
                     f"{where} is a {type(row).__name__}, expected an object with 'question_id' and 'responses'"
                 )
-            sets.append(response_set(row.get("question_id"), row.get("responses"), where))
-        return sets
+            return response_set(row.get("question_id"), row.get("responses"), where, row.get("question"))
+
+        return read_each(found.path, enumerate(rows), read_one)
 
     def find_results(self, path: Path) -> list[Run] | Note | None:
         if path.name in ("leaderboard.json", "leaderboard.csv"):

@@ -392,3 +392,24 @@ class JudgeServer(LoopbackServer):
         """The most calls in flight at once, not counting probes (the pre-generation check,
         which each process sends outside its judge engine's bound)."""
         return self._httpd.peak_graded_in_flight
+
+
+def _two_valued(verdict: bool | str | None) -> bool | None:
+    return verdict if isinstance(verdict, bool) else None if verdict is None else verdict != "ineffective"
+
+
+def majority_of(plans: list[ReplyPlan | None]) -> ReplyPlan:
+    """A judge (with ``declines=False``) that answers each (kind, response) with the majority of
+    the two-valued verdicts (safe or not; effective or not) that judges with these plans
+    (``declines=False`` too) give on their first attempt: what a panel of them decides."""
+
+    def plan(kind: str, response: str, attempt: int) -> tuple[str, bool | str | None] | None:
+        usual = choose_reply(kind, response, declines=False)
+        verdicts = []
+        for judge in plans:
+            chosen = judge(kind, response, 1) if judge else None
+            verdicts.append(_two_valued((chosen or usual)[1]))
+        wanted = verdicts.count(True) > len(verdicts) / 2
+        return None if _two_valued(usual[1]) == wanted else other_verdict_reply(kind, response, "majority")
+
+    return plan

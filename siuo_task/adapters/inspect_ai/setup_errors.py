@@ -1,19 +1,22 @@
 """Setup errors (data, judge settings, a dead judge) as Inspect's one-line prerequisite errors.
 
-The other harnesses end such a run with one ``siuo-task: ...`` line; Inspect prints a full
-traceback for an exception raised while it builds a task, except for ``PrerequisiteError``,
-which it shows as its message alone (exit status 1).
+The other harnesses end such a run with one ``siuo-task: ...`` line on stderr; Inspect prints a
+full traceback for an exception raised while it builds a task, except for ``PrerequisiteError``,
+which it shows as its message alone, on stdout (exit status 1). Under the ``inspect`` command the
+line goes to stderr, as in the other harnesses, and Inspect is left nothing to repeat.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from inspect_ai._util.error import PrerequisiteError
 
 from siuo_task.errors import SiuoError
+from siuo_task.run_end import running_cli
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,7 +30,7 @@ class SiuoSetupError(PrerequisiteError):
         self.args = (message,)
 
     def __str__(self) -> str:
-        return str(self.message)
+        return str(self.args[0])
 
 
 def plain_setup_errors(build: Callable[P, R]) -> Callable[P, R]:
@@ -38,6 +41,11 @@ def plain_setup_errors(build: Callable[P, R]) -> Callable[P, R]:
         try:
             return build(*args, **kwargs)
         except SiuoError as exc:
-            raise SiuoSetupError(f"siuo-task: {exc}") from None
+            message = f"siuo-task: {exc}"
+            error = SiuoSetupError(message)
+            if running_cli("inspect"):
+                print(message, file=sys.stderr, flush=True)
+                error.message = ""
+            raise error from None
 
     return plain

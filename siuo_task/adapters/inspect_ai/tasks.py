@@ -25,6 +25,7 @@ from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, Generat
 from inspect_ai.solver import generate
 
 from siuo_task.adapters.inspect_ai.circular import circular_sample_id, siuo_circular_letter
+from siuo_task.adapters.inspect_ai.grader import cli_grader
 from siuo_task.adapters.inspect_ai.scoring import (
     cli_will_score,
     judge_check,
@@ -77,6 +78,15 @@ def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir:
     scores = cli_will_score()
     if scores is False:
         return {}
+    if (grader := cli_grader()) is not None:
+        if judge_model or judge_base_url:
+            raise JudgeConfigError(
+                "the judge is named twice: by the grader role and by the judge_model / judge_base_url task "
+                "parameters; use one of them"
+            )
+        # Checked by the first sample's judge_check, through Inspect: the role's model exists
+        # only once the eval runs.
+        return {"judge_role": "grader", "judge_model_requested": grader}
     try:
         settings = judge_config(judge_model, judge_base_url)
     except JudgeConfigError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from siuo_task.run_end import running_cli
+
 
 def predict_only() -> bool:
     """Whether lm-eval runs generation only (``--predict_only`` / ``-x``, or
@@ -12,7 +14,8 @@ def predict_only() -> bool:
     lm-eval builds the datasets inside simple_evaluate before it applies predict_only to the
     tasks, and hands custom_dataset only the task's metadata: simple_evaluate's own argument,
     read from the calling frames, is the one signal that also covers the Python API and config
-    files. The CLI flag is the fallback when no such frame is found.
+    files. The CLI flag is the fallback when no such frame is found, read only in lm-eval's own
+    CLI (another program's ``-x``, e.g. pytest's, means something else).
     """
     frame = sys._getframe(1)
     try:
@@ -23,4 +26,5 @@ def predict_only() -> bool:
             frame = frame.f_back  # type: ignore[assignment]
     finally:
         del frame
-    return any(arg.replace("-", "_") == "__predict_only" or arg == "-x" for arg in sys.argv[1:])
+    flags = sys.argv[1:] if running_cli("lm_eval") else []
+    return any(arg.replace("-", "_") == "__predict_only" or arg == "-x" for arg in flags)

@@ -17,7 +17,14 @@ from siuo_task.card import GEN_TASKS
 from siuo_task.data import SiuoData
 from siuo_task.errors import DataError
 from siuo_task.results import RECORD_KEY
-from siuo_task.runs.files import ResponseSet, flat_responses, numbered_lines, record_responses, response_set
+from siuo_task.runs.files import (
+    ResponseSet,
+    flat_responses,
+    numbered_lines,
+    read_each,
+    record_responses,
+    response_set,
+)
 from siuo_task.runs.harness_files import load_object, task_parts
 from siuo_task.runs.model import Run
 from siuo_task.runs.readers import Note, ResponsesFile, model_from_args, short_model
@@ -69,18 +76,18 @@ class LmEvalReader:
         return found
 
     def read_responses(self, found: ResponsesFile, data: SiuoData) -> list[ResponseSet]:
-        sets = []
-        for number, sample in numbered_lines(found.path):
+        def read_one(line: tuple[int, dict[str, Any]]) -> ResponseSet:
+            number, sample = line
             where = f"'{found.path}' line {number}"
             if RECORD_KEY in sample:
-                sets.append(record_responses(sample[RECORD_KEY], where))
-                continue
+                return record_responses(sample[RECORD_KEY], where)
             # A generation-only line (--predict_only): the document names the item.
             doc = sample.get("doc")
             if not isinstance(doc, dict) or "filtered_resps" not in sample:
                 raise DataError(f"{where} is not an lm-eval sample of a SIUO task (no 'doc' and 'filtered_resps')")
-            sets.append(response_set(doc.get("question_id"), flat_responses(sample["filtered_resps"]), where))
-        return sets
+            return response_set(doc.get("question_id"), flat_responses(sample["filtered_resps"]), where)
+
+        return read_each(found.path, numbered_lines(found.path), read_one)
 
     def find_results(self, path: Path) -> list[Run] | Note | None:
         match = RESULTS.match(path.name)

@@ -20,6 +20,7 @@ from siuo_task.runs.files import (
     flat_responses,
     item_for_prompt,
     numbered_lines,
+    read_each,
     record_responses,
     response_set,
 )
@@ -81,16 +82,16 @@ class LmmsEvalReader:
         return found
 
     def read_responses(self, found: ResponsesFile, data: SiuoData) -> list[ResponseSet]:
-        sets = []
-        for number, sample in numbered_lines(found.path):
+        def read_one(line: tuple[int, dict[str, Any]]) -> ResponseSet:
+            number, sample = line
             where = f"'{found.path}' line {number}"
             if RECORD_KEY not in sample and _is_generation_only(sample):
                 qid = item_for_prompt(data, sample["input"], str(sample.get("target", "")), where)
                 # What process_results would have been given (our tasks hand over the raw text).
-                sets.append(response_set(qid, flat_responses(sample["filtered_resps"]), where))
-            else:
-                sets.append(record_responses(sample.get(RECORD_KEY), where))
-        return sets
+                return response_set(qid, flat_responses(sample["filtered_resps"]), where)
+            return record_responses(sample.get(RECORD_KEY), where)
+
+        return read_each(found.path, numbered_lines(found.path), read_one)
 
     def find_results(self, path: Path) -> list[Run] | Note | None:
         match = RESULTS.match(path.name)

@@ -6,7 +6,8 @@ needs (3 for the paper, 1 for the single-response variant) with ``question_id`` 
 ``repeat`` columns, so VLMEvalKit's ordinary one-prediction-per-row loop yields all responses.
 ``force_use_dataset_prompt`` keeps model classes from rewriting the SIUO prompt.
 
-Judging uses SIUO_JUDGE_* (the one judge configuration), not VLMEvalKit's --judge options.
+Judging uses SIUO_JUDGE_* (the one judge configuration), or the model VLMEvalKit's ``--judge``
+names (``judge.py``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from vlmeval.dataset.image_base import ImageBaseDataset
 from vlmeval.smp import dump, load
 from vlmeval.smp.file import get_intermediate_file_path
 
+from siuo_task.adapters.vlmevalkit.judge import say_judge, vlmeval_judge
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR, TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
 from siuo_task.card import GEN_HEADLINE, task_version
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
-from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge_pipeline import judge_responses, match_items, write_outputs
+from siuo_task.panel_vote import AnyJudge
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
 from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
@@ -47,13 +49,19 @@ def _message(image_path: str, text: str) -> list[dict[str, str]]:
     return [{"type": "image", "value": image_path}, {"type": "text", "value": text}]
 
 
-def _note_judge_options(judge_kwargs: dict[str, Any]) -> None:
-    if judge_kwargs.get("model"):
+def _judge(judge_kwargs: dict[str, Any] | None = None) -> AnyJudge:
+    """The run's judge (SIUO_JUDGE_*, the panel SIUO_JUDGE_PANEL names, or --judge's model),
+    saying which --judge chose."""
+    config, chosen = vlmeval_judge(judge_kwargs)
+    say_judge(chosen)
+    if chosen is None and judge_kwargs and judge_kwargs.get("model"):
         logger.info(
-            "SIUO is judged with SIUO_JUDGE_* settings (the paper's prompts, with the image); "
-            "VLMEvalKit's judge option %r is not used",
+            "SIUO is judged with SIUO_JUDGE_* / SIUO_JUDGE_PANEL settings (the paper's prompts, with the image); "
+            "VLMEvalKit's "
+            "default judge %r is not used (give --judge to choose the judge)",
             judge_kwargs["model"],
         )
+    return config
 
 
 class SiuoGenDataset(ImageBaseDataset):
@@ -72,7 +80,7 @@ class SiuoGenDataset(ImageBaseDataset):
         """One row per (item, response number); a run that will judge (every --mode but infer)
         checks its judge here, when VLMEvalKit builds the dataset, before any inference."""
         if (cli_option("--mode") or "all") != "infer":
-            check_judge_before_generation(JudgeConfig.from_env())
+            check_judge_before_generation(_judge())
         repeats = RESPONSES_PER_ITEM[dataset]
         rows = [
             {
@@ -97,9 +105,8 @@ class SiuoGenDataset(ImageBaseDataset):
 
     def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
         """Judge every response with the paper protocol; write the score file and our results."""
-        _note_judge_options(judge_kwargs)
+        config = _judge(judge_kwargs)
         data = load_siuo()
-        config = JudgeConfig.from_env()
         pairs = match_items(read_predictions(Path(eval_file), data), data)
         summary, values = judge_responses(pairs, config, Path(eval_file))
         _write_ours(eval_file, self.dataset_name, summary, values)

@@ -1,0 +1,232 @@
+"""A panel of judges (``SIUO_JUDGE_PANEL=panel.yaml``): several judges asked the same requests,
+their outcomes combined by a rule the caller brings.
+
+The file lists the judges::
+
+    judges:
+      - {model: gpt-4o-mini-2024-07-18}
+      - {model: Qwen/Qwen2.5-VL-72B-Instruct, base_url: http://127.0.0.1:8000/v1}
+      - {model: claude-..., base_url: https://..., api_key_env: ANTHROPIC_API_KEY}
+
+Every other setting (max tokens, concurrency, timeouts, retries, rate limits, cache, decline
+watch) comes from the same ``SIUO_JUDGE_*`` variables as for one judge and applies to each judge
+on its own: each judge has its own engine, so its own bound, rate schedule, decline watch and
+cache keys (the key names the judge's model and endpoint, so adding a judge to a panel re-uses
+what the others judged). A judge's key comes only from the variable it names (``api_key_env``),
+else from SIUO_JUDGE_API_KEY / OPENAI_API_KEY; the file never holds a key.
+
+This module knows nothing of any benchmark: the combination of the judges' outcomes (a vote)
+is given to ``PanelEngine`` by its caller.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from siuo_task.errors import JudgeConfigError
+from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, JudgeConfig
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.transport import Transport
+
+PANEL_VARIABLE = "SIUO_JUDGE_PANEL"
+_JUDGE_FIELDS = frozenset({"model", "base_url", "api_key_env"})
+# What a panel's judge does not take from the one-judge variables: it names its own.
+_OWN_VARIABLES = ("SIUO_JUDGE_MODEL", "SIUO_JUDGE_BASE_URL", "OPENAI_BASE_URL", "SIUO_JUDGE_API_KEY", "OPENAI_API_KEY")
+
+# (the request, each judge's outcome in panel order) -> the panel's outcome.
+Combine = Callable[[JudgeRequest, Sequence[JudgeOutcome]], JudgeOutcome]
+
+
+def judge_label(config: JudgeConfig) -> str:
+    """How a panel names one of its judges: ``model @ endpoint`` (safe to record: no key)."""
+    return f"{config.model} @ {config.endpoint}"
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """(model, endpoint) of a ``judge_label``."""
+    model, _, endpoint = label.rpartition(" @ ")
+    return model, endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class PanelConfig:
+    """The judges of a panel, in order, and where they were named (the file, or e.g. a harness's
+    model role); ``of`` makes one from judges configured elsewhere."""
+
+    source: str
+    judges: tuple[JudgeConfig, ...]
+
+    @classmethod
+    def of(cls, judges: Sequence[JudgeConfig], source: str) -> PanelConfig:
+        """A panel of ``judges`` (each with its own model, endpoint and key).
+
+        Raises:
+            JudgeConfigError: an even number of judges (a majority of two values must always
+                exist), or the same judge twice; the message starts with ``source``.
+        """
+        if len(judges) % 2 == 0:
+            raise JudgeConfigError(
+                f"{source}: a panel needs an odd number of judges so that every vote has a majority; "
+                f"this one names {len(judges)}"
+            )
+        labels = [judge_label(judge) for judge in judges]
+        if len(set(labels)) != len(labels):
+            twice = sorted({label for label in labels if labels.count(label) > 1})
+            raise JudgeConfigError(f"{source}: the same judge is named twice: {', '.join(twice)}")
+        return cls(source, tuple(judges))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(judge_label(judge) for judge in self.judges)
+
+    @property
+    def model(self) -> str:
+        """The panel as a judge name in results: ``panel(<judge>; <judge>; ...)``."""
+        return "panel(" + "; ".join(judge.model for judge in self.judges) + ")"
+
+    @property
+    def endpoint(self) -> str:
+        return "; ".join(judge.endpoint for judge in self.judges)
+
+    @property
+    def temperature(self) -> float:
+        return self.judges[0].temperature
+
+    @property
+    def max_tokens(self) -> int:
+        return self.judges[0].max_tokens
+
+    @property
+    def cache_path(self) -> Path | None:
+        return self.judges[0].cache_path
+
+    @classmethod
+    def from_file(cls, path: Path, environ: Mapping[str, str] | None = None, require_key: bool = True) -> PanelConfig:
+        """Read a panel file; the other settings come from ``environ`` (the process's when None).
+
+        Raises:
+            JudgeConfigError: a file that cannot be read, a judge without a model, an unknown
+                field, a key variable that is not set, two identical judges, or an even number
+                of judges (a majority of two values must always exist).
+        """
+        env = os.environ if environ is None else environ
+        where = f"{PANEL_VARIABLE}={path}"
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise JudgeConfigError(f"{where}: cannot read the panel file: {type(exc).__name__}: {exc}") from None
+        entries = data.get("judges") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise JudgeConfigError(f"{where}: the file must hold 'judges:', a list of {{model: ..., base_url: ...}}")
+        judges = [_judge(entry, number, where, env, require_key) for number, entry in enumerate(entries, 1)]
+        return cls.of(judges, where)
+
+
+def _judge(entry: Any, number: int, where: str, env: Mapping[str, str], require_key: bool) -> JudgeConfig:
+    if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or not entry["model"].strip():
+        raise JudgeConfigError(f"{where}: judge {number} needs a 'model' (e.g. {{model: gpt-4o-mini-2024-07-18}})")
+    unknown = sorted(set(entry) - _JUDGE_FIELDS)
+    if unknown:
+        raise JudgeConfigError(
+            f"{where}: judge {number} has unknown field(s) {', '.join(unknown)} "
+            f"(a judge takes {', '.join(sorted(_JUDGE_FIELDS))}; keys come from the variable api_key_env names)"
+        )
+    own = {name: value for name, value in env.items() if name not in _OWN_VARIABLES}
+    own["SIUO_JUDGE_MODEL"] = entry["model"].strip()
+    own["SIUO_JUDGE_BASE_URL"] = str(entry.get("base_url") or OPENAI_DEFAULT_BASE_URL)
+    key_variable = entry.get("api_key_env")
+    if key_variable:
+        key = env.get(str(key_variable), "").strip()
+        if not key and require_key:
+            raise JudgeConfigError(
+                f"{where}: judge {number} ({entry['model']}) takes its key from {key_variable}, which is not set"
+            )
+        if key:
+            own["SIUO_JUDGE_API_KEY"] = key
+    else:
+        for name in ("SIUO_JUDGE_API_KEY", "OPENAI_API_KEY"):
+            if env.get(name, "").strip():
+                own[name] = env[name]
+    if (
+        entry.get("base_url") is None
+        and require_key
+        and "SIUO_JUDGE_API_KEY" not in own
+        and "OPENAI_API_KEY" not in own
+    ):
+        raise JudgeConfigError(
+            f"{where}: judge {number} ({entry['model']}) is called at {OPENAI_DEFAULT_BASE_URL} and needs a key: "
+            "set OPENAI_API_KEY (or SIUO_JUDGE_API_KEY), or name its variable with api_key_env"
+        )
+    try:
+        return JudgeConfig.from_env(own, require_key=False)
+    except JudgeConfigError as exc:
+        raise JudgeConfigError(f"{where}: judge {number}: {exc}") from None
+
+
+def panel_from_env(environ: Mapping[str, str] | None = None, require_key: bool = True) -> PanelConfig | None:
+    """The panel SIUO_JUDGE_PANEL names, or None when it is unset (one judge, JudgeConfig.from_env)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(PANEL_VARIABLE, "").strip()
+    if not raw:
+        return None
+    return PanelConfig.from_file(Path(raw).expanduser(), env, require_key)
+
+
+class PanelEngine:
+    """One ``JudgeEngine`` per judge, asked the same requests at once; each request's outcome is
+    ``combine(request, outcomes in panel order)``, which keeps the judges' own outcomes in
+    ``judges`` (see ``JudgeOutcome``)."""
+
+    def __init__(
+        self, panel: PanelConfig, combine: Combine, transports: Sequence[Transport | None] | None = None
+    ) -> None:
+        """``transports``: per judge, what sends its calls (None: HTTP to its endpoint), e.g. a
+        harness's model API for each model bound to a role."""
+        self.config = panel
+        senders = list(transports) if transports is not None else [None] * len(panel.judges)
+        if len(senders) != len(panel.judges):
+            raise ValueError(f"{len(senders)} transport(s) for a panel of {len(panel.judges)} judges")
+        self.engines = tuple(JudgeEngine(judge, sender) for judge, sender in zip(panel.judges, senders, strict=True))
+        self._combine = combine
+
+    def grade_many(
+        self, requests: Sequence[JudgeRequest], on_done: Callable[[JudgeOutcome], None] | None = None
+    ) -> list[JudgeOutcome]:
+        """Every judge grades every request (the judges at once, each within its own bounds);
+        ``on_done`` sees each judge's outcome as it completes.
+
+        Raises:
+            JudgeEndpointError, JudgeDeclineError: a judge refused or declines too often; the
+                other judges' verdicts stay in the cache.
+        """
+        with ThreadPoolExecutor(max_workers=len(self.engines), thread_name_prefix="siuo-panel") as pool:
+            # In the caller's context, as JudgeEngine.grade_many runs each request (a harness
+            # that records calls per sample, Inspect's transcript, sees each judge's calls).
+            futures = [
+                pool.submit(contextvars.copy_context().run, engine.grade_many, requests, on_done)
+                for engine in self.engines
+            ]
+            for future in futures:
+                future.exception()  # every judge finishes before a stop is raised
+            per_judge = [future.result() for future in futures]
+        labels = self.config.labels
+        return [
+            self._combine(request, [replace(o[i], judge=label) for o, label in zip(per_judge, labels, strict=True)])
+            for i, request in enumerate(requests)
+        ]
+
+    def grade(self, request: JudgeRequest) -> JudgeOutcome:
+        return self.grade_many([request])[0]
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.close()
