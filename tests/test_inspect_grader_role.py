@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.cli_runs import SECRET, siuo_eval
-from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_flips
+from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
@@ -216,3 +216,43 @@ def test_a_grader_panels_judges_and_kappas_are_siuo_eval_judges(panel_runs: dict
                 assert metrics[f"kappa_{kind}_judge{first}_judge{second}"] == pair[kind]["kappa"]
     for name in RATES:
         assert metrics[name] == results[name], name
+
+
+# -- the Python API, and the judge-health watches on the role's model ------------------------------
+
+_PYTHON_EVAL = """
+import sys
+from inspect_ai import eval
+(log,) = eval("siuo_task/siuo_gen_greedy", model="{model}", model_roles={{"grader": "openai-api/grade/{grader}"}},
+              limit=4, log_dir=sys.argv[1], log_format="json", display="plain")
+print("STATUS", log.status)
+"""
+
+
+def test_eval_model_roles_binds_the_grader_in_python(small_data_dir: Path, tmp_path: Path) -> None:
+    with ModelServer(sampled=False) as model, JudgeServer(only_model=GRADER) as judge:
+        env = {**_env(small_data_dir, model, tmp_path / "unused"), "GRADE_BASE_URL": judge.base_url}
+        env["GRADE_API_KEY"] = SECRET
+        script = _PYTHON_EVAL.format(model=MODEL, grader=GRADER)
+        proc = subprocess.run(
+            ["python", "-c", script, str(tmp_path / "logs")], env=env, capture_output=True, text=True, timeout=600
+        )
+        graded, probes = len(judge.log.exchanges), len(judge.log.probes)
+    assert "STATUS success" in proc.stdout, proc.stderr[-3000:]
+    assert graded > 0 and probes == 1 and sum(model.prompts.values()) == 4
+    log = _log(tmp_path / "logs")
+    events = [e for sample in log.samples for e in sample.events if e.event == "model" and e.role == "grader"]
+    assert len(events) == graded + probes
+
+
+def test_a_grader_that_declines_is_stopped_by_the_decline_watch(small_data_dir: Path, tmp_path: Path) -> None:
+    with ModelServer(sampled=False) as model, JudgeServer(fault_for=seeded_declines({"safety": 1.0})) as judge:
+        env = {**_env(small_data_dir, model, tmp_path / "logs"), "GRADE_BASE_URL": judge.base_url}
+        env.update(GRADE_API_KEY=SECRET, SIUO_JUDGE_DECLINE_WINDOW="4", SIUO_JUDGE_CONCURRENCY="1")
+        proc = _inspect(env, "--model-role", f"grader=openai-api/grade/{GRADER}", "--max-connections", "1")
+        safety_calls = sum(1 for e in judge.log.exchanges if e.kind == "safety")
+    # As with SIUO_JUDGE_*: the decline watch stops the eval (Inspect logs the task as failed).
+    log = _log(tmp_path / "logs")
+    assert log.status == "error", proc.stdout[-3000:]
+    assert f"the judge {GRADER} at {judge.base_url} declined" in log.error.message
+    assert safety_calls < 18
