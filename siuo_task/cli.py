@@ -187,8 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
     judge = commands.add_parser(
         "judge",
-        help="judge existing responses without generating, one run or a whole sweep: lmms-eval samples, "
-        "VLMEvalKit predictions, the authors' format",
+        help="judge existing responses without generating, one run or a whole sweep: lmms-eval and lm-eval "
+        "samples, Inspect logs, VLMEvalKit predictions, the authors' format",
     )
     from siuo_task.judge_command import add_judge_arguments
 

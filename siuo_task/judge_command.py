@@ -35,7 +35,8 @@ def add_judge_arguments(judge: argparse.ArgumentParser) -> None:
     judge.add_argument(
         "inputs",
         nargs="+",
-        help="files or folders, searched recursively: lmms-eval output folders or *_samples_siuo_gen*.jsonl, "
+        help="files or folders, searched recursively: lmms-eval output folders or <stamp>_samples_siuo_gen*.jsonl, "
+        "lm-eval output folders or samples_siuo_gen*_<time>.jsonl, Inspect logs (.eval / .json) of siuo_gen*, "
         "VLMEvalKit work folders or <model>_<dataset>.xlsx/.tsv, the authors' .json; NAME=PATH names a run",
     )
     judge.add_argument(
@@ -132,12 +133,16 @@ class Terminal:
         from tqdm import tqdm
 
         progress = Progress(pricing)
-        with tqdm(total=total, desc="Judging", unit="call", file=sys.stderr) as bar:
+        # The bar counts judge requests answered; the calls sent for them are fewer where answers
+        # came from the cache or from an identical request in flight (coalesced).
+        with tqdm(total=total, desc="Judging", unit="request", file=sys.stderr) as bar:
 
             def on_done(outcome: JudgeOutcome) -> None:
                 progress.add(outcome)
                 cost = progress.cost_usd
-                bar.set_postfix_str(f"cost ${cost:.4f}" if cost is not None else "cost n/a", refresh=False)
+                shown = f"cost ${cost:.4f}" if cost is not None else "cost n/a"
+                calls = f"calls {progress.calls}, cached {progress.cached}, coalesced {progress.coalesced}"
+                bar.set_postfix_str(f"{calls}, {shown}", refresh=False)
                 bar.update(1)
 
             yield on_done

@@ -242,16 +242,23 @@ def estimate(loaded: list[LoadedRun], engine: JudgeEngine, pricing: Pricing, pas
 
 
 class Progress:
-    """Running totals for the progress bar: calls done, tokens, cost at the judge's price."""
+    """Running totals for the progress bar: requests answered, the calls they took (cache hits and
+    coalesced copies take none), tokens, cost at the judge's price."""
 
     def __init__(self, pricing: Pricing) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.calls = 0  # HTTP requests sent: a cached or coalesced answer costs none
+        self.cached = 0
+        self.coalesced = 0
         self._pricing = pricing
 
     def add(self, outcome: JudgeOutcome) -> None:
         self.prompt_tokens += outcome.prompt_tokens
         self.completion_tokens += outcome.completion_tokens
+        self.calls += outcome.attempts
+        self.cached += int(outcome.cached)
+        self.coalesced += int(outcome.coalesced)
 
     @property
     def cost_usd(self) -> float | None:

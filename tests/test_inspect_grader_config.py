@@ -8,6 +8,8 @@ import pytest
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
 
 from siuo_task.adapters.inspect_ai.grader import completion_from_output, grader_config
+from siuo_task.adapters.inspect_ai.scoring import judge_config
+from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.cache import cache_key
 from siuo_task.judge.config import PLACEHOLDER_KEY, JudgeConfig
 from siuo_task.judge.request import JudgeRequest, read_completion
@@ -61,3 +63,10 @@ def test_inspects_output_is_read_by_the_requests_own_parser() -> None:
     assert (outcome.verdict, outcome.model) == (True, "judge-x")
     assert (outcome.prompt_tokens, outcome.completion_tokens) == (11, 7)
     assert outcome.raw_text == "[Reasons:] careful.\n[Safety Judgement:] True"
+
+
+def test_inspect_refuses_a_panel_file_and_names_the_role(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIUO_JUDGE_PANEL", str(tmp_path / "panel.yaml"))
+    monkeypatch.setenv("SIUO_JUDGE_BASE_URL", "http://127.0.0.1:8000/v1")
+    with pytest.raises(JudgeConfigError, match="--model-role grader="):
+        judge_config()

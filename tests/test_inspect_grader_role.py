@@ -8,15 +8,17 @@ replies depend on the request only) must score every sample and every metric the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.cli_runs import SECRET
-from tests.helpers.judge_server import JudgeServer
+from tests.helpers.cli_runs import SECRET, siuo_eval
+from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
@@ -128,10 +130,129 @@ def test_role_and_siuo_judge_settings_score_the_same(runs: dict[str, dict[str, A
     assert SECRET not in role["proc"].stdout + role["proc"].stderr
 
 
-def test_a_list_of_graders_is_refused_before_anything_runs(small_data_dir: Path, tmp_path: Path) -> None:
+def test_an_even_list_of_graders_is_refused_before_anything_runs(small_data_dir: Path, tmp_path: Path) -> None:
     with ModelServer() as model:
         env = {**_env(small_data_dir, model, tmp_path / "logs"), "GRADE_BASE_URL": model.base_url, "GRADE_API_KEY": "k"}
         proc = _inspect(env, "--model-role", "grader=openai-api/grade/a,openai-api/grade/b")
         assert proc.returncode != 0
-        assert "panel of judges is not supported" in proc.stderr + proc.stdout
+        assert "a panel needs an odd number of judges" in proc.stderr + proc.stdout
         assert sum(model.prompts.values()) == 0
+
+
+# -- a list bound to the role is a panel ---------------------------------------------------------
+
+RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
+# Three judges that each flip a seeded fifth of the verdicts, and one built to answer their majority.
+PLANS: list[ReplyPlan | None] = [seeded_flips(0.2, seed, first_attempt=True) for seed in (1, 2, 3)]
+
+
+@pytest.fixture(scope="module")
+def panel_runs(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("grader_panel")
+    with ExitStack() as stack:
+        model = stack.enter_context(ModelServer(sampled=False))
+        judges = [stack.enter_context(JudgeServer(declines=False, reply_for=plan)) for plan in PLANS]
+        majority = stack.enter_context(JudgeServer(declines=False, reply_for=majority_of(PLANS)))
+        env = _env(small_data_dir, model, root / "panel")
+        roles = []
+        for letter, server in zip("abc", judges, strict=True):
+            env.update({f"J{letter.upper()}_BASE_URL": server.base_url, f"J{letter.upper()}_API_KEY": SECRET})
+            roles.append(f"openai-api/j{letter}/judge-{letter}")
+        panel = _inspect(env, "--model-role", "grader=" + ",".join(roles))
+        one_env = {**_env(small_data_dir, model, root / "one"), "JM_BASE_URL": majority.base_url, "JM_API_KEY": SECRET}
+        one = _inspect(one_env, "--model-role", "grader=openai-api/jm/judge-majority")
+        panel_log = next((root / "panel").glob("*.json"))
+        calls, probes = [len(s.log.exchanges) for s in judges], [len(s.log.probes) for s in judges]
+        # siuo-eval judge on the panel run's log, with the same three judges in a panel file.
+        panel_file = root / "panel.yaml"
+        lines = [
+            f"  - {{model: judge-{letter}, base_url: {s.base_url}}}" for letter, s in zip("abc", judges, strict=True)
+        ]
+        panel_file.write_text("judges:\n" + "\n".join(lines) + "\n")
+        rejudge_env = {**env, "SIUO_JUDGE_PANEL": str(panel_file), "SIUO_JUDGE_API_KEY": SECRET}
+        rejudged = siuo_eval("judge", panel_log, "--output", root / "rejudged", env=rejudge_env)
+        return {
+            "panel": panel,
+            "one": one,
+            "panel_log": _log(root / "panel"),
+            "one_log": _log(root / "one"),
+            "calls": calls,
+            "probes": probes,
+            "rejudged": rejudged,
+            "results": root / "rejudged" / "results.json",
+        }
+
+
+def test_a_list_of_graders_votes_like_one_judge_answering_their_majority(panel_runs: dict[str, Any]) -> None:
+    log, one = panel_runs["panel_log"], panel_runs["one_log"]
+    assert log.status == "success", panel_runs["panel"].stderr[-3000:]
+    assert one.status == "success", panel_runs["one"].stderr[-3000:]
+    panel_metrics, one_metrics = _metrics(log), _metrics(one)
+    for name in RATES:
+        assert panel_metrics[name] == one_metrics[name], name
+    # Every grader was checked before generating, and asked every request; each call is a
+    # grader event of its sample.
+    assert panel_runs["probes"] == [1, 1, 1]
+    answered = sum(1 for sample in log.samples if sample.output.completion.strip())
+    assert panel_runs["calls"] == [2 * answered] * 3
+    events = [e for sample in log.samples for e in sample.events if e.event == "model" and e.role == "grader"]
+    assert len(events) == 3 * (2 * answered + 1)
+    assert {e.model for e in events} == {f"openai-api/j{letter}/judge-{letter}" for letter in "abc"}
+
+
+def test_a_grader_panels_judges_and_kappas_are_siuo_eval_judges(panel_runs: dict[str, Any]) -> None:
+    assert panel_runs["rejudged"].returncode == 0, panel_runs["rejudged"].stderr[-3000:]
+    results = json.loads(panel_runs["results"].read_text())
+    metrics = _metrics(panel_runs["panel_log"])
+    panel = results["judge_panel"]
+    assert [judge["model"] for judge in panel["judges"]] == ["judge-a", "judge-b", "judge-c"]
+    for index, judge in enumerate(panel["judges"], 1):
+        for name in RATES:
+            assert metrics[f"judge{index}_{name}"] == judge[name], (index, name)
+    for pair in panel["agreement"]:
+        first, second = (1 + [j["judge"] for j in panel["judges"]].index(pair[side]) for side in ("a", "b"))
+        for kind in ("safety", "effectiveness"):
+            if pair[kind]["kappa"] is not None:
+                assert metrics[f"kappa_{kind}_judge{first}_judge{second}"] == pair[kind]["kappa"]
+    for name in RATES:
+        assert metrics[name] == results[name], name
+
+
+# -- the Python API, and the judge-health watches on the role's model ------------------------------
+
+_PYTHON_EVAL = """
+import sys
+from inspect_ai import eval
+(log,) = eval("siuo_task/siuo_gen_greedy", model="{model}", model_roles={{"grader": "openai-api/grade/{grader}"}},
+              limit=4, log_dir=sys.argv[1], log_format="json", display="plain")
+print("STATUS", log.status)
+"""
+
+
+def test_eval_model_roles_binds_the_grader_in_python(small_data_dir: Path, tmp_path: Path) -> None:
+    with ModelServer(sampled=False) as model, JudgeServer(only_model=GRADER) as judge:
+        env = {**_env(small_data_dir, model, tmp_path / "unused"), "GRADE_BASE_URL": judge.base_url}
+        env["GRADE_API_KEY"] = SECRET
+        script = _PYTHON_EVAL.format(model=MODEL, grader=GRADER)
+        proc = subprocess.run(
+            ["python", "-c", script, str(tmp_path / "logs")], env=env, capture_output=True, text=True, timeout=600
+        )
+        graded, probes = len(judge.log.exchanges), len(judge.log.probes)
+    assert "STATUS success" in proc.stdout, proc.stderr[-3000:]
+    assert graded > 0 and probes == 1 and sum(model.prompts.values()) == 4
+    log = _log(tmp_path / "logs")
+    events = [e for sample in log.samples for e in sample.events if e.event == "model" and e.role == "grader"]
+    assert len(events) == graded + probes
+
+
+def test_a_grader_that_declines_is_stopped_by_the_decline_watch(small_data_dir: Path, tmp_path: Path) -> None:
+    with ModelServer(sampled=False) as model, JudgeServer(fault_for=seeded_declines({"safety": 1.0})) as judge:
+        env = {**_env(small_data_dir, model, tmp_path / "logs"), "GRADE_BASE_URL": judge.base_url}
+        env.update(GRADE_API_KEY=SECRET, SIUO_JUDGE_DECLINE_WINDOW="4", SIUO_JUDGE_CONCURRENCY="1")
+        proc = _inspect(env, "--model-role", f"grader=openai-api/grade/{GRADER}", "--max-connections", "1")
+        safety_calls = sum(1 for e in judge.log.exchanges if e.kind == "safety")
+    # As with SIUO_JUDGE_*: the decline watch stops the eval (Inspect logs the task as failed).
+    log = _log(tmp_path / "logs")
+    assert log.status == "error", proc.stdout[-3000:]
+    assert f"the judge {GRADER} at {judge.base_url} declined" in log.error.message
+    assert safety_calls < 18

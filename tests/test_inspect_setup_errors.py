@@ -45,5 +45,7 @@ def test_a_setup_error_is_a_few_lines_without_traceback(
     assert proc.returncode == 1, output
     assert "Traceback" not in output and "siuo_task.errors" not in output
     assert message in " ".join(proc.stderr.split())  # on stderr, as the other harnesses print it
+    if "SIUO_DATA_DIR" in setting:
+        assert str(tmp_path / "no-such-folder") in " ".join(output.split())  # the folder is named
     assert len([line for line in output.splitlines() if line.strip()]) <= 6, output
     assert requests == 0

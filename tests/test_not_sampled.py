@@ -4,6 +4,7 @@ log and results file, in `siuo-eval judge`'s results, and in the report."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,12 @@ def test_judge_and_report_flag_identical_responses(small_data_dir: Path, tmp_pat
     with JudgeServer(declines=False) as judge:
         env = judge_env(small_data_dir, judge.base_url, tmp_path / "cache.sqlite3")
         judged = siuo_eval("judge", tmp_path / "in", "--output", tmp_path / "judged", env=env)
+        received = len(judge.log.exchanges)
     assert judged.returncode == 0, judged.stderr
+    # The progress bar counts requests; the calls it names are those the judge server received
+    # (the identical responses' requests were coalesced or cached, and cost no call).
+    calls, cached, coalesced = map(int, re.findall(r"calls (\d+), cached (\d+), coalesced (\d+)", judged.stderr)[-1])
+    assert calls == received and cached + coalesced > 0
     greedy = json.loads((tmp_path / "judged" / "greedy" / "results.json").read_text())
     other = json.loads((tmp_path / "judged" / "sampled" / "results.json").read_text())
     assert greedy["responses_not_sampled"] is True and greedy["items_identical_responses"] == len(rows)

@@ -50,6 +50,7 @@ def test_infer_needs_no_judge_and_judge_reads_the_work_folder(small_data_dir: Pa
         )
     assert judged.returncode == 0, judged.stderr
     assert "named by VLMEvalKit file name" in judged.stderr
+    assert "status.json" not in judged.stdout + judged.stderr  # VLMEvalKit's own run record: no note
     assert {p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()} == {"test-model"}
     results, samples = read_run(tmp_path / "sweep" / "test-model")
     assert results["n_items"] == 18 and all(len(s["siuo"]["responses"]) == 3 for s in samples)

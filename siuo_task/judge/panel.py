@@ -21,6 +21,7 @@ is given to ``PanelEngine`` by its caller.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -208,7 +209,12 @@ class PanelEngine:
                 other judges' verdicts stay in the cache.
         """
         with ThreadPoolExecutor(max_workers=len(self.engines), thread_name_prefix="siuo-panel") as pool:
-            futures = [pool.submit(engine.grade_many, requests, on_done) for engine in self.engines]
+            # In the caller's context, as JudgeEngine.grade_many runs each request (a harness
+            # that records calls per sample, Inspect's transcript, sees each judge's calls).
+            futures = [
+                pool.submit(contextvars.copy_context().run, engine.grade_many, requests, on_done)
+                for engine in self.engines
+            ]
             for future in futures:
                 future.exception()  # every judge finishes before a stop is raised
             per_judge = [future.result() for future in futures]

@@ -8,6 +8,10 @@ client: the same prompt, image, temperature, max tokens and parser, through the 
 event loop in the context of the sample it grades, so the sample's transcript records it as a
 model event of the grader (``inspect view`` shows the judge's reply beside the sample).
 
+A list bound to the role (``grader=a,b,c``) is a panel: every verdict is the majority of the
+graders (``siuo_task.panel_vote``, as ``SIUO_JUDGE_PANEL``), each grader with its own engine and
+cache keys, each checked before generation; an even number is refused at start.
+
 The cache key names the model the provider is asked for (for ``openai-api/grade/judge-x``,
 ``judge-x``) and the provider's base URL: a judge reached through the role and through
 ``SIUO_JUDGE_*`` at the same URL shares its cached verdicts. With no base URL (a provider's
@@ -29,9 +33,10 @@ from urllib.parse import urlsplit
 
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.request import JudgeRequest
 from siuo_task.judge.transport import KEY_LIKE, encoded_image
+from siuo_task.panel_vote import AnyEngine, AnyJudge, judges_of, new_engine
 
 if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
@@ -58,29 +63,28 @@ def bound_graders() -> list[Model]:
     return list(bound) if isinstance(bound, list) else [bound]
 
 
-def single_grader(
+ROLE_SOURCE = "--model-role grader"
+
+
+def grader_judge(
     models: list[Model], judge_model: str | None = None, judge_base_url: str | None = None
-) -> Model | None:
-    """The one bound grader (None when the role is unbound).
+) -> AnyJudge | None:
+    """The bound grader's judge settings, or a panel's when a list is bound (every verdict the
+    majority of the graders, as ``SIUO_JUDGE_PANEL``); None when the role is unbound.
 
     Raises:
-        JudgeConfigError: several graders are bound (a panel is not supported here), or the
-            ``judge_model`` / ``judge_base_url`` task parameters name a judge besides the role.
+        JudgeConfigError: the ``judge_model`` / ``judge_base_url`` task parameters name a judge
+            besides the role; an even number of graders, or the same one twice.
     """
     if not models:
         return None
-    if len(models) > 1:
-        names = ", ".join(str(model) for model in models)
-        raise JudgeConfigError(
-            f"the grader role is bound to {len(models)} models ({names}); a panel of judges is not supported by "
-            "this version: bind one model (--model-role grader=<provider/model>)"
-        )
     if judge_model or judge_base_url:
         raise JudgeConfigError(
             "the judge is named twice: by the grader role and by the judge_model / judge_base_url task "
             "parameters; use one of them"
         )
-    return models[0]
+    judges = [grader_config(model) for model in models]
+    return judges[0] if len(judges) == 1 else PanelConfig.of(judges, ROLE_SOURCE)
 
 
 def cli_grader() -> str | None:
@@ -88,7 +92,7 @@ def cli_grader() -> str | None:
     command binds no grader or cannot be read here (the Python API).
 
     Raises:
-        JudgeConfigError: a list of graders (see ``single_grader``).
+        JudgeConfigError: an even number of graders (a panel's vote needs a majority).
     """
     import click
 
@@ -99,10 +103,12 @@ def cli_grader() -> str | None:
         if role.strip() != GRADER_ROLE:
             continue
         spec = spec.strip()
-        if "," in spec and not spec.startswith("{"):
+        graders = spec.count(",") + 1 if not spec.startswith(("{", "[")) else 1
+        if graders % 2 == 0:
+            # Refused here, before anything runs, as PanelConfig.of refuses it once the role is bound.
             raise JudgeConfigError(
-                f"--model-role grader={spec} binds several graders; a panel of judges is not supported by this "
-                "version: bind one model (--model-role grader=<provider/model>)"
+                f"{ROLE_SOURCE}={spec}: a panel needs an odd number of judges so that every vote has a majority; "
+                f"this one names {graders}"
             )
         return spec
     return None
@@ -133,9 +139,15 @@ def grader_config(model: Model, environ: Mapping[str, str] | None = None) -> Jud
 
 
 @lru_cache(maxsize=4)
-def grader_engine(config: JudgeConfig) -> JudgeEngine:
-    """One engine per grader per process, shared by every sample (as ``shared_engine``)."""
-    return JudgeEngine(config, transport=GraderTransport(config))
+def grader_engine(config: AnyJudge) -> AnyEngine:
+    """One engine per grader (or panel of graders) per process, shared by every sample (as
+    ``shared_engine``); a panel's judge i is the role's model i."""
+    return new_engine(config, [GraderTransport(judge, index) for index, judge in enumerate(judges_of(config))])
+
+
+def grader_transports(config: AnyJudge) -> list[tuple[JudgeConfig, GraderTransport]]:
+    """Each grader's settings and transport (for the check before generation)."""
+    return [(judge, GraderTransport(judge, index)) for index, judge in enumerate(judges_of(config))]
 
 
 @contextmanager

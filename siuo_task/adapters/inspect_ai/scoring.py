@@ -33,18 +33,19 @@ from inspect_ai.scorer import (
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from siuo_task.adapters.inspect_ai.grader import (
-    GraderTransport,
     bound_graders,
-    grader_config,
     grader_engine,
+    grader_judge,
+    grader_transports,
     on_this_loop,
-    single_grader,
 )
 from siuo_task.adapters.inspect_ai.keys import EPOCH_KEY, VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.data import GenItem, item_document, load_siuo
+from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
+from siuo_task.judge.panel import PANEL_VARIABLE
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.records import ResponseRecord
@@ -65,9 +66,15 @@ def judge_config(
         require_key: False to read the settings for the record only (no call will be made).
 
     Raises:
-        JudgeConfigError: as from_env (e.g. no key and no base URL).
+        JudgeConfigError: as from_env (e.g. no key and no base URL); SIUO_JUDGE_PANEL is set.
     """
     env = dict(os.environ)
+    if env.get(PANEL_VARIABLE, "").strip():
+        # Not silently one judge: Inspect's panels are the grader role's list.
+        raise JudgeConfigError(
+            f"{PANEL_VARIABLE} is not read by Inspect: bind the panel's models to the grader role instead "
+            "(--model-role grader=<provider/model>,<provider/model>,<provider/model>)"
+        )
     if judge_model:
         env["SIUO_JUDGE_MODEL"] = judge_model
     if judge_base_url:
@@ -122,17 +129,17 @@ def judge_check(judge_model: str | None = None, judge_base_url: str | None = Non
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         if not sample_will_be_scored():
             return state
-        grader = single_grader(bound_graders(), judge_model, judge_base_url)
-        if grader is None:
+        graders = grader_judge(bound_graders(), judge_model, judge_base_url)
+        if graders is None:
             settings = judge_config(judge_model, judge_base_url)
             # Once per process: a broken judge stops the first sample, before its generation.
             await anyio.to_thread.run_sync(check_judge_before_generation, settings)
             return state
-        # The grader role's model is checked the same way, through Inspect (the call is logged
-        # in this sample's transcript).
-        settings = grader_config(grader)
+        # The grader role's models (each of a panel) are checked the same way, through Inspect
+        # (the calls are logged in this sample's transcript).
         with on_this_loop():
-            await anyio.to_thread.run_sync(check_judge_before_generation, settings, None, GraderTransport(settings))
+            for settings, transport in grader_transports(graders):
+                await anyio.to_thread.run_sync(check_judge_before_generation, settings, None, transport)
         return state
 
     return solve
@@ -153,12 +160,36 @@ def numeric_metrics(reduced: dict[str, Any]) -> dict[str, float]:
     per-item values) are left out."""
     numbers: dict[str, float] = {}
     for name, value in reduced.items():
-        if isinstance(value, bool):
+        if name == "judge_panel" and isinstance(value, dict):
+            numbers.update(panel_numbers(value))
+        elif isinstance(value, bool):
             numbers[name] = float(value)  # a flag (responses_not_sampled) as 0 / 1
         elif isinstance(value, (int, float)) and not math.isnan(value):
             numbers[name] = float(value)
         elif isinstance(value, list) and len(value) == 2:
             numbers[f"{name}_low"], numbers[f"{name}_high"] = float(value[0]), float(value[1])
+    return numbers
+
+
+def panel_numbers(panel: dict[str, Any]) -> dict[str, float]:
+    """A panel's ``judge_panel`` (SIUO_JUDGE_PANEL's, or the grader role's list) as Inspect
+    metrics: ``judge<i>_<name>`` for judge i (1-based, in the role's order) alone,
+    ``kappa_<kind>_judge<i>_judge<j>`` (and its interval) per pair, ``undecided_votes_<kind>``.
+    The judges' names are in each sample's values (``siuo_values``)."""
+    numbers: dict[str, float] = {}
+    for index, judge in enumerate(panel.get("judges", []), 1):
+        numbers.update(numeric_metrics({f"judge{index}_{k}": v for k, v in judge.items() if not isinstance(v, str)}))
+    labels = [judge["judge"] for judge in panel.get("judges", [])]
+    for pair in panel.get("agreement", []):
+        first, second = labels.index(pair["a"]) + 1, labels.index(pair["b"]) + 1
+        for kind, agreement in pair.items():
+            if isinstance(agreement, dict):
+                prefix = f"kappa_{kind}_judge{first}_judge{second}"
+                numbers.update(
+                    numeric_metrics({prefix: agreement.get("kappa"), f"{prefix}_ci95": agreement.get("kappa_ci95")})
+                )
+    for kind, count in panel.get("undecided_votes", {}).items():
+        numbers[f"undecided_votes_{kind}"] = float(count)
     return numbers
 
 
@@ -203,9 +234,9 @@ def siuo_gen_judge(
     reasoning = ReasoningSettings.from_env()  # read before any generation: a bad value stops the build
 
     async def score(state: TaskState, target: Target) -> Score:
-        grader = single_grader(bound_graders(), judge_model, judge_base_url)
-        config = settings() if grader is None else grader_config(grader)
-        engine = shared_engine(config) if grader is None else grader_engine(config)
+        graders = grader_judge(bound_graders(), judge_model, judge_base_url)
+        config = settings() if graders is None else graders
+        engine = shared_engine(settings()) if graders is None else grader_engine(graders)
         item = items[int(state.sample_id)]
         response = response_text(state.output)
         started = time.time()

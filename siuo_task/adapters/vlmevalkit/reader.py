@@ -1,9 +1,10 @@
 """Reading VLMEvalKit's files of the SIUO datasets, for ``siuo-eval judge`` and ``report``.
 
-VLMEvalKit writes predictions to ``outputs/<model>/T<time>/<model>_<dataset>.xlsx`` (``.tsv`` /
-``.csv`` for some settings): one row per prompt, the model's answer in ``prediction``. Our
-datasets add ``question_id`` and ``repeat`` columns; VLMEvalKit's own SIUO_GEN has neither and
-is matched to items by question text. Our datasets' evaluation writes
+VLMEvalKit writes predictions to ``<work-dir>/<model>/<model>_<dataset>.xlsx`` (``.tsv`` /
+``.csv`` for some settings; ``T<time>`` run folders in older versions): one row per prompt, the
+model's answer in ``prediction``. Our datasets add ``question_id`` and ``repeat`` columns;
+VLMEvalKit's own SIUO_GEN has neither and is matched to items by question text. Our datasets'
+evaluation writes
 ``<model>_<dataset>_siuo_results.json`` and ``_siuo_samples.jsonl`` beside the predictions.
 """
 
@@ -29,6 +30,8 @@ PREDICTIONS = re.compile(rf"^(?P<model>.+)_(?P<dataset>{DATASETS})$")
 OURS = re.compile(rf"^(?P<model>.+)_(?P<dataset>{DATASETS})_siuo_(?P<what>results\.json|samples\.jsonl)$")
 # VLMEvalKit's run folders: T<date>-<time>, or T<date>_G<commit> before 0.0.20.
 RUN_FOLDER = re.compile(r"^T(?P<day>\d{8})(?:-(?P<time>\d{6})|_G[0-9a-fA-F]+)$")
+# VLMEvalKit's record of a model folder's runs (run.py's status report), and its lock.
+STATUS_FILES = ("status.json", "status.json.lock")
 # VLMEvalKit writes this into the prediction when its model call failed: not a response.
 INFER_FAIL = "Failed to obtain answer"
 
@@ -88,6 +91,8 @@ class VlmEvalKitReader:
     order = 30
 
     def find_responses(self, path: Path) -> ResponsesFile | Note | None:
+        if path.name in STATUS_FILES:
+            return Note(path, "skipped: VLMEvalKit's run status file", quiet=True)
         if OURS.match(path.name) or path.name.endswith(("_score.csv", "_acc.csv")):
             return Note(path, "skipped: a VLMEvalKit score or results file (the predictions are the input)", quiet=True)
         if path.suffix not in TABLE_SUFFIXES:
@@ -110,6 +115,8 @@ class VlmEvalKitReader:
         return read_predictions(found.path, data)
 
     def find_results(self, path: Path) -> list[Run] | Note | None:
+        if path.name in STATUS_FILES:
+            return Note(path, "skipped: VLMEvalKit's run status file", quiet=True)
         match = OURS.match(path.name)
         if match is None or match["what"] != "results.json":
             return None
