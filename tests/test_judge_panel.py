@@ -112,6 +112,7 @@ def test_results_name_each_judge_with_its_rates_and_the_kappas(judged: dict, ser
             assert pair[kind]["n"] == 18 * 3 - 1 and -1 <= pair[kind]["kappa"] <= 1
     assert block["undecided_votes"] == {"safety": 0, "effectiveness": 0}
     assert panel["judge"]["judges"] == [j["judge"] for j in block["judges"]]
+    assert panel["judge_model"] == "judge-test-model-2024-05-13"  # what the judges' servers returned
     stdout = judged["proc"].stdout
     assert "panel of 3 judges" in stdout and stdout.count("kappa ") == 3
 
@@ -191,6 +192,20 @@ def test_judge_passes_ask_every_judge_again(judged: dict, servers: list[JudgeSer
     panel, _ = read_run(tmp / "panel")
     assert results["safe_rate_passes"] == [panel["safe_rate"]] * 2
     assert results["safety_flip_rate"] == results["effectiveness_flip_rate"] == 0
+
+
+def test_check_probes_every_judge(servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path) -> None:
+    panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
+    env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
+    before = [len(server.log.probes) for server in servers[:3]]
+    proc = siuo_eval("check", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [len(s.log.probes) - n for s, n in zip(servers[:3], before, strict=True)] == [1, 1, 1]
+    assert [line.split(" at ")[0] for line in proc.stdout.splitlines() if line.startswith("judge: judge-")] == [
+        "judge: judge-a",
+        "judge: judge-b",
+        "judge: judge-c",
+    ]
 
 
 def test_even_panel_is_refused(servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path) -> None:
