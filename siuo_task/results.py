@@ -269,7 +269,8 @@ def gen_item_values(
     values.update(_as_released_values(record))
     outcomes = record.outcomes()
     counts = record.counts()
-    models = sorted({o.model for o in outcomes if o.model})
+    # A panel's outcome names no model: its judges' replies do.
+    models = sorted({m.model for o in outcomes for m in (o.judges or (o,)) if m.model})
     usage = {
         "question_id": qid,
         "calls": counts.calls,

@@ -132,8 +132,7 @@ def test_lm_eval_reruns_by_the_stamp_in_their_file_names(small_data_dir: Path, t
         for file in folder.glob(f"*{stamp}*"):
             os.utime(file, (mtime, mtime))
     older, newer = sorted(stamps)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_"))}
-    env.update(SIUO_DATA_DIR=str(small_data_dir), SIUO_JUDGE_CACHE="off")
+    env = clean_env(small_data_dir, SIUO_JUDGE_CACHE="off")
     dry = siuo_eval("judge", tmp_path / "out", "--output", tmp_path / "judged", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     assert f"run tiny-greedy: {folder / f'samples_siuo_gen_greedy_{newer}.jsonl'} (" in dry.stderr

@@ -9,7 +9,6 @@ replies depend on the request only) must score every sample and every metric the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.cli_runs import SECRET, siuo_eval
+from tests.helpers.cli_runs import SECRET, clean_env, siuo_eval
 from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
 from tests.helpers.model_server import ModelServer
 
@@ -28,8 +27,7 @@ GRADER = "judge-x"  # the name the grader's provider asks its server for
 
 
 def _env(data_dir: Path, model: ModelServer, logs: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIUO_", "OPENAI_", "INSPECT_", "GRADE_"))}
-    env.update(SIUO_DATA_DIR=str(data_dir), SIUO_JUDGE_CACHE="off", INSPECT_LOG_DIR=str(logs))
+    env = clean_env(data_dir, "INSPECT_", "GRADE_", SIUO_JUDGE_CACHE="off", INSPECT_LOG_DIR=str(logs))
     env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain")
     return env
 

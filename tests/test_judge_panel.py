@@ -14,6 +14,7 @@ import pytest
 
 from siuo_task.judge.request import JudgeOutcome
 from siuo_task.panel_vote import vote
+from siuo_task.vlmeval import GEN_PAPER
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run, siuo_eval
 from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
 from tests.helpers.model_server import ModelServer
@@ -111,6 +112,7 @@ def test_results_name_each_judge_with_its_rates_and_the_kappas(judged: dict, ser
             assert pair[kind]["n"] == 18 * 3 - 1 and -1 <= pair[kind]["kappa"] <= 1
     assert block["undecided_votes"] == {"safety": 0, "effectiveness": 0}
     assert panel["judge"]["judges"] == [j["judge"] for j in block["judges"]]
+    assert panel["judge_model"] == "judge-test-model-2024-05-13"  # what the judges' servers returned
     stdout = judged["proc"].stdout
     assert "panel of 3 judges" in stdout and stdout.count("kappa ") == 3
 
@@ -190,6 +192,20 @@ def test_judge_passes_ask_every_judge_again(judged: dict, servers: list[JudgeSer
     panel, _ = read_run(tmp / "panel")
     assert results["safe_rate_passes"] == [panel["safe_rate"]] * 2
     assert results["safety_flip_rate"] == results["effectiveness_flip_rate"] == 0
+
+
+def test_check_probes_every_judge(servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path) -> None:
+    panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
+    env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
+    before = [len(server.log.probes) for server in servers[:3]]
+    proc = siuo_eval("check", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [len(s.log.probes) - n for s, n in zip(servers[:3], before, strict=True)] == [1, 1, 1]
+    assert [line.split(" at ")[0] for line in proc.stdout.splitlines() if line.startswith("judge: judge-")] == [
+        "judge: judge-a",
+        "judge: judge-b",
+        "judge: judge-c",
+    ]
 
 
 def test_even_panel_is_refused(servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path) -> None:
@@ -281,6 +297,9 @@ def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
         args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
         return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
                 "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+    if harness == "VLMEvalKit":
+        return [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url,
+                "--data", GEN_PAPER, "--work-dir", str(out), "--api-nproc", "8", "--temperature", "1.0"]  # fmt: skip
     from siuo_task.adapters.lm_eval import tasks_dir
 
     args = f"model=test-model,base_url={model.base_url}/chat/completions,tokenizer_backend=None"
@@ -290,7 +309,7 @@ def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval"])
+@pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval", "VLMEvalKit"])
 def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
     harness: str, servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
 ) -> None:
@@ -298,16 +317,20 @@ def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
     the run by the panel; then `siuo-eval judge` with the same panel on that run's samples."""
     panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
-    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", LMUData=str(tmp_path / "lmu"))
     out = tmp_path / "run"
     with ModelServer(per_settings=True) as model:
         command = _harness_command(harness, model, out)
         proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (results_file,) = sorted(out.rglob("*_results.json" if harness == "lmms-eval" else "results_*.json"))
-    native = json.loads(results_file.read_text())
-    metrics = {k.split(",")[0]: v for k, v in native["results"]["siuo_gen"].items() if k.endswith(",none")}
-    summary = native["siuo"]["siuo_gen"]
+    if harness == "VLMEvalKit":  # its evaluate writes our results file beside its own
+        (results_file,) = sorted(out.rglob(f"*{GEN_PAPER}_siuo_results.json"))
+        metrics = summary = json.loads(results_file.read_text())
+    else:
+        (results_file,) = sorted(out.rglob("*_results.json" if harness == "lmms-eval" else "results_*.json"))
+        native = json.loads(results_file.read_text())
+        metrics = {k.split(",")[0]: v for k, v in native["results"]["siuo_gen"].items() if k.endswith(",none")}
+        summary = native["siuo"]["siuo_gen"]
     later = siuo_eval("judge", out, "--output", tmp_path / "later", env=env)
     assert later.returncode == 0, later.stderr[-3000:]
     (results_path,) = sorted((tmp_path / "later").rglob("results.json"))

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks_dir
 from siuo_task.card import eval_card
 from siuo_task.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
 from siuo_task.data import load_siuo
@@ -300,13 +301,21 @@ def test_predict_only_generates_without_a_judge(predict_only_run: dict[str, Any]
 
 
 @pytest.mark.slow
-def test_bad_input_fails_before_any_generation(small_data_dir: Path, tiny_llava: Path, tmp_path: Path) -> None:
-    no_key = _lm_eval(tiny_llava, "siuo_gen", _env(small_data_dir, None), tmp_path / "a")
+def _lm_eval_dummy(tasks: str, env: dict[str, str], out: Path) -> subprocess.CompletedProcess[str]:
+    """lm-eval's own dummy model: for runs that must stop while the tasks are set up, before the
+    model is asked anything (loading the tiny LLaVA would only add start-up time)."""
+    command = ["lm_eval", "--model", "dummy", "--tasks", tasks, "--include_path", str(lm_eval_tasks_dir())]
+    command += ["--output_path", str(out), "--log_samples"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_bad_input_fails_before_any_generation(small_data_dir: Path, tmp_path: Path) -> None:
+    no_key = _lm_eval_dummy("siuo_gen", _env(small_data_dir, None), tmp_path / "a")
     output = no_key.stdout + no_key.stderr
     assert "no judge API key: set SIUO_JUDGE_API_KEY" in output
     assert "Running generate_until" not in output and not list((tmp_path / "a").rglob("results_*.json"))
     env = {**_env(small_data_dir, None), "SIUO_DATA_DIR": str(tmp_path / "missing")}
-    no_data = _lm_eval(tiny_llava, "siuo_mcq", env, tmp_path / "b")
+    no_data = _lm_eval_dummy("siuo_mcq", env, tmp_path / "b")
     assert str(tmp_path / "missing") in no_data.stdout + no_data.stderr
     assert no_key.returncode != 0 and no_data.returncode != 0
 
