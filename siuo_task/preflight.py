@@ -15,6 +15,7 @@ import sys
 import threading
 
 from siuo_task.data import SiuoData, load_siuo
+from siuo_task.errors import SiuoError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.panel import PanelConfig
@@ -56,6 +57,9 @@ def first_on_machine() -> bool:
 
 _LOCK = threading.Lock()
 _CHECKED: set[JudgeConfig] = set()
+# A judge that failed its check fails every later check at once, with the same error and no
+# further call (Inspect checks the grader role's judge in each sample's setup).
+_FAILED: dict[JudgeConfig, Exception] = {}
 
 
 def check_judge_before_generation(
@@ -76,9 +80,16 @@ def check_judge_before_generation(
     with _LOCK:  # concurrent callers wait for the one probe instead of sending their own
         if config in _CHECKED:
             return
+        if config in _FAILED:
+            raise _FAILED[config]
         print(
             f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr
         )
-        for line in describe_probe(check_judge(config, load_siuo(data_dir), transport)):
+        try:
+            result = check_judge(config, load_siuo(data_dir), transport)
+        except SiuoError as exc:
+            _FAILED[config] = exc
+            raise
+        for line in describe_probe(result):
             print(f"siuo-task: {line}", file=sys.stderr, flush=True)
         _CHECKED.add(config)

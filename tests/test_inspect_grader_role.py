@@ -254,3 +254,16 @@ def test_a_grader_that_declines_is_stopped_by_the_decline_watch(small_data_dir: 
     assert log.status == "error", proc.stdout[-3000:]
     assert f"the judge {GRADER} at {judge.base_url} declined" in log.error.message
     assert safety_calls < 18
+
+
+def test_a_grader_that_answers_no_verdict_stops_the_run_before_generating(small_data_dir: Path, tmp_path: Path) -> None:
+    # Each sample's setup checks the grader; after the first check fails, the others fail at
+    # once with the same error and no further call, and nothing is generated.
+    with ModelServer(sampled=False) as model, JudgeServer(fault_for=lambda kind, response, attempt: "empty") as judge:
+        env = {**_env(small_data_dir, model, tmp_path / "logs"), "GRADE_BASE_URL": judge.base_url}
+        env["GRADE_API_KEY"] = SECRET
+        _inspect(env, "--model-role", f"grader=openai-api/grade/{GRADER}")
+        probes, prompts = len(judge.log.probes), sum(model.prompts.values())
+    log = _log(tmp_path / "logs")
+    assert log.status == "error" and "with an empty reply" in log.error.message
+    assert (probes, prompts) == (1, 0)

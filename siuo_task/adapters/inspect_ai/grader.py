@@ -31,6 +31,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+import anyio
+
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, JudgeConfig
 from siuo_task.judge.panel import PanelConfig
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from inspect_ai.model import Model, ModelOutput
 
 GRADER_ROLE = "grader"
+# A call's whole wait on Inspect's loop, in attempt timeouts (see GraderTransport._generate).
+_WAIT_FACTOR = 3
 # The settings that name a judge endpoint: with the role bound, the role names it instead.
 _ENDPOINT_VARIABLES = frozenset(
     {"SIUO_JUDGE_MODEL", "SIUO_JUDGE_BASE_URL", "SIUO_JUDGE_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"}
@@ -209,14 +213,19 @@ class GraderTransport:
         content: list[Content] = [ContentText(text=request.prompt)]
         if request.image_path is not None:
             content.append(ContentImage(image=encoded_image(request.image_path).data_url))
+        attempt_s = math.ceil(timeout_s or self.config.timeout_s)
         config = GenerateConfig(
             max_tokens=self.config.max_tokens,
             temperature=self.config.temperature if self.sends_temperature else None,
             max_retries=0,
-            attempt_timeout=math.ceil(timeout_s or self.config.timeout_s),
+            attempt_timeout=attempt_s,
             extra_body={"response_format": {"type": "json_object"}} if request.json_reply else None,
         )
-        return await self._model().generate([ChatMessageUser(content=content)], config=config)
+        # The attempt's timeout bounds the HTTP call only; this bounds the wait before it too
+        # (a connection slot, or a call begun as Inspect cancels the eval, which may never be
+        # dispatched), so a worker thread waiting here always gets an answer.
+        with anyio.fail_after(_WAIT_FACTOR * attempt_s):
+            return await self._model().generate([ChatMessageUser(content=content)], config=config)
 
     def _model(self) -> Model:
         graders = bound_graders()
