@@ -149,11 +149,12 @@ def test_a_judge_that_answers_without_grading_stops_a_judged_run_before_any_mode
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_lmms_eval_judges_ends_it_in_one_line(small_data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval"])
+def test_ctrl_c_while_a_harness_judges_ends_it_in_one_line(harness: str, small_data_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "judge-cache.sqlite3"
     with ModelServer() as model, JudgeServer(latency_s=0.5, declines=False) as judge:
         env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
-        command = _command("lmms-eval", model, tmp_path / "out")
+        command = _command(harness, model, tmp_path / "out")
         pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         proc = subprocess.Popen(command, env=env, text=True, cwd=tmp_path, **pipes)
         deadline = time.monotonic() + 300
@@ -172,6 +173,8 @@ def test_ctrl_c_while_lmms_eval_judges_ends_it_in_one_line(small_data_dir: Path,
     assert "Traceback" not in stderr, stderr[-3000:]
     assert after - at_signal <= 2 and answered < 2 * 18, (at_signal, after, answered)
     assert last.startswith("siuo-task: judging stopped by SIGINT: no new judge call sent"), last
-    assert last.endswith(shlex.join(["python", *command[1:]])), last
+    # lm-eval names its default subcommand in sys.argv ("lm_eval run ..."): the same command.
+    again = ["python", *command[1:3], *(["run"] if harness == "lm-eval" else []), *command[3:]]
+    assert last.endswith(shlex.join(again)), last
     with sqlite3.connect(cache) as kept:  # every verdict received is in the cache for the rerun
         assert kept.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == answered
