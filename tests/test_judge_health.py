@@ -249,3 +249,27 @@ def test_in_process_an_interrupt_reaches_the_caller_and_leaves_ctrl_c_as_it_was(
     assert stopped.value.status == 130 and took < 5 and calls < len(requests)
     assert "the cache is off, so nothing is kept and a rerun repeats every call" in str(stopped.value)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_few_requests_that_always_fail_do_not_trip_the_outage_breaker(small_data_dir: Path) -> None:
+    # Two responses the server always fails (4 requests, 20 attempts in a row at the end) are no
+    # outage: the breaker needs its failures from at least half as many different requests.
+    item = load_siuo(small_data_dir).gen[0]
+    responses = ["always fails 1", "always fails 2", *(f"fine {n}" for n in range(20))]
+
+    def plan(kind: str, response: str, attempt: int) -> str | None:
+        return "500" if response.startswith("always fails") else None
+
+    with JudgeServer(fault_for=plan, declines=False) as server:
+        config = JudgeConfig(base_url=server.base_url, cache_path=None, backoff_s=0.01, outage_hold_s=60.0)
+        engine = JudgeEngine(config)
+        started = time.monotonic()
+        try:
+            outcomes = engine.grade_many(gen_judge_requests(item, responses))
+        finally:
+            engine.close()
+        took = time.monotonic() - started
+    failed = [outcome for outcome in outcomes if outcome.error]
+    assert len(failed) == 4 and all(outcome.attempts == config.max_attempts for outcome in failed)
+    assert all(outcome.verdict is not None for outcome in outcomes if not outcome.error)
+    assert took < 20, took  # never held for the outage hold
