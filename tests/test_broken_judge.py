@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -149,11 +150,12 @@ def test_a_judge_that_answers_without_grading_stops_a_judged_run_before_any_mode
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_lmms_eval_judges_ends_it_in_one_line(small_data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval"])
+def test_ctrl_c_while_a_harness_judges_ends_it_in_one_line(harness: str, small_data_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "judge-cache.sqlite3"
     with ModelServer() as model, JudgeServer(latency_s=0.5, declines=False) as judge:
         env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
-        command = _command("lmms-eval", model, tmp_path / "out")
+        command = _command(harness, model, tmp_path / "out")
         pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         proc = subprocess.Popen(command, env=env, text=True, cwd=tmp_path, **pipes)
         deadline = time.monotonic() + 300
@@ -172,6 +174,37 @@ def test_ctrl_c_while_lmms_eval_judges_ends_it_in_one_line(small_data_dir: Path,
     assert "Traceback" not in stderr, stderr[-3000:]
     assert after - at_signal <= 2 and answered < 2 * 18, (at_signal, after, answered)
     assert last.startswith("siuo-task: judging stopped by SIGINT: no new judge call sent"), last
-    assert last.endswith(shlex.join(["python", *command[1:]])), last
+    # lm-eval names its default subcommand in sys.argv ("lm_eval run ..."): the same command.
+    again = ["python", *command[1:3], *(["run"] if harness == "lm-eval" else []), *command[3:]]
+    assert last.endswith(shlex.join(again)), last
     with sqlite3.connect(cache) as kept:  # every verdict received is in the cache for the rerun
         assert kept.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == answered
+
+
+def test_a_judge_that_dies_mid_run_is_given_up_and_every_response_kept(small_data_dir: Path, tmp_path: Path) -> None:
+    # Dead after its 10th call (the probe and 9 gradings): the outage breaker holds the rest for
+    # SIUO_JUDGE_OUTAGE_HOLD, then the run ends them as judge errors naming the outage, instead of
+    # retrying each through all its attempts; the responses are kept for `siuo-eval judge`.
+    out = tmp_path / "out"
+    seen = [0]
+    lock = threading.Lock()
+
+    def dies(kind: str, response: str, attempt: int) -> str | None:
+        with lock:
+            seen[0] += 1
+            return "500" if seen[0] > 10 else None
+
+    with ModelServer() as model, JudgeServer(fault_for=dies, declines=False) as judge:
+        env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_OUTAGE_HOLD="3")
+        started = time.monotonic()
+        proc = subprocess.run(_command("lmms-eval", model, out), env=env, capture_output=True, text=True, cwd=tmp_path)
+        took = time.monotonic() - started
+        failed = seen[0] - 10
+    assert proc.returncode == 1 and sum(model.prompts.values()) == 18, proc.stderr[-3000:]
+    assert failed <= 60 and took < 300, (failed, took)
+    samples = next(out.rglob("*_samples_siuo_gen_greedy.jsonl"))
+    assert len(samples.read_text().splitlines()) == 18  # every response kept
+    lines = proc.stderr.strip().splitlines()
+    cause = f"First cause: the judge endpoint {judge.base_url} failed"
+    assert any(cause in line for line in lines), proc.stderr[-3000:]
+    assert lines[-2].strip() == f"siuo-eval judge {out} --output {out}-judged", proc.stderr[-2000:]

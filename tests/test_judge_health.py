@@ -7,6 +7,7 @@ loopback judge server."""
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import sys
@@ -17,11 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from siuo_task.data import load_siuo
 from siuo_task.judge.config import (
     DEFAULT_OUTAGE_FAILURES,
     DEFAULT_OUTAGE_HOLD_S,
     JudgeConfig,
 )
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.interrupts import JudgeInterrupted
+from siuo_task.scoring import gen_judge_requests
 from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer
 
@@ -222,3 +227,49 @@ def test_outage_settings() -> None:
     assert (set_.outage_failures, set_.outage_hold_s) == (4, 2.5)
     assert JudgeConfig.from_env({**env, "SIUO_JUDGE_OUTAGE_FAILURES": "off"}).outage_failures is None
     assert JudgeConfig.from_env({**env, "SIUO_JUDGE_NO_VERDICT_STOP": "off"}).no_verdict_stop is None
+
+
+def test_in_process_an_interrupt_reaches_the_caller_and_leaves_ctrl_c_as_it_was(small_data_dir: Path) -> None:
+    # A notebook that calls the engine: the first SIGINT stops the pass and comes back as
+    # JudgeInterrupted (a KeyboardInterrupt) with what was kept; afterwards Ctrl-C is Python's again.
+    item = load_siuo(small_data_dir).gen[0]
+    requests = gen_judge_requests(item, [f"answer {n}" for n in range(20)])
+    before = signal.getsignal(signal.SIGINT)
+    with JudgeServer(latency_s=0.5, declines=False) as server:
+        engine = JudgeEngine(JudgeConfig(base_url=server.base_url, cache_path=None, concurrency=2))
+        threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(JudgeInterrupted, match="no new judge call sent") as stopped:
+                engine.grade_many(requests)
+        finally:
+            engine.close()
+        took = time.monotonic() - started
+        calls = _calls(server)
+    assert stopped.value.status == 130 and took < 5 and calls < len(requests)
+    assert "the cache is off, so nothing is kept and a rerun repeats every call" in str(stopped.value)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_few_requests_that_always_fail_do_not_trip_the_outage_breaker(small_data_dir: Path) -> None:
+    # Two responses the server always fails (4 requests, 20 attempts in a row at the end) are no
+    # outage: the breaker needs its failures from at least half as many different requests.
+    item = load_siuo(small_data_dir).gen[0]
+    responses = ["always fails 1", "always fails 2", *(f"fine {n}" for n in range(20))]
+
+    def plan(kind: str, response: str, attempt: int) -> str | None:
+        return "500" if response.startswith("always fails") else None
+
+    with JudgeServer(fault_for=plan, declines=False) as server:
+        config = JudgeConfig(base_url=server.base_url, cache_path=None, backoff_s=0.01, outage_hold_s=60.0)
+        engine = JudgeEngine(config)
+        started = time.monotonic()
+        try:
+            outcomes = engine.grade_many(gen_judge_requests(item, responses))
+        finally:
+            engine.close()
+        took = time.monotonic() - started
+    failed = [outcome for outcome in outcomes if outcome.error]
+    assert len(failed) == 4 and all(outcome.attempts == config.max_attempts for outcome in failed)
+    assert all(outcome.verdict is not None for outcome in outcomes if not outcome.error)
+    assert took < 20, took  # never held for the outage hold

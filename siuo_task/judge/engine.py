@@ -132,8 +132,10 @@ class JudgeEngine:
             JudgeInterrupted: SIGINT / SIGTERM in the main thread (see interrupts.py).
         """
         futures: list[Future[JudgeOutcome]] = []
-        try:
-            with stop_on_signals():
+        # The grace for calls in flight is given inside the context, where a second signal ends
+        # the process at once.
+        with stop_on_signals():
+            try:
                 # Each request runs in the caller's context (a copy each: a context is entered by one
                 # thread at a time), so a harness that records calls per sample (Inspect's transcript)
                 # sees the calls made for it.
@@ -144,8 +146,8 @@ class JudgeEngine:
                     for future in futures:
                         future.add_done_callback(lambda done: _report(done, on_done))
                 wait(futures)  # all of them, so no call is left running after a stop
-        except KeyboardInterrupt as exc:
-            raise self._interrupt(as_interrupted(exc), futures) from None
+            except KeyboardInterrupt as exc:
+                raise self._interrupt(as_interrupted(exc), futures) from None
         if self._stop is not None:
             raise self._stop
         return [future.result() for future in futures]

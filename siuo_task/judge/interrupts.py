@@ -51,6 +51,7 @@ def as_interrupted(exc: KeyboardInterrupt) -> JudgeInterrupted:
 
 _STATE = threading.Lock()
 _SIGNALLED: list[int] = []
+_DEPTH = [0]  # contexts entered and not yet left (a command's, then its engine's)
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
@@ -66,11 +67,11 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """In the main thread: the first SIGINT / SIGTERM raises JudgeInterrupted where the main
-    thread is, a second one ends the process (status 128 + signal). Other threads: no effect
-    (Python delivers signals to the main thread only).
+    thread is, a second one (while inside any of these contexts) ends the process (status 128 +
+    signal). Other threads: no effect (Python delivers signals to the main thread only).
 
-    After a signal the handlers stay installed, since the process is on its way out and a
-    second signal must still end it; without one, the earlier handlers are restored.
+    Leaving restores the earlier handlers; leaving the outermost forgets the signal, so a caller
+    that goes on after an interrupt (a notebook) gets its usual Ctrl-C back.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -80,11 +81,14 @@ def stop_on_signals() -> Iterator[None]:
     except ValueError:  # not the main interpreter
         yield
         return
+    with _STATE:
+        _DEPTH[0] += 1
     try:
         yield
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         with _STATE:
-            signalled = bool(_SIGNALLED)
-        if not signalled:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            _DEPTH[0] -= 1
+            if not _DEPTH[0]:
+                _SIGNALLED.clear()
