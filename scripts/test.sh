@@ -9,4 +9,5 @@ bash scripts/install.sh "$venv"
 ruff check siuo_task tests scripts benchmarks
 ruff format --check siuo_task tests scripts benchmarks
 mypy siuo_task
-python -m pytest -q -p no:cacheprovider "$@"
+# Whole modules per worker (--dist loadfile), so a module's shared harness run is made once.
+python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile "$@"

@@ -456,7 +456,8 @@ def test_every_judge_call_failing_ends_with_a_loud_warning(small_data_dir: Path,
     with JudgeServer(fault_for=all_but_the_probe) as server:
         # The judge answers the check before generation, then fails every call, once each.
         env = _env(small_data_dir, tmp_path / "hf", server)
-        env.update(SIUO_JUDGE_MAX_ATTEMPTS="1", SIUO_JUDGE_BACKOFF="0.01")
+        # A short outage hold: the breaker gives the judge up in a second, not the default minutes.
+        env.update(SIUO_JUDGE_MAX_ATTEMPTS="1", SIUO_JUDGE_BACKOFF="0.01", SIUO_JUDGE_OUTAGE_HOLD="1")
         proc = _run(["--model", "dummy", "--tasks", "siuo_gen_greedy", "--output_path", str(out)], env)
     results, _ = _outputs(out, proc)
     view = _leaderboard_view(results, "siuo_gen_greedy")
