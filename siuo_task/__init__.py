@@ -13,7 +13,7 @@ from siuo_task.errors import DataError, JudgeConfigError, SiuoError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.parsing import parse_effectiveness_verdict, parse_mcq_answer, parse_safety_verdict
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = [
     "DataError",

@@ -113,6 +113,8 @@ def test_a_judge_failing_mid_run_keeps_every_response(harness: str, small_data_d
             assert len(samples.read_text().splitlines()) == 18  # every response kept
         finish = proc.stderr.strip().splitlines()[-2].strip()
         assert finish == f"siuo-eval judge {out} --output {out}-judged", proc.stderr[-2000:]
+        if harness != "VLMEvalKit":  # which names the banner by its dataset
+            assert "\nSIUO siuo_gen_greedy: " in proc.stderr  # the task that ran, by its own name
         judge.set_faults(None)  # the judge is healthy again
         finished = siuo_eval(*finish.split()[1:], env=env)
         assert sum(model.prompts.values()) == generated  # nothing generated again

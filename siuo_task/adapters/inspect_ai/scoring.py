@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from inspect_ai.log._samples import sample_active
 from inspect_ai.scorer import (
     Metric,
     SampleScore,
@@ -208,7 +209,8 @@ def siuo_metrics(task: str) -> Metric:
             return numeric_metrics(task_summary(values, reducers).metrics)
         # Judge errors end `inspect eval` non-zero, naming the command that finishes the scoring.
         log_dir = cli_option("--log-dir") or os.environ.get("INSPECT_LOG_DIR") or "./logs"
-        return numeric_metrics(finish_task("siuo_gen (open-ended)", values, reducers, log_dir).metrics)
+        task_name = next((value["task"] for value in values if value.get("task")), "siuo_gen (open-ended)")
+        return numeric_metrics(finish_task(task_name, values, reducers, log_dir).metrics)
 
     return compute
 
@@ -246,7 +248,10 @@ def siuo_gen_judge(
         scored = assemble_gen_score(item, [response], outcomes, reasoning).responses[0]
         judged = (scored.safety, scored.effectiveness, scored.trace_safety)
         errors = [o.error for o in judged if o is not None and o.error]
+        active = sample_active()
         epoch = {
+            # The task's own name (siuo_gen or siuo_gen_greedy), for the judge-error banner.
+            "task": active.task if active is not None else None,
             "item": item_document(item),
             "response": scored.to_dict(),
             "judge": {"model": config.model, "endpoint": config.endpoint},
@@ -293,6 +298,8 @@ def siuo_vote() -> ScoreReducer:
         config = JudgeConfig(model=judge["model"], base_url=judge["endpoint"])
         started = min(epoch["started"] for epoch in epochs)
         values = gen_item_values(voted, config, started, max(epoch["finished"] for epoch in epochs))
+        if epochs[0].get("task"):
+            values["task"] = epochs[0]["task"]
         return Score(
             value={metric: _decision(voted.decision(metric)) for metric in GEN_METRICS},
             answer=responses[0].response,
