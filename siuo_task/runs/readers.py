@@ -137,23 +137,6 @@ def classify_results(file: Path) -> list[Run] | Note | None:
     return None
 
 
-def results_under(path: Path) -> tuple[list[Run], list[Note]]:
-    """Every judged run at ``path`` (a results file, a log, or a folder searched recursively),
-    with the parts of one run that a harness writes to several files (Inspect's one log per
-    task, VLMEvalKit's one file per dataset) joined; and notes on the files passed over."""
-    if not path.exists():
-        raise DataError(f"results path '{path}' does not exist")
-    parts: list[Run] = []
-    notes: list[Note] = []
-    for file in candidate_files(path):
-        found = classify_results(file)
-        if isinstance(found, Note):
-            notes.append(found)
-        elif found:
-            parts.extend(found)
-    return join_parts(parts), notes
-
-
 def join_parts(parts: Sequence[Run]) -> list[Run]:
     """Join parts of one harness, model and folder whose tasks do not overlap (one run may be
     written as several files); parts that overlap (reruns) stay separate runs."""
