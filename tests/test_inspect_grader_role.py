@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,13 @@ def test_eval_model_roles_binds_the_grader_in_python(small_data_dir: Path, tmp_p
         env["GRADE_API_KEY"] = SECRET
         script = _PYTHON_EVAL.format(model=MODEL, grader=GRADER)
         proc = subprocess.run(
-            ["python", "-c", script, str(tmp_path / "logs")], env=env, capture_output=True, text=True, timeout=600
+            # From outside the repository: there, "siuo_task/..." would name the source folder, not the task.
+            [sys.executable, "-c", script, str(tmp_path / "logs")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
         )
         graded, probes = len(judge.log.exchanges), len(judge.log.probes)
     assert "STATUS success" in proc.stdout, proc.stderr[-3000:]

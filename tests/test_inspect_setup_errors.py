@@ -14,9 +14,9 @@ from tests.helpers.model_server import ModelServer
 pytestmark = pytest.mark.slow
 
 
-def _inspect(task: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _inspect(task: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     command = ["inspect", "eval", f"siuo_task/{task}", "--model", "openai-api/loop/test-model", "--limit", "2"]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_a_setup_error_is_a_few_lines_without_traceback(
         env = clean_env(small_data_dir, "INSPECT_", SIUO_JUDGE_CACHE="off", INSPECT_LOG_DIR=str(tmp_path / "logs"))
         env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain", COLUMNS="200")
         env.update({name: value.format(tmp=tmp_path) for name, value in setting.items()})
-        proc = _inspect(task, env)
+        proc = _inspect(task, env, tmp_path)
         requests = sum(model.prompts.values())
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output
