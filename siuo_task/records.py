@@ -265,6 +265,13 @@ class GenRecord:
             "trace_safe": self.trace_safe,
         }[metric]
 
+    def identical_responses(self) -> bool | None:
+        """Whether the item's several responses are all the same text (not sampled); None with
+        fewer than two responses, where there is nothing to compare."""
+        if len(self.responses) < 2:
+            return None
+        return len({response.response.strip() for response in self.responses}) == 1
+
     def with_responses(self, responses: tuple[ResponseRecord, ...]) -> GenRecord:
         return dataclasses.replace(self, responses=responses)
 

@@ -302,11 +302,11 @@ def gen_item_values(
             "responses": len(record.responses),
         },
     )
-    texts = {response.response.strip() for response in record.responses}
-    if len(record.responses) > 1:
+    identical = record.identical_responses()
+    if identical is not None:
         values["items_identical_responses"] = values["responses_not_sampled"] = {
             "question_id": qid,
-            "identical": len(texts) == 1,
+            "identical": identical,
         }
     if counts.traces:
         # Only when traces were judged (SIUO_JUDGE_TRACES=1): otherwise the metric is absent.

@@ -114,10 +114,14 @@ def quoted_start(text: str, length: int = 80) -> str:
     return repr(flat if len(flat) <= length else flat[:length] + "...")
 
 
+def _kept(config: JudgeConfig) -> str:
+    return "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
+
+
 def no_verdict_error(tripped: Tripped, config: JudgeConfig) -> JudgeNoVerdictError:
     """The stop for replies that hold no verdict: its counts, an example, what was kept."""
     kind = tripped.kind
-    kept = "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
+    kept = _kept(config)
     return JudgeNoVerdictError(
         f"{tripped.declines} of the {tripped.replies} {kind} replies of the judge {config.model} at "
         f"{config.endpoint} (of its first {tripped.sent} {kind} calls) hold no verdict, e.g. "
@@ -131,7 +135,7 @@ def no_verdict_error(tripped: Tripped, config: JudgeConfig) -> JudgeNoVerdictErr
 def decline_error(tripped: Tripped, config: JudgeConfig) -> JudgeDeclineError:
     """The stop, with its counts, what was kept, and the judges to try instead."""
     kind = tripped.kind
-    kept = "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
+    kept = _kept(config)
     return JudgeDeclineError(
         f"the judge {config.model} at {config.endpoint} declined {tripped.declines} of the {tripped.replies} "
         f"{kind} gradings it answered (of its first {tripped.sent} {kind} calls), so its {kind} scores would "

@@ -18,7 +18,7 @@ from typing import Any
 
 from siuo_task.card import BENCHMARK_ITEMS, CARD, CIRCULAR_TASK, GEN_TASKS, run_name
 from siuo_task.records import CircularRecord, GenRecord, McqRecord, item_record
-from siuo_task.results import NOT_SAMPLED_SHARE, describe_protocol
+from siuo_task.results import describe_protocol, not_sampled
 
 
 @dataclass
@@ -119,11 +119,11 @@ class Run:
         several: one answer counted several times, not the paper's sampled vote."""
         if self.gen is None:
             return False
-        records = [record for record in self.gen.gen_records.values() if len(record.responses) > 1]
-        if not records:
+        compared = [record.identical_responses() for record in self.gen.gen_records.values()]
+        cells = [{"identical": identical} for identical in compared if identical is not None]
+        if not cells:
             return bool(self.gen.metrics.get("responses_not_sampled"))
-        identical = sum(1 for record in records if len({r.response.strip() for r in record.responses}) == 1)
-        return identical >= NOT_SAMPLED_SHARE * len(records)
+        return not_sampled(cells)
 
     def files_read(self) -> list[Path]:
         samples = [t.samples_file for t in self.tasks() if t.samples_file is not None and t.records]
