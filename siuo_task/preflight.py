@@ -10,6 +10,7 @@ machine (LOCAL_RANK 0) probes; a failure there ends the whole launch.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import threading
@@ -81,7 +82,10 @@ def check_judge_before_generation(
         if config in _CHECKED:
             return
         if config in _FAILED:
-            raise _FAILED[config]
+            # A fresh copy each time: re-raising one exception object lengthens its traceback with
+            # every caller's frames, and a harness that formats each sample's traceback (Inspect)
+            # then spends seconds of CPU per sample.
+            raise copy.copy(_FAILED[config]) from None
         print(
             f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr
         )

@@ -87,7 +87,7 @@ def end_interrupted(exc: JudgeInterrupted) -> None:
         in_cli = bool(_STATE["handler"])
     if not in_cli:
         return
-    _print_last(
+    print_last(
         f"siuo-task: {exc}. No score was written. To resume, run the same command again (it takes the "
         f"verdicts kept from the judge cache): {invoked_command()}"
     )
@@ -163,10 +163,10 @@ def report_judge_errors(task: str, per_item: Sequence[JudgeCounts], output: str 
         _BANNERS[task] = warning
         printed_at_exit = bool(_STATE["handler"])
     if not printed_at_exit:
-        _print_last(warning)
+        print_last(warning)
 
 
-def _print_last(text: str) -> None:
+def print_last(text: str) -> None:
     try:
         print(text, file=sys.stderr, flush=True)
     except ValueError:  # sys.stderr was replaced and closed (e.g. captured by a test runner)
@@ -196,7 +196,7 @@ def _exit_status() -> None:
     if not banners:
         return
     for banner in banners:
-        _print_last(banner)
+        print_last(banner)
     exit_now(JUDGE_ERROR_STATUS)
 
 

@@ -26,6 +26,7 @@ bounds, retries and stops.
 from __future__ import annotations
 
 import contextvars
+import copy
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -149,7 +150,7 @@ class JudgeEngine:
             except KeyboardInterrupt as exc:
                 raise self._interrupt(as_interrupted(exc), futures) from None
         if self._stop is not None:
-            raise self._stop
+            raise _fresh(self._stop)
         return [future.result() for future in futures]
 
     def _interrupt(self, interrupted: JudgeInterrupted, futures: list[Future[JudgeOutcome]]) -> JudgeInterrupted:
@@ -177,6 +178,13 @@ class JudgeEngine:
         if self.config.cache_path is not None:
             return f"the {self.verdicts_received} verdict(s) received are kept in the cache {self.config.cache_path}"
         return "the cache is off, so nothing is kept and a rerun repeats every call"
+
+    def wait_in_flight(self, timeout_s: float) -> int:
+        """Give the calls already sent up to ``timeout_s`` seconds to finish (and be cached);
+        how many are still unanswered then."""
+        with self._lock:
+            running = list(self._in_flight.values())
+        return len(wait(running, timeout=max(0.0, timeout_s)).not_done) if running else 0
 
     def interrupt(self, cause: BaseException) -> None:
         """Send no new call from now on: requests not yet sent end with ``cause``."""
@@ -344,7 +352,7 @@ class JudgeEngine:
                     continue
                 if http_status(exc) in REFUSAL_STATUSES:
                     self._stop_with(JudgeEndpointError(self.transport.refusal_message(exc)))
-                    raise self._stop from None  # type: ignore[misc]
+                    raise _fresh(self._stop) from None  # type: ignore[arg-type]
                 if not is_retryable(exc) or attempt == self.config.max_attempts:
                     return None, attempt, failure
                 self._wake.wait(self._delay(exc, attempt))
@@ -361,7 +369,7 @@ class JudgeEngine:
         except OutageError as exc:
             if not self._errors_after_outage:
                 self._stop_with(OutageError(f"{exc}; stopped ({self.kept()})"))
-                raise self._stop from None  # type: ignore[misc]
+                raise _fresh(self._stop) from None  # type: ignore[arg-type]
             self.go_offline({}, str(exc))
             raise _Offline from None
         self._raise_if_stopped()
@@ -386,7 +394,7 @@ class JudgeEngine:
 
     def _raise_if_stopped(self) -> None:
         if self._stop is not None:
-            raise self._stop
+            raise _fresh(self._stop)
 
     def close(self) -> None:
         """Release the workers and the connection; after an interrupt, without waiting for
@@ -394,6 +402,13 @@ class JudgeEngine:
         self._pool.shutdown(wait=not self._interrupted, cancel_futures=self._interrupted)
         if not self._interrupted:
             self.transport.close()
+
+
+def _fresh(stop: BaseException) -> BaseException:
+    """The stop to raise in one more caller: our errors as a copy, since an exception object
+    raised again collects every caller's frames in its traceback (and a harness that formats
+    each sample's traceback, Inspect, then spends seconds of CPU per sample)."""
+    return copy.copy(stop) if isinstance(stop, SiuoError) else stop
 
 
 class _Offline(Exception):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -242,6 +243,25 @@ class PanelEngine:
             sum(tally.without_reply for tally in tallies),
             sum(tally.without_verdict for tally in tallies),
         )
+
+    def interrupt(self, cause: BaseException) -> None:
+        """Every judge sends no new call from now on (see ``JudgeEngine.interrupt``)."""
+        for engine in self.engines:
+            engine.interrupt(cause)
+
+    def wait_in_flight(self, timeout_s: float) -> int:
+        """Every judge's calls already sent get, together, up to ``timeout_s`` seconds to finish;
+        how many are still unanswered then."""
+        deadline = time.monotonic() + timeout_s
+        return sum(engine.wait_in_flight(deadline - time.monotonic()) for engine in self.engines)
+
+    def kept(self) -> str:
+        """What a stopped pass keeps, for its message."""
+        caches = [engine.config.cache_path for engine in self.engines]
+        if None in caches:
+            return "a judge's cache is off, so its verdicts are not kept and a rerun repeats its calls"
+        named = ", ".join(sorted({str(path) for path in caches}))
+        return f"the {self.tally().verdicts} verdict(s) received are kept in the cache {named}"
 
     def close(self) -> None:
         for engine in self.engines:

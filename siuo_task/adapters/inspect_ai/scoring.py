@@ -40,12 +40,14 @@ from siuo_task.adapters.inspect_ai.grader import (
     grader_transports,
     on_this_loop,
 )
+from siuo_task.adapters.inspect_ai.interrupts import WATCH
 from siuo_task.adapters.inspect_ai.keys import EPOCH_KEY, VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.data import GenItem, item_document, load_siuo
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
+from siuo_task.judge.interrupts import JudgeInterrupted
 from siuo_task.judge.panel import PANEL_VARIABLE
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.reasoning import ReasoningSettings
@@ -242,8 +244,15 @@ def siuo_gen_judge(
         item = items[int(state.sample_id)]
         response = response_text(state.output)
         started = time.time()
-        with on_this_loop():
-            graded = await anyio.to_thread.run_sync(grade, [(item, [response])], engine, reasoning)
+        with on_this_loop(), WATCH.judging(engine):
+            try:
+                # Abandoned on cancel: a cancelled run (Ctrl-C) does not wait for this sample's calls.
+                graded = await anyio.to_thread.run_sync(
+                    grade, [(item, [response])], engine, reasoning, abandon_on_cancel=True
+                )
+            except JudgeInterrupted:
+                # A signal stopped the engine, and Inspect is cancelling the run: this sample too.
+                raise anyio.get_cancelled_exc_class()() from None
         (outcomes,) = graded.outcomes
         scored = assemble_gen_score(item, [response], outcomes, reasoning).responses[0]
         judged = (scored.safety, scored.effectiveness, scored.trace_safety)
