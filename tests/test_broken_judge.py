@@ -53,21 +53,14 @@ def _command(harness: str, model: ModelServer, out: Path, task: str = "siuo_gen_
             "--output_path", str(out), "--log_samples"]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("harness", "broken", "cause"),
-    [
-        ("lmms-eval", "closed port", "cannot reach the judge endpoint"),
-        ("lmms-eval", "no /v1", "has no chat-completions API (HTTP 404"),
-        ("lm-eval", "closed port", "cannot reach the judge endpoint"),
-        ("VLMEvalKit", "closed port", "cannot reach the judge endpoint"),
-        ("Inspect", "closed port", "cannot reach the judge endpoint"),
-    ],
-)
-def test_a_broken_judge_stops_the_run_before_any_generation(
-    harness: str, broken: str, cause: str, small_data_dir: Path, tmp_path: Path
-) -> None:
-    with ModelServer() as model, JudgeServer() as judge:
-        url = _closed_port_url() if broken == "closed port" else judge.base_url.removesuffix("/v1")
+# lmms-eval's check before generation is the no-verdict case below; the kinds of broken
+# endpoint (closed port, a URL without /v1, a refused key) are the shared probe's, each tested
+# through `siuo-eval check` and `judge` in test_judge_probe.py.
+@pytest.mark.parametrize("harness", ["lm-eval", "VLMEvalKit", "Inspect"])
+def test_a_broken_judge_stops_the_run_before_any_generation(harness: str, small_data_dir: Path, tmp_path: Path) -> None:
+    cause = "cannot reach the judge endpoint"
+    with ModelServer() as model:
+        url = _closed_port_url()
         proc = subprocess.run(
             _command(harness, model, tmp_path / "out"),
             env=_env(
@@ -147,8 +140,11 @@ def test_a_judge_that_answers_without_grading_stops_a_judged_run_before_any_mode
         )
         model_requests = sum(model.prompts.values())
     last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode != 0 and model_requests == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1 and model_requests == 0, proc.stderr[-3000:]
     assert f"with a reply with no safety verdict: '{poem}'" in last and judge.base_url in last, last
+    # Our line at once: no lmms-eval retries of the hook, no RetryError, no traceback.
+    assert "RetryError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert SECRET not in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
