@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,45 @@ def test_a_judge_that_answers_without_grading_stops_a_judged_run_before_any_mode
     assert SECRET not in proc.stdout + proc.stderr
 
 
+@dataclass
+class Interrupted:
+    """A harness run sent SIGINT once the judge had answered 4 gradings."""
+
+    proc: subprocess.Popen[str]
+    stdout: str
+    stderr: str
+    took: float  # seconds from the signal to the process's end
+    sent_after: int  # judge attempts that arrived after the signal (0.5 s later)
+
+    @property
+    def last(self) -> str:
+        return self.stderr.strip().splitlines()[-1]
+
+
+def _interrupt_while_judging(command: list[str], env: dict[str, str], cwd: Path, judge: JudgeServer) -> Interrupted:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    proc = subprocess.Popen(command, env=env, text=True, cwd=cwd, **pipes)
+    deadline = time.monotonic() + 300
+    while len(judge.log.exchanges) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before judging could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    signalled, at_signal = time.monotonic(), sum(judge.attempts.values())
+    stdout, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - signalled
+    time.sleep(0.5)
+    return Interrupted(proc, stdout, stderr, took, sum(judge.attempts.values()) - at_signal)
+
+
+def _assert_stopped_in_one_line(run: Interrupted, answered: int, cache: Path) -> None:
+    assert run.proc.returncode == 130 and run.took < 5, (run.took, run.stdout[-2000:], run.stderr[-3000:])
+    assert "Traceback" not in run.stdout + run.stderr, run.stderr[-3000:]
+    assert run.sent_after <= 2 and answered < 2 * 18, (run.sent_after, answered)  # at most the 2 in flight
+    assert run.last.startswith("siuo-task: judging stopped by SIGINT: no new judge call sent"), run.last
+    with sqlite3.connect(cache) as kept:  # every verdict received is in the cache for the rerun
+        assert kept.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == answered
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("harness", ["lmms-eval", "lm-eval"])
 def test_ctrl_c_while_a_harness_judges_ends_it_in_one_line(harness: str, small_data_dir: Path, tmp_path: Path) -> None:
@@ -154,29 +194,39 @@ def test_ctrl_c_while_a_harness_judges_ends_it_in_one_line(harness: str, small_d
     with ModelServer() as model, JudgeServer(latency_s=0.5, declines=False) as judge:
         env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
         command = _command(harness, model, tmp_path / "out")
-        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-        proc = subprocess.Popen(command, env=env, text=True, cwd=tmp_path, **pipes)
-        deadline = time.monotonic() + 300
-        while len(judge.log.exchanges) < 4 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before judging could be interrupted"
-        proc.send_signal(signal.SIGINT)
-        signalled, at_signal = time.monotonic(), sum(judge.attempts.values())
-        _, stderr = proc.communicate(timeout=60)
-        took = time.monotonic() - signalled
-        time.sleep(0.5)
-        after = sum(judge.attempts.values())
+        run = _interrupt_while_judging(command, env, tmp_path, judge)
         answered = len(judge.log.exchanges)
-    last = stderr.strip().splitlines()[-1]
-    assert proc.returncode == 130 and took < 5, (took, stderr[-3000:])
-    assert "Traceback" not in stderr, stderr[-3000:]
-    assert after - at_signal <= 2 and answered < 2 * 18, (at_signal, after, answered)
-    assert last.startswith("siuo-task: judging stopped by SIGINT: no new judge call sent"), last
+    _assert_stopped_in_one_line(run, answered, cache)
     # lm-eval names its default subcommand in sys.argv ("lm_eval run ..."): the same command.
     again = ["python", *command[1:3], *(["run"] if harness == "lm-eval" else []), *command[3:]]
-    assert last.endswith(shlex.join(again)), last
-    with sqlite3.connect(cache) as kept:  # every verdict received is in the cache for the rerun
-        assert kept.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == answered
+    assert run.last.endswith(shlex.join(again)), run.last
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_inspect_judges_ends_it_in_one_line_and_eval_retry_resumes(
+    small_data_dir: Path, tmp_path: Path
+) -> None:
+    # Inspect cancels its run on the first SIGINT and writes a cancelled log; the samples already
+    # being scored must send no new judge call, and the run must end 130 naming `inspect eval-retry`.
+    cache = tmp_path / "judge-cache.sqlite3"
+    with ModelServer(sampled=False) as model, JudgeServer(latency_s=0.5, declines=False) as judge:
+        env = _env(
+            small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2",
+            LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain",
+        )  # fmt: skip
+        run = _interrupt_while_judging(_command("Inspect", model, tmp_path / "out"), env, tmp_path, judge)
+        first_run = len(judge.log.exchanges)
+        answered = {(e.kind, e.response) for e in judge.log.exchanges}
+        _assert_stopped_in_one_line(run, len(answered), cache)
+        resume = run.last.rsplit(": ", 1)[1]
+        assert resume.startswith("inspect eval-retry ") and str(tmp_path / "out") in resume, run.last
+        retried = subprocess.run(
+            shlex.split(resume), env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600
+        )
+        asked_again = [e for e in judge.log.exchanges[first_run:] if (e.kind, e.response) in answered]
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert not asked_again, asked_again[:3]  # no finished call repeated: the cache answers them
+    assert {(e.kind, e.response) for e in judge.log.exchanges} >= answered and len(judge.log.exchanges) == 2 * 18
 
 
 def test_a_judge_that_dies_mid_run_is_given_up_and_every_response_kept(small_data_dir: Path, tmp_path: Path) -> None:
@@ -206,48 +256,3 @@ def test_a_judge_that_dies_mid_run_is_given_up_and_every_response_kept(small_dat
     cause = f"First cause: the judge endpoint {judge.base_url} failed"
     assert any(cause in line for line in lines), proc.stderr[-3000:]
     assert lines[-2].strip() == f"siuo-eval judge {out} --output {out}-judged", proc.stderr[-2000:]
-
-
-@pytest.mark.slow
-def test_ctrl_c_while_inspect_judges_ends_it_in_one_line_and_eval_retry_resumes(
-    small_data_dir: Path, tmp_path: Path
-) -> None:
-    # Inspect cancels its run on the first SIGINT and writes a cancelled log; the samples already
-    # being scored must send no new judge call, and the run must end 130 naming `inspect eval-retry`.
-    cache = tmp_path / "judge-cache.sqlite3"
-    with ModelServer(sampled=False) as model, JudgeServer(latency_s=0.5, declines=False) as judge:
-        env = _env(
-            small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2",
-            LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain",
-        )  # fmt: skip
-        command = _command("Inspect", model, tmp_path / "out")
-        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-        proc = subprocess.Popen(command, env=env, text=True, cwd=tmp_path, **pipes)
-        deadline = time.monotonic() + 300
-        while len(judge.log.exchanges) < 4 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before judging could be interrupted"
-        proc.send_signal(signal.SIGINT)
-        signalled, at_signal = time.monotonic(), sum(judge.attempts.values())
-        stdout, stderr = proc.communicate(timeout=60)
-        took = time.monotonic() - signalled
-        time.sleep(0.5)
-        after = sum(judge.attempts.values())
-        first_run = len(judge.log.exchanges)
-        answered = {(e.kind, e.response) for e in judge.log.exchanges}
-        last = stderr.strip().splitlines()[-1]
-        assert proc.returncode == 130 and took < 5, (took, stdout[-2000:], stderr[-3000:])
-        assert "Traceback" not in stdout + stderr, stderr[-3000:]
-        assert after - at_signal <= 2 and len(answered) < 2 * 18, (at_signal, after, len(answered))
-        assert last.startswith("siuo-task: judging stopped by SIGINT: no new judge call sent"), last
-        with sqlite3.connect(cache) as kept:  # every verdict received is in the cache for the rerun
-            assert kept.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == len(answered)
-        resume = last.rsplit(": ", 1)[1]
-        assert resume.startswith("inspect eval-retry ") and str(tmp_path / "out") in resume, last
-        retried = subprocess.run(
-            shlex.split(resume), env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600
-        )
-        asked_again = [e for e in judge.log.exchanges[first_run:] if (e.kind, e.response) in answered]
-    assert retried.returncode == 0, retried.stderr[-3000:]
-    assert not asked_again, asked_again[:3]  # no finished call repeated: the cache answers them
-    assert {(e.kind, e.response) for e in judge.log.exchanges} >= answered and len(judge.log.exchanges) == 2 * 18
