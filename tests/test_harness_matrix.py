@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,16 @@ def _harness_run(harness: str, data_dir: Path, root: Path, judge: JudgeServer, g
         "peak": judge.peak_graded_in_flight,
         "model_requests": sum(model.prompts.values()),
         "empty_replies": model.empty_replies,
+        "temperatures": _requests_per_temperature(model),
     }
+
+
+def _requests_per_temperature(model: ModelServer) -> Counter[float | None]:
+    """How many model requests were sent at each temperature (None: the harness sent none)."""
+    counts: Counter[float | None] = Counter()
+    for (_, temperature), requests in model.temperatures.items():
+        counts[temperature] += requests
+    return counts
 
 
 # CI walks the matrix on 18 items; SIUO_MATRIX_ITEMS=all walks it on all 167 real items (minutes).
@@ -318,6 +328,22 @@ def test_in_run_judging_reaches_the_bound(matrix: dict[str, Any]) -> None:
     # ITEMS x (3 + 1) responses, 2 calls each (empty responses are not sent to the judge).
     assert ITEMS * 5.5 <= run["judge_calls"] <= ITEMS * 8
     assert 6 <= run["peak"] <= BOUND, run["peak"]
+
+
+def test_the_paper_protocol_is_sampled_and_the_rest_greedy(matrix: dict[str, Any]) -> None:
+    """siuo_gen's 3 responses per item are asked at temperature 1.0 (VLMEvalKit's API class too,
+    with no --temperature given), every other request greedily, in both runs."""
+    for run in (matrix["judged"], matrix["generated"]):
+        temperatures = run["temperatures"]
+        sampled = {t: n for t, n in temperatures.items() if t}
+        # VLMEvalKit's API class asks again, at the same temperature, after an empty reply.
+        retried = run["empty_replies"] if matrix["harness"] == "VLMEvalKit" else 0
+        assert set(sampled) == {1.0} and ITEMS * 3 <= sampled[1.0] <= ITEMS * 3 + retried, temperatures
+    if matrix["harness"] == "VLMEvalKit":
+        assert f"{DATASET_OF_TASK['siuo_gen']} asks API models at temperature 1.0" in matrix["generated"]["proc"].stderr
+        # Its predictions, judged later: read by file name, with no note on VLMEvalKit's own run record.
+        assert "named by VLMEvalKit file name" in matrix["later"].stderr
+        assert "status.json" not in matrix["later"].stdout + matrix["later"].stderr
 
 
 def test_the_judge_is_checked_once_before_generating(matrix: dict[str, Any], request: pytest.FixtureRequest) -> None:
