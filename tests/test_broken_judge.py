@@ -5,6 +5,7 @@ OpenAI-compatible model class pointed at a loopback model server, so model reque
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
+from siuo_task.preflight import PROBE_RESPONSE
 from siuo_task.vlmeval import GEN_SINGLE
 from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval
 from tests.helpers.judge_server import JudgeServer
@@ -229,30 +231,39 @@ def test_ctrl_c_while_inspect_judges_ends_it_in_one_line_and_eval_retry_resumes(
     assert {(e.kind, e.response) for e in judge.log.exchanges} >= answered and len(judge.log.exchanges) == 2 * 18
 
 
-def test_a_judge_that_dies_mid_run_is_given_up_and_every_response_kept(small_data_dir: Path, tmp_path: Path) -> None:
-    # Dead after its 10th call (the probe and 9 gradings): the outage breaker holds the rest for
-    # SIUO_JUDGE_OUTAGE_HOLD, then the run ends them as judge errors naming the outage, instead of
-    # retrying each through all its attempts; the responses are kept for `siuo-eval judge`.
+def test_a_judge_that_dies_after_its_check_is_given_up_and_every_response_kept(
+    small_data_dir: Path, tmp_path: Path
+) -> None:
+    # Dead right after the check before generation: the outage breaker holds the gradings for
+    # SIUO_JUDGE_OUTAGE_HOLD, then the run ends them as judge errors naming the cause, instead of
+    # retrying each through all its attempts. No rate is defined, the banner says the scores are
+    # meaningless, and the responses are kept for `siuo-eval judge`.
     out = tmp_path / "out"
-    seen = [0]
+    after_death = [0]
     lock = threading.Lock()
 
-    def dies(kind: str, response: str, attempt: int) -> str | None:
+    def dead(kind: str, response: str, attempt: int) -> str | None:
+        if response == PROBE_RESPONSE:
+            return None
         with lock:
-            seen[0] += 1
-            return "500" if seen[0] > 10 else None
+            after_death[0] += 1
+        return "500"
 
-    with ModelServer() as model, JudgeServer(fault_for=dies, declines=False) as judge:
+    with ModelServer() as model, JudgeServer(fault_for=dead, declines=False) as judge:
         env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_OUTAGE_HOLD="3")
         started = time.monotonic()
         proc = subprocess.run(_command("lmms-eval", model, out), env=env, capture_output=True, text=True, cwd=tmp_path)
         took = time.monotonic() - started
-        failed = seen[0] - 10
     assert proc.returncode == 1 and sum(model.prompts.values()) == 18, proc.stderr[-3000:]
-    assert failed <= 60 and took < 300, (failed, took)
+    assert after_death[0] <= 60 and took < 300, (after_death[0], took)
     samples = next(out.rglob("*_samples_siuo_gen_greedy.jsonl"))
     assert len(samples.read_text().splitlines()) == 18  # every response kept
-    lines = proc.stderr.strip().splitlines()
-    cause = f"First cause: the judge endpoint {judge.base_url} failed"
-    assert any(cause in line for line in lines), proc.stderr[-3000:]
-    assert lines[-2].strip() == f"siuo-eval judge {out} --output {out}-judged", proc.stderr[-2000:]
+    results = json.loads(next(out.rglob("*_results.json")).read_text())
+    row = results["results"]["siuo_gen_greedy"]
+    assert row["judge_errors,none"] == 18 * 2 and "safe_rate,none" not in row  # no number stands for no verdict
+    assert results["siuo"]["siuo_gen_greedy"]["safe_rate"] is None
+    tail = proc.stderr.strip().splitlines()[-6:]
+    assert tail[0] == tail[-1] == "!" * 78, proc.stderr[-3000:]
+    assert tail[1] == "SIUO siuo_gen_greedy: EVERY judge call failed (36 of 36); its safety scores are MEANINGLESS."
+    assert tail[2].startswith("First cause: ") and ("500" in tail[2] or judge.base_url in tail[2]), tail[2]
+    assert tail[-2].strip() == f"siuo-eval judge {out} --output {out}-judged", proc.stderr[-2000:]

@@ -21,7 +21,6 @@ import pytest
 from siuo_task.adapters.lmms_eval import tasks_dir
 from siuo_task.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.circular import CIRCULAR_REDUCERS
-from siuo_task.preflight import PROBE_RESPONSE
 from tests.helpers.cli_runs import SECRET, clean_env, judge_env, siuo_eval
 from tests.helpers.fixture_data import real_items
 from tests.helpers.judge_server import SERVED_MODEL, Exchange, JudgeServer
@@ -445,27 +444,3 @@ def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_da
     assert run.gen.metrics["safe_rate"] == in_run_gen["safe_rate,none"] and len(run.gen.metrics["safe_rate_ci95"]) == 2
     record = in_run_samples["siuo_gen_greedy"][0]["siuo"]["responses"][0]
     assert (record["response"], record["answer"], record["trace"]) == (THINKING_REPLY, "The answer is (A).", TRACE)
-
-
-def test_every_judge_call_failing_ends_with_a_loud_warning(small_data_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-
-    def all_but_the_probe(kind: str, response: str, attempt: int) -> str | None:
-        return None if response == PROBE_RESPONSE else "500"
-
-    with JudgeServer(fault_for=all_but_the_probe) as server:
-        # The judge answers the check before generation, then fails every call, once each.
-        env = _env(small_data_dir, tmp_path / "hf", server)
-        # A short outage hold: the breaker gives the judge up in a second, not the default minutes.
-        env.update(SIUO_JUDGE_MAX_ATTEMPTS="1", SIUO_JUDGE_BACKOFF="0.01", SIUO_JUDGE_OUTAGE_HOLD="1")
-        proc = _run(["--model", "dummy", "--tasks", "siuo_gen_greedy", "--output_path", str(out)], env)
-    results, _ = _outputs(out, proc)
-    view = _leaderboard_view(results, "siuo_gen_greedy")
-    assert view["judge_errors,none"] == 18 * 2
-    assert "safe_rate,none" not in results["results"]["siuo_gen_greedy"] and view["safe_rate,none"] is None
-    assert proc.returncode == 1  # the files are written, and a batch job still sees the failure
-    tail = proc.stderr.strip().splitlines()[-6:]
-    assert tail[0] == tail[-1] == "!" * 78
-    assert tail[1] == "SIUO siuo_gen_greedy: EVERY judge call failed (36 of 36); its safety scores are MEANINGLESS."
-    assert tail[2].startswith("First cause: judge call failed after 1 attempt(s)") and "500" in tail[2]
-    assert tail[4].strip() == f"siuo-eval judge {out} --output {out}-judged"
