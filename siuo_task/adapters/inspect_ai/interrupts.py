@@ -48,6 +48,7 @@ class InterruptWatch:
         self._signalled_at = 0.0
         self._resume = ""
         self._finished = False
+        self._finisher: threading.Thread | None = None
 
     @contextmanager
     def judging(self, engine: AnyEngine) -> Iterator[None]:
@@ -91,10 +92,12 @@ class InterruptWatch:
         for engine in engines:
             engine.interrupt(stop)
         self._resume = _resume_command()
-        # Inspect returns normally from a cancelled run; whichever comes first of the exit
-        # handlers and the main thread's end (exit waits on threads still in a call) finishes.
-        atexit.register(self._finish)
-        threading.Thread(target=self._finish_after_main_thread, name="siuo-interrupt", daemon=True).start()
+        # Inspect returns normally from a cancelled run. The process then waits for the threads
+        # still in a judge call before its exit handlers run, so a thread watching for the main
+        # thread's end finishes (after the grace), and the exit handler only waits for it.
+        self._finisher = threading.Thread(target=self._finish_after_main_thread, name="siuo-interrupt", daemon=True)
+        self._finisher.start()
+        atexit.register(self._finish_at_exit)
         cancel_run = self._previous.get(signal.SIGINT)
         if callable(cancel_run):
             cancel_run(signal.SIGINT, frame)
@@ -104,6 +107,12 @@ class InterruptWatch:
     def _finish_after_main_thread(self) -> None:
         threading.main_thread().join()
         self._finish()
+
+    def _finish_at_exit(self) -> None:
+        # Returning here would end the process with Inspect's status 0 while the finisher waits.
+        if self._finisher is not None:
+            self._finisher.join(timeout=INTERRUPT_GRACE_S + 30)
+        self._finish()  # should the finisher not have ended the process
 
     def _finish(self) -> None:
         with self._lock:
