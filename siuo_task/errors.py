@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 
 class SiuoError(Exception):
     """Base class for all siuo_task errors."""
@@ -29,3 +31,11 @@ class JudgeNoVerdictError(SiuoError):
 
 class OutputError(SiuoError):
     """A command's output path is in the way (an existing file, a folder that cannot be made)."""
+
+
+def raised_again(error: BaseException) -> BaseException:
+    """``error`` to raise in one more caller: ours as a fresh copy, since an exception object
+    raised again collects every caller's frames in its traceback (and a harness that formats
+    each sample's traceback, Inspect, then spends seconds of CPU per sample). Other exceptions
+    (whose constructors may take other arguments) as they are."""
+    return copy.copy(error) if isinstance(error, SiuoError) else error

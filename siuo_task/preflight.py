@@ -10,13 +10,12 @@ machine (LOCAL_RANK 0) probes; a failure there ends the whole launch.
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import threading
 
 from siuo_task.data import SiuoData, load_siuo
-from siuo_task.errors import SiuoError
+from siuo_task.errors import SiuoError, raised_again
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.panel import PanelConfig
@@ -82,10 +81,7 @@ def check_judge_before_generation(
         if config in _CHECKED:
             return
         if config in _FAILED:
-            # A fresh copy each time: re-raising one exception object lengthens its traceback with
-            # every caller's frames, and a harness that formats each sample's traceback (Inspect)
-            # then spends seconds of CPU per sample.
-            raise copy.copy(_FAILED[config]) from None
+            raise raised_again(_FAILED[config]) from None  # every concurrent sample asks
         print(
             f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr
         )

@@ -26,7 +26,6 @@ bounds, retries and stops.
 from __future__ import annotations
 
 import contextvars
-import copy
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from siuo_task.errors import JudgeEndpointError, SiuoError
+from siuo_task.errors import JudgeEndpointError, SiuoError, raised_again
 from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.declines import DeclineWatch, stop_error
@@ -150,7 +149,7 @@ class JudgeEngine:
             except KeyboardInterrupt as exc:
                 raise self._interrupt(as_interrupted(exc), futures) from None
         if self._stop is not None:
-            raise _fresh(self._stop)
+            raise raised_again(self._stop)
         return [future.result() for future in futures]
 
     def _interrupt(self, interrupted: JudgeInterrupted, futures: list[Future[JudgeOutcome]]) -> JudgeInterrupted:
@@ -352,7 +351,7 @@ class JudgeEngine:
                     continue
                 if http_status(exc) in REFUSAL_STATUSES:
                     self._stop_with(JudgeEndpointError(self.transport.refusal_message(exc)))
-                    raise _fresh(self._stop) from None  # type: ignore[arg-type]
+                    raise raised_again(self._stop) from None  # type: ignore[arg-type]
                 if not is_retryable(exc) or attempt == self.config.max_attempts:
                     return None, attempt, failure
                 self._wake.wait(self._delay(exc, attempt))
@@ -369,7 +368,7 @@ class JudgeEngine:
         except OutageError as exc:
             if not self._errors_after_outage:
                 self._stop_with(OutageError(f"{exc}; stopped ({self.kept()})"))
-                raise _fresh(self._stop) from None  # type: ignore[arg-type]
+                raise raised_again(self._stop) from None  # type: ignore[arg-type]
             self.go_offline({}, str(exc))
             raise _Offline from None
         self._raise_if_stopped()
@@ -394,7 +393,7 @@ class JudgeEngine:
 
     def _raise_if_stopped(self) -> None:
         if self._stop is not None:
-            raise _fresh(self._stop)
+            raise raised_again(self._stop)
 
     def close(self) -> None:
         """Release the workers and the connection; after an interrupt, without waiting for
@@ -402,13 +401,6 @@ class JudgeEngine:
         self._pool.shutdown(wait=not self._interrupted, cancel_futures=self._interrupted)
         if not self._interrupted:
             self.transport.close()
-
-
-def _fresh(stop: BaseException) -> BaseException:
-    """The stop to raise in one more caller: our errors as a copy, since an exception object
-    raised again collects every caller's frames in its traceback (and a harness that formats
-    each sample's traceback, Inspect, then spends seconds of CPU per sample)."""
-    return copy.copy(stop) if isinstance(stop, SiuoError) else stop
 
 
 class _Offline(Exception):
