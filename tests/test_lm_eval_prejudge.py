@@ -23,23 +23,13 @@ from lm_eval.filters import build_filter_ensemble
 
 from siuo_task.adapters.lm_eval import hooks, mode, prejudge
 from siuo_task.results import SUMMARY_ROW, USAGE_REDUCERS
-from tests.helpers.cli_runs import SECRET
+from tests.helpers.in_process import judge_settings
 from tests.helpers.judge_server import JudgeServer
 
 
 @pytest.fixture
 def judge_env(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name in ("SIUO_JUDGE_API_KEY", "OPENAI_API_KEY", "SIUO_JUDGE_BASE_URL", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SIUO_DATA_DIR", str(small_data_dir))
-    monkeypatch.setenv("SIUO_JUDGE_CACHE", "off")
-    monkeypatch.setenv("SIUO_JUDGE_CONCURRENCY", "32")
-    monkeypatch.setenv("SIUO_JUDGE_API_KEY", SECRET)
-
-    def point_at(server: JudgeServer) -> None:
-        monkeypatch.setenv("SIUO_JUDGE_BASE_URL", server.base_url)
-
-    return point_at
+    return judge_settings(monkeypatch, small_data_dir, SIUO_JUDGE_CONCURRENCY="32")
 
 
 def _docs() -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from siuo_task.adapters.lmms_eval import hooks as lmms_hooks
 from siuo_task.adapters.lmms_eval.plugin import register
 from siuo_task.results import SUMMARY_ROW
 from siuo_task.task_hooks import ItemCount, current_run
+from tests.helpers.in_process import judge_settings
 from tests.helpers.judge_server import JudgeServer
 
 HARNESSES = ("lmms-eval", "lm-eval")
@@ -33,17 +34,8 @@ HARNESSES = ("lmms-eval", "lm-eval")
 
 @pytest.fixture
 def judge_env(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name in ("SIUO_JUDGE_API_KEY", "OPENAI_API_KEY", "SIUO_JUDGE_BASE_URL", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SIUO_DATA_DIR", str(small_data_dir))
-    monkeypatch.setenv("SIUO_JUDGE_CACHE", "off")
-    monkeypatch.setenv("SIUO_JUDGE_API_KEY", "sk-task-hooks-0123456789")
-    monkeypatch.setenv("SIUO_JUDGE_BACKOFF", "0.01")
+    point_at = judge_settings(monkeypatch, small_data_dir, SIUO_JUDGE_BACKOFF="0.01")
     register()  # lmms-eval's entry point: what `lmms-eval` runs first
-
-    def point_at(server: JudgeServer) -> None:
-        monkeypatch.setenv("SIUO_JUDGE_BASE_URL", server.base_url)
-
     return point_at
 
 

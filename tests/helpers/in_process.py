@@ -1,16 +1,18 @@
-"""Running `siuo-eval` in the test process with a judge environment of its own."""
+"""Running `siuo-eval`, or a harness's hooks, in the test process with a judge environment of its own."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from siuo_task.cli import main
+from tests.helpers.cli_runs import SECRET
+from tests.helpers.judge_server import JudgeServer
 
 
 @contextlib.contextmanager
@@ -26,6 +28,25 @@ def judge_env(server_url: str, cache: Path, **extra: str) -> Iterator[None]:
         for name, value in extra.items():
             patch.setenv(name, value)
         yield
+
+
+def judge_settings(monkeypatch: pytest.MonkeyPatch, data_dir: Path, **extra: str) -> Callable[[JudgeServer], None]:
+    """For the rest of a test: no judge or OpenAI setting of the user's, the SIUO data in
+    ``data_dir``, the test key, the judge cache off, and ``extra``; returns what points the
+    judge at a server once it is up."""
+    for name in list(os.environ):
+        if name.startswith(("SIUO_", "OPENAI_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SIUO_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SIUO_JUDGE_CACHE", "off")
+    monkeypatch.setenv("SIUO_JUDGE_API_KEY", SECRET)
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+
+    def point_at(server: JudgeServer) -> None:
+        monkeypatch.setenv("SIUO_JUDGE_BASE_URL", server.base_url)
+
+    return point_at
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
