@@ -18,8 +18,9 @@ pip_install=(python -m pip install -qq)
 # raises "operator torchvision::nms does not exist"). Both run on the CPU.
 pins=("torch==2.14.1" "torchvision==0.29.1")
 "${pip_install[@]}" "${pins[@]}"
-# filelock<4 because lmms-eval imports filelock._api; decord for lmms-eval's llava_hf.
-"${pip_install[@]}" -e ".[dev,vlmeval,inspect,lm-eval]" "${pins[@]}" "filelock<4" decord
+# Every other bound lives in pyproject.toml (what `pip install -e .` gives a user too); this
+# script only chooses the torch build and adds the test tools (the dev extra).
+"${pip_install[@]}" -e ".[dev,vlmeval,inspect,lm-eval]" "${pins[@]}"
 # The filter drops the ERROR line that `import vlmeval` logs when its optional .env file of API
 # keys is absent (as siuo_task.adapters.vlmevalkit.__main__ does).
 python -c "

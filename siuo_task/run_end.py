@@ -33,6 +33,10 @@ JUDGE_ERROR_STATUS = 1
 _LOCK = threading.Lock()
 _STATE = {"handler": False}
 _BANNERS: dict[str, str] = {}
+# Our tasks a harness CLI began and has not finished, by task: the harness's name. Some harnesses
+# (lmms-eval, VLMEvalKit) log an exception raised while a task runs and then exit 0.
+_UNFINISHED: dict[str, str] = {}
+UNFINISHED_STATUS = 1
 
 
 def fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
@@ -49,6 +53,8 @@ def fail_plainly(hook: Callable[P, R]) -> Callable[P, R]:
         try:
             return hook(*args, **kwargs)
         except SiuoError as exc:
+            with _LOCK:  # this line is the run's last word, and its status is 1 already
+                _UNFINISHED.clear()
             raise SystemExit(f"siuo-task: {error_text(exc)}") from exc
         except JudgeInterrupted as exc:
             end_interrupted(exc)
@@ -190,9 +196,40 @@ def exit_nonzero_if_judge_failed(*modules: str) -> None:
     atexit.register(_exit_status)
 
 
+def task_started(harness: str, tasks: Sequence[str]) -> None:
+    """A harness began running our ``tasks``: until ``task_finished``, its CLI cannot end with 0."""
+    with _LOCK:
+        _UNFINISHED.update(dict.fromkeys(tasks, harness))
+
+
+def task_finished(tasks: Sequence[str]) -> None:
+    """Our ``tasks`` ran to the end (their results are written, or left to another rank)."""
+    with _LOCK:
+        for task in tasks:
+            _UNFINISHED.pop(task, None)
+
+
+def unfinished_line() -> str | None:
+    """The last line of a harness CLI that began our tasks and did not finish them; None when
+    every task it began finished."""
+    with _LOCK:
+        unfinished = dict(_UNFINISHED)
+    if not unfinished:
+        return None
+    harness = next(iter(unfinished.values()))
+    return (
+        f"siuo-task: {harness} stopped before finishing {', '.join(sorted(unfinished))} (its error is above) and did "
+        f"not write their results; ending with status {UNFINISHED_STATUS} instead of {harness}'s 0"
+    )
+
+
 def _exit_status() -> None:
     with _LOCK:
         banners = list(_BANNERS.values())
+    unfinished = unfinished_line()
+    if unfinished is not None:
+        print_last(unfinished)
+        exit_now(UNFINISHED_STATUS)
     if not banners:
         return
     for banner in banners:

@@ -28,6 +28,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -35,6 +36,7 @@ from PIL import Image
 from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
 from siuo_task.data import GenItem, McqItem, item_document, load_siuo
 from siuo_task.judged_ahead import JudgedAhead
+from siuo_task.outputs import check_output_folder
 from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, new_engine
 from siuo_task.preflight import check_judge_before_generation
 from siuo_task.prompts import mcq_prompt
@@ -51,7 +53,7 @@ from siuo_task.results import (
     harness_rows,
     mcq_item_values,
 )
-from siuo_task.run_end import judge_outcomes
+from siuo_task.run_end import cli_option, judge_outcomes, running_cli
 from siuo_task.runs.files import flat_responses
 from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
 from siuo_task.summary import finish_task
@@ -101,7 +103,12 @@ _RUNS = _Runs()
 
 
 def begin_run() -> HarnessRun:
-    """Start a new run (when its documents are built); the previous run's state is dropped."""
+    """Start a new run (when its documents are built, before any generation); the previous
+    run's state is dropped. An ``--output_path`` the harness could not write ends the run here,
+    before anything is paid for (lmms-eval would generate and judge, fail to save, and exit 0)."""
+    output = cli_option("--output_path", "-o") if running_cli("lmms_eval", "lm_eval") else None
+    if output:
+        check_output_folder(Path(output), "--output_path")
     return _RUNS.begin()
 
 

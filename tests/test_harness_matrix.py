@@ -17,42 +17,32 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
-from siuo_task.adapters.vlmevalkit.names import RUN_SUFFIX, TASK_OF_DATASET
+from siuo_task.adapters.vlmevalkit.names import RUN_SUFFIX
 from siuo_task.card import CIRCULAR_TASK, GEN_HEADLINE, GEN_TASKS, MCQ_TASK, TASKS, run_name, task_version
-from tests.helpers.cli_runs import clean_env, judge_env, no_secret_in, siuo_eval
+from tests.helpers.cli_runs import judge_env, no_secret_in, siuo_eval
+from tests.helpers.harness_cli import (
+    DATASET_OF_TASK,
+    GEN_ONLY_FLAG,
+    HARNESSES,
+    MODEL,
+    TASK_NAMES,
+    harness_command,
+    offline_env,
+)
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
 
-MODEL = "test-model"
 BOUND = 8
 README = Path(__file__).resolve().parent.parent / "README.md"
-HARNESSES = ("lmms-eval", "VLMEvalKit", "Inspect", "lm-eval")
 
-# The name each harness runs each eval-card task under.
-DATASET_OF_TASK = {task: dataset for dataset, task in TASK_OF_DATASET.items() if dataset.startswith("SafeInputs")}
-TASK_NAMES: dict[str, dict[str, str]] = {
-    "lmms-eval": {task: task for task in TASKS},
-    "VLMEvalKit": {task: DATASET_OF_TASK[task] for task in TASKS},
-    "Inspect": {task: f"siuo_task/{task}" for task in TASKS},
-    "lm-eval": {task: task for task in TASKS},
-}
-# The flag that makes a run generation only (no judge, no key, no network but the model's).
-GEN_ONLY_FLAG = {
-    "lmms-eval": "--predict_only",
-    "VLMEvalKit": "--mode infer",
-    "Inspect": "--no-score",
-    "lm-eval": "--predict_only",
-}
 # What this matrix finds does not hold (strict xfails: each must fail until it is fixed).
 GAPS: dict[tuple[str, str], str] = {}
 
@@ -63,33 +53,8 @@ def _gap(request: pytest.FixtureRequest, harness: str, aspect: str) -> None:
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=f"{harness}: {GAPS[harness, aspect]}"))
 
 
-def _base_env(data_dir: Path, root: Path, model: ModelServer) -> dict[str, str]:
-    env = clean_env(data_dir, "INSPECT_", HF_HOME=str(root / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.update(LMUData=str(root / "lmu"), LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url)
-    env.update(INSPECT_DISPLAY="plain")
-    return env
-
-
 def _judge_env(data_dir: Path, judge: JudgeServer) -> dict[str, str]:
     return judge_env(data_dir, judge.base_url, "off", SIUO_JUDGE_CONCURRENCY=str(BOUND))
-
-
-def _command(harness: str, model: ModelServer, out: Path, generation_only: bool) -> list[str]:
-    names = [TASK_NAMES[harness][task] for task in TASKS]
-    flag = GEN_ONLY_FLAG[harness].split() if generation_only else []
-    if harness == "Inspect":
-        return ["inspect", "eval", *names, "--model", f"openai-api/loop/{MODEL}", "--log-dir", str(out), *flag]
-    if harness == "VLMEvalKit":
-        return [sys.executable, "-m", "siuo_task.vlmeval", "--model", MODEL, "--base-url", model.base_url,
-                "--data", *names, "--work-dir", str(out), "--api-nproc", "16", *flag]  # fmt: skip
-    if harness == "lmms-eval":
-        args = f"model={MODEL},base_url={model.base_url},api_key=EMPTY"
-        return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
-                "--tasks", ",".join(names), "--output_path", str(out), "--log_samples", *flag]  # fmt: skip
-    args = f"model={MODEL},base_url={model.base_url}/chat/completions,tokenizer_backend=None"
-    return [sys.executable, "-m", "lm_eval", "--model", "local-chat-completions", "--model_args", args,
-            "--tasks", ",".join(names), "--include_path", str(lm_eval_tasks()), "--apply_chat_template",
-            "--output_path", str(out), "--log_samples", *flag]  # fmt: skip
 
 
 def _harness_run(harness: str, data_dir: Path, root: Path, judge: JudgeServer, generation_only: bool) -> dict[str, Any]:
@@ -98,11 +63,11 @@ def _harness_run(harness: str, data_dir: Path, root: Path, judge: JudgeServer, g
     calls, probes = len(judge.log.exchanges), len(judge.log.probes)
     judge.reset_peak()
     with ModelServer(per_settings=True) as model:
-        env = _base_env(data_dir, root, model)
+        env = offline_env(data_dir, root, model.base_url)
         if not generation_only:
             env.update({k: v for k, v in _judge_env(data_dir, judge).items() if k.startswith("SIUO_")})
         proc = subprocess.run(
-            _command(harness, model, out, generation_only),
+            harness_command(harness, model.base_url, out, generation_only),
             env=env,
             capture_output=True,
             text=True,

@@ -9,14 +9,17 @@ line goes to stderr, as in the other harnesses, and Inspect is left nothing to r
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from inspect_ai._util.error import PrerequisiteError
 
 from siuo_task.errors import SiuoError
-from siuo_task.run_end import running_cli
+from siuo_task.outputs import check_output_folder
+from siuo_task.run_end import cli_option, running_cli
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,6 +42,7 @@ def plain_setup_errors(build: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(build)
     def plain(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            check_log_dir()
             return build(*args, **kwargs)
         except SiuoError as exc:
             message = f"siuo-task: {exc}"
@@ -49,3 +53,18 @@ def plain_setup_errors(build: Callable[P, R]) -> Callable[P, R]:
             raise error from None
 
     return plain
+
+
+def check_log_dir() -> None:
+    """Under the ``inspect`` command, its log folder (``--log-dir``, else INSPECT_LOG_DIR, else
+    ./logs) can be written, checked as the task is built, before any generation; a remote log
+    folder (``s3://...``) is left to Inspect.
+
+    Raises:
+        OutputError: naming the folder and what is in the way.
+    """
+    if not running_cli("inspect"):
+        return
+    log_dir = cli_option("--log-dir") or os.environ.get("INSPECT_LOG_DIR") or "./logs"
+    if "://" not in log_dir:
+        check_output_folder(Path(log_dir), "--log-dir")

@@ -12,8 +12,9 @@ import functools
 from typing import Any
 
 from siuo_task.adapters.lmms_eval import tasks_dir
+from siuo_task.card import TASKS
 from siuo_task.results import RECORD_KEY
-from siuo_task.run_end import exit_nonzero_if_judge_failed
+from siuo_task.run_end import exit_nonzero_if_judge_failed, task_finished, task_started
 from siuo_task.task_hooks import add_summaries, keep_mcq_scoring_in_predict_only, patch_save
 
 _MARK = "_siuo_task_include_path"
@@ -35,6 +36,8 @@ def register() -> list[Any]:
             # Appended last: lmms-eval lets earlier paths win, so a user's --include_path or a
             # built-in task of the same name is never shadowed by ours.
             paths.append(ours)
+        # Here, not at import: lmms_eval.evaluator is still being imported when register runs.
+        _watch_our_tasks()
         return original(self, include_path=paths, include_defaults=include_defaults)
 
     setattr(initialize_tasks, _MARK, True)
@@ -47,6 +50,51 @@ def register() -> list[Any]:
     keep_mcq_scoring_in_predict_only(ConfigurableTask, "siuo_task.adapters.lmms_eval.hooks")
     patch_save(EvaluationTracker, _before_save)
     return []
+
+
+def _watch_our_tasks() -> None:
+    """lmms-eval's CLI logs an exception raised while it evaluates or saves, and exits 0 (a
+    missing dependency, an output folder it cannot write): our tasks count as begun when
+    ``simple_evaluate`` is called with them and as finished once their results and samples are
+    saved (or ``simple_evaluate`` returned on a rank that saves nothing), so that the CLI ends
+    non-zero otherwise (siuo_task.run_end). Patches once."""
+    from lmms_eval import evaluator
+    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
+
+    simple_evaluate = evaluator.simple_evaluate
+    if getattr(simple_evaluate, _MARK, False):
+        return
+
+    @functools.wraps(simple_evaluate)
+    def evaluate(*args: Any, **kwargs: Any) -> Any:
+        ours = [task for task in kwargs.get("tasks") or [] if isinstance(task, str) and task in TASKS]
+        task_started("lmms-eval", ours)
+        results = simple_evaluate(*args, **kwargs)
+        if results is None:  # not the rank that writes the files
+            task_finished(ours)
+        return results
+
+    save_aggregated = EvaluationTracker.save_results_aggregated
+    save_samples = EvaluationTracker.save_results_samples
+
+    @functools.wraps(save_aggregated)
+    def save_results_aggregated(self: Any, results: dict[str, Any], samples: Any = None, **kwargs: Any) -> Any:
+        saved = save_aggregated(self, results=results, samples=samples, **kwargs)
+        if samples is None:  # no --log_samples: this was the last file to write
+            task_finished(list(results.get("configs", {})))
+        return saved
+
+    @functools.wraps(save_samples)
+    def save_results_samples(self: Any, task_name: str, samples: Any) -> Any:
+        saved = save_samples(self, task_name=task_name, samples=samples)
+        task_finished([task_name])
+        return saved
+
+    for function in (evaluate, save_results_aggregated, save_results_samples):
+        setattr(function, _MARK, True)
+    evaluator.simple_evaluate = evaluate
+    EvaluationTracker.save_results_aggregated = save_results_aggregated  # type: ignore[method-assign]
+    EvaluationTracker.save_results_samples = save_results_samples  # type: ignore[method-assign]
 
 
 def _before_save(results: dict[str, Any]) -> None:

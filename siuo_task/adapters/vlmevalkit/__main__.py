@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from siuo_task.adapters.vlmevalkit import GEN_PAPER, register
 from siuo_task.adapters.vlmevalkit.sampling import PAPER_TEMPERATURE, sample_gen3_api_calls
-from siuo_task.run_end import exit_nonzero_if_judge_failed
+from siuo_task.errors import OutputError
+from siuo_task.outputs import check_output_folder
+from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed
 
 # ``import vlmeval`` logs this at ERROR level when the optional file <site-packages>/.env (API
 # keys for VLMEvalKit's own API models) is absent, which is the usual case: our judge reads its
@@ -39,7 +43,18 @@ def _quiet_missing_env_file() -> Iterator[None]:
         root.removeFilter(quiet)
 
 
+def _check_work_dir() -> None:
+    """VLMEvalKit's work folder (MMEVAL_ROOT, else --work-dir, else ./outputs, as its run.py
+    chooses) can be written, before it imports, loads a model or generates anything."""
+    work_dir = os.environ.get("MMEVAL_ROOT") or cli_option("--work-dir") or "./outputs"
+    try:
+        check_output_folder(Path(work_dir), "--work-dir")
+    except OutputError as exc:
+        raise SystemExit(f"siuo-task: {exc}") from None
+
+
 def main() -> None:
+    _check_work_dir()
     # Early, so that after judge errors the process ends non-zero once VLMEvalKit is done.
     exit_nonzero_if_judge_failed("vlmeval", "vlmevalkit")
     with _quiet_missing_env_file():
