@@ -150,7 +150,8 @@ def judge_error_warning(task: str, per_item: Sequence[JudgeCounts], output: str 
         return (
             f"\n{rule}\nSIUO {task}: a judge of the panel stopped during the run: {stopped} of its requests were "
             f"not answered; the other judges' verdicts are all kept ({undecided}).\nCause: {cause}\n"
-            "Every response is kept in the samples and every verdict received is in the judge cache.\n"
+            "Every response is kept in the samples; every verdict received is in the judge cache (unless "
+            "SIUO_JUDGE_CACHE=off).\n"
             f"{rule}\nsiuo-task: to resume the scoring once that judge works again (it asks only what is "
             f"missing, the stopped judge; the others' verdicts come from the cache): {finish_command(output)}"
         )

@@ -425,3 +425,45 @@ def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
     assert judged["judge_panel"] == summary["judge_panel"]
     assert len(judged["judge_panel"]["judges"]) == 3 and len(judged["judge_panel"]["agreement"]) == 3
     no_secret_in(tmp_path, proc.stdout, proc.stderr, later.stdout, later.stderr)
+
+
+@pytest.mark.slow
+def test_a_harness_run_whose_judge_dies_keeps_the_others_and_resumes_with_it_alone(
+    small_data_dir: Path, tmp_path: Path
+) -> None:
+    """lmms-eval judged in the run by a panel whose third judge's key is revoked mid-run (401
+    after 20 calls): the run keeps every response and the others' verdicts, writes its results,
+    exits 1 and ends with the command that finishes the scoring; that command, with the key
+    valid again, asks the third judge alone (the others' verdicts come from the cache)."""
+    with ExitStack() as stack:
+        servers = [stack.enter_context(JudgeServer(declines=False, reply_for=plan)) for plan in PLANS]
+        servers[2].set_faults(dies_after(20, "401"))
+        panel = _panel_file(tmp_path / "panel.yaml", servers)
+        env = judge_env(small_data_dir, servers[0].base_url, tmp_path / "cache.sqlite3", SIUO_JUDGE_PANEL=str(panel))
+        env.update(PANEL_OTHER_KEY=OTHER_KEY, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+        env.update(HF_DATASETS_OFFLINE="1")
+        out = tmp_path / "run"
+        with ModelServer(per_settings=True) as model:
+            command = _harness_command("lmms-eval", model, out)
+            proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+        (results_file,) = sorted(out.rglob("*_results.json"))
+        judges = json.loads(results_file.read_text())["siuo"]["siuo_gen"]["judge_panel"]["judges"]
+        assert judges[2]["unanswered_stopped"] > 0 and [j["judge_errors"] for j in judges[:2]] == [0, 0]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("siuo-task: to resume the scoring") and f"judge-c @ {servers[2].base_url}" in proc.stderr
+        assert "refused the API key" in proc.stderr or "HTTP 401" in proc.stderr
+        asked = [[(e.kind, e.response) for e in server.log.exchanges] for server in servers]
+        servers[2].set_faults(None)
+        resumed = siuo_eval(*shlex.split(last.rsplit(": siuo-eval ", 1)[1]), env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        # a and b were asked nothing more; c was asked each request it had not answered, once.
+        assert [len(server.log.exchanges) for server in servers[:2]] == [len(a) for a in asked[:2]]
+        answered_c = sorted((e.kind, e.response) for e in servers[2].log.exchanges)
+        assert answered_c == sorted(asked[0]) and len(asked[2]) < len(asked[0])
+    (later_file,) = sorted((tmp_path / "run-judged").rglob("results.json"))
+    later = json.loads(later_file.read_text())["judge_panel"]["judges"]
+    for before, after in zip(judges[:2], later[:2], strict=True):
+        assert {name: before[name] for name in RATES} == {name: after[name] for name in RATES}
+    assert later[2]["unanswered_stopped"] == 0 and later[2]["judge_errors"] == 0
+    no_secret_in(tmp_path, proc.stdout, proc.stderr, resumed.stdout, resumed.stderr)
