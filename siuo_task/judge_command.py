@@ -2,8 +2,9 @@
 terminal shows. The judging is ``siuo_task.judge_pipeline``'s.
 
 Exit codes of ``judge``: 0 every run complete; 1 some judge calls still failed (a rerun
-retries only those); 2 an input failed validation (the others were judged) or nothing could
-be judged.
+retries only those), or a judge of a panel stopped during the run (the results are written and
+the last line names the command that resumes, asking only that judge); 2 an input failed
+validation (the others were judged) or nothing could be judged.
 """
 
 from __future__ import annotations
