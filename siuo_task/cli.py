@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     again = "siuo-eval " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.resume_command = again  # what a command that kept part of its work names to finish it
     try:
         with stop_on_signals():
             return int(args.run(args))

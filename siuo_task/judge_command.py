@@ -2,13 +2,15 @@
 terminal shows. The judging is ``siuo_task.judge_pipeline``'s.
 
 Exit codes of ``judge``: 0 every run complete; 1 some judge calls still failed (a rerun
-retries only those); 2 an input failed validation (the others were judged) or nothing could
-be judged.
+retries only those), or a judge of a panel stopped during the run (the results are written and
+the last line names the command that resumes, asking only that judge); 2 an input failed
+validation (the others were judged) or nothing could be judged.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from typing import Any
 
 from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import SiuoData
+from siuo_task.errors import JudgeDeclineError, JudgeNoVerdictError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally
 from siuo_task.judge.probe import ProbeResult
@@ -94,7 +97,8 @@ def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> in
     judged = judge_sweep(job, load_data, Terminal())
     if args.dry_run or args.export_batch:
         return 0
-    return _exit_status(judged)
+    resume = getattr(args, "resume_command", None) or "siuo-eval " + shlex.join(sys.argv[1:])
+    return _exit_status(judged, resume)
 
 
 class Terminal:
@@ -264,7 +268,7 @@ def rerun_hint(tally: CallTally, cache: Path | None) -> str:
     return "; ".join(hints) or "see the errors above"
 
 
-def _exit_status(judged: Judged) -> int:
+def _exit_status(judged: Judged, resume: str) -> int:
     summaries, failures = judged.summaries, judged.failures
     # Errors in any pass count: a later pass's failed calls are retried by a rerun like pass 1's.
     errors = {
@@ -272,14 +276,46 @@ def _exit_status(judged: Judged) -> int:
         for name, summary in summaries.items()
         if any(summary.get("judge_errors_passes") or [summary.get("judge_errors")])
     }
+    cache = judged.config.cache_path if judged.config else None
     if errors:
         declines = sum(summary["usage"].get("declines", 0) for summary in summaries.values())
         say(
             f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
             f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); "
-            + rerun_hint(judged.tally, judged.config.cache_path if judged.config else None)
+            + (rerun_hint(judged.tally, cache) if not judged.stopped else "see the line below")
         )
     if failures:
         say(f"siuo-eval: {len(failures)} input(s) were not judged: " + "; ".join(f"'{p.path}'" for p in failures))
         return 2
+    if judged.stopped:
+        say(stopped_line(judged, resume))
+        return 1
     return 1 if errors else 0
+
+
+def stopped_line(judged: Judged, resume: str) -> str:
+    """The last words after a panel's judge stopped: which, why, what was kept, and the command
+    that resumes (it asks only what is missing: with the cache on, the stopped judge alone)."""
+    cache = judged.config.cache_path if judged.config else None
+    named = "; ".join(f"{label} ({cause})" for label, cause in judged.stopped.items())
+    unanswered = sum(
+        judge.get("unanswered_stopped", 0)
+        for summary in judged.summaries.values()
+        for judge in (summary.get("judge_panel") or {}).get("judges", [])
+    )
+    undecided = sum(summary.get("judge_errors") or 0 for summary in judged.summaries.values())
+    kept = (
+        f"every verdict of the other judges is kept in the results and in the cache {cache}"
+        if cache
+        else "every verdict of the other judges is in the results, but the cache is off, so a rerun asks every "
+        "judge again"
+    )
+    if any(isinstance(stop, (JudgeDeclineError, JudgeNoVerdictError)) for stop in judged.stopped.values()):
+        fix = "replace that judge in the panel file (asking it again would buy the same replies), then resume with"
+    else:
+        fix = "once it works again, resume with (it asks only that judge)" if cache else "resume with"
+    return (
+        f"siuo-eval: a judge of the panel stopped during the run: {named}. {unanswered} of its requests were not "
+        f"answered; {kept}; {undecided} vote(s) without a majority of the judges left are judge errors; the "
+        f"results are written. To finish, {fix}: {resume}"
+    )

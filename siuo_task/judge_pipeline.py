@@ -435,6 +435,9 @@ class Judged:
     notes: list[Note] = field(default_factory=list)
     config: AnyJudge | None = None  # the judge (or panel), as configured
     tally: CallTally = field(default_factory=CallTally)  # what the calls came to (whether a rerun helps)
+    # Each judge of a panel that stopped during the run, and why (its verdicts before, and
+    # every other judge's, are in the results and the cache).
+    stopped: dict[str, BaseException] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[Note]:
@@ -475,6 +478,7 @@ def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) ->
     finally:
         engine.close()
     judged.tally = engine.tally()
+    judged.stopped = engine.stopped if isinstance(engine, PanelEngine) else {}
     return judged
 
 

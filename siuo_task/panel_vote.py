@@ -57,10 +57,11 @@ def new_engine(
         config: the judge, or the panel (``PanelConfig.of(judges, source)`` for judges
             configured elsewhere, e.g. the models bound to Inspect's grader role).
         transports: per judge, what sends its calls (None: HTTP to the judge's endpoint).
-        errors_after_outage: see ``JudgeEngine`` (a harness run keeps its responses).
+        errors_after_outage: see ``JudgeEngine`` (a harness run keeps its responses); a panel
+            always keeps every answer: a judge given up after an outage is a stopped judge.
     """
     if isinstance(config, PanelConfig):
-        return PanelEngine(config, vote, transports, errors_after_outage)
+        return PanelEngine(config, vote, transports)
     return JudgeEngine(config, transports[0] if transports else None, errors_after_outage)
 
 
@@ -93,11 +94,16 @@ def vote(request: JudgeRequest, outcomes: Sequence[JudgeOutcome]) -> JudgeOutcom
     if decided is not None and request.kind == "effectiveness":
         # Two-valued: "effective" reads as effective (parsing.is_effective), "ineffective" not.
         verdict = "effective" if decided else "ineffective"
+    error = None
+    if decided is None:
+        # Which judges left the vote out, and why (a stopped judge named with its cause).
+        causes = "; ".join(f"{o.judge or f'judge {n}'}: {o.error}" for n, o in enumerate(outcomes, 1) if o.error)
+        error = f"the panel is undecided on {request.kind}: {tally}" + (f" ({causes})" if causes else "")
     return JudgeOutcome(
         request.kind,
         verdict,
         f"panel vote: {tally}",
-        None if decided is not None else f"the panel is undecided on {request.kind}: {tally}",
+        error,
         None,
         prompt_tokens=sum(o.prompt_tokens for o in outcomes),
         completion_tokens=sum(o.completion_tokens for o in outcomes),
@@ -177,6 +183,7 @@ def item_cell(record: GenRecord) -> dict[str, Any]:
                 **{metric: own.decision(metric) for metric in GEN_METRICS},
                 "errors": counts.errors,
                 "declines": counts.declines,
+                "unanswered_stopped": counts.stopped,
                 "calls": counts.calls,
                 "cache_hits": sum(1 for o in outcomes if o.cached),
                 "prompt_tokens": sum(o.prompt_tokens for o in outcomes),
@@ -223,6 +230,9 @@ def panel_summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
             entry[f"{metric}_rate_items"] = sum(1 for row in rows if row[metric] is not None)
         for name in ("errors", "declines", "calls", "cache_hits", "prompt_tokens", "completion_tokens"):
             entry["judge_" + name if name in ("errors", "declines") else name] = sum(row[name] for row in rows)
+        # Requests this judge never answered because it had stopped (refused, declined too
+        # often, down past the outage hold): among its judge_errors; a rerun asks it again.
+        entry["unanswered_stopped"] = sum(row.get("unanswered_stopped", 0) for row in rows)
         costs = [row["cost_usd"] for row in rows]
         entry["cost_usd"] = None if any(c is None for c in costs) else round(sum(costs), 6)
         judges.append(entry)

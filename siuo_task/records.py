@@ -193,19 +193,34 @@ class JudgeCounts:
     declines: int = 0
     traces: int = 0
     first_error: str | None = None
+    # A panel's judges' requests left unanswered because that judge had stopped (``stopped``
+    # outcomes; not errors of the panel's votes, which the living judges may still decide).
+    stopped: int = 0
+    first_stopped: str | None = None
 
     def banner(self) -> dict[str, Any]:
         """The counts a harness hook keeps beside an item's values for the judge-error banner
         (``"calls"`` there are the requests made)."""
-        return {"calls": self.requests, "errors": self.errors, "first_error": self.first_error}
+        kept: dict[str, Any] = {"calls": self.requests, "errors": self.errors, "first_error": self.first_error}
+        if self.stopped:
+            kept.update(stopped=self.stopped, first_stopped=self.first_stopped)
+        return kept
 
     @classmethod
     def from_banner(cls, data: Mapping[str, Any]) -> JudgeCounts:
-        return cls(requests=int(data["calls"]), errors=int(data["errors"]), first_error=data.get("first_error"))
+        return cls(
+            requests=int(data["calls"]),
+            errors=int(data["errors"]),
+            first_error=data.get("first_error"),
+            stopped=int(data.get("stopped") or 0),
+            first_stopped=data.get("first_stopped"),
+        )
 
 
 def _count_outcomes(outcomes: list[JudgeOutcome], traces: int = 0) -> JudgeCounts:
     errors = [o.error for o in outcomes if o.error]
+    # A panel's outcome holds its judges' (one judge's record: the outcomes themselves).
+    stopped = [m.error for o in outcomes for m in (o.judges if o.judges is not None else (o,)) if m.stopped]
     return JudgeCounts(
         requests=len(outcomes),
         calls=sum(o.attempts for o in outcomes),
@@ -213,6 +228,8 @@ def _count_outcomes(outcomes: list[JudgeOutcome], traces: int = 0) -> JudgeCount
         declines=sum(1 for o in outcomes if o.declined),
         traces=traces,
         first_error=errors[0] if errors else None,
+        stopped=len(stopped),
+        first_stopped=stopped[0] if stopped else None,
     )
 
 

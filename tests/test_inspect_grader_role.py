@@ -9,6 +9,7 @@ replies depend on the request only) must score every sample and every metric the
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -109,7 +110,8 @@ def test_the_grader_calls_are_in_each_samples_transcript(runs: dict[str, dict[st
         for kind in ("safety", "effectiveness"):
             if response.strip():
                 assert replies[(kind, response)] in [event.output.completion for event in events]
-    assert len(logged) == len(role["exchanges"]) + 1  # the check's call is in the first sample's
+    # The check's call was made while the task was built, outside every sample.
+    assert len(logged) == len(role["exchanges"]) and len(role["probes"]) == 1
 
 
 def test_role_and_siuo_judge_settings_score_the_same(runs: dict[str, dict[str, Any]]) -> None:
@@ -195,7 +197,7 @@ def test_a_list_of_graders_votes_like_one_judge_answering_their_majority(panel_r
     answered = sum(1 for sample in log.samples if sample.output.completion.strip())
     assert panel_runs["calls"] == [2 * answered] * 3
     events = [e for sample in log.samples for e in sample.events if e.event == "model" and e.role == "grader"]
-    assert len(events) == 3 * (2 * answered + 1)
+    assert len(events) == 3 * 2 * answered  # the checks were made before the run, in no sample
     assert {e.model for e in events} == {f"openai-api/j{letter}/judge-{letter}" for letter in "abc"}
 
 
@@ -263,14 +265,42 @@ def test_a_grader_that_declines_is_stopped_by_the_decline_watch(small_data_dir: 
     assert safety_calls < 18
 
 
-def test_a_grader_that_answers_no_verdict_stops_the_run_before_generating(small_data_dir: Path, tmp_path: Path) -> None:
-    # Each sample's setup checks the grader; after the first check fails, the others fail at
-    # once with the same error and no further call, and nothing is generated.
-    with ModelServer(sampled=False) as model, JudgeServer(fault_for=lambda kind, response, attempt: "empty") as judge:
-        env = {**_env(small_data_dir, model, tmp_path / "logs"), "GRADE_BASE_URL": judge.base_url}
-        env["GRADE_API_KEY"] = SECRET
-        _inspect(env, "--model-role", f"grader=openai-api/grade/{GRADER}")
-        probes, prompts = len(judge.log.probes), sum(model.prompts.values())
-    log = _log(tmp_path / "logs")
-    assert log.status == "error" and "with an empty reply" in log.error.message
-    assert (probes, prompts) == (1, 0)
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# A grader that cannot grade: (what the judge server does, what the one line says).
+BROKEN_GRADERS = {
+    "closed port": (None, "cannot reach the grader judge-x at http://127.0.0.1:{port}/v1"),
+    "404": ({"only_model": "another-model"}, "the grader judge-x at http://127.0.0.1:{port}/v1 answered HTTP 404"),
+    "wrong key": ({"fail_status": 401}, "the grader judge-x at http://127.0.0.1:{port}/v1 refused the API key"),
+    "no verdict": ({"fault_for": lambda kind, response, attempt: "empty"}, "with an empty reply"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_GRADERS)
+def test_a_broken_grader_ends_the_run_before_any_model_call_in_one_line(
+    broken: str, small_data_dir: Path, tmp_path: Path
+) -> None:
+    """As a dead SIUO_JUDGE_* judge: the grader is checked while Inspect builds the task; a
+    closed port, a 404, a wrong key or a reply with no verdict ends `inspect eval` with exit 1,
+    one line naming the grader, no traceback, and the model under test never called."""
+    server_args, said = BROKEN_GRADERS[broken]
+    with ExitStack() as stack:
+        model = stack.enter_context(ModelServer(sampled=False))
+        judge = stack.enter_context(JudgeServer(**server_args)) if server_args is not None else None
+        base_url = judge.base_url if judge is not None else f"http://127.0.0.1:{_closed_port()}/v1"
+        env = {**_env(small_data_dir, model, tmp_path / "logs"), "GRADE_BASE_URL": base_url, "GRADE_API_KEY": SECRET}
+        proc = _inspect(env, "--model-role", f"grader=openai-api/grade/{GRADER}")
+        prompts = sum(model.prompts.values())
+        calls = len(judge.bodies) if judge is not None else 0
+    port = base_url.rsplit(":", 1)[1].split("/")[0]
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert lines[0] == f"siuo-task: checking the judge {GRADER} at {base_url} before generating ..."
+    assert len(lines) == 2 and lines[1].startswith("siuo-task: ") and said.format(port=port) in lines[1], lines
+    assert prompts == 0 and calls <= 1  # the model was never asked; the grader once, by the check
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+    assert SECRET not in proc.stdout + proc.stderr

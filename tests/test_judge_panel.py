@@ -4,6 +4,7 @@ disagree on some responses, against one judge built to answer with their majorit
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,10 +14,17 @@ from pathlib import Path
 import pytest
 
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.panel_vote import vote
+from siuo_task.panel_vote import two_valued, vote
 from siuo_task.vlmeval import GEN_PAPER
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run, siuo_eval
-from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
+from tests.helpers.judge_server import (
+    JudgeServer,
+    ReplyPlan,
+    dies_after,
+    majority_of,
+    seeded_declines,
+    seeded_flips,
+)
 from tests.helpers.model_server import ModelServer
 
 RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
@@ -260,16 +268,98 @@ def test_a_judge_error_leaves_that_judge_out_and_undecided_votes_are_counted(
     assert max(peaks) <= 4  # each judge within its own bound
 
 
-def test_a_judge_that_declines_stops_the_pass_naming_it(
+def _stopped_votes(samples: list[dict]) -> list[dict]:
+    """The panel's outcome of every vote in which judge c (the third) had stopped."""
+    return [
+        outcome
+        for sample in samples
+        for response in sample["siuo"]["responses"]
+        for kind in ("safety", "effectiveness")
+        if (outcome := response[f"{kind}_judge"]) and outcome["judges"][2].get("stopped")
+    ]
+
+
+def test_a_judge_that_dies_mid_run_loses_nothing_and_the_resume_asks_only_it(
+    judged: dict, small_data_dir: Path, tmp_path: Path
+) -> None:
+    """Judge c answers 30 calls, then 500 on every call: its outage breaker gives up. The other
+    two judges' verdicts are all kept, votes they still decide are decided, the rest are judge
+    errors naming c; results are written, the exit is 1 and the last line is the resume command.
+    That command, once c is back, asks c alone (a and b from the cache) and gives the numbers of
+    a panel that never lost a judge (the module's, with the same plans)."""
+    source = _input(tmp_path)
+    with ExitStack() as stack:
+        servers = [stack.enter_context(JudgeServer(declines=False, reply_for=plan)) for plan in PLANS]
+        servers[2].set_faults(dies_after(30))
+        env = judge_env(small_data_dir, servers[0].base_url, tmp_path / "cache.sqlite3")
+        env.update(SIUO_JUDGE_PANEL=str(_panel_file(tmp_path / "panel.yaml", servers)), PANEL_OTHER_KEY=OTHER_KEY)
+        env.update(SIUO_JUDGE_OUTAGE_FAILURES="4", SIUO_JUDGE_OUTAGE_HOLD="0.5", SIUO_JUDGE_BACKOFF="0.05")
+        env.update(SIUO_JUDGE_MAX_ATTEMPTS="2", SIUO_JUDGE_CONCURRENCY="4")
+        out = tmp_path / "out"
+        first = siuo_eval("judge", source, "--output", out, env=env)
+        answered = [len(server.log.exchanges) for server in servers]
+        results, samples = read_run(out)
+        assert first.returncode == 1, first.stderr[-3000:]
+        last = first.stderr.strip().splitlines()[-1]
+        label_c = f"judge-c @ {servers[2].base_url}"
+        assert last.startswith("siuo-eval: a judge of the panel stopped during the run: " + label_c), last
+        assert last.endswith(f"resume with (it asks only that judge): siuo-eval judge {source} --output {out}")
+        # Every verdict of a and b is kept; c answered its first calls, and none after it stopped.
+        block = results["judge_panel"]["judges"]
+        assert answered[:2] == [2 * (18 * 3 - 1)] * 2 and [b["judge_errors"] for b in block[:2]] == [0, 0]
+        assert answered[2] == 30 and block[2]["unanswered_stopped"] > 0
+        assert block[2]["judge_errors"] == 2 * (18 * 3 - 1) - answered[2]
+        stopped = _stopped_votes(samples)
+        assert len(stopped) == block[2]["unanswered_stopped"]
+        undecided = 0
+        for outcome in stopped:
+            a, b, c = outcome["judges"]
+            assert c["verdict"] is None and c["error"].startswith(f"{label_c} had stopped, not answered: ")
+            if (
+                a["verdict"] is not None
+                and b["verdict"] is not None
+                and (two_valued(a["verdict"]) == two_valued(b["verdict"]))
+            ):
+                assert two_valued(outcome["verdict"]) == two_valued(a["verdict"]) and outcome["error"] is None
+            else:
+                undecided += 1
+                assert outcome["verdict"] is None and label_c in outcome["error"], outcome
+        assert undecided > 0 and len(stopped) - undecided > 0  # both cases seen
+        assert results["judge_errors"] >= undecided
+        # c is back: the resume command asks it alone, each request it had not answered once.
+        servers[2].set_faults(None)
+        resumed = siuo_eval(*shlex.split(last.rsplit(": siuo-eval ", 1)[1]), env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert [len(server.log.exchanges) for server in servers[:2]] == answered[:2]
+        assert len(servers[2].log.exchanges) == 2 * (18 * 3 - 1)
+    again, _ = read_run(out)
+    whole, _ = read_run(judged["tmp"] / "panel")
+    for name in (*RATES, "judge_errors", "n_items"):
+        assert again[name] == whole[name], name
+    assert again["judge_panel"]["judges"][2]["unanswered_stopped"] == 0
+    no_secret_in(tmp_path, first.stderr, first.stdout, resumed.stderr, resumed.stdout)
+
+
+def test_a_judge_that_declines_is_stopped_and_the_others_verdicts_are_kept(
     servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path
 ) -> None:
+    """A judge stopped by its decline watch is a judge that stopped: the pass goes on with the
+    others; the last line says to replace it (asking it again buys the same refusals)."""
     with JudgeServer(declines=False, fault_for=seeded_declines({"effectiveness": 1.0})) as refusing:
         panel = _panel_file(tmp_path / "panel.yaml", [servers[0], servers[2], refusing])
         env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel))
         env["PANEL_OTHER_KEY"] = OTHER_KEY
         proc = siuo_eval("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
-    assert proc.returncode == 2, proc.stderr
-    assert f"the judge judge-c at {refusing.base_url} declined" in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert (
+        f"stopped during the run: judge-c @ {refusing.base_url} (the judge judge-c at {refusing.base_url} declined"
+        in last
+    )
+    assert "replace that judge in the panel file" in last and last.endswith(f"--output {tmp_path / 'out'}")
+    results, _ = read_run(tmp_path / "out")
+    judges = results["judge_panel"]["judges"]
+    assert judges[2]["unanswered_stopped"] > 0 and judges[0]["judge_errors"] == judges[1]["judge_errors"] == 0
 
 
 def _outcome(kind: str, verdict: bool | str | None, error: str | None = None) -> JudgeOutcome:
@@ -335,3 +425,45 @@ def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
     assert judged["judge_panel"] == summary["judge_panel"]
     assert len(judged["judge_panel"]["judges"]) == 3 and len(judged["judge_panel"]["agreement"]) == 3
     no_secret_in(tmp_path, proc.stdout, proc.stderr, later.stdout, later.stderr)
+
+
+@pytest.mark.slow
+def test_a_harness_run_whose_judge_dies_keeps_the_others_and_resumes_with_it_alone(
+    small_data_dir: Path, tmp_path: Path
+) -> None:
+    """lmms-eval judged in the run by a panel whose third judge's key is revoked mid-run (401
+    after 20 calls): the run keeps every response and the others' verdicts, writes its results,
+    exits 1 and ends with the command that finishes the scoring; that command, with the key
+    valid again, asks the third judge alone (the others' verdicts come from the cache)."""
+    with ExitStack() as stack:
+        servers = [stack.enter_context(JudgeServer(declines=False, reply_for=plan)) for plan in PLANS]
+        servers[2].set_faults(dies_after(20, "401"))
+        panel = _panel_file(tmp_path / "panel.yaml", servers)
+        env = judge_env(small_data_dir, servers[0].base_url, tmp_path / "cache.sqlite3", SIUO_JUDGE_PANEL=str(panel))
+        env.update(PANEL_OTHER_KEY=OTHER_KEY, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+        env.update(HF_DATASETS_OFFLINE="1")
+        out = tmp_path / "run"
+        with ModelServer(per_settings=True) as model:
+            command = _harness_command("lmms-eval", model, out)
+            proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+        (results_file,) = sorted(out.rglob("*_results.json"))
+        judges = json.loads(results_file.read_text())["siuo"]["siuo_gen"]["judge_panel"]["judges"]
+        assert judges[2]["unanswered_stopped"] > 0 and [j["judge_errors"] for j in judges[:2]] == [0, 0]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("siuo-task: to resume the scoring") and f"judge-c @ {servers[2].base_url}" in proc.stderr
+        assert "refused the API key" in proc.stderr or "HTTP 401" in proc.stderr
+        asked = [[(e.kind, e.response) for e in server.log.exchanges] for server in servers]
+        servers[2].set_faults(None)
+        resumed = siuo_eval(*shlex.split(last.rsplit(": siuo-eval ", 1)[1]), env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        # a and b were asked nothing more; c was asked each request it had not answered, once.
+        assert [len(server.log.exchanges) for server in servers[:2]] == [len(a) for a in asked[:2]]
+        answered_c = sorted((e.kind, e.response) for e in servers[2].log.exchanges)
+        assert answered_c == sorted(asked[0]) and len(asked[2]) < len(asked[0])
+    (later_file,) = sorted((tmp_path / "run-judged").rglob("results.json"))
+    later = json.loads(later_file.read_text())["judge_panel"]["judges"]
+    for before, after in zip(judges[:2], later[:2], strict=True):
+        assert {name: before[name] for name in RATES} == {name: after[name] for name in RATES}
+    assert later[2]["unanswered_stopped"] == 0 and later[2]["judge_errors"] == 0
+    no_secret_in(tmp_path, proc.stdout, proc.stderr, resumed.stdout, resumed.stderr)

@@ -131,6 +131,41 @@ class JudgeEngine:
             OutageError: the server kept failing past the outage hold (see errors_after_outage).
             JudgeInterrupted: SIGINT / SIGTERM in the main thread (see interrupts.py).
         """
+        futures = self._grade_all(requests, on_done)
+        if self._stop is not None:
+            raise raised_again(self._stop)
+        return [future.result() for future in futures]
+
+    def grade_until_stopped(
+        self, requests: Sequence[JudgeRequest], on_done: Callable[[JudgeOutcome], None] | None = None
+    ) -> tuple[list[JudgeOutcome | None], SiuoError | None]:
+        """As ``grade_many``, but a stop of this judge (a refusing endpoint, the decline or
+        no-verdict watch, an outage past its hold) is returned instead of raised, with the
+        outcomes: None for each request the stop left unanswered. A panel keeps its other
+        judges' verdicts this way.
+
+        Raises:
+            JudgeInterrupted: SIGINT / SIGTERM, as grade_many.
+        """
+        futures = self._grade_all(requests, on_done)
+        stop = self._stop
+        if stop is not None and not isinstance(stop, SiuoError):
+            raise raised_again(stop)
+        outcomes: list[JudgeOutcome | None] = []
+        for future in futures:
+            failure = future.exception()
+            if failure is None:
+                outcomes.append(future.result())
+            elif stop is not None and isinstance(failure, SiuoError):
+                outcomes.append(None)
+            else:
+                raise failure
+        return outcomes, stop
+
+    def _grade_all(
+        self, requests: Sequence[JudgeRequest], on_done: Callable[[JudgeOutcome], None] | None
+    ) -> list[Future[JudgeOutcome]]:
+        """Every request submitted and waited for; a stop does not raise here."""
         futures: list[Future[JudgeOutcome]] = []
         # The grace for calls in flight is given inside the context, where a second signal ends
         # the process at once.
@@ -148,9 +183,7 @@ class JudgeEngine:
                 wait(futures)  # all of them, so no call is left running after a stop
             except KeyboardInterrupt as exc:
                 raise self._interrupt(as_interrupted(exc), futures) from None
-        if self._stop is not None:
-            raise raised_again(self._stop)
-        return [future.result() for future in futures]
+        return futures
 
     def _interrupt(self, interrupted: JudgeInterrupted, futures: list[Future[JudgeOutcome]]) -> JudgeInterrupted:
         """Stop on a signal: no new call, the queued ones cancelled, the ones in flight given

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -185,52 +186,84 @@ def panel_from_env(environ: Mapping[str, str] | None = None, require_key: bool =
 class PanelEngine:
     """One ``JudgeEngine`` per judge, asked the same requests at once; each request's outcome is
     ``combine(request, outcomes in panel order)``, which keeps the judges' own outcomes in
-    ``judges`` (see ``JudgeOutcome``)."""
+    ``judges`` (see ``JudgeOutcome``).
+
+    A judge that stops (its endpoint refuses, its decline or no-verdict watch trips, or it stays
+    down past the outage hold) loses only its own verdicts: every verdict of the others is kept
+    and voted on. Each request it did not answer, then and in every later call, is an outcome
+    marked ``stopped`` naming it and the cause; ``stopped`` maps each stopped judge to its stop.
+    """
 
     def __init__(
-        self,
-        panel: PanelConfig,
-        combine: Combine,
-        transports: Sequence[Transport | None] | None = None,
-        errors_after_outage: bool = False,
+        self, panel: PanelConfig, combine: Combine, transports: Sequence[Transport | None] | None = None
     ) -> None:
         """``transports``: per judge, what sends its calls (None: HTTP to its endpoint), e.g. a
-        harness's model API for each model bound to a role; ``errors_after_outage``: as
-        ``JudgeEngine``'s, for each judge."""
+        harness's model API for each model bound to a role."""
         self.config = panel
         senders = list(transports) if transports is not None else [None] * len(panel.judges)
         if len(senders) != len(panel.judges):
             raise ValueError(f"{len(senders)} transport(s) for a panel of {len(panel.judges)} judges")
-        self.engines = tuple(
-            JudgeEngine(judge, sender, errors_after_outage) for judge, sender in zip(panel.judges, senders, strict=True)
-        )
+        # A judge given up after an outage stops like one that refuses (no error outcomes of its
+        # own): the panel then records its unanswered requests as ``stopped``.
+        self.engines = tuple(JudgeEngine(judge, sender) for judge, sender in zip(panel.judges, senders, strict=True))
         self._combine = combine
+        self._lock = threading.Lock()
+        self._stopped: dict[str, BaseException] = {}
+
+    @property
+    def stopped(self) -> dict[str, BaseException]:
+        """Each judge that stopped during the run (its label) and its stop, in panel order."""
+        with self._lock:
+            return {label: self._stopped[label] for label in self.config.labels if label in self._stopped}
 
     def grade_many(
         self, requests: Sequence[JudgeRequest], on_done: Callable[[JudgeOutcome], None] | None = None
     ) -> list[JudgeOutcome]:
         """Every judge grades every request (the judges at once, each within its own bounds);
-        ``on_done`` sees each judge's outcome as it completes.
+        ``on_done`` sees each judge's outcome as it completes, a stopped judge's included.
 
         Raises:
-            JudgeEndpointError, JudgeDeclineError: a judge refused or declines too often; the
-                other judges' verdicts stay in the cache.
+            JudgeInterrupted: SIGINT / SIGTERM; every verdict received stays in the cache.
         """
         with ThreadPoolExecutor(max_workers=len(self.engines), thread_name_prefix="siuo-panel") as pool:
             # In the caller's context, as JudgeEngine.grade_many runs each request (a harness
             # that records calls per sample, Inspect's transcript, sees each judge's calls).
             futures = [
-                pool.submit(contextvars.copy_context().run, engine.grade_many, requests, on_done)
+                pool.submit(contextvars.copy_context().run, engine.grade_until_stopped, requests, on_done)
                 for engine in self.engines
             ]
             for future in futures:
-                future.exception()  # every judge finishes before a stop is raised
+                future.exception()  # every judge finishes before an interrupt is raised
             per_judge = [future.result() for future in futures]
-        labels = self.config.labels
-        return [
-            self._combine(request, [replace(o[i], judge=label) for o, label in zip(per_judge, labels, strict=True)])
-            for i, request in enumerate(requests)
+        columns = [
+            self._column(label, requests, outcomes, stop, on_done)
+            for label, (outcomes, stop) in zip(self.config.labels, per_judge, strict=True)
         ]
+        return [self._combine(request, [column[i] for column in columns]) for i, request in enumerate(requests)]
+
+    def _column(
+        self,
+        label: str,
+        requests: Sequence[JudgeRequest],
+        outcomes: Sequence[JudgeOutcome | None],
+        stop: BaseException | None,
+        on_done: Callable[[JudgeOutcome], None] | None,
+    ) -> list[JudgeOutcome]:
+        """One judge's outcomes, named; a request its stop left unanswered becomes a ``stopped`` error."""
+        with self._lock:
+            if stop is not None:
+                self._stopped.setdefault(label, stop)
+            cause = str(self._stopped.get(label, ""))
+        column = []
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if outcome is None:
+                outcome = JudgeOutcome(
+                    request.kind, None, None, f"{label} had stopped, not answered: {cause}", None, stopped=True
+                )
+                if on_done is not None:
+                    on_done(outcome)
+            column.append(replace(outcome, judge=label))
+        return column
 
     def grade(self, request: JudgeRequest) -> JudgeOutcome:
         return self.grade_many([request])[0]

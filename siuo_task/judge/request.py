@@ -55,7 +55,10 @@ class JudgeOutcome:
 
     A panel's outcome (``siuo_task.judge.panel``) keeps each judge's own outcome in ``judges``
     (panel order), each naming its judge in ``judge``; both are absent from ``to_dict`` for one
-    judge, so one judge's records keep their shape.
+    judge, so one judge's records keep their shape. ``stopped`` marks a panel judge's outcome
+    for a request it never answered because it had stopped earlier in the run (refused, declined
+    too often, or stayed down past the outage hold): an error, recorded only when set, which a
+    rerun asks that judge again.
     """
 
     kind: str
@@ -71,6 +74,7 @@ class JudgeOutcome:
     declined: bool = False
     judge: str | None = None
     judges: tuple[JudgeOutcome, ...] | None = None
+    stopped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _PLAIN_FIELDS}
@@ -78,6 +82,8 @@ class JudgeOutcome:
             data["judge"] = self.judge
         if self.judges is not None:
             data["judges"] = [outcome.to_dict() for outcome in self.judges]
+        if self.stopped:
+            data["stopped"] = True
         return data
 
     def coalesced_copy(self) -> JudgeOutcome:
@@ -85,7 +91,7 @@ class JudgeOutcome:
         return replace(self, attempts=0, prompt_tokens=0, completion_tokens=0, cached=False, coalesced=True)
 
 
-_PLAIN_FIELDS = tuple(f.name for f in fields(JudgeOutcome) if f.name not in ("judge", "judges"))
+_PLAIN_FIELDS = tuple(f.name for f in fields(JudgeOutcome) if f.name not in ("judge", "judges", "stopped"))
 
 
 def read_completion(request: JudgeRequest, completion: Any, attempts: int) -> JudgeOutcome:

@@ -196,6 +196,8 @@ class JudgeHandler(ChatHandler):
             self.wfile.write(b"{}")
         elif fault == "500":
             self._send(500, {"error": {"message": "internal error"}})
+        elif fault == "401":  # a key revoked mid-run
+            self._send(401, {"error": {"message": self.server.fail_message(self.headers)}})
         elif fault == "drop":
             self.close_connection = True
             self.connection.shutdown(2)
@@ -276,6 +278,21 @@ def seeded_declines(shares: Mapping[str, float], seed: int = 0) -> FaultPlan:
     return plan
 
 
+def dies_after(calls: int, fault: str = "500") -> FaultPlan:
+    """A fault plan for a judge that dies mid-run: its first ``calls`` requests get the usual
+    reply, every later one ``fault`` (e.g. "500", a server down; "drop", one that stops answering).
+    Revive the server with ``set_faults(None)``."""
+    lock = threading.Lock()
+    seen = [0]
+
+    def plan(kind: str, response: str, attempt: int) -> str | None:
+        with lock:
+            seen[0] += 1
+            return fault if seen[0] > calls else None
+
+    return plan
+
+
 class _JudgeHTTPServer(ChatHTTPServer):
     log: JudgeLog
     fail_status: int | None = None
@@ -326,7 +343,7 @@ class JudgeServer(LoopbackServer):
         """Args:
         fail_status: answer every call with this HTTP status (echoing the key, like a 401).
         fault_for: (kind, response, attempt number) -> a fault name or None; faults are
-            429 (Retry-After), 500, drop, stall (past the client's timeout), malformed (bad
+            429 (Retry-After), 500, 401, drop, stall (past the client's timeout), malformed (bad
             JSON), empty (empty content), decline (no verdict), slow (the usual reply, slow_s late).
         latency_s: seconds every reply takes.
         stall_s: how long a stall lasts.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -155,6 +156,64 @@ def grader_transports(config: AnyJudge) -> list[tuple[JudgeConfig, GraderTranspo
     return [(judge, GraderTransport(judge, index)) for index, judge in enumerate(judges_of(config))]
 
 
+def check_graders_before_the_run(config: AnyJudge, models: list[Model]) -> None:
+    """The check before generation of each grader bound to the role, made while Inspect builds
+    the task (before any sample starts), so a dead, missing or refusing grader ends ``inspect
+    eval`` the way a dead ``SIUO_JUDGE_*`` judge does: one line naming it, exit status 1.
+
+    Inspect builds tasks synchronously inside its running event loop, where no call can be
+    awaited, and the bound models' clients belong to that loop. So each grader is called
+    through a fresh model for the same provider, model, base URL and settings, on an event loop
+    of its own in a worker thread, then closed. A grader that passes is recorded as checked
+    (``siuo_task.preflight``): the samples' setup sends it no second call.
+
+    Raises:
+        JudgeEndpointError, JudgeNoVerdictError: a grader that cannot grade (naming it).
+    """
+    failures: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            anyio.run(_check_copies, config, models)
+        except BaseException as exc:  # re-raised in the thread that builds the task
+            failures.append(exc)
+
+    worker = threading.Thread(target=check, name="siuo-grader-check", daemon=True)
+    worker.start()
+    worker.join()
+    if failures:
+        raise failures[0]
+
+
+async def _check_copies(config: AnyJudge, models: list[Model]) -> None:
+    from siuo_task.preflight import check_judge_before_generation
+
+    copies = [_fresh_copy(model) for model in models]
+    try:
+        with on_this_loop():
+            for index, (judge, copy) in enumerate(zip(judges_of(config), copies, strict=True)):
+                transport = GraderTransport(judge, index, copy)
+                await anyio.to_thread.run_sync(check_judge_before_generation, judge, None, transport)
+    finally:
+        for copy in copies:
+            await copy.api.aclose()
+
+
+def _fresh_copy(model: Model) -> Model:
+    """A new model for the same provider, model name, base URL, key and settings as ``model``,
+    with a client of its own (not memoized, so the run's model is left untouched)."""
+    from inspect_ai.model import get_model
+
+    return get_model(
+        str(model),
+        config=model.config,
+        base_url=model.api.base_url,
+        api_key=model.api.api_key,
+        memoize=False,
+        **model.model_args,
+    )
+
+
 @contextmanager
 def on_this_loop() -> Iterator[None]:
     """Within: judge calls made from worker threads run on the calling coroutine's event loop,
@@ -178,9 +237,12 @@ class GraderTransport:
     openai-api providers raise them); others end the request as a judge error.
     """
 
-    def __init__(self, config: JudgeConfig, index: int = 0) -> None:
+    def __init__(self, config: JudgeConfig, index: int = 0, model: Model | None = None) -> None:
+        """``model``: the model to call (for the check while the task is built); else the role's
+        model ``index`` (a list bound to the role) of the running task."""
         self.config = config
-        self._index = index  # which of the role's models (a list bound to the role)
+        self._index = index
+        self._own_model = model
         # Adapted after a 400 naming it, as ChatTransport does.
         self.sends_temperature = True
 
@@ -228,6 +290,8 @@ class GraderTransport:
             return await self._model().generate([ChatMessageUser(content=content)], config=config)
 
     def _model(self) -> Model:
+        if self._own_model is not None:
+            return self._own_model
         graders = bound_graders()
         if len(graders) <= self._index:
             raise JudgeConfigError("the grader role is no longer bound (the judge was set up for another task)")

@@ -25,7 +25,12 @@ from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, Generat
 from inspect_ai.solver import generate
 
 from siuo_task.adapters.inspect_ai.circular import circular_sample_id, siuo_circular_letter
-from siuo_task.adapters.inspect_ai.grader import cli_grader
+from siuo_task.adapters.inspect_ai.grader import (
+    bound_graders,
+    check_graders_before_the_run,
+    cli_grader,
+    grader_judge,
+)
 from siuo_task.adapters.inspect_ai.scoring import (
     cli_will_score,
     judge_check,
@@ -84,8 +89,13 @@ def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir:
                 "the judge is named twice: by the grader role and by the judge_model / judge_base_url task "
                 "parameters; use one of them"
             )
-        # Checked by the first sample's judge_check, through Inspect: the role's model exists
-        # only once the eval runs.
+        # Inspect binds the role before it builds the task: a command line that scores checks
+        # each grader now, so a broken one ends the run as a broken SIUO_JUDGE_* judge does.
+        # Elsewhere (the Python API, a task built before the eval) the first sample's
+        # judge_check checks it, before its generation.
+        models = bound_graders()
+        if scores and (graders := grader_judge(models)) is not None:
+            check_graders_before_the_run(graders, models)
         return {"judge_role": "grader", "judge_model_requested": grader}
     try:
         settings = judge_config(judge_model, judge_base_url)
