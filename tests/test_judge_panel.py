@@ -21,6 +21,7 @@ from tests.helpers.model_server import ModelServer
 
 RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
 OTHER_KEY = "sk-other-panel-secret-9876543210"
+VLMEVAL_LIMIT = 5  # VLMEvalKit's --limit on the 3-response dataset: 5 items
 # Each judge flips a seeded fifth of the verdicts (the same ones on every attempt): they
 # disagree on some responses, and their majority is what a fourth judge is built to answer.
 PLANS: list[ReplyPlan | None] = [seeded_flips(0.2, seed, first_attempt=True) for seed in (1, 2, 3)]
@@ -297,8 +298,10 @@ def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
         args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
         return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
                 "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+    # --limit counts items (each with its 3 responses), not VLMEvalKit's rows.
     return [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url,
-            "--data", GEN_PAPER, "--work-dir", str(out), "--api-nproc", "8", "--temperature", "1.0"]  # fmt: skip
+            "--data", GEN_PAPER, "--work-dir", str(out), "--api-nproc", "8", "--temperature", "1.0",
+            "--limit", str(VLMEVAL_LIMIT)]  # fmt: skip
 
 
 # lm-eval's run writes its summary through the same task hooks as lmms-eval's
@@ -321,6 +324,10 @@ def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
     if harness == "VLMEvalKit":  # its evaluate writes our results file beside its own
         (results_file,) = sorted(out.rglob(f"*{GEN_PAPER}_siuo_results.json"))
         metrics = summary = json.loads(results_file.read_text())
+        (samples_file,) = sorted(out.rglob(f"*{GEN_PAPER}_siuo_samples.jsonl"))
+        samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
+        assert summary["n_items"] == len(samples) == VLMEVAL_LIMIT
+        assert [len(sample["siuo"]["responses"]) for sample in samples] == [3] * VLMEVAL_LIMIT
     else:
         (results_file,) = sorted(out.rglob("*_results.json"))
         native = json.loads(results_file.read_text())
