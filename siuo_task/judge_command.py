@@ -1,7 +1,7 @@
 """``siuo-eval judge`` and the judge half of ``siuo-eval check``: the arguments, and what the
 terminal shows. The judging is ``siuo_task.judge_pipeline``'s.
 
-Exit codes of ``judge``: 0 every run complete; 1 some judge calls still failed (a rerun
+Exit codes of ``judge``: 0 no judge call failed; 1 some judge calls still failed (a rerun
 retries only those); 2 an input failed validation (the others were judged) or nothing could
 be judged.
 """

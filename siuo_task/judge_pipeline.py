@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from siuo_task.card import GEN_HEADLINE
+from siuo_task.card import BENCHMARK_ITEMS, GEN_HEADLINE
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
 from siuo_task.judge.config import JudgeConfig
@@ -320,6 +320,13 @@ def run_summary(
     return summary
 
 
+def is_complete(summary: dict[str, Any]) -> bool:
+    """Every item of the benchmark (the eval card's count) answered and judged with no judge
+    error: a run of some items, or one with a judge error, is not comparable with a full run."""
+    errors = summary.get("judge_errors_passes") or [summary.get("judge_errors")]  # every pass's
+    return summary.get("n_items") == BENCHMARK_ITEMS and not any(errors)
+
+
 def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for name, summary in summaries.items():
@@ -335,7 +342,7 @@ def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any
             judge_cache_hits=usage.get("cache_hits"),
             judge_coalesced=usage.get("coalesced"),
             judge_cost_usd=usage.get("cost_usd"),
-            complete=not summary.get("judge_errors"),
+            complete=is_complete(summary),
         )
         spread = summary.get("safe_rate_passes")
         if spread:
