@@ -297,7 +297,10 @@ def run_summary(
     if len(passes) > 1:
         usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}
         summary["usage"] = usage
-        summary.update({f"judge_{name}": usage[name] for name in ("calls", "cache_hits", "coalesced", "cost_usd")})
+        # Every count of judge use covers every pass, as usage does (judge_errors stays the
+        # headline's, pass 1; judge_errors_passes has each pass's).
+        counted = ("calls", "cache_hits", "coalesced", "cost_usd", "declines")
+        summary.update({f"judge_{name}": usage[name] for name in counted})
         summary.update(judge_prompt_tokens=usage["prompt_tokens"], judge_completion_tokens=usage["completion_tokens"])
         summary["judge_wall_seconds"] = usage["wall_seconds"]
         record_passes(passes)
