@@ -315,12 +315,22 @@ def run_summary(
         "named_by": found.named_by,
     }
     if pricing.batch:
-        usage = summary["usage"]
-        usage["batch"] = pricing.batch
-        if pricing.batch == "openai" and usage.get("cost_usd") is not None:
-            usage["cost_usd"] = round(pricing.of(usage["cost_usd"]), 6)
-            usage["cost_note"] = "OpenAI Batch API price (half the online price)"
+        summary["usage"]["batch"] = pricing.batch
+        if pricing.batch == "openai":
+            summary["usage"]["cost_note"] = "OpenAI Batch API price (half the online price)"
+    at_price(summary, pricing)
     return summary
+
+
+def at_price(summary: dict[str, Any], pricing: Pricing) -> None:
+    """Every cost in results.json at the price the calls were paid (``Pricing.of``: the batch
+    discount), so ``judge_cost_usd``, ``usage.cost_usd`` and each pass's cost state one figure.
+    The reductions price each item at the online price; this is the one place that changes it."""
+    costed = [summary["usage"], *summary.get("usage_passes", [])]
+    for usage in costed:
+        if usage.get("cost_usd") is not None:
+            usage["cost_usd"] = round(pricing.of(usage["cost_usd"]), 6)
+    summary["judge_cost_usd"] = summary["usage"].get("cost_usd")
 
 
 def is_complete(summary: dict[str, Any]) -> bool:
