@@ -116,6 +116,15 @@ def test_results_name_each_judge_with_its_rates_and_the_kappas(judged: dict, ser
     assert panel["judge_model"] == "judge-test-model-2024-05-13"  # what the judges' servers returned
     stdout = judged["proc"].stdout
     assert "panel of 3 judges" in stdout and stdout.count("kappa ") == 3
+    # Each judge's line gives its errors and its cost, or why the cost is unknown (the loopback
+    # judges' host is not a priced one).
+    for judge in block["judges"]:
+        line = next(line for line in stdout.splitlines() if f"  {judge['judge']}: " in line)
+        assert line.endswith(
+            f"; judge errors 0, cost unknown (no price for {judge['model']} at 127.0.0.1: "
+            "only calls to api.openai.com are priced)"
+        ), line
+    assert "None" not in stdout
 
 
 def test_kappas_are_siuo_eval_agreements(judged: dict, servers: list[JudgeServer], small_data_dir: Path) -> None:
@@ -164,6 +173,12 @@ def test_report_shows_each_judge_and_the_kappas(judged: dict) -> None:
     for judge in block["judges"]:
         row = next(line for line in markdown.splitlines() if f"| {judge['judge']} |" in line)
         assert f"| {judge['safe_rate']:.1f} [{judge['safe_rate_ci95'][0]:.1f}, " in row
+        assert row.endswith(
+            f"| 0 | unknown (no price for {judge['model']} at 127.0.0.1: only calls to api.openai.com are priced) |"
+        )
+    # The panel's own row: its judge errors (votes with no majority) and its cost, never blank.
+    majority = next(line for line in markdown.splitlines() if "| the panel's majority (" in line)
+    assert majority.endswith(f"| {panel['judge_errors']} | unknown (a judge's price is unknown: see its row) |")
     for pair in block["agreement"]:
         row = next(line for line in markdown.splitlines() if f"| {pair['a']} | {pair['b']} |" in line)
         assert f"| {pair['safety']['kappa']:.2f} (" in row

@@ -171,8 +171,9 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
         judge[1][1:3] == ["18", SERVED_MODEL]
         and judge[1][5] == "siuo_gen: siuo-paper-v2; 3 response(s) per item, majority vote"
     )
-    assert judge[1][-1] == f"unknown (no price for {SERVED_MODEL})"
-    assert "estimated cost: unknown (no price for" in (judged_runs["alpha"].parent / "alpha.stdout").read_text()
+    unpriced = f"unknown (no price for {SERVED_MODEL} at 127.0.0.1: only calls to api.openai.com are priced)"
+    assert judge[1][-1] == unpriced
+    assert f"estimated cost: {unpriced}" in (judged_runs["alpha"].parent / "alpha.stdout").read_text()
     # Every file read is named, in the page and on stdout.
     runs = page.section_tables["Runs read"]
     assert runs[1][4] == str(judged_runs["alpha"] / "results.json")
