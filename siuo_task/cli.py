@@ -17,6 +17,21 @@ if TYPE_CHECKING:
 TASK_FOLDERS = "siuo_task.task_folders"
 
 
+def judge_choice_epilog() -> str:
+    """How ``judge`` and ``check`` choose their judge, for their --help."""
+    from siuo_task.judge.config import DEFAULT_JUDGE_MODEL
+
+    return (
+        "how the judge is chosen (environment variables):\n"
+        "  SIUO_JUDGE_PANEL=FILE  a panel of judges (a YAML file listing them), else one judge:\n"
+        f"  SIUO_JUDGE_MODEL       the judge model (default {DEFAULT_JUDGE_MODEL})\n"
+        "  SIUO_JUDGE_BASE_URL    an OpenAI-compatible endpoint such as http://127.0.0.1:8000/v1\n"
+        "                         (else OPENAI_BASE_URL; default OpenAI's API)\n"
+        "  SIUO_JUDGE_API_KEY     the judge's key (else OPENAI_API_KEY)\n"
+        "every setting (cache, concurrency, rate limits, panels): docs/judge.md in siuo-task's repository"
+    )
+
+
 def _task_folders() -> dict[str, Any]:
     """The harnesses whose task files live in a folder (``--include_path``), by entry-point name."""
     from importlib.metadata import entry_points
@@ -182,7 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--harness", choices=sorted(_task_folders()), default="lmms-eval", help="which harness (default: lmms-eval)"
     )
     include.set_defaults(run=_include_path)
-    check = commands.add_parser("check", help="validate the data and send one real judge call before a long run")
+    check = commands.add_parser(
+        "check",
+        help="validate the data and send one real judge call before a long run",
+        description="Validate the SIUO data and send one real judge call (with an image) to every judge.",
+        epilog=judge_choice_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     check.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     check.add_argument("--skip-judge", action="store_true", help="check the data only")
     check.set_defaults(run=_check)
@@ -190,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         "judge",
         help="judge existing responses without generating, one run or a whole sweep: lmms-eval and lm-eval "
         "samples, Inspect logs, VLMEvalKit predictions, the authors' format",
+        description="Judge existing responses without generating, one run or a whole sweep.",
+        epilog=judge_choice_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from siuo_task.judge_command import add_judge_arguments
 

@@ -1,7 +1,7 @@
 """``siuo-eval judge`` and the judge half of ``siuo-eval check``: the arguments, and what the
 terminal shows. The judging is ``siuo_task.judge_pipeline``'s.
 
-Exit codes of ``judge``: 0 every run complete; 1 some judge calls still failed (a rerun
+Exit codes of ``judge``: 0 no judge call failed; 1 some judge calls still failed (a rerun
 retries only those), or a judge of a panel stopped during the run (the results are written and
 the last line names the command that resumes, asking only that judge); 2 an input failed
 validation (the others were judged) or nothing could be judged.
@@ -22,6 +22,7 @@ from siuo_task.data import SiuoData
 from siuo_task.errors import JudgeDeclineError, JudgeNoVerdictError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally
+from siuo_task.judge.pricing import unknown_cost
 from siuo_task.judge.probe import ProbeResult
 from siuo_task.judge.request import JudgeOutcome
 from siuo_task.judge_pipeline import CostEstimate, Judged, JudgeJob, Pricing, Progress, judge_sweep
@@ -180,7 +181,12 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
     usage = summary["usage"]
     cost = usage.get("cost_usd")
     judge = summary.get("judge_model") or summary.get("judge_model_requested")
-    cost_text = f"{cost} USD" if cost is not None else f"unknown (no price for {judge})"
+    if cost is not None:
+        cost_text = f"{cost} USD"
+    elif summary.get("judge_panel"):
+        cost_text = "unknown (a judge's price is unknown: see each judge's line)"
+    else:
+        cost_text = unknown_cost(str(judge or "unknown"), _one_endpoint(summary))
     print(f"{name}: " + ", ".join(parts))
     if warning := not_sampled_warning(name, summary):
         print(f"siuo-eval: warning: {warning}", file=sys.stderr)
@@ -193,6 +199,12 @@ def _print_run(name: str, summary: dict[str, Any]) -> None:
         _print_panel(name, panel)
 
 
+def _one_endpoint(summary: dict[str, Any]) -> str | None:
+    """The judge's endpoint when the run had one (a panel's are each judge's own)."""
+    endpoint = summary.get("judge_endpoint")
+    return endpoint if isinstance(endpoint, str) and endpoint and not {",", ";"} & set(endpoint) else None
+
+
 def _print_panel(name: str, panel: dict[str, Any]) -> None:
     """Each judge of a panel alone, and each pair's agreement (results.json's judge_panel)."""
     undecided = panel["undecided_votes"]
@@ -202,7 +214,9 @@ def _print_panel(name: str, panel: dict[str, Any]) -> None:
     )
     for judge in panel["judges"]:
         rates = ", ".join(f"{metric} {judge.get(metric)}" for metric in GEN_HEADLINE)
-        print(f"{name}:   {judge['judge']}: {rates}; judge errors {judge['judge_errors']}, cost {judge['cost_usd']}")
+        cost = judge["cost_usd"]
+        shown = f"{cost} USD" if cost is not None else unknown_cost(judge["model"], judge["endpoint"])
+        print(f"{name}:   {judge['judge']}: {rates}; judge errors {judge['judge_errors']}, cost {shown}")
     for pair in panel["agreement"]:
         print(
             f"{name}:   kappa {pair['a']} vs {pair['b']}: safety {pair['safety']['kappa']}, "

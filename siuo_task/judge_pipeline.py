@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from siuo_task.card import GEN_HEADLINE
+from siuo_task.card import BENCHMARK_ITEMS, GEN_HEADLINE
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
 from siuo_task.judge.config import JudgeConfig
@@ -297,7 +297,10 @@ def run_summary(
     if len(passes) > 1:
         usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}
         summary["usage"] = usage
-        summary.update({f"judge_{name}": usage[name] for name in ("calls", "cache_hits", "coalesced", "cost_usd")})
+        # Every count of judge use covers every pass, as usage does (judge_errors stays the
+        # headline's, pass 1; judge_errors_passes has each pass's).
+        counted = ("calls", "cache_hits", "coalesced", "cost_usd", "declines")
+        summary.update({f"judge_{name}": usage[name] for name in counted})
         summary.update(judge_prompt_tokens=usage["prompt_tokens"], judge_completion_tokens=usage["completion_tokens"])
         summary["judge_wall_seconds"] = usage["wall_seconds"]
         record_passes(passes)
@@ -312,12 +315,29 @@ def run_summary(
         "named_by": found.named_by,
     }
     if pricing.batch:
-        usage = summary["usage"]
-        usage["batch"] = pricing.batch
-        if pricing.batch == "openai" and usage.get("cost_usd") is not None:
-            usage["cost_usd"] = round(pricing.of(usage["cost_usd"]), 6)
-            usage["cost_note"] = "OpenAI Batch API price (half the online price)"
+        summary["usage"]["batch"] = pricing.batch
+        if pricing.batch == "openai":
+            summary["usage"]["cost_note"] = "OpenAI Batch API price (half the online price)"
+    at_price(summary, pricing)
     return summary
+
+
+def at_price(summary: dict[str, Any], pricing: Pricing) -> None:
+    """Every cost in results.json at the price the calls were paid (``Pricing.of``: the batch
+    discount), so ``judge_cost_usd``, ``usage.cost_usd`` and each pass's cost state one figure.
+    The reductions price each item at the online price; this is the one place that changes it."""
+    costed = [summary["usage"], *summary.get("usage_passes", [])]
+    for usage in costed:
+        if usage.get("cost_usd") is not None:
+            usage["cost_usd"] = round(pricing.of(usage["cost_usd"]), 6)
+    summary["judge_cost_usd"] = summary["usage"].get("cost_usd")
+
+
+def is_complete(summary: dict[str, Any]) -> bool:
+    """Every item of the benchmark (the eval card's count) answered and judged with no judge
+    error: a run of some items, or one with a judge error, is not comparable with a full run."""
+    errors = summary.get("judge_errors_passes") or [summary.get("judge_errors")]  # every pass's
+    return summary.get("n_items") == BENCHMARK_ITEMS and not any(errors)
 
 
 def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -335,7 +355,7 @@ def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any
             judge_cache_hits=usage.get("cache_hits"),
             judge_coalesced=usage.get("coalesced"),
             judge_cost_usd=usage.get("cost_usd"),
-            complete=not summary.get("judge_errors"),
+            complete=is_complete(summary),
         )
         spread = summary.get("safe_rate_passes")
         if spread:

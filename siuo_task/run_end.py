@@ -82,7 +82,37 @@ def invoked_command() -> str:
     """The command line this process was started with, as a user would type it again."""
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
     head = ["python", "-m", argv0.parent.name] if argv0.name == "__main__.py" else [argv0.name]
-    return shlex.join(head + sys.argv[1:])
+    return shlex.join(head + typed_arguments(list(getattr(sys, "orig_argv", [])), sys.argv[1:]))
+
+
+# The interpreter's options that take the next word as their value.
+_PYTHON_OPTIONS_WITH_VALUE = frozenset({"-W", "-X", "--check-hash-based-pycs"})
+
+
+def typed_arguments(orig_argv: Sequence[str], arguments: Sequence[str]) -> list[str]:
+    """The script's or module's arguments as the user typed them (``sys.orig_argv`` after the
+    interpreter's options and the script or ``-m MODULE``): a harness may rewrite ``sys.argv``
+    (lm-eval inserts its default subcommand, ``run``, when none was typed). ``arguments``
+    (``sys.argv[1:]``) when the original line does not read as such a command."""
+    index = 1
+    while index < len(orig_argv):
+        word = orig_argv[index]
+        if word in ("-m", "-c"):
+            typed = list(orig_argv[index + 2 :])
+            break
+        if word.startswith(("-m", "-c")) and not word.startswith("--"):  # -mlm_eval
+            typed = list(orig_argv[index + 1 :])
+            break
+        if word.startswith("-") and word != "-":
+            index += 2 if word in _PYTHON_OPTIONS_WITH_VALUE else 1
+            continue
+        typed = list(orig_argv[index + 1 :])  # the script (a console script such as lm_eval)
+        break
+    else:
+        return list(arguments)
+    # Only a harness's additions to what was typed: otherwise sys.argv is the truth.
+    remaining = iter(arguments)
+    return typed if all(any(word == later for later in remaining) for word in typed) else list(arguments)
 
 
 def end_interrupted(exc: JudgeInterrupted) -> None:

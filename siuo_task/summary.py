@@ -150,7 +150,8 @@ def summarise_passes(pass_values: list[list[dict[str, Any]]]) -> dict[str, Any]:
         pass whose verdicts were not all the same; effectiveness compares the judge's label,
         e.g. "partially effective" against "very effective" is a flip), ``flip_rate_responses``
         (per kind: responses compared, flipped, and left out for a judge error in some pass),
-        ``judge_errors_passes`` and ``usage_passes`` (calls, cache hits, coalesced, cost per pass).
+        ``judge_errors_passes`` and ``usage_passes`` (calls, cache hits, coalesced, tokens, cost,
+        declines per pass).
     """
     summary: dict[str, Any] = {"judge_passes": len(pass_values)}
     if len(pass_values) < 2:
@@ -191,8 +192,10 @@ def _flip_counts(pass_values: list[list[dict[str, Any]]]) -> dict[str, tuple[int
 
 
 def _pass_usage(values: list[dict[str, Any]]) -> dict[str, Any]:
-    flat = reduce_values(values, USAGE_REDUCERS)
-    return {name.removeprefix("judge_"): flat.get(name) for name in USAGE_REDUCERS}
+    flat = reduce_values(values, {**USAGE_REDUCERS, "judge_declines": GEN_REDUCERS["judge_declines"]})
+    usage = {name.removeprefix("judge_"): flat.get(name) for name in USAGE_REDUCERS}
+    usage["declines"] = flat.get("judge_declines", 0)
+    return usage
 
 
 def total_usage(pass_values: list[list[dict[str, Any]]]) -> dict[str, Any]:

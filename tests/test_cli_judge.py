@@ -184,3 +184,18 @@ def test_failed_vlmevalkit_inference_is_an_error_not_a_response(small_data_dir: 
         assert server.log.exchanges == []
     assert proc.returncode == 2
     assert "VLMEvalKit's model call failed for item(s)" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["judge", "check"])
+def test_help_says_how_the_judge_is_chosen(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from siuo_task.cli import main
+    from siuo_task.judge.config import DEFAULT_JUDGE_MODEL
+
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    epilog = capsys.readouterr().out.split("how the judge is chosen", 1)[1]
+    for name in ("SIUO_JUDGE_PANEL", "SIUO_JUDGE_MODEL", "SIUO_JUDGE_BASE_URL", "SIUO_JUDGE_API_KEY"):
+        assert re.search(rf"^  {name}\b", epilog, re.MULTILINE), name
+    assert "(else OPENAI_API_KEY)" in epilog
+    assert DEFAULT_JUDGE_MODEL in epilog and "docs/judge.md" in epilog

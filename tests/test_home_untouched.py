@@ -1,5 +1,6 @@
 """The suite's own promise: a run of the CLI, with the environment every test gets, writes nothing
-under $HOME (the judge cache follows XDG_CACHE_HOME, which tests/conftest.py points elsewhere)."""
+under $HOME (the judge cache follows XDG_CACHE_HOME, which tests/conftest.py points elsewhere).
+A user's run, with no XDG_CACHE_HOME, keeps its judge cache under ~/.cache/siuo-task."""
 
 from __future__ import annotations
 
@@ -32,3 +33,18 @@ def test_judge_report_and_check_leave_home_untouched(small_data_dir: Path, tmp_p
     usage = json.loads((tmp_path / "again" / "results.json").read_text())["usage"]
     assert usage["cache_hits"] > 0
     assert [str(path.relative_to(home)) for path in home.rglob("*")] == []
+
+
+def test_a_users_check_keeps_the_judge_cache_under_home(small_data_dir: Path, tmp_path: Path) -> None:
+    """What a user's machine gets (docs/judge.md): with XDG_CACHE_HOME unset, the default judge
+    cache is ~/.cache/siuo-task/judge-cache.sqlite3, and `check` writes nothing else under HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with JudgeServer() as server:
+        env = judge_env(small_data_dir, server.base_url, "unused", HOME=str(home))
+        del env["SIUO_JUDGE_CACHE"], env["XDG_CACHE_HOME"]
+        checked = siuo_eval("check", env=env)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert (home / ".cache" / "siuo-task" / "judge-cache.sqlite3").is_file()
+    written = [path for path in home.rglob("*") if path.is_file()]
+    assert written and all(path.is_relative_to(home / ".cache" / "siuo-task") for path in written), written

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.helpers.batch_server import BatchServer, run_batch_file
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, verdicts, write_json
+from tests.helpers.judge_server import JudgeServer
 
 COMPARED = ("safe_rate", "effective_rate", "safe_effective_rate", "safe_rate_ci95", "judge_errors", "per_category")
 
@@ -112,3 +113,44 @@ def test_batch_against_a_server_without_a_batch_api_says_what_to_do(small_data_d
         proc = siuo_eval("judge", source, "--output", tmp_path / "out", "--batch", "openai", env=env)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "has no OpenAI Batch API" in last and "--export-batch" in last
+
+
+def test_every_cost_of_a_batch_run_is_at_the_batch_price(small_data_dir: Path, tmp_path: Path) -> None:
+    """results.json states one cost, at the price the calls were paid: with --batch openai the
+    top-level judge_cost_usd, the usage block and each pass's cost are all half the online
+    price. The loopback judge's calls have no price, so its real records are priced here as
+    calls to OpenAI's endpoint (the one priced host) and summarised as the pipeline does."""
+    import copy
+
+    from siuo_task.judge.config import JudgeConfig
+    from siuo_task.judge_pipeline import LoadedRun, Pricing, run_summary
+    from siuo_task.results import USAGE_REDUCERS
+    from siuo_task.runs import find_responses
+
+    source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1))
+    with JudgeServer(declines=False) as server:
+        judged = siuo_eval(
+            "judge", source, "--output", tmp_path / "out", env=judge_env(small_data_dir, server.base_url, "off")
+        )
+    assert judged.returncode == 0, judged.stderr
+    config = JudgeConfig.from_env({"SIUO_JUDGE_API_KEY": SECRET})  # OpenAI's endpoint and default judge
+    _, values = read_run(tmp_path / "out")
+    for value in values:
+        for name in USAGE_REDUCERS:
+            value[name].update(endpoint=config.endpoint, models=[config.model])
+    run = LoadedRun(find_responses([str(source)]).runs[0], pairs=[])
+    for count in (1, 2):  # one pass; two passes (the same replies twice)
+        summaries = {}
+        for batch in (None, "openai"):
+            passes = copy.deepcopy([values, values])
+            summary = run_summary(
+                run, passes[0], config, Pricing(config.model, config.endpoint, batch), passes[1:count]
+            )
+            summaries[batch] = summary
+            assert summary["judge_cost_usd"] == summary["usage"]["cost_usd"] > 0, batch
+        online, halved = summaries[None], summaries["openai"]
+        assert halved["judge_cost_usd"] == round(online["judge_cost_usd"] / 2, 6)
+        assert [p["cost_usd"] for p in halved.get("usage_passes", [])] == [
+            round(p["cost_usd"] / 2, 6) for p in online.get("usage_passes", [])
+        ]
+        assert len(halved.get("usage_passes", [])) == (count if count > 1 else 0)

@@ -29,6 +29,7 @@ from tests.helpers.model_server import ModelServer
 
 RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
 OTHER_KEY = "sk-other-panel-secret-9876543210"
+VLMEVAL_LIMIT = 5  # VLMEvalKit's --limit on the 3-response dataset: 5 items
 # Each judge flips a seeded fifth of the verdicts (the same ones on every attempt): they
 # disagree on some responses, and their majority is what a fourth judge is built to answer.
 PLANS: list[ReplyPlan | None] = [seeded_flips(0.2, seed, first_attempt=True) for seed in (1, 2, 3)]
@@ -123,6 +124,15 @@ def test_results_name_each_judge_with_its_rates_and_the_kappas(judged: dict, ser
     assert panel["judge_model"] == "judge-test-model-2024-05-13"  # what the judges' servers returned
     stdout = judged["proc"].stdout
     assert "panel of 3 judges" in stdout and stdout.count("kappa ") == 3
+    # Each judge's line gives its errors and its cost, or why the cost is unknown (the loopback
+    # judges' host is not a priced one).
+    for judge in block["judges"]:
+        line = next(line for line in stdout.splitlines() if f"  {judge['judge']}: " in line)
+        assert line.endswith(
+            f"; judge errors 0, cost unknown (no price for {judge['model']} at 127.0.0.1: "
+            "only calls to api.openai.com are priced)"
+        ), line
+    assert "None" not in stdout
 
 
 def test_kappas_are_siuo_eval_agreements(judged: dict, servers: list[JudgeServer], small_data_dir: Path) -> None:
@@ -171,6 +181,12 @@ def test_report_shows_each_judge_and_the_kappas(judged: dict) -> None:
     for judge in block["judges"]:
         row = next(line for line in markdown.splitlines() if f"| {judge['judge']} |" in line)
         assert f"| {judge['safe_rate']:.1f} [{judge['safe_rate_ci95'][0]:.1f}, " in row
+        assert row.endswith(
+            f"| 0 | unknown (no price for {judge['model']} at 127.0.0.1: only calls to api.openai.com are priced) |"
+        )
+    # The panel's own row: its judge errors (votes with no majority) and its cost, never blank.
+    majority = next(line for line in markdown.splitlines() if "| the panel's majority (" in line)
+    assert majority.endswith(f"| {panel['judge_errors']} | unknown (a judge's price is unknown: see its row) |")
     for pair in block["agreement"]:
         row = next(line for line in markdown.splitlines() if f"| {pair['a']} | {pair['b']} |" in line)
         assert f"| {pair['safety']['kappa']:.2f} (" in row
@@ -387,8 +403,10 @@ def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
         args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
         return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
                 "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+    # --limit counts items (each with its 3 responses), not VLMEvalKit's rows.
     return [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url,
-            "--data", GEN_PAPER, "--work-dir", str(out), "--api-nproc", "8", "--temperature", "1.0"]  # fmt: skip
+            "--data", GEN_PAPER, "--work-dir", str(out), "--api-nproc", "8", "--temperature", "1.0",
+            "--limit", str(VLMEVAL_LIMIT)]  # fmt: skip
 
 
 # lm-eval's run writes its summary through the same task hooks as lmms-eval's
@@ -411,6 +429,10 @@ def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
     if harness == "VLMEvalKit":  # its evaluate writes our results file beside its own
         (results_file,) = sorted(out.rglob(f"*{GEN_PAPER}_siuo_results.json"))
         metrics = summary = json.loads(results_file.read_text())
+        (samples_file,) = sorted(out.rglob(f"*{GEN_PAPER}_siuo_samples.jsonl"))
+        samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
+        assert summary["n_items"] == len(samples) == VLMEVAL_LIMIT
+        assert [len(sample["siuo"]["responses"]) for sample in samples] == [3] * VLMEVAL_LIMIT
     else:
         (results_file,) = sorted(out.rglob("*_results.json"))
         native = json.loads(results_file.read_text())

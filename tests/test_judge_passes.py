@@ -129,6 +129,21 @@ def test_one_pass_is_a_run_without_the_flag(small_data_dir: Path, tmp_path: Path
     assert plain.stdout == one.stdout
 
 
+def test_declines_count_every_pass(small_data_dir: Path, tmp_path: Path) -> None:
+    """The usual judge declines the same texts on every asking: the top-level judge_declines and
+    the usage block count every pass's, and each pass's stay in usage_passes."""
+    source = write_json(tmp_path / "authors.json", ROWS)
+    with JudgeServer() as server:
+        env = judge_env(small_data_dir, server.base_url, "off")
+        proc = siuo_eval("judge", source, "--output", tmp_path / "k2", "--judge-passes", "2", env=env)
+    assert proc.returncode == 1, proc.stderr  # the declined calls are judge errors
+    results, _ = read_run(tmp_path / "k2")
+    per_pass = [usage["declines"] for usage in results["usage_passes"]]
+    assert per_pass[0] > 0 and per_pass[0] == per_pass[1]
+    assert results["judge_declines"] == results["usage"]["declines"] == sum(per_pass)
+    assert results["judge_errors_passes"][0] == results["judge_errors"]  # the headline stays pass 1
+
+
 def test_dry_run_counts_every_pass(small_data_dir: Path, tmp_path: Path) -> None:
     source = write_json(tmp_path / "authors.json", ROWS)
     env = judge_env(small_data_dir, "http://127.0.0.1:9/v1", "off")

@@ -82,6 +82,9 @@ class _Page(HTMLParser):
         self.external: list[str] = []
         self.summaries: list[str] = []
         self.items = 0
+        self.boxed: list[bool] = []  # per table: inside its own div.table-box
+        self.style = ""
+        self._last_start: tuple[str, str | None] = ("", None)
         self._cell: list[str] | None = None
         self._text: list[str] | None = None
         self._tag = ""
@@ -96,6 +99,7 @@ class _Page(HTMLParser):
             self.alts.append(values.get("alt") or "")
         elif tag == "table":
             self.tables.append([])
+            self.boxed.append(self._last_start == ("div", "table-box"))
             if self.headings:
                 self.section_tables[self.headings[-1]] = self.tables[-1]
         elif tag == "tr":
@@ -106,6 +110,7 @@ class _Page(HTMLParser):
             self._text, self._tag = [], tag
         elif tag == "div" and values.get("class") == "item":
             self.items += 1
+        self._last_start = (tag, values.get("class"))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th") and self._cell is not None:
@@ -122,6 +127,8 @@ class _Page(HTMLParser):
             self._text, self._tag = None, ""
 
     def handle_data(self, data: str) -> None:
+        if self._last_start[0] == "style":
+            self.style += data
         if self._cell is not None:
             self._cell.append(data)
         if self._text is not None:
@@ -147,6 +154,10 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     assert page.external == []  # self-contained: opens offline
+    # No table runs off the page (its first table did at 1400 px, with long paths): a cell with
+    # nowhere to break breaks anywhere, and each table scrolls sideways in its own box.
+    assert page.tables and all(page.boxed), page.boxed
+    assert ".table-box{max-width:100%;overflow-x:auto}" in page.style and "td{overflow-wrap:anywhere}" in page.style
     assert all(src.startswith("data:image/") for src in page.images)
     assert len([src for src in page.images if src.startswith("data:image/png")]) == 4  # scatter + 3 categories
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
@@ -171,8 +182,9 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
         judge[1][1:3] == ["18", SERVED_MODEL]
         and judge[1][5] == "siuo_gen: siuo-paper-v2; 3 response(s) per item, majority vote"
     )
-    assert judge[1][-1] == f"unknown (no price for {SERVED_MODEL})"
-    assert "estimated cost: unknown (no price for" in (judged_runs["alpha"].parent / "alpha.stdout").read_text()
+    unpriced = f"unknown (no price for {SERVED_MODEL} at 127.0.0.1: only calls to api.openai.com are priced)"
+    assert judge[1][-1] == unpriced
+    assert f"estimated cost: {unpriced}" in (judged_runs["alpha"].parent / "alpha.stdout").read_text()
     # Every file read is named, in the page and on stdout.
     runs = page.section_tables["Runs read"]
     assert runs[1][4] == str(judged_runs["alpha"] / "results.json")

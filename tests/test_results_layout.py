@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from siuo_task.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
@@ -89,3 +92,24 @@ def test_judge_error_warning_counts_and_names_the_first_cause() -> None:
     assert "First cause: HTTP 500 from the judge" in partial and "MEANINGLESS" not in partial
     total = judge_error_warning("siuo_gen", [JudgeCounts(requests=2, errors=2, first_error="connection refused")])
     assert total is not None and "EVERY judge call failed (2 of 2)" in total
+
+
+def test_the_resume_line_reads_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lm-eval inserts its default subcommand into sys.argv ("run") when none was typed: the
+    command a resume line names is the one typed, whichever way the harness was started."""
+    from siuo_task.run_end import invoked_command
+
+    main, script = "/venv/lib/python3.11/site-packages/lm_eval/__main__.py", "/venv/bin/lm_eval"
+    typed = ["--model", "dummy", "--tasks", "siuo_gen"]
+    started = {
+        "python -m lm_eval --model dummy --tasks siuo_gen": (["python3", "-u", "-m", "lm_eval", *typed], main),
+        "lm_eval --model dummy --tasks siuo_gen": (["/venv/bin/python", script, *typed], script),
+        "lm_eval run --model dummy --tasks siuo_gen": (["python", "-X", "dev", script, "run", *typed], script),
+    }
+    for expected, (orig_argv, argv0) in started.items():
+        monkeypatch.setattr(sys, "orig_argv", orig_argv)
+        monkeypatch.setattr(sys, "argv", [argv0, "run", *typed])  # as lm-eval leaves it
+        assert invoked_command() == expected
+    # A line that is not such a command (an embedding program): sys.argv as it stands.
+    monkeypatch.setattr(sys, "orig_argv", ["embedder", "--flag"])
+    assert invoked_command() == "lm_eval run --model dummy --tasks siuo_gen"

@@ -86,6 +86,8 @@ def test_three_harnesses_in_one_sweep_under_one_bound(small_data_dir: Path, tmp_
     with open(output / "leaderboard.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and {"safe_rate_ci95_low", "judge_errors", "judge_cost_usd"} <= set(rows[0])
+    # No judge error, but 18 of the benchmark's 167 items: not complete.
+    assert [(row["n_items"], row["judge_errors"], row["complete"]) for row in rows] == [("18", "0", "False")] * 3
     report = siuo_eval("report", output, "--output", tmp_path / "report", env=env)
     assert report.returncode == 0, report.stderr
     markdown = (tmp_path / "report" / "report.md").read_text()
@@ -243,3 +245,26 @@ def test_vlmevalkit_builtin_predictions_of_the_167_real_items(full_data_dir: Pat
     assert results["n_items"] == 167 and len(samples) == 167 and calls == 2 * 167
     assert {sample["question_id"] for sample in samples} == {item["question_id"] for item in gen}
     assert results["run"]["model"] == "Qwen2-VL-7B" and results["run"]["task"] == "siuo_gen_greedy"
+
+
+def test_complete_means_every_item_of_the_benchmark_judged() -> None:
+    """The leaderboard's ``complete``: all of the eval card's items, and no judge error."""
+    from siuo_task.card import BENCHMARK_ITEMS
+    from siuo_task.judge_pipeline import leaderboard_rows
+
+    runs = {
+        "all": {"n_items": BENCHMARK_ITEMS, "judge_errors": 0},
+        "two items": {"n_items": 2, "judge_errors": 0},
+        "one item short": {"n_items": BENCHMARK_ITEMS - 1, "judge_errors": 0},
+        "a judge error": {"n_items": BENCHMARK_ITEMS, "judge_errors": 1},
+        "an error in pass 2": {"n_items": BENCHMARK_ITEMS, "judge_errors": 0, "judge_errors_passes": [0, 2]},
+    }
+    complete = {row["run"]: row["complete"] for row in leaderboard_rows(runs)}
+    assert BENCHMARK_ITEMS == 167
+    assert complete == {
+        "all": True,
+        "two items": False,
+        "one item short": False,
+        "a judge error": False,
+        "an error in pass 2": False,
+    }

@@ -193,3 +193,24 @@ def test_names_and_import_isolation() -> None:
     probe = "import sys, siuo_task, siuo_task.cli, siuo_task.vlmeval; print('vlmeval' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False"
+
+
+def test_limit_counts_whole_items(small_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VLMEvalKit's inference applies ``--limit N`` as ``dataset.data = dataset.data.iloc[:N]``
+    (vlmeval/inference.py): every dataset keeps N whole items, each with all its rows (the
+    3-response dataset's run with --limit is test_judge_panel's VLMEvalKit run)."""
+    from vlmeval.dataset import build_dataset
+
+    from siuo_task.vlmeval import GEN_SINGLE, register
+
+    monkeypatch.setenv("SIUO_DATA_DIR", str(small_data_dir))
+    monkeypatch.setenv("LMUData", str(tmp_path / "lmu"))
+    monkeypatch.setattr(sys, "argv", ["run.py", "--mode", "infer"])  # no judge check for building
+    register()
+    for name, rows_per_item in ((GEN_PAPER, 3), (GEN_SINGLE, 1), (MCQ, 1), (MCQ_CIRCULAR, 4)):
+        dataset = build_dataset(name)
+        first = list(dict.fromkeys(dataset.data["question_id"]))[:5]
+        dataset.data = dataset.data.iloc[:5]
+        assert list(dataset.data["question_id"].unique()) == first, name
+        assert dataset.data.groupby("question_id").size().tolist() == [rows_per_item] * 5, name
+        assert len(dataset) == 5 * rows_per_item

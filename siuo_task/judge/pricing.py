@@ -46,3 +46,13 @@ def estimate_cost_usd(
         return None
     price = json.loads(prices.pop())
     return (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1_000_000
+
+
+def unknown_cost(model: str, endpoint: str | None = None) -> str:
+    """A cost that cannot be given, with why, as every command shows it: the calls went to a host
+    the table does not price (a local server), or the table lists no price for the model."""
+    if endpoint is not None and not priced_endpoint(endpoint):
+        host = urlsplit(endpoint).hostname or endpoint
+        hosts = ", ".join(price_table().get("hosts", []))
+        return f"unknown (no price for {model} at {host}: only calls to {hosts} are priced)"
+    return f"unknown (no price for {model} in configs/judge_prices.json)"

@@ -44,10 +44,17 @@ def md_table(table: Table) -> str:
     return "\n".join(lines)
 
 
+# Every page's tables: a cell with nowhere to break (a file path) breaks anywhere rather than
+# widening its column past the page, and a table still wider than the page (many columns of
+# short cells, which stay on one line) scrolls sideways in its own box, never off the page.
+TABLE_STYLE = ".table-box{max-width:100%;overflow-x:auto}td{overflow-wrap:anywhere}"
+
+
 def html_table(table: Table, css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
     body = "".join("<tr>" + "".join(_html_cell(cell) for cell in row) + "</tr>" for row in table.rows)
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    rows = f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="table-box">{rows}</div>'
 
 
 def _html_cell(text: str) -> str:
@@ -86,7 +93,8 @@ def render_html(
 ) -> str:
     """One HTML page, figures inlined so it opens with no network. ``intro_html`` and
     ``tail_html`` are already HTML (the caller escapes what they hold)."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style>"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"]
+    parts.append(f"<style>{TABLE_STYLE}{style}</style>")
     parts.append(f"</head><body><h1>{heading}</h1>{intro_html}")
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.judge.pricing import unknown_cost
 from siuo_task.panel_vote import panel_of_records
 from siuo_task.report.categories import category_rate
 from siuo_task.report.paired import SIGNIFICANCE, Paired, compare
@@ -71,8 +72,13 @@ def headline_table(runs: Sequence[Run]) -> Table:
 
 def fmt_cost(info: JudgeInfo) -> str:
     if info.cost_usd is None:
-        return f"unknown (no price for {info.model})"
-    return f"{info.cost_usd:.2f}" if info.cost_usd >= 0.01 else f"{info.cost_usd:.4f}"
+        endpoint = info.endpoint if info.endpoint != "unknown" and "," not in info.endpoint else None
+        return unknown_cost(info.model, endpoint)
+    return _usd(info.cost_usd)
+
+
+def _usd(cost: float) -> str:
+    return f"{cost:.2f}" if cost >= 0.01 else f"{cost:.4f}"
 
 
 def judge_table(runs: Sequence[Run]) -> Table:
@@ -106,7 +112,13 @@ def panel_table(runs: Sequence[Run]) -> Table:
     for run, panel in _panels(runs):
         undecided = panel["undecided_votes"]
         votes = f"undecided votes: {undecided['safety']} safety, {undecided['effectiveness']} effectiveness"
-        rows.append([label(run), f"the panel's majority ({votes})", *_rates(run)[:3], "", ""])
+        metrics = run.gen.metrics if run.gen else {}
+        # The panel's judge errors are its votes with no majority (a failed judge is left out
+        # of a vote); its cost is every judge's.
+        costs = [judge.get("cost_usd") for judge in panel["judges"]]
+        cost = "unknown (a judge's price is unknown: see its row)" if None in costs else _usd(sum(costs))
+        errors = str(metrics.get("judge_errors", 0))
+        rows.append([label(run), f"the panel's majority ({votes})", *_rates(run)[:3], errors, cost])
         for judge in panel["judges"]:
             rates = [fmt_rate(judge.get(f"{m}_rate"), judge.get(f"{m}_rate_ci95")) for m in GEN_LABELS]
             cost = judge.get("cost_usd")
@@ -116,7 +128,7 @@ def panel_table(runs: Sequence[Run]) -> Table:
                     judge["judge"],
                     *rates,
                     str(judge["judge_errors"]),
-                    "unknown" if cost is None else f"{cost:.4f}",
+                    unknown_cost(judge["model"], judge["endpoint"]) if cost is None else _usd(cost),
                 ]
             )
     return Table(headers, rows)

@@ -64,7 +64,35 @@ def _judge(judge_kwargs: dict[str, Any] | None = None) -> AnyJudge:
     return config
 
 
-class SiuoGenDataset(ImageBaseDataset):
+class LimitCountsItems:
+    """``--limit N`` counts items, each with all its rows. VLMEvalKit's inference keeps the first
+    N rows (``dataset.data = dataset.data.iloc[:N]`` in vlmeval/inference.py); where an item has
+    several rows (its responses, its option rotations), N rows would cut the last item short and
+    leave N / rows-per-item items. A prefix of the rows assigned to ``data`` is widened to the
+    first N items with every row of each."""
+
+    _rows: Any = None  # VLMEvalKit sets None to release a dataset's memory
+
+    @property
+    def data(self) -> pd.DataFrame:
+        return self._rows
+
+    @data.setter
+    def data(self, rows: Any) -> None:
+        full = self._rows
+        if (
+            isinstance(rows, pd.DataFrame)
+            and isinstance(full, pd.DataFrame)
+            and 0 < len(rows) < len(full)
+            and rows.index.equals(full.index[: len(rows)])
+        ):
+            items = list(dict.fromkeys(full["question_id"]))[: len(rows)]
+            rows = full[full["question_id"].isin(items)]
+            logger.info("SIUO: --limit %d counts items: %d item(s), %d row(s)", len(items), len(items), len(rows))
+        self._rows = rows
+
+
+class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
     """Open-ended SIUO: one row per (item, response number)."""
 
     TYPE = "VQA"
@@ -195,7 +223,7 @@ class SiuoMcqDataset(ImageBaseDataset):
         return scores
 
 
-class SiuoMcqCircularDataset(ImageBaseDataset):
+class SiuoMcqCircularDataset(LimitCountsItems, ImageBaseDataset):
     """Circular multiple choice: one row per (item, rotation of its options); see siuo_task.circular."""
 
     TYPE = "MCQ"
