@@ -265,8 +265,8 @@ def unfinished_line() -> str | None:
         return None
     harness = next(iter(unfinished.values()))
     return (
-        f"siuo-task: {harness} stopped before finishing {', '.join(sorted(unfinished))} (its error is above) and did "
-        f"not write their results; ending with status {UNFINISHED_STATUS} instead of {harness}'s 0"
+        f"siuo-task: {harness} stopped before finishing {', '.join(sorted(unfinished))} (its error is above); "
+        f"ending with status {UNFINISHED_STATUS} instead of {harness}'s 0"
     )
 
 

@@ -17,6 +17,7 @@ from typing import ParamSpec, TypeVar
 
 from inspect_ai._util.error import PrerequisiteError
 
+from siuo_task.adapters.inspect_ai import exit_status
 from siuo_task.errors import SiuoError
 from siuo_task.outputs import check_output_folder
 from siuo_task.run_end import cli_option, running_cli
@@ -43,6 +44,7 @@ def plain_setup_errors(build: Callable[P, R]) -> Callable[P, R]:
     def plain(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             check_log_dir()
+            exit_status.install()
             return build(*args, **kwargs)
         except SiuoError as exc:
             message = f"siuo-task: {exc}"

@@ -78,8 +78,9 @@ def _watch_our_tasks() -> None:
     save_samples = EvaluationTracker.save_results_samples
 
     @functools.wraps(save_aggregated)
-    def save_results_aggregated(self: Any, results: dict[str, Any], samples: Any = None, **kwargs: Any) -> Any:
-        saved = save_aggregated(self, results=results, samples=samples, **kwargs)
+    def save_results_aggregated(self: Any, results: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        saved = save_aggregated(self, results, *args, **kwargs)
+        samples = kwargs["samples"] if "samples" in kwargs else args[0] if args else None
         if samples is None:  # no --log_samples: this was the last file to write
             task_finished(list(results.get("configs", {})))
         return saved

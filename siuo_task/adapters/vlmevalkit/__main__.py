@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from siuo_task.adapters.vlmevalkit import GEN_PAPER, register
+from siuo_task.adapters.vlmevalkit.names import TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.sampling import PAPER_TEMPERATURE, sample_gen3_api_calls
 from siuo_task.errors import OutputError
 from siuo_task.outputs import check_output_folder
-from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed
+from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed, task_started
 
 # ``import vlmeval`` logs this at ERROR level when the optional file <site-packages>/.env (API
 # keys for VLMEvalKit's own API models) is absent, which is the usual case: our judge reads its
@@ -53,6 +54,29 @@ def _check_work_dir() -> None:
         raise SystemExit(f"siuo-task: {exc}") from None
 
 
+# The skip reasons VLMEvalKit records (as status "done") for a dataset it did not run to the end.
+_NOT_RUN = frozenset({"Incomplete infer result", "No infer result found", "invalid_dataset"})
+
+
+def _watch_our_datasets() -> None:
+    """VLMEvalKit logs a model x dataset combination that raised, or that ``--mode eval`` found no
+    predictions for, records it in its status file as "done" and exits 0. Its record of one of
+    our datasets with an error or such a skip reason leaves that dataset unfinished, so the
+    process ends with status 1 (siuo_task.run_end)."""
+    import vlmeval.run as run
+
+    record = run.upsert_dataset_status
+
+    def upsert_dataset_status(*args: object, **kwargs: object) -> object:
+        dataset = kwargs.get("dataset_name")
+        error, skipped = kwargs.get("error_message"), kwargs.get("skip_reason")
+        if dataset in TASK_OF_DATASET and ((isinstance(error, str) and error) or skipped in _NOT_RUN):
+            task_started("VLMEvalKit", [str(dataset)])
+        return record(*args, **kwargs)
+
+    run.upsert_dataset_status = upsert_dataset_status
+
+
 def main() -> None:
     _check_work_dir()
     # Early, so that after judge errors the process ends non-zero once VLMEvalKit is done.
@@ -61,6 +85,7 @@ def main() -> None:
         register()
         from vlmeval.run import main as vlmeval_main
         from vlmeval.smp import load_env
+    _watch_our_datasets()
     # VLMEvalKit's run.py does this too: keys from a .env file, when there is one (silent if not).
     load_env()
     if GEN_PAPER in sys.argv and sample_gen3_api_calls():
