@@ -277,7 +277,7 @@ def _exit_status(judged: Judged) -> int:
         say(
             f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
             f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); "
-            + rerun_hint(judged.tally, judged.config.cache_path if judged.config else None)
+            + rerun_hint(judged.tally, judged.cache_path or (judged.config.cache_path if judged.config else None))
         )
     if failures:
         say(f"siuo-eval: {len(failures)} input(s) were not judged: " + "; ".join(f"'{p.path}'" for p in failures))
