@@ -82,11 +82,12 @@ def test_cache_on_nfs_uses_a_rollback_journal_in_place(
     _pretend(monkeypatch, home=f"{tmp_path / 'home'}=nfs4,vers=4.2")
     cache = VerdictCache(path)
     assert cache.path == path and cache.get("key") == REPLY
-    assert _journal_mode(path) == "delete"
+    assert _journal_mode(path) == "delete"  # out of WAL (which alone is stored in the file)
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("siuo-task: the judge cache") and "nfs4" in line and "rollback journal" in line
     cache.put("other", "safety", REPLY)
     assert not path.with_name(path.name + "-wal").exists() and not path.with_name(path.name + "-shm").exists()
+    assert path.with_name(path.name + "-journal").exists()  # the rollback journal, kept between writes
 
 
 def test_cache_on_lustre_without_cluster_locks_moves_to_this_host(

@@ -3,7 +3,8 @@
 SQLite, each thread with its own connection. On a local disk in WAL mode: readers never block,
 writers serialise on the database lock. On a network file system (``filesystems.py``) WAL
 cannot work across hosts (its index lives in memory shared through the ``-shm`` file), so the
-cache uses a rollback journal (``journal_mode=DELETE``) and the file system's byte-range locks
+cache uses a rollback journal (``journal_mode=PERSIST``: the journal file stays, saving a file
+creation and removal per write, slow on a network file system) and the file system's byte-range locks
 where those hold across hosts, and a file on a local disk of this host where they do not; one
 line on stderr says which.
 
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS claims (
     expires REAL NOT NULL
 )
 """
+# The journal mode on a network file system: a rollback journal, kept between writes.
+ROLLBACK_JOURNAL = "PERSIST"
 # A claim's life without its owner's heartbeat (renewed every third of it).
 CLAIM_TTL_S = 30.0
 
@@ -140,7 +143,7 @@ def cache_location(path: Path) -> CacheLocation:
     if fs.locks_span_hosts:
         return CacheLocation(
             path,
-            "DELETE",
+            ROLLBACK_JOURNAL,
             f"the judge cache {path} is on {fs.describe()}, where SQLite's WAL mode cannot work across hosts; "
             "it uses a rollback journal and the file system's locks instead (safe when several hosts share it)",
         )
@@ -185,13 +188,13 @@ class VerdictCache:
             connection.commit()
         except (OSError, sqlite3.Error) as exc:
             reason = "it is a folder" if self.path.is_dir() else str(exc)
-            if location.journal_mode == "DELETE" and "locked" in reason:
+            if location.journal_mode == ROLLBACK_JOURNAL and "locked" in reason:
                 reason += "; another process has it open in SQLite's WAL mode, which cannot work on this file system"
             raise CacheUnavailable(
                 f"the judge cache '{self.path}' cannot be opened ({reason}): point SIUO_JUDGE_CACHE at a file in a "
                 "writable folder, or set SIUO_JUDGE_CACHE=off to judge without a cache"
             ) from None
-        if location.journal_mode == "DELETE" and str(mode).upper() == "WAL":
+        if location.journal_mode == ROLLBACK_JOURNAL and str(mode).upper() == "WAL":
             # A WAL database still open in WAL by another process cannot leave WAL.
             raise CacheUnavailable(
                 f"the judge cache '{self.path}' is on a network file system but stays in SQLite's WAL mode "
