@@ -22,6 +22,7 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.filesystems import MOUNTS_VARIABLE, filesystem_of
 from siuo_task.judge.limits import limits_dir
+from siuo_task.output_lock import LOCK_NAME, output_lock
 from siuo_task.scoring import gen_judge_requests
 from tests.helpers.judge_server import JudgeServer
 
@@ -141,3 +142,15 @@ def test_limit_files_leave_a_temporary_folder_on_shared_scratch(
     _pretend(monkeypatch, scratch=f"{scratch}=lustre,rw", **others)
     with pytest.raises(JudgeConfigError, match="set TMPDIR to a folder on a local disk"):
         limits_dir("http://judge.example/v1", "judge-c", 3)
+
+
+def test_output_lock_says_when_locks_do_not_span_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = tmp_path / "scratch"
+    _pretend(monkeypatch, scratch=f"{scratch}=lustre,rw,localflock")
+    said: list[str] = []
+    with output_lock(scratch / "out", [tmp_path / "cache.sqlite3"], said.append):
+        assert (scratch / "out" / LOCK_NAME).is_file()
+    [line] = said
+    assert str(scratch / "out") in line and "lustre" in line and "would not be noticed" in line
+    # Nothing was written: the lock file and the folder it made are gone.
+    assert not (scratch / "out").exists()

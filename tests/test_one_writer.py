@@ -12,11 +12,13 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +30,8 @@ ITEMS = 18  # authors_rows(): two items of each of the nine categories
 RESPONSES = 3
 REQUESTS = ITEMS * RESPONSES * 2  # a safety and an effectiveness request per response, all distinct
 HANG_GUARD_S = 120  # only ends a hung test; nothing is asserted on time
+# The test judge refuses some texts (about one in seven): judge errors, and no stop for them.
+SETTINGS = {"SIUO_JUDGE_CONCURRENCY": "4", "SIUO_JUDGE_DECLINE_STOP": "off", "SIUO_JUDGE_NO_VERDICT_STOP": "off"}
 
 
 class Gate:
@@ -60,10 +64,12 @@ def _start(source: Path, output: Path, env: dict[str, str], stderr: IO[str]) -> 
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
-def _complete(folder: Path) -> dict[str, Any]:
+def _complete(folder: Path, server: JudgeServer) -> dict[str, Any]:
+    """The run's results; every response judged, its only judge errors the judge's refusals."""
     results, samples = read_run(folder)
     assert len(samples) == ITEMS and all(len(s["siuo"]["responses"]) == RESPONSES for s in samples)
-    assert results["judge_errors"] == 0
+    refused = sum(1 for exchange in server.log.exchanges if exchange.intended is None)
+    assert results["judge_errors"] == results["usage"]["declines"] == refused > 0
     return results
 
 
@@ -71,8 +77,8 @@ def test_second_judge_on_the_same_output_waits_and_pays_nothing(small_data_dir: 
     source = write_json(tmp_path / "authors.json", authors_rows(2, RESPONSES))
     output, cache = tmp_path / "out", tmp_path / "cache.sqlite3"
     gate = Gate()
-    with JudgeServer(declines=False, reply_for=gate.plan) as server:
-        env = judge_env(small_data_dir, server.base_url, cache, SIUO_JUDGE_CONCURRENCY="4")
+    with JudgeServer(reply_for=gate.plan) as server:
+        env = judge_env(small_data_dir, server.base_url, cache, **SETTINGS)
         with open(tmp_path / "first.err", "w") as first_err, open(tmp_path / "second.err", "w") as second_err:
             first = _start(source, output, env, first_err)
             gate.wait_for(1)  # its probe is at the judge: it holds the output
@@ -88,15 +94,17 @@ def test_second_judge_on_the_same_output_waits_and_pays_nothing(small_data_dir: 
             second = _start(source, output, env, second_err)
             _until(lambda: "waiting for it to end" in (tmp_path / "second.err").read_text(), "the second to wait")
             gate.opened.set()
-            assert first.wait(HANG_GUARD_S) == 0, (tmp_path / "first.err").read_text()
-            assert second.wait(HANG_GUARD_S) == 0, (tmp_path / "second.err").read_text()
+            # 1: the judge's refusals are judge errors (the same in both).
+            assert first.wait(HANG_GUARD_S) == 1, (tmp_path / "first.err").read_text()
+            assert second.wait(HANG_GUARD_S) == 1, (tmp_path / "second.err").read_text()
     assert refused.returncode == 2 and refused.stdout == ""
     [line] = [line for line in refused.stderr.splitlines() if line.startswith("siuo-eval: error:")]
     assert f"pid {first.pid} on {socket.gethostname()}" in line and str(cache) in line
     assert "choose another --output" in line and "wait for it to end" in line
-    # Every request graded once, by the first; the second found each verdict in the cache.
+    # Every request graded once, by the first; the second found each verdict in the cache, and
+    # each refusal in the first's claims (refusals are no verdicts, so they are not cached).
     assert len(server.attempts) == REQUESTS and set(server.attempts.values()) == {1}
-    second_results = _complete(output)
+    second_results = _complete(output, server)
     assert second_results["usage"]["calls"] == 0 and second_results["usage"]["cache_hits"] == REQUESTS
     # The first's files were kept aside, not overwritten; both say the same.
     [kept] = output.glob("samples.jsonl.*.bak")
@@ -113,24 +121,19 @@ def test_two_judges_sharing_a_cache_on_nfs_grade_each_request_once(small_data_di
     home = tmp_path / "home"
     cache = home / ".cache" / "judge.sqlite3"
     gate = Gate()
-    with JudgeServer(declines=False, reply_for=gate.plan, latency_s=0.02) as server:
-        env = judge_env(
-            small_data_dir,
-            server.base_url,
-            cache,
-            SIUO_JUDGE_CONCURRENCY="4",
-            SIUO_JUDGE_FS_MOUNTS=f"{home}=nfs4,vers=4.2,local_lock=none",
-        )
+    with JudgeServer(reply_for=gate.plan, latency_s=0.02) as server:
+        nfs = f"{home}=nfs4,vers=4.2,local_lock=none"
+        env = judge_env(small_data_dir, server.base_url, cache, **SETTINGS, SIUO_JUDGE_FS_MOUNTS=nfs)
         with open(tmp_path / "a.err", "w") as a_err, open(tmp_path / "b.err", "w") as b_err:
             first = _start(source, tmp_path / "out-a", env, a_err)
             gate.wait_for(1)  # the first's probe, its request claimed
             second = _start(source, tmp_path / "out-b", env, b_err)
             gate.wait_for(2)  # the second's probe: another request, since the first one is claimed
             gate.opened.set()
-            assert first.wait(HANG_GUARD_S) == 0, (tmp_path / "a.err").read_text()
-            assert second.wait(HANG_GUARD_S) == 0, (tmp_path / "b.err").read_text()
+            assert first.wait(HANG_GUARD_S) == 1, (tmp_path / "a.err").read_text()
+            assert second.wait(HANG_GUARD_S) == 1, (tmp_path / "b.err").read_text()
     assert len(server.attempts) == REQUESTS and set(server.attempts.values()) == {1}
-    a, b = _complete(tmp_path / "out-a"), _complete(tmp_path / "out-b")
+    a, b = _complete(tmp_path / "out-a", server), _complete(tmp_path / "out-b", server)
     assert a["usage"]["calls"] + b["usage"]["calls"] == REQUESTS
     assert verdicts(read_run(tmp_path / "out-a")[1]) == verdicts(read_run(tmp_path / "out-b")[1])
     # The cache stayed where it was configured, in a rollback journal (WAL cannot span hosts), and said so.
@@ -162,6 +165,11 @@ def _holder(cache: Path, ttl_s: float, how: str) -> subprocess.Popen[str]:
     return process
 
 
+def _expiry(cache: Path) -> float:
+    with closing(sqlite3.connect(cache)) as db:
+        return float(db.execute("SELECT expires FROM claims WHERE key = 'key-1'").fetchall()[0][0])
+
+
 def test_a_claim_ends_with_its_process_or_its_heartbeat(tmp_path: Path) -> None:
     cache_path = tmp_path / "cache.sqlite3"
     cache = VerdictCache(cache_path)
@@ -170,12 +178,13 @@ def test_a_claim_ends_with_its_process_or_its_heartbeat(tmp_path: Path) -> None:
     crashed.wait(HANG_GUARD_S)
     assert cache.claim("key-1") is None
     cache.release("key-1")
-    # A live owner keeps its claim past its time to live, by its heartbeat ...
+    # A live owner keeps its claim by its heartbeat, which pushes the expiry forward ...
     live = _holder(cache_path, 1.5, "live")
     try:
         holder = cache.claim("key-1")
         assert holder is not None and holder.pid == live.pid and holder.host == socket.gethostname()
-        time.sleep(3.0)
+        first = _expiry(cache_path)
+        _until(lambda: _expiry(cache_path) > first, "a heartbeat")
         assert cache.claim("key-1") is not None
         # ... and a stopped one (as a host that went away) loses it when the heartbeat stops.
         os.kill(live.pid, signal.SIGSTOP)

@@ -16,7 +16,11 @@ host, pid, and an expiry its heartbeat pushes forward); another process sharing 
 the claim and waits for the verdict instead of paying for the same call (``JudgeEngine``). A
 claim ends when its call ends, when its process closes the cache, or when it expires: a crashed
 owner's claims are free at once on its own host (its pid is gone) and after ``CLAIM_TTL_S``
-seconds elsewhere.
+seconds elsewhere. A call that got a reply holding no verdict (a refusal to grade) leaves that
+reply in its claim, which the other processes use instead of buying the same reply. It is not a
+verdict, so it is not cached: it lasts while its process runs and, when that process ends
+normally, ``CLAIM_TTL_S`` seconds more (a command that waited for it on the same output finds
+it); a crashed process's replies, and a process's own, are asked again.
 """
 
 from __future__ import annotations
@@ -54,7 +58,10 @@ CREATE TABLE IF NOT EXISTS claims (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     since REAL NOT NULL,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    reply TEXT,
+    model TEXT,
+    kept INTEGER NOT NULL DEFAULT 0
 )
 """
 # The journal mode on a network file system: a rollback journal, kept between writes.
@@ -115,6 +122,8 @@ class ClaimHolder:
     host: str
     pid: int
     since: float
+    reply: str | None = None  # its call's reply, which held no verdict; None while in flight
+    model: str | None = None
 
     def describe(self) -> str:
         since = time.strftime("%H:%M:%S UTC", time.gmtime(self.since))
@@ -240,12 +249,20 @@ class VerdictCache:
         now = time.time()
         connection.execute("BEGIN IMMEDIATE")  # read and write the claim in one write transaction
         try:
-            row = self._one("SELECT owner, host, pid, since, expires FROM claims WHERE key = ?", key)
-            if row is not None and row[0] != self._owner and row[4] > now and not self._gone(row[1], row[2]):
-                connection.rollback()
-                return ClaimHolder(row[1], row[2], row[3])
+            query = "SELECT owner, host, pid, since, expires, reply, model, kept FROM claims WHERE key = ?"
+            row = self._one(query, key)
+            if row is not None and row[0] != self._owner and row[4] > now:
+                owner_ended = self._gone(row[1], row[2])
+                if row[5] is None and not owner_ended:  # a call in flight
+                    connection.rollback()
+                    return ClaimHolder(row[1], row[2], row[3])
+                # Answered without a verdict by another process, running or ended normally.
+                other = (row[1], row[2]) != (self._host, os.getpid())
+                if row[5] is not None and other and (row[7] or not owner_ended):
+                    connection.rollback()
+                    return ClaimHolder(row[1], row[2], row[3], row[5], row[6])
             connection.execute(
-                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, 0)",
                 (key, self._owner, self._host, os.getpid(), now, now + self.claim_ttl_s),
             )
             connection.commit()
@@ -261,6 +278,16 @@ class VerdictCache:
         with connection:
             connection.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self._owner))
 
+    def settle_without_verdict(self, key: str, reply: str, model: str | None) -> None:
+        """End this process's call on ``key`` with a reply that held no verdict: the claim keeps
+        the reply for the other processes (see the module's text)."""
+        connection = self._connection()
+        with connection:
+            connection.execute(
+                "UPDATE claims SET reply = ?, model = ?, expires = ? WHERE key = ? AND owner = ?",
+                (reply, model, time.time() + self.claim_ttl_s, key, self._owner),
+            )
+
     def close(self, connections: bool = True) -> None:
         """End every claim of this cache object and its heartbeat; with ``connections``, its
         connections too (only when no other thread uses the cache any more)."""
@@ -270,7 +297,12 @@ class VerdictCache:
         try:
             connection = self._connection()
             with connection:
-                connection.execute("DELETE FROM claims WHERE owner = ?", (self._owner,))
+                connection.execute("DELETE FROM claims WHERE owner = ? AND reply IS NULL", (self._owner,))
+                # Replies without a verdict stay until they expire: a command waiting for this one uses them.
+                connection.execute(
+                    "UPDATE claims SET kept = 1, expires = ? WHERE owner = ?",
+                    (time.time() + self.claim_ttl_s, self._owner),
+                )
         except sqlite3.Error:  # the claims then expire on their own
             pass
         if not connections:

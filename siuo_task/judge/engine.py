@@ -11,9 +11,10 @@ Identical requests (same cache key) are sent once per engine: later ones wait fo
 the first one's outcome (``coalesced``). Across processes sharing the cache, a key is claimed in
 the cache before its call (``cache.py``); a process that finds another's live claim waits for
 the verdict to land in the cache instead of paying for the same call (a bounded wait: then it
-calls itself). A 401/403/404 stops the pass at once (the server will
-say the same to every request), and so does a judge that declines to grade too many of the first
-``decline_window`` requests of one kind (``declines.py``).
+calls itself); a reply without a verdict is shared through the claim the same way. A
+401/403/404 stops the pass at once (the server will say the same to every request), and so does
+a judge that declines to grade too many of the first ``decline_window`` requests of one kind
+(``declines.py``).
 
 Replies with no verdict are watched per kind by the same rule (``declines.py``); server failures
 in a row across calls open the outage breaker (``outage.py``), which holds every request while
@@ -34,13 +35,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from siuo_task.errors import JudgeEndpointError, SiuoError, raised_again
-from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
+from siuo_task.judge.cache import CachedReply, ClaimHolder, VerdictCache, cache_key
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.declines import DeclineWatch, stop_error
 from siuo_task.judge.interrupts import JudgeInterrupted, as_interrupted, stop_on_signals
@@ -254,6 +256,7 @@ class JudgeEngine:
         if outcome.verdict is None:
             with self._lock:
                 self.replies_without_verdict += 1
+            self._settle_without_verdict(key, outcome)
         self.remember(key, request.kind, outcome)
         if watched:
             self._watch(request, outcome)
@@ -285,6 +288,8 @@ class JudgeEngine:
         give_up = time.monotonic() + self.config.max_attempts * (self.config.timeout_s + _MAX_BACKOFF_S)
         give_up += self.config.outage_hold_s
         while (holder := self._cache.claim(key)) is not None:
+            if holder.reply is not None:
+                return self._reply_of_another_process(request, holder)
             notice_once(
                 f"judge requests are being graded by another process sharing the judge cache {self._cache.path} "
                 f"({holder.describe()}); waiting for its verdicts there instead of paying for the same calls"
@@ -299,6 +304,25 @@ class JudgeEngine:
             self._claimed.add(key)
         # The holder may have stored its verdict and ended its claim just before this claim.
         return self._from_cache(request, key)
+
+    def _reply_of_another_process(self, request: JudgeRequest, holder: ClaimHolder) -> JudgeOutcome:
+        """The outcome of the reply without a verdict another process got for this request: read
+        as if this engine had received it, at no cost here."""
+        message = SimpleNamespace(content=holder.reply)
+        completion = SimpleNamespace(choices=[SimpleNamespace(message=message)], model=holder.model, usage=None)
+        with self._lock:
+            self.replies_without_verdict += 1
+        return replace(read_completion(request, completion, attempts=0), cached=True)
+
+    def _settle_without_verdict(self, key: str, outcome: JudgeOutcome) -> None:
+        """Leave a reply without a verdict in this engine's claim, for the other processes."""
+        with self._lock:
+            claimed = key in self._claimed
+            self._claimed.discard(key)
+        if claimed and self._cache is not None and outcome.raw_text and outcome.raw_text.strip():
+            self._cache.settle_without_verdict(key, outcome.raw_text, outcome.model)
+        elif claimed and self._cache is not None:
+            self._cache.release(key)
 
     def _release(self, key: str) -> None:
         with self._lock:
@@ -330,6 +354,8 @@ class JudgeEngine:
         outcome = read_completion(request, completion, attempts=1)
         key = self.key(request)
         self.remember(key, request.kind, outcome)
+        if outcome.verdict is None:
+            self._settle_without_verdict(key, outcome)
         self._release(key)
         self.preload(key, outcome)
         if self._declines.enter(request):  # a fresh call like any other: the first of its kind
