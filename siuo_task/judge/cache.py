@@ -126,8 +126,8 @@ class ClaimHolder:
     model: str | None = None
 
     def describe(self) -> str:
-        since = time.strftime("%H:%M:%S UTC", time.gmtime(self.since))
-        return f"pid {self.pid} on {self.host}, since {since}"
+        """The process (the same for all its claims, so a notice naming it is said once)."""
+        return f"pid {self.pid} on {self.host}"
 
 
 @dataclass(frozen=True, slots=True)
