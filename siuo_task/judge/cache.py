@@ -177,7 +177,6 @@ class VerdictCache:
     """Judge replies by cache key, in one SQLite file (``cache_location`` may move it)."""
 
     def __init__(self, path: Path, claim_ttl_s: float = CLAIM_TTL_S) -> None:
-        self.configured_path = path
         location = cache_location(path)
         self.path = location.path
         self.claim_ttl_s = claim_ttl_s
