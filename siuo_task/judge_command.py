@@ -296,7 +296,7 @@ def _exit_status(judged: Judged, resume: str) -> int:
         say(
             f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
             f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); "
-            + (rerun_hint(judged.tally, cache) if not judged.stopped else "see the line below")
+            + (rerun_hint(judged.tally, judged.cache_path or cache) if not judged.stopped else "see the line below")
         )
     if failures:
         say(f"siuo-eval: {len(failures)} input(s) were not judged: " + "; ".join(f"'{p.path}'" for p in failures))

@@ -41,7 +41,8 @@ from siuo_task.judge.pricing import price_for
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, new_engine
+from siuo_task.output_lock import output_lock
+from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, judges_of, new_engine
 from siuo_task.reasoning import ReasoningSettings
 from siuo_task.results import gen_item_values
 from siuo_task.runs import Note, find_responses
@@ -458,6 +459,7 @@ class Judged:
     # Each judge of a panel that stopped during the run, and why (its verdicts before, and
     # every other judge's, are in the results and the cache).
     stopped: dict[str, BaseException] = field(default_factory=dict)
+    cache_path: Path | None = None  # the cache file used (moved off a network file system, see cache.py)
 
     @property
     def failures(self) -> list[Note]:
@@ -480,8 +482,24 @@ def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) ->
     show.found(finding.runs, finding.notes)
     if not finding.runs:
         raise DataError("no input could be judged (see the lines above); nothing was written")
-    loaded, broken = load_runs(finding.runs, load_data())
-    judged = Judged(notes=finding.notes + broken, config=config)
+    if job.dry_run or job.export_batch:  # no call made and nothing written in --output
+        return _judge_sweep(job, load_data, show, config, finding.runs, finding.notes, single)
+    # One writer per output: a second command on it waits (same cache) or refuses (output_lock.py).
+    with output_lock(job.output, [judge.cache_path for judge in judges_of(config)], show.say):
+        return _judge_sweep(job, load_data, show, config, finding.runs, finding.notes, single)
+
+
+def _judge_sweep(
+    job: JudgeJob,
+    load_data: Callable[[], SiuoData],
+    show: Show,
+    config: AnyJudge,
+    runs: list[ResponsesFile],
+    notes: list[Note],
+    single: bool,
+) -> Judged:
+    loaded, broken = load_runs(runs, load_data())
+    judged = Judged(notes=notes + broken, config=config)
     for problem in broken:
         show.say(f"siuo-eval: error: {problem.reason}")
     for run in loaded:
@@ -499,6 +517,7 @@ def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) ->
         engine.close()
     judged.tally = engine.tally()
     judged.stopped = engine.stopped if isinstance(engine, PanelEngine) else {}
+    judged.cache_path = engine.cache_path if isinstance(engine, JudgeEngine) else None
     return judged
 
 
@@ -518,8 +537,11 @@ def _judge_with(
         keep_earlier(job.export_batch, show.say)
         show.exported(job.export_batch, export_batch(engine, requests, job.export_batch), engine.config)
         return
-    pending = next((request for request in requests if not engine.is_known(engine.key(request))), None)
-    if pending is not None and not job.import_batch:
+    requests_to_probe = [] if job.import_batch else requests  # an import makes no call, so no probe
+    # The probe's request is claimed like any call, so processes sharing the cache probe different ones.
+    probed = (r for r in requests_to_probe if not engine.is_known(engine.key(r)) and engine.claim(engine.key(r)))
+    pending = next(probed, None)
+    if pending is not None:
         result = probe(engine, pending)
         show.probed(result)
         engine.accept(pending, result.completion)  # the probe was a real judge call: use its answer
@@ -546,7 +568,14 @@ def _judge_panel_with(
             show.estimates(estimate(loaded, judge_engine, Pricing(config.model, config.endpoint), job.passes), config)
         return
     for judge_engine in engine.engines:
-        pending = next((r for r in requests if not judge_engine.is_known(judge_engine.key(r))), None)
+        pending = next(
+            (
+                r
+                for r in requests
+                if not judge_engine.is_known(judge_engine.key(r)) and judge_engine.claim(judge_engine.key(r))
+            ),
+            None,
+        )
         if pending is not None:
             result = probe(judge_engine, pending)
             show.probed(result)

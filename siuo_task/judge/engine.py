@@ -8,9 +8,13 @@ is an outcome with ``error`` set and ``verdict`` None, never a verdict, and is n
 rerun retries exactly those.
 
 Identical requests (same cache key) are sent once per engine: later ones wait for, or reuse,
-the first one's outcome (``coalesced``). A 401/403/404 stops the pass at once (the server will
-say the same to every request), and so does a judge that declines to grade too many of the first
-``decline_window`` requests of one kind (``declines.py``).
+the first one's outcome (``coalesced``). Across processes sharing the cache, a key is claimed in
+the cache before its call (``cache.py``); a process that finds another's live claim waits for
+the verdict to land in the cache instead of paying for the same call (a bounded wait: then it
+calls itself); a reply without a verdict is shared through the claim the same way. A
+401/403/404 stops the pass at once (the server will say the same to every request), and so does
+a judge that declines to grade too many of the first ``decline_window`` requests of one kind
+(``declines.py``).
 
 Replies with no verdict are watched per kind by the same rule (``declines.py``); server failures
 in a row across calls open the outage breaker (``outage.py``), which holds every request while
@@ -28,18 +32,22 @@ from __future__ import annotations
 import contextvars
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from siuo_task.errors import JudgeEndpointError, SiuoError, raised_again
-from siuo_task.judge.cache import CachedReply, VerdictCache, cache_key
+from siuo_task.judge.cache import CachedReply, ClaimHolder, VerdictCache, cache_key
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.declines import DeclineWatch, stop_error
 from siuo_task.judge.interrupts import JudgeInterrupted, as_interrupted, stop_on_signals
 from siuo_task.judge.limits import ProviderHold, RateLimiter, SlotLimiter, limits_dir
+from siuo_task.judge.notices import notice_once
 from siuo_task.judge.outage import OutageBreaker, OutageError
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest, read_completion
 from siuo_task.judge.tokens import request_tokens
@@ -56,6 +64,8 @@ from siuo_task.judge.transport import (
 )
 
 _MAX_BACKOFF_S = 60.0
+# How often a request waiting for another process's verdict looks in the cache.
+CLAIM_POLL_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,7 @@ class JudgeEngine:
         self._hold = ProviderHold(shared)
         self.transport: Transport = transport or ChatTransport(config, self._hold)
         self._cache = VerdictCache(config.cache_path) if config.cache_path else None
+        self._claimed: set[str] = set()  # keys this engine claimed in the shared cache
         # More workers than slots, so requests waiting on backoff do not idle the slots.
         self._pool = ThreadPoolExecutor(max_workers=2 * config.concurrency, thread_name_prefix="siuo-judge")
         self._lock = threading.Lock()
@@ -207,8 +218,8 @@ class JudgeEngine:
 
     def kept(self) -> str:
         """What a stopped pass keeps, for its message."""
-        if self.config.cache_path is not None:
-            return f"the {self.verdicts_received} verdict(s) received are kept in the cache {self.config.cache_path}"
+        if self._cache is not None:
+            return f"the {self.verdicts_received} verdict(s) received are kept in the cache {self._cache.path}"
         return "the cache is off, so nothing is kept and a rerun repeats every call"
 
     def wait_in_flight(self, timeout_s: float) -> int:
@@ -251,6 +262,7 @@ class JudgeEngine:
         finally:
             with self._lock:
                 self._in_flight.pop(key, None)
+            self._release(key)
         with self._lock:
             if outcome.verdict is not None:
                 self._answered[key] = outcome
@@ -262,6 +274,8 @@ class JudgeEngine:
             return hit
         if self._offline is not None:
             return JudgeOutcome(request.kind, None, None, self._offline.get(key, self._offline_cause), None)
+        if (answered_elsewhere := self._claim_or_wait(request, key)) is not None:
+            return answered_elsewhere
         watched = self._declines.enter(request)
         try:
             completion, attempts, failure = self._call_with_retries(request, key)
@@ -275,10 +289,80 @@ class JudgeEngine:
         if outcome.verdict is None:
             with self._lock:
                 self.replies_without_verdict += 1
+            self._settle_without_verdict(key, outcome)
         self.remember(key, request.kind, outcome)
         if watched:
             self._watch(request, outcome)
         return outcome
+
+    @property
+    def cache_path(self) -> Path | None:
+        """The cache file in use (``cache.py`` may move it off a network file system)."""
+        return self._cache.path if self._cache is not None else None
+
+    def claim(self, key: str) -> bool:
+        """Claim ``key`` for a call made outside ``grade`` (the probe's); False while another
+        process sharing the cache holds it. ``accept`` (or ``close``) ends the claim."""
+        if self._cache is None:
+            return True
+        if self._cache.claim(key) is not None:
+            return False
+        with self._lock:
+            self._claimed.add(key)
+        return True
+
+    def _claim_or_wait(self, request: JudgeRequest, key: str) -> JudgeOutcome | None:
+        """Claim ``key`` before calling; while another process sharing the cache holds it, wait
+        for its verdict there. None: call it here (claimed, or the wait ran out)."""
+        if self._cache is None:
+            return None
+        # The longest one call of the holder may take: every attempt timing out after its backoff,
+        # plus an outage hold. Past it, paying twice beats waiting without end.
+        give_up = time.monotonic() + self.config.max_attempts * (self.config.timeout_s + _MAX_BACKOFF_S)
+        give_up += self.config.outage_hold_s
+        while (holder := self._cache.claim(key)) is not None:
+            if holder.reply is not None:
+                return self._reply_of_another_process(request, holder)
+            notice_once(
+                f"judge requests are being graded by another process sharing the judge cache {self._cache.path} "
+                f"({holder.describe()}); waiting for its verdicts there instead of paying for the same calls"
+            )
+            self._wake.wait(CLAIM_POLL_S)
+            self._raise_if_stopped()
+            if (hit := self._from_cache(request, key)) is not None:
+                return hit
+            if time.monotonic() > give_up:
+                return None
+        with self._lock:
+            self._claimed.add(key)
+        # The holder may have stored its verdict and ended its claim just before this claim.
+        return self._from_cache(request, key)
+
+    def _reply_of_another_process(self, request: JudgeRequest, holder: ClaimHolder) -> JudgeOutcome:
+        """The outcome of the reply without a verdict another process got for this request: read
+        as if this engine had received it, at no cost here."""
+        message = SimpleNamespace(content=holder.reply)
+        completion = SimpleNamespace(choices=[SimpleNamespace(message=message)], model=holder.model, usage=None)
+        with self._lock:
+            self.replies_without_verdict += 1
+        return replace(read_completion(request, completion, attempts=0), cached=True)
+
+    def _settle_without_verdict(self, key: str, outcome: JudgeOutcome) -> None:
+        """Leave a reply without a verdict in this engine's claim, for the other processes."""
+        with self._lock:
+            claimed = key in self._claimed
+            self._claimed.discard(key)
+        if claimed and self._cache is not None and outcome.raw_text and outcome.raw_text.strip():
+            self._cache.settle_without_verdict(key, outcome.raw_text, outcome.model)
+        elif claimed and self._cache is not None:
+            self._cache.release(key)
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            claimed = key in self._claimed
+            self._claimed.discard(key)
+        if claimed and self._cache is not None:
+            self._cache.release(key)
 
     def _watch(self, request: JudgeRequest, outcome: JudgeOutcome) -> None:
         if (tripped := self._declines.record(request, outcome)) is not None:
@@ -303,6 +387,9 @@ class JudgeEngine:
         outcome = read_completion(request, completion, attempts=1)
         key = self.key(request)
         self.remember(key, request.kind, outcome)
+        if outcome.verdict is None:
+            self._settle_without_verdict(key, outcome)
+        self._release(key)
         self.preload(key, outcome)
         if self._declines.enter(request):  # a fresh call like any other: the first of its kind
             self._watch(request, outcome)
@@ -432,6 +519,9 @@ class JudgeEngine:
         """Release the workers and the connection; after an interrupt, without waiting for
         calls still in flight (their threads end when their call does)."""
         self._pool.shutdown(wait=not self._interrupted, cancel_futures=self._interrupted)
+        if self._cache is not None:
+            # After an interrupt, calls still in flight may yet store their verdicts.
+            self._cache.close(connections=not self._interrupted)
         if not self._interrupted:
             self.transport.close()
 

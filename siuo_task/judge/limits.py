@@ -19,13 +19,47 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from siuo_task.errors import JudgeConfigError
+from siuo_task.judge.filesystems import filesystem_of, local_folder
+from siuo_task.judge.notices import notice_once
+
 
 def limits_dir(endpoint: str, model: str, concurrency: int) -> Path:
     """The shared directory for one (endpoint, model, bound): same path in every process."""
     tag = hashlib.sha256(f"{endpoint}\0{model}\0{concurrency}".encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"siuo-judge-{os.getuid()}" / tag
+    path = limits_root() / f"siuo-judge-{os.getuid()}" / tag
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def limits_root() -> Path:
+    """Where the limit files live: the temporary folder, unless it is on a network file system
+    (a cluster's $TMPDIR on shared scratch), whose locks are slow, missing, or shared with other
+    hosts; then the first local one of $XDG_RUNTIME_DIR, /dev/shm, /tmp, /var/tmp, said in one line."""
+    temporary = Path(tempfile.gettempdir())
+    fs = filesystem_of(temporary)
+    if not fs.is_network:
+        return temporary
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    candidates = [Path(runtime)] if runtime else []
+    local = local_folder([*candidates, Path("/dev/shm"), Path("/tmp"), Path("/var/tmp")])
+    if local is not None:
+        notice_once(
+            f"the temporary folder {temporary} is on {fs.describe()}; the judge's machine-wide limits (concurrency "
+            f"slots, request and token schedules) use {local} instead, a local folder"
+        )
+        return local
+    if fs.locks_span_hosts:
+        notice_once(
+            f"the temporary folder {temporary} is on {fs.describe()} and no local folder was found; the judge's "
+            "limits (concurrency slots, request and token schedules) are kept there, shared by every host using it"
+        )
+        return temporary
+    raise JudgeConfigError(
+        f"the judge's machine-wide limits need a folder with working locks: the temporary folder {temporary} is on "
+        f"{fs.describe()}, whose locks do not hold across hosts, and no local folder was found; set TMPDIR to a "
+        "folder on a local disk"
+    )
 
 
 class SlotLimiter:
