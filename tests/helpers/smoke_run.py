@@ -38,6 +38,8 @@ def smoke(harness: str, root: Path) -> list[str]:
     with ModelServer(per_settings=True) as model:
         command = harness_command(harness, model.base_url, out, generation_only=True, tasks=TASKS)
         env = offline_env(data, root, model.base_url)
+        # Everything the run and siuo-eval cache stays in this run's folder, not the user's HOME.
+        env.update(XDG_CACHE_HOME=str(root / "cache"), MPLCONFIGDIR=str(root / "mpl"))
         proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=root, timeout=900)
         empty = model.empty_replies  # an empty response is not judged
     shown = f"$ {' '.join(command)}\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
