@@ -47,6 +47,7 @@ class Measurement:
     judging_wall_s: float
     whole_wall_s: float
     exits: list[int]
+    process_walls_s: list[float]
 
 
 def _write_run(path: Path, tag: str, items: int, responses: int) -> int:
@@ -87,19 +88,28 @@ def _once(root: Path, data: Path, args: argparse.Namespace) -> Measurement:
             command = [sys.executable, "-m", "siuo_task.cli", "judge", str(machine / "run.json")]
             command += ["--output", str(machine / "out")]
             env = _machine_env(machine, data, server, args.concurrency)
-            procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        outputs = [proc.communicate() for proc in procs]
+            # Output to files, not pipes: a full pipe would block a process while this one polls.
+            with open(machine / "stdout.txt", "w") as out, open(machine / "stderr.txt", "w") as err:
+                procs.append(subprocess.Popen(command, env=env, stdout=out, stderr=err))
+        ended: dict[int, float] = {}
+        while len(ended) < len(procs):  # each process's own wall, to see whether they finish together
+            for number, proc in enumerate(procs):
+                if number not in ended and proc.poll() is not None:
+                    ended[number] = time.perf_counter() - started
+            time.sleep(0.05)
         whole = time.perf_counter() - started
         answered = len(server.log.exchanges) + len(server.log.probes)
         throttled = server.throttled_calls
         judging = limit.last_at - limit.first_at
     errors = 0
-    for number, (proc, (_, stderr)) in enumerate(zip(procs, outputs, strict=True)):
+    for number, proc in enumerate(procs):
         results = root / f"machine-{number}" / "out" / "results.json"
         if not results.exists():
+            stderr = (root / f"machine-{number}" / "stderr.txt").read_text()
             raise SystemExit(f"process {number} wrote no results (exit {proc.returncode}):\n{stderr[-2000:]}")
         errors += json.loads(results.read_text())["judge_errors"]
-    return Measurement(gradings, errors, answered, throttled, judging, whole, [proc.returncode for proc in procs])
+    exits, walls = [proc.returncode for proc in procs], [ended[number] for number in range(len(procs))]
+    return Measurement(gradings, errors, answered, throttled, judging, whole, exits, walls)
 
 
 def main() -> None:
@@ -138,7 +148,8 @@ def main() -> None:
             f"run {repeat + 1}: {run.gradings} gradings, judge errors {run.judge_errors}, requests {requests} "
             f"({run.throttled} answered 429, {run.throttled / requests:.1%}), judging wall {run.judging_wall_s:.1f} s "
             f"vs {ideal:.1f} s the limit allows ({run.judging_wall_s / ideal:.2f}x), whole wall "
-            f"{run.whole_wall_s:.1f} s ({run.whole_wall_s / ideal:.2f}x), exits {run.exits}",
+            f"{run.whole_wall_s:.1f} s ({run.whole_wall_s / ideal:.2f}x; processes "
+            f"{', '.join(f'{wall:.0f}' for wall in run.process_walls_s)} s), exits {run.exits}",
             flush=True,
         )
     share = statistics.median(run.throttled / (run.answered + run.throttled) for run in runs)

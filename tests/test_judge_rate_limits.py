@@ -119,8 +119,8 @@ def _machine_env(machine: Path, data_dir: Path, server: JudgeServer) -> dict[str
 
 
 def test_processes_sharing_one_limit_and_nothing_else_all_finish(small_data_dir: Path, tmp_path: Path) -> None:
-    # 10 requests a second for both, 2 at most at once: each process alone would send far more.
-    limit = RateLimit(per_minute=600, burst=2)
+    # 20 requests a second for both, at most 2 at once: each process alone would send far more.
+    limit = RateLimit(per_minute=1200, burst=2)
     command = [sys.executable, "-m", "siuo_task.cli", "judge"]
     with JudgeServer(declines=False, rate_limit=limit) as server:
         procs = []

@@ -15,7 +15,8 @@ below it instead of hammering it. Every call passes ``Backpressure.sending``, wh
   429; then 0.7 x the rate the process was sending at, 0.7 x again on each later 429 (the
   additive-increase / multiplicative-decrease rule under which independent senders converge to
   a fair share of one limit); it grows again with the replies: doubling each second up to half
-  the rate it last had to leave, then by 5% of that rate per second, to at most the
+  the rate it last had to leave, then by 5% of that rate per second, one more 5% for each 4 s
+  without a 429 (a share another sender left is taken in seconds), to at most the
   ``x-ratelimit-limit-requests`` the provider announces. A reply saying the provider's request
   window is spent (``x-ratelimit-remaining-requests`` 0) slows it like a 429 would, before the
   429s come.
@@ -42,6 +43,8 @@ PACE_DECREASE = 0.7
 WINDOW_DECREASE = 0.5
 # Above half the last rate it had to leave, the pace grows by this share of that rate per second.
 PACE_INCREASE = 0.05
+# ... and by that much more for each this many seconds since the last slow-down.
+PACE_ACCELERATION_S = 4.0
 # Below it, by this factor per second (slow start: an ended storm is left quickly).
 PACE_RECOVERY = 2.0
 # The slowest pace: one call per 10 s (a provider answering 429 is still asked, slowly).
@@ -153,7 +156,10 @@ class Backpressure:
                 if self._pace < self._left_at / 2:
                     self._pace *= min(PACE_RECOVERY, PACE_RECOVERY**step)
                 else:
-                    self._pace += PACE_INCREASE * self._left_at * step
+                    # Faster the longer no 429 came: a share of the limit another sender left
+                    # (it finished) is taken in seconds, not minutes.
+                    calm = 1.0 + (now - self._slowed_at) / PACE_ACCELERATION_S
+                    self._pace += PACE_INCREASE * self._left_at * step * calm
                 if self._pace_cap is not None:
                     self._pace = min(self._pace, self._pace_cap)
             self._cond.notify_all()
