@@ -27,6 +27,7 @@ LONGEST_FIRST = (
     "test_not_sampled",
     "test_vlmevalkit",
     "test_sweep",
+    "test_judge_rate_limits",
     "test_wheel",
     "test_build",
 )

@@ -20,6 +20,7 @@ from siuo_task.judge.backpressure import PACE_DECREASE, Backpressure, RateLimitG
 from siuo_task.judge.config import DEFAULT_RATE_LIMIT_WAIT_S, JudgeConfig
 from siuo_task.judge.limits import ProviderHold
 from siuo_task.judge.transport import is_rate_limited, is_refusal, retry_after_s
+from siuo_task.preflight import check_judge_before_generation
 from tests.helpers.chat_server import ChatHandler, LoopbackServer, send_json
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer, RateLimit, choose_reply
@@ -53,6 +54,24 @@ def test_check_waits_out_a_429_on_its_first_call(small_data_dir: Path) -> None:
     assert SECRET not in proc.stderr + proc.stdout
 
 
+def test_every_harness_check_before_generation_waits_on_429(
+    small_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What each harness's task calls before generating (lmms-eval, lm-eval, Inspect,
+    VLMEvalKit): before, a 429 ended the run there."""
+    with JudgeServer(rate_limit=RateLimit(storm_s=1.0)) as server:
+        config = JudgeConfig(base_url=server.base_url, api_key=SECRET, cache_path=None, backoff_s=0.01)
+        check_judge_before_generation(config, str(small_data_dir))
+        throttled, probes = server.throttled_calls, server.log.probes
+    lines = capsys.readouterr().err.splitlines()
+    assert throttled >= 1 and len(probes) == 1
+    assert [line for line in lines if WAITING in line] == [
+        f"siuo-task: the judge endpoint {server.base_url} answered HTTP 429 (rate limited): {WAITING}, at most "
+        "900 s (SIUO_JUDGE_RATE_LIMIT_WAIT) ..."
+    ]
+    assert lines[-1].startswith(f"siuo-task: judge: HTTP 200 from {server.base_url}")
+
+
 def test_check_gives_up_after_the_wait_budget_naming_it(small_data_dir: Path) -> None:
     with JudgeServer(rate_limit=RateLimit(storm_s=600)) as server:
         env = judge_env(small_data_dir, server.base_url, "off", SIUO_JUDGE_RATE_LIMIT_WAIT="1")
@@ -72,7 +91,10 @@ def test_a_429_storm_mid_run_leaves_no_judge_error(small_data_dir: Path, tmp_pat
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=2, responses=3))
     limit = RateLimit(storm_s=2.0, storm_after_calls=30, retry_after=retry_after)
     with JudgeServer(declines=False, latency_s=0.02, rate_limit=limit) as server:
-        env = judge_env(small_data_dir, server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_MAX_ATTEMPTS="1")
+        # A breaker that opened on two failures and gave up after 0.5 s would end this run: 429s
+        # are not outages.
+        outage = {"SIUO_JUDGE_OUTAGE_FAILURES": "2", "SIUO_JUDGE_OUTAGE_HOLD": "0.5"}
+        env = judge_env(small_data_dir, server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_MAX_ATTEMPTS="1", **outage)
         proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
         throttled = server.throttled_calls
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -182,6 +204,9 @@ def test_retry_after_headers_are_read() -> None:
     assert is_rate_limited(_rate_limit_error({})) and not is_refusal(_rate_limit_error({}))
     quota = _rate_limit_error({}, {"error": {"code": "insufficient_quota", "message": "no credit"}})
     assert is_refusal(quota) and not is_rate_limited(quota)
+    too_large = "Request too large for gpt-4o-mini on tokens per min (TPM): Limit 30000, Requested 45000."
+    one_too_large = _rate_limit_error({}, {"error": {"code": "rate_limit_exceeded", "message": too_large}})
+    assert not is_rate_limited(one_too_large) and not is_refusal(one_too_large)  # tried as a failure
 
 
 def test_rate_limit_wait_setting() -> None:

@@ -84,8 +84,12 @@ def is_refusal(exc: BaseException) -> bool:
 
 def is_rate_limited(exc: BaseException) -> bool:
     """A 429 that asks to slow down (back-pressure, see backpressure.py), not one saying the
-    account has no quota left (OpenAI's ``insufficient_quota``), which waiting never clears."""
-    return http_status(exc) == 429 and not is_out_of_quota(exc)
+    account has no quota left (OpenAI's ``insufficient_quota``) nor that this one request is
+    larger than the whole per-minute token limit ("Request too large"), which waiting never
+    clears (the latter is retried as a failed try, then a judge error)."""
+    if http_status(exc) != 429 or is_out_of_quota(exc):
+        return False
+    return "request too large" not in f"{exc} {_server_message(exc)}".lower()
 
 
 def is_out_of_quota(exc: BaseException) -> bool:
