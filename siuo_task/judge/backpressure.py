@@ -239,11 +239,11 @@ class Backpressure:
                 return "rate-limited, gave up"
             since = ""
             if self._limited_since is not None:
-                since = f"429s for {now - self._limited_since:.0f} s of at most {self._budget_s:g}"
+                since = f" (429s for {now - self._limited_since:.0f} s of at most {self._budget_s:g} s)"
             if now < self._paused_until:
-                return f"rate-limited, waiting {self._paused_until - now:.0f} s" + (f" ({since})" if since else "")
+                return f"rate-limited, waiting {math.ceil(self._paused_until - now)} s{since}"
             if since:
-                return f"rate-limited, {since} s"
+                return f"rate-limited, waiting{since}"
             if now - self._last_429 < _SHOWN_S and self._pace is not None:
                 return f"rate-limited, pacing {self._pace:.1f} calls/s"
             return None
