@@ -20,6 +20,7 @@ from typing import Any
 from siuo_task.card import GEN_HEADLINE
 from siuo_task.data import SiuoData
 from siuo_task.errors import JudgeDeclineError, JudgeNoVerdictError
+from siuo_task.judge.bar_status import BarStatus
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally
 from siuo_task.judge.pricing import unknown_cost
@@ -135,20 +136,23 @@ class Terminal:
         show_probe(result)
 
     @contextmanager
-    def progress(self, total: int, pricing: Pricing) -> Iterator[Callable[[JudgeOutcome], None]]:
+    def progress(
+        self, total: int, pricing: Pricing, status: Callable[[], str | None] | None = None
+    ) -> Iterator[Callable[[JudgeOutcome], None]]:
         from tqdm import tqdm
 
         progress = Progress(pricing)
         # The bar counts judge requests answered; the calls sent for them are fewer where answers
-        # came from the cache or from an identical request in flight (coalesced).
-        with tqdm(total=total, desc="Judging", unit="request", file=sys.stderr) as bar:
+        # came from the cache or from an identical request in flight (coalesced). ``status`` adds
+        # what holds the calls back (the provider's rate limit), even while no call ends.
+        with tqdm(total=total, desc="Judging", unit="request", file=sys.stderr) as bar, BarStatus(bar, status) as shown:
 
             def on_done(outcome: JudgeOutcome) -> None:
                 progress.add(outcome)
                 cost = progress.cost_usd
-                shown = f"cost ${cost:.4f}" if cost is not None else "cost n/a"
+                cost_text = f"cost ${cost:.4f}" if cost is not None else "cost n/a"
                 calls = f"calls {progress.calls}, cached {progress.cached}, coalesced {progress.coalesced}"
-                bar.set_postfix_str(f"{calls}, {shown}", refresh=False)
+                shown.set(f"{calls}, {cost_text}")
                 bar.update(1)
 
             yield on_done

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from siuo_task.card import BENCHMARK_ITEMS, GEN_HEADLINE
 from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
+from siuo_task.judge.bar_status import rate_limit_status
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally, JudgeEngine
 from siuo_task.judge.panel import PANEL_VARIABLE, PanelEngine
@@ -443,7 +444,9 @@ class Show(Protocol):
 
     def probed(self, result: ProbeResult) -> None: ...
 
-    def progress(self, total: int, pricing: Pricing) -> AbstractContextManager[OnDone]: ...
+    def progress(
+        self, total: int, pricing: Pricing, status: Callable[[], str | None] | None = None
+    ) -> AbstractContextManager[OnDone]: ...
 
     def judged(self, name: str, summary: dict[str, Any]) -> None: ...
 
@@ -542,12 +545,12 @@ def _judge_with(
     probed = (r for r in requests_to_probe if not engine.is_known(engine.key(r)) and engine.claim(engine.key(r)))
     pending = next(probed, None)
     if pending is not None:
-        result = probe(engine, pending)
+        result = probe(engine, pending, lambda line: show.say(f"siuo-eval: {line}"))
         show.probed(result)
         engine.accept(pending, result.completion)  # the probe was a real judge call: use its answer
     if job.batch == "openai":
         _run_openai_batch(engine, requests, job.output, show.say)
-    with show.progress(len(requests), pricing) as on_done:
+    with show.progress(len(requests), pricing, rate_limit_status(engine)) as on_done:
         passes = [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(job.passes)]
     for index, run in enumerate(loaded):
         later = [values[index] for values in passes[1:]]
@@ -577,11 +580,11 @@ def _judge_panel_with(
             None,
         )
         if pending is not None:
-            result = probe(judge_engine, pending)
+            result = probe(judge_engine, pending, lambda line: show.say(f"siuo-eval: {line}"))
             show.probed(result)
             judge_engine.accept(pending, result.completion)
     pricing = Pricing(engine.config.model, engine.config.endpoint)
-    with show.progress(len(requests) * len(engine.engines), pricing) as on_done:
+    with show.progress(len(requests) * len(engine.engines), pricing, rate_limit_status(engine)) as on_done:
         passes = [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(job.passes)]
     for index, run in enumerate(loaded):
         later = [values[index] for values in passes[1:]]

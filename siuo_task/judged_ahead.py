@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from siuo_task.data import GenItem
+from siuo_task.judge.bar_status import BarStatus, rate_limit_status
 from siuo_task.judge.request import JudgeOutcome
 from siuo_task.panel_vote import AnyEngine, AnyJudge
 from siuo_task.reasoning import ReasoningSettings
@@ -66,7 +67,8 @@ class JudgedAhead:
         batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
         # Rank 0 shows progress, as the harnesses' own bars do.
         total, hidden = sum(len(batch) for batch in batches), os.environ.get("RANK", "0") != "0"
-        with tqdm(total=total, desc="Judging", unit="call", disable=hidden) as bar:
+        status = None if hidden else rate_limit_status(engine)
+        with tqdm(total=total, desc="Judging", unit="call", disable=hidden) as bar, BarStatus(bar, status):
             graded = grade_batches(batches, engine, lambda _: bar.update(1))
         with self._lock:
             for item, texts, outcomes in zip(items, responses, graded.outcomes, strict=True):

@@ -18,6 +18,7 @@ LONGEST_FIRST = (
     "test_harness_matrix",
     "test_lm_eval_e2e",
     "test_inspect_grader_role",
+    "test_harness_exits",
     "test_judge_panel",
     "test_judge_health",
     "test_report",
@@ -27,6 +28,7 @@ LONGEST_FIRST = (
     "test_not_sampled",
     "test_vlmevalkit",
     "test_sweep",
+    "test_judge_rate_limits",
     "test_wheel",
     "test_build",
 )

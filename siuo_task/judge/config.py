@@ -48,6 +48,11 @@ DEFAULT_NO_VERDICT_STOP = 0.2
 DEFAULT_OUTAGE_FAILURES = 10
 DEFAULT_OUTAGE_HOLD_S = 150.0
 DEFAULT_BATCH_POLL_S = 30.0
+# How long a process waits on a provider answering only HTTP 429 (rate limited) before its
+# unanswered calls become judge errors (backpressure.py): counted from the first 429 after the
+# last reply, so a run that keeps getting replies between 429s never gives up. A provider's
+# per-minute windows reset well within it; a daily quota does not.
+DEFAULT_RATE_LIMIT_WAIT_S = 900.0
 CACHE_OFF_VALUES = frozenset({"off", "none", "0", "false", "no"})
 # Servers such as vLLM accept any key; the openai client refuses to start without one.
 PLACEHOLDER_KEY = "EMPTY"
@@ -79,6 +84,7 @@ class JudgeConfig:
     outage_failures: int | None = DEFAULT_OUTAGE_FAILURES
     outage_hold_s: float = DEFAULT_OUTAGE_HOLD_S
     batch_poll_s: float = DEFAULT_BATCH_POLL_S
+    rate_limit_wait_s: float = DEFAULT_RATE_LIMIT_WAIT_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, require_key: bool = True) -> JudgeConfig:
@@ -120,6 +126,7 @@ class JudgeConfig:
             outage_failures=_outage_failures(env),
             outage_hold_s=_float(env, "SIUO_JUDGE_OUTAGE_HOLD", DEFAULT_OUTAGE_HOLD_S),
             batch_poll_s=_float(env, "SIUO_JUDGE_BATCH_POLL", DEFAULT_BATCH_POLL_S),
+            rate_limit_wait_s=_float(env, "SIUO_JUDGE_RATE_LIMIT_WAIT", DEFAULT_RATE_LIMIT_WAIT_S),
         )
 
     @property

@@ -1,8 +1,10 @@
 """The judge engine: one per process, used by every entry point.
 
 For each judge request: look in the persistent cache; otherwise wait for the shared rate
-schedule and a machine-wide concurrency slot, call the chat-completions endpoint with the image,
-retry what is transient (429 honouring Retry-After; 5xx, timeouts and dropped connections with
+schedule, this process's back-pressure (``backpressure.py``: the pause, window and pace a
+provider's 429s set) and a machine-wide concurrency slot, call the chat-completions endpoint
+with the image, retry what is transient (a 429 after the back-pressure's wait, spending no
+attempt, until SIUO_JUDGE_RATE_LIMIT_WAIT runs out; 5xx, timeouts and dropped connections with
 exponential backoff and jitter), and parse the verdict. A call that ends without a parsed verdict
 is an outcome with ``error`` set and ``verdict`` None, never a verdict, and is not cached, so a
 rerun retries exactly those.
@@ -42,6 +44,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from siuo_task.errors import JudgeEndpointError, SiuoError, raised_again
+from siuo_task.judge.backpressure import Backpressure, RateLimitGiveUp
 from siuo_task.judge.cache import CachedReply, ClaimHolder, VerdictCache, cache_key
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.declines import DeclineWatch, stop_error
@@ -52,11 +55,11 @@ from siuo_task.judge.outage import OutageBreaker, OutageError
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest, read_completion
 from siuo_task.judge.tokens import request_tokens
 from siuo_task.judge.transport import (
-    REFUSAL_STATUSES,
     ChatTransport,
     Transport,
     encoded_image,
-    http_status,
+    is_rate_limited,
+    is_refusal,
     is_retryable,
     is_server_failure,
     response_headers,
@@ -103,7 +106,10 @@ class JudgeEngine:
         self._rate = RateLimiter(shared, config.requests_per_minute) if config.requests_per_minute else None
         self._tokens = RateLimiter(shared, config.tokens_per_minute, "tpm") if config.tokens_per_minute else None
         self._hold = ProviderHold(shared)
-        self.transport: Transport = transport or ChatTransport(config, self._hold)
+        # How fast this process sends, adapted to the provider's 429s (its own, per process: it
+        # needs nothing shared with the other senders of one limit).
+        self.pressure = Backpressure(config.endpoint, config.concurrency, config.rate_limit_wait_s, config.backoff_s)
+        self.transport: Transport = transport or ChatTransport(config, self._hold, self.pressure)
         self._cache = VerdictCache(config.cache_path) if config.cache_path else None
         self._claimed: set[str] = set()  # keys this engine claimed in the shared cache
         # More workers than slots, so requests waiting on backoff do not idle the slots.
@@ -317,9 +323,10 @@ class JudgeEngine:
         if self._cache is None:
             return None
         # The longest one call of the holder may take: every attempt timing out after its backoff,
-        # plus an outage hold. Past it, paying twice beats waiting without end.
+        # plus an outage hold and the wait on the provider's rate limit (429s spend no attempt).
+        # Past it, paying twice beats waiting without end.
         give_up = time.monotonic() + self.config.max_attempts * (self.config.timeout_s + _MAX_BACKOFF_S)
-        give_up += self.config.outage_hold_s
+        give_up += self.config.outage_hold_s + self.config.rate_limit_wait_s
         while (holder := self._cache.claim(key)) is not None:
             if holder.reply is not None:
                 return self._reply_of_another_process(request, holder)
@@ -439,46 +446,69 @@ class JudgeEngine:
         return JudgeOutcome(request.kind, verdict, hit.raw_text, None, hit.model, cached=True)
 
     def _call_with_retries(self, request: JudgeRequest, key: str) -> tuple[Any, int, str]:
+        """The call and its retries: (completion or None, the calls it took, the failure); the
+        calls count the 429s, not a probe of the outage breaker nor a call the model rejected a
+        parameter of.
+
+        A 429 is back-pressure (backpressure.py): the call waits and is sent again without
+        spending one of ``max_attempts``, until the process gives up waiting on 429s."""
         weight = request_tokens(request.prompt, request.image_path, self.config.model) + self.config.max_tokens
         attempt = 0
+        calls = 0
         adaptations = 0
         while attempt < self.config.max_attempts:
             attempt += 1
             self._wait_for_limits(weight)
             probing = self._admit()
             try:
-                with self._slots.slot():
+                with self.pressure.sending(self._stopped) as sent_at, self._slots.slot():
                     self._raise_if_stopped()
                     # Checked with the slot held: a reply that arrived while this request waited may have set it.
                     self._hold.wait()
+                    calls += 1
                     completion = self.transport.send(request)
+                self.pressure.replied()
                 self._outage.succeeded(probing)
-                return completion, attempt, ""
+                return completion, calls, ""
             except SiuoError:  # a stop (refusing endpoint, decline watch, outage), not a failed call
                 raise
+            except RateLimitGiveUp as exc:
+                return None, calls, str(exc)
             except Exception as exc:  # every failure is either retried, adapted to, or recorded
                 failure = f"judge call failed after {attempt} attempt(s): {type(exc).__name__}: {exc}"
                 self._hold.note(response_headers(exc), weight)
+                if is_rate_limited(exc):
+                    attempt -= 1  # back-pressure, not a failed try: the pause and pace are the wait
+                    try:
+                        self.pressure.throttled(sent_at, retry_after_s(exc, cap_s=self.config.rate_limit_wait_s))
+                    except RateLimitGiveUp as given_up:
+                        return None, calls, str(given_up)
+                    continue
                 if is_server_failure(exc):
                     self._outage.failed(key, self.transport.redact(f"{type(exc).__name__}: {exc}"), probing)
                     if probing:
                         # The outage's try, not this request's: the hold bounds how often it is made.
                         attempt -= 1
+                        calls -= 1
                         probing = False
                 if adaptations < 2 and self.transport.adapt(exc):
                     adaptations += 1
                     attempt -= 1  # the request was malformed for this model, not a try
+                    calls -= 1
                     continue
-                if http_status(exc) in REFUSAL_STATUSES:
+                if is_refusal(exc):
                     self._stop_with(JudgeEndpointError(self.transport.refusal_message(exc)))
                     raise raised_again(self._stop) from None  # type: ignore[arg-type]
                 if not is_retryable(exc) or attempt == self.config.max_attempts:
-                    return None, attempt, failure
+                    return None, calls, failure
                 self._wake.wait(self._delay(exc, attempt))
             finally:
                 if probing:
                     self._outage.probe_ended()
         raise AssertionError("unreachable: max_attempts >= 1")
+
+    def _stopped(self) -> bool:
+        return self._stop is not None
 
     def _admit(self) -> bool:
         """Wait while the outage breaker holds requests; whether this attempt is its probe."""

@@ -148,7 +148,8 @@ def parse_reset(value: str | None) -> float | None:
 class ProviderHold:
     """Honours the provider's x-ratelimit-* headers machine-wide: when a reply says the
     requests or tokens left in the window are nearly spent, every process on the machine holds
-    new requests until that window resets (a shared "not before" time in one file)."""
+    new requests until enough are back (the window's reset, or sooner at the announced
+    x-ratelimit-limit-* per minute; a shared "not before" time in one file)."""
 
     def __init__(self, directory: Path) -> None:
         self._path = directory / "provider-hold"
@@ -158,12 +159,15 @@ class ProviderHold:
         if headers is None:
             return 0.0
         hold = 0.0
-        for remaining_name, reset_name, low in (
-            ("x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", LOW_REQUESTS),
-            ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", LOW_TOKENS_REQUESTS * typical_tokens),
-        ):
-            remaining, reset = _number(headers.get(remaining_name)), parse_reset(headers.get(reset_name))
+        for unit, low in (("requests", LOW_REQUESTS), ("tokens", LOW_TOKENS_REQUESTS * typical_tokens)):
+            remaining = _number(headers.get(f"x-ratelimit-remaining-{unit}"))
+            reset = parse_reset(headers.get(f"x-ratelimit-reset-{unit}"))
             if remaining is not None and reset is not None and remaining < low:
+                # The reset is when the whole window is back; with the per-minute limit known,
+                # what is missing comes back sooner, at limit / 60 per second.
+                limit = _number(headers.get(f"x-ratelimit-limit-{unit}"))
+                if limit is not None and limit > 0:
+                    reset = min(reset, (low - remaining) * 60.0 / limit)
                 hold = max(hold, min(reset, 120.0))
         if hold:
             self._extend(time.time() + hold)

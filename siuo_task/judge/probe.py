@@ -13,15 +13,18 @@ note, so the pass that follows sends what the model accepts.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from siuo_task.errors import JudgeEndpointError, JudgeNoVerdictError
+from siuo_task.judge.backpressure import RateLimitGiveUp
 from siuo_task.judge.declines import quoted_start
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeRequest
-from siuo_task.judge.transport import http_status, is_retryable
+from siuo_task.judge.transport import http_status, is_rate_limited, is_refusal, is_retryable, retry_after_s
 
 PROBE_TIMEOUT_S = 30.0
 PROBE_TRANSIENT_TRIES = 2
@@ -40,27 +43,45 @@ class ProbeResult:
     completion: Any = None
 
 
-def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
+def probe(engine: JudgeEngine, request: JudgeRequest, on_wait: Callable[[str], None] | None = None) -> ProbeResult:
     """Send ``request`` once (adapting to rejected parameters); raise on a refusing endpoint.
 
+    A 429 (rate limited) is waited on as during judging (the engine's back-pressure, up to
+    SIUO_JUDGE_RATE_LIMIT_WAIT), after one line given to ``on_wait`` (stderr when None).
+
     Raises:
-        JudgeEndpointError: unreachable, 401/403/404, or another non-transient HTTP error;
-            the message names the endpoint and the cause, and never suggests running again.
+        JudgeEndpointError: unreachable, 401/403/404, rate limited for the whole wait budget,
+            or another non-transient HTTP error; the message names the endpoint and the cause,
+            and never suggests running again.
         JudgeNoVerdictError: the reply holds no verdict and is no refusal.
     """
     notes: list[str] = []
     transient_left = PROBE_TRANSIENT_TRIES
+    said_waiting = False
     while True:
-        started = time.monotonic()
         try:
-            completion = engine.transport.send(request, timeout_s=min(engine.config.timeout_s, PROBE_TIMEOUT_S))
+            with engine.pressure.sending() as sent_at:
+                started = time.monotonic()
+                completion = engine.transport.send(request, timeout_s=min(engine.config.timeout_s, PROBE_TIMEOUT_S))
+            engine.pressure.replied()
+        except RateLimitGiveUp as exc:
+            raise JudgeEndpointError(str(exc)) from None
         except Exception as exc:
             given_up = engine.transport.adapt(exc) if len(notes) < 2 else None
             if given_up:
                 notes.append(_adaptation_note(engine.config.model, given_up))
                 continue
+            if is_rate_limited(exc):
+                if not said_waiting:
+                    (on_wait or _to_stderr)(_waiting_line(engine))
+                    said_waiting = True
+                try:
+                    engine.pressure.throttled(sent_at, retry_after_s(exc, cap_s=engine.config.rate_limit_wait_s))
+                except RateLimitGiveUp as rate_limited:
+                    raise JudgeEndpointError(str(rate_limited)) from None
+                continue
             status = http_status(exc)
-            if status is not None and status not in (401, 403, 404) and is_retryable(exc) and transient_left > 1:
+            if status is not None and not is_refusal(exc) and is_retryable(exc) and transient_left > 1:
                 transient_left -= 1
                 time.sleep(1.0)
                 continue
@@ -71,6 +92,17 @@ def probe(engine: JudgeEngine, request: JudgeRequest) -> ProbeResult:
         model = getattr(completion, "model", None)
         notes += _read_reply(engine, request, text)
         return ProbeResult(200, engine.config.endpoint, model, latency, text, notes, completion)
+
+
+def _waiting_line(engine: JudgeEngine) -> str:
+    return (
+        f"the judge endpoint {engine.config.endpoint} answered HTTP 429 (rate limited): waiting on the provider's "
+        f"rate limit, at most {engine.config.rate_limit_wait_s:g} s (SIUO_JUDGE_RATE_LIMIT_WAIT) ..."
+    )
+
+
+def _to_stderr(line: str) -> None:
+    print(f"siuo-task: {line}", file=sys.stderr, flush=True)
 
 
 def _read_reply(engine: JudgeEngine, request: JudgeRequest, text: str | None) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from siuo_task.judge.backpressure import Backpressure
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.limits import ProviderHold
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest, read_completion
@@ -74,23 +76,58 @@ def is_server_failure(exc: Exception) -> bool:
     return isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError))
 
 
-def retry_after_s(exc: Exception) -> float | None:
-    """The server's Retry-After (seconds or an HTTP date), capped; None when it sent none."""
-    response = getattr(exc, "response", None)
-    header = response.headers.get("retry-after") if response is not None else None
-    if not header:
+def is_refusal(exc: BaseException) -> bool:
+    """A failure every request would get the same way (401/403/404, an account out of quota):
+    the pass stops at once."""
+    return http_status(exc) in REFUSAL_STATUSES or is_out_of_quota(exc)
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    """A 429 that asks to slow down (back-pressure, see backpressure.py), not one saying the
+    account has no quota left (OpenAI's ``insufficient_quota``) nor that this one request is
+    larger than the whole per-minute token limit ("Request too large"), which waiting never
+    clears (the latter is retried as a failed try, then a judge error)."""
+    if http_status(exc) != 429 or is_out_of_quota(exc):
+        return False
+    return "request too large" not in f"{exc} {_server_message(exc)}".lower()
+
+
+def is_out_of_quota(exc: BaseException) -> bool:
+    if http_status(exc) != 429:
+        return False
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    fields = (error.get("code"), error.get("type")) if isinstance(error, dict) else ()
+    return "insufficient_quota" in fields or "insufficient_quota" in str(exc)
+
+
+def retry_after_s(exc: BaseException, cap_s: float = _MAX_RETRY_AFTER_S) -> float | None:
+    """How long the server asks to wait: ``retry-after-ms`` (milliseconds), else ``Retry-After``
+    (seconds or an HTTP date), at most ``cap_s``; None when it sent neither (or nothing readable)."""
+    headers = response_headers(exc)
+    if headers is None:
         return None
-    try:
-        seconds = float(header)
-    except ValueError:
+    seconds: float | None = None
+    if milliseconds := headers.get("retry-after-ms"):
         try:
-            seconds = parsedate_to_datetime(header).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
+            seconds = float(milliseconds) / 1000.0
+        except ValueError:
+            seconds = None
+    header = headers.get("retry-after")
+    if seconds is None and header:
+        try:
+            seconds = float(header)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(header).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError):
+                return None
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), cap_s)
 
 
-def response_headers(exc: Exception) -> Any:
+def response_headers(exc: BaseException) -> Any:
     response = getattr(exc, "response", None)
     return response.headers if response is not None else None
 
@@ -135,12 +172,13 @@ class Transport(Protocol):
 class ChatTransport:
     """Sends judge requests to one OpenAI-compatible chat-completions endpoint."""
 
-    def __init__(self, config: JudgeConfig, hold: ProviderHold) -> None:
+    def __init__(self, config: JudgeConfig, hold: ProviderHold, pressure: Backpressure | None = None) -> None:
         from openai import OpenAI
 
         self.config = config
         self._client = OpenAI(api_key=config.api_key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0)
         self._hold = hold
+        self._pressure = pressure
         self._lock = threading.Lock()
         # Adapted after a 400 that names the parameter (reasoning models take max_completion_tokens
         # and only their default temperature); see adapt.
@@ -166,9 +204,17 @@ class ChatTransport:
     def send(self, request: JudgeRequest, timeout_s: float | None = None) -> Any:
         """One HTTP call for ``request`` (no cache, bound or retry); the parsed completion."""
         client = self._client.with_options(timeout=timeout_s) if timeout_s else self._client
-        raw = client.chat.completions.with_raw_response.create(**self.request_body(request))
+        sent_at = time.monotonic()
+        try:
+            raw = client.chat.completions.with_raw_response.create(**self.request_body(request))
+        except Exception as exc:
+            if self._pressure is not None:
+                self._pressure.read_headers(response_headers(exc), sent_at)
+            raise
         weight = request_tokens(request.prompt, request.image_path, self.config.model) + EXPECTED_COMPLETION_TOKENS
         self._hold.note(raw.headers, weight)
+        if self._pressure is not None:
+            self._pressure.read_headers(raw.headers, sent_at)
         return raw.parse()
 
     def adapt(self, exc: Exception) -> str | None:
@@ -193,6 +239,11 @@ class ChatTransport:
         where = f"the judge endpoint {self.config.endpoint}"
         detail = self.redact(_server_message(exc))
         status = http_status(exc)
+        if is_out_of_quota(exc):
+            return (
+                f"{where} answered HTTP 429 insufficient_quota ({detail}): the account has no quota or credit "
+                "left, which waiting does not change; add credit or use another key (SIUO_JUDGE_API_KEY)"
+            )
         if status in (401, 403):
             return (
                 f"{where} refused the API key (HTTP {status}: {detail}); set SIUO_JUDGE_API_KEY "

@@ -10,6 +10,7 @@ the metrics independently of siuo_task's parsers.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections import Counter
@@ -104,6 +105,9 @@ class JudgeHandler(ChatHandler):
     def chat(self, body: dict[str, Any]) -> None:
         if self._refuse(body):
             return
+        limit = self.server.rate_limit
+        if limit is not None and self._throttle(limit):
+            return
         if self.server.fail_status is not None:
             self.server.failed_calls += 1
             self._send(self.server.fail_status, {"error": {"message": self.server.fail_message(self.headers)}})
@@ -143,6 +147,26 @@ class JudgeHandler(ChatHandler):
                 send_json(self, 400, {"error": {"message": message, "type": "invalid_request_error", "param": name}})
                 return True
         return False
+
+    def _throttle(self, limit: RateLimit) -> bool:
+        """Answer 429 when the shared limit is spent (or a storm is on); True when it did."""
+        allowed, retry_after_s, headers = limit.take()
+        if allowed:
+            self._limit_headers = headers
+            return False
+        with self.server.state_lock:
+            self.server.throttled_calls += 1
+        payload = {
+            "error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}
+        }
+        if limit.retry_after and retry_after_s is not None:
+            headers = {
+                **headers,
+                "Retry-After": str(max(1, math.ceil(retry_after_s))),
+                "retry-after-ms": str(max(1, math.ceil(retry_after_s * 1000))),
+            }
+        send_json(self, 429, payload, headers)
+        return True
 
     def _leave(self) -> None:
         """Stop counting this request as in flight: called before its reply is written, since the
@@ -217,7 +241,79 @@ class JudgeHandler(ChatHandler):
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         self._leave()
-        send_json(self, status, payload, self.server.reply_headers if status == 200 else None)
+        headers = {**(self.server.reply_headers or {}), **getattr(self, "_limit_headers", {})}
+        send_json(self, status, payload, headers if status == 200 else None)
+
+
+class RateLimit:
+    """A provider's rate limit shared by every client of one server: a token bucket of
+    ``per_minute`` requests a minute holding at most ``burst`` (default one second's worth, as
+    providers enforce a per-minute limit over shorter spans), and storms in which every call is
+    answered 429. Over it, a call gets 429 with Retry-After (whole seconds) and retry-after-ms
+    (unless ``retry_after`` is False); every reply carries OpenAI's x-ratelimit-*-requests
+    headers (``headers`` False leaves them out)."""
+
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        burst: float | None = None,
+        retry_after: bool = True,
+        headers: bool = True,
+        storm_s: float = 0.0,
+        storm_after_calls: int = 0,
+    ) -> None:
+        """``storm_s`` > 0: every call is answered 429 for that long, starting with the call
+        after the first ``storm_after_calls`` ones (0: the first call)."""
+        self.per_minute = per_minute
+        self.capacity = burst if burst is not None else max(1.0, (per_minute or 60.0) / 60.0)
+        self.retry_after = retry_after
+        self.headers = headers
+        self._tokens = self.capacity
+        self._refilled = time.monotonic()
+        self._storm_s = storm_s
+        self._storm_after = storm_after_calls
+        self._storm_until: float | None = None
+        self._calls = 0
+        self._lock = threading.Lock()
+        self.first_at = 0.0  # time.monotonic of the first call, and of the last
+        self.last_at = 0.0
+
+    def storm(self, seconds: float) -> None:
+        """Answer every call 429 for ``seconds`` from now."""
+        with self._lock:
+            self._storm_until = time.monotonic() + seconds
+
+    def take(self) -> tuple[bool, float | None, dict[str, str]]:
+        """(call allowed, seconds until one would be, the x-ratelimit headers) for one call."""
+        with self._lock:
+            now = time.monotonic()
+            self._calls += 1
+            self.first_at = self.first_at or now
+            self.last_at = now
+            if self._storm_s and self._storm_until is None and self._calls > self._storm_after:
+                self._storm_until = now + self._storm_s
+            if self.per_minute:
+                rate = self.per_minute / 60.0
+                self._tokens = min(self.capacity, self._tokens + (now - self._refilled) * rate)
+                self._refilled = now
+            if self._storm_until is not None and now < self._storm_until:
+                return False, self._storm_until - now, self._headers(0.0)
+            if not self.per_minute:
+                return True, None, {}
+            if self._tokens < 1.0:
+                return False, (1.0 - self._tokens) / rate, self._headers(self._tokens)
+            self._tokens -= 1.0
+            return True, None, self._headers(self._tokens)
+
+    def _headers(self, tokens: float) -> dict[str, str]:
+        if not self.headers or not self.per_minute:
+            return {}
+        to_full_s = (self.capacity - tokens) * 60.0 / self.per_minute
+        return {
+            "x-ratelimit-limit-requests": str(int(self.per_minute)),
+            "x-ratelimit-remaining-requests": str(int(tokens)),
+            "x-ratelimit-reset-requests": f"{max(1, round(to_full_s * 1000))}ms",
+        }
 
 
 FaultPlan = Callable[[str, str, int], "str | None"]
@@ -314,6 +410,8 @@ class _JudgeHTTPServer(ChatHTTPServer):
     reject_params: frozenset[str] = frozenset()
     reply_headers: dict[str, str] | None = None
     bodies: list[dict[str, Any]]
+    rate_limit: RateLimit | None = None
+    throttled_calls = 0
 
     @staticmethod
     def fail_message(headers: Any) -> str:
@@ -339,6 +437,7 @@ class JudgeServer(LoopbackServer):
         reject_params: frozenset[str] = frozenset(),
         reply_headers: dict[str, str] | None = None,
         reply_for: ReplyPlan | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """Args:
         fail_status: answer every call with this HTTP status (echoing the key, like a 401).
@@ -355,6 +454,7 @@ class JudgeServer(LoopbackServer):
         reply_headers: extra headers on every 200 reply (e.g. x-ratelimit-*).
         reply_for: (kind, response, attempt number) -> (reply, intended verdict) to answer
             instead of the usual reply, or None for the usual one (e.g. seeded_flips).
+        rate_limit: a provider's rate limit shared by every client (429 over it, storms).
         """
         super().__init__(
             self.handler,
@@ -369,6 +469,7 @@ class JudgeServer(LoopbackServer):
             reject_params=reject_params,
             reply_headers=reply_headers,
             reply_for=reply_for,
+            rate_limit=rate_limit,
             bodies=[],
             attempts=Counter(),
             state_lock=threading.Lock(),
@@ -381,6 +482,11 @@ class JudgeServer(LoopbackServer):
     @property
     def failed_calls(self) -> int:
         return self._httpd.failed_calls
+
+    @property
+    def throttled_calls(self) -> int:
+        """Calls answered 429 by the rate limit (see RateLimit)."""
+        return self._httpd.throttled_calls
 
     @property
     def attempts(self) -> Counter:
