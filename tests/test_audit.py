@@ -9,7 +9,7 @@ from typing import Any
 from siuo_task.data import load_siuo
 from siuo_task.metrics import rate
 from tests.helpers.build_server import BuildServer, tag_of_bytes, tag_of_question
-from tests.helpers.in_process import judge_env, run_cli
+from tests.helpers.in_process import judge_pointed_at, run_cli
 
 JUDGES = ("audit-a", "audit-b")
 
@@ -44,7 +44,7 @@ def _expected(plan: dict[tuple[str, ...], str], items: list[Any], model: str) ->
 
 def test_audit_pass_rates_are_exact(small_data_dir: Path, tmp_path: Path) -> None:
     plan, items = _plan(small_data_dir)
-    with BuildServer(plan) as server, judge_env(server.base_url, tmp_path / "cache.sqlite3"):
+    with BuildServer(plan) as server, judge_pointed_at(server.base_url, tmp_path / "cache.sqlite3"):
         args = ["audit", "--data-dir", str(small_data_dir), "--output", str(tmp_path / "audit")]
         code, stdout, stderr = run_cli([*args, "--models", *JUDGES, "--answer-model", "answerer"])
         log = list(server.log)

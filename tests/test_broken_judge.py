@@ -11,7 +11,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
 from siuo_task.preflight import PROBE_RESPONSE
-from siuo_task.vlmeval import GEN_SINGLE
-from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval
+from tests.helpers.cli_runs import SECRET, read_run, siuo_eval
+from tests.helpers.harness_cli import harness_command, judged_offline_env
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -34,26 +32,12 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-def _env(data_dir: Path, judge_url: str, home: Path, **extra: str) -> dict[str, str]:
-    env = judge_env(data_dir, judge_url, "off", SIUO_JUDGE_BACKOFF="0.01", HF_HOME=str(home / "hf"))
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
-    return env
+def _env(data_dir: Path, judge_url: str, home: Path, model: ModelServer, **extra: str) -> dict[str, str]:
+    return judged_offline_env(data_dir, home, model.base_url, judge_url, SIUO_JUDGE_BACKOFF="0.01", **extra)
 
 
 def _command(harness: str, model: ModelServer, out: Path, task: str = "siuo_gen_greedy") -> list[str]:
-    if harness == "Inspect":
-        return ["inspect", "eval", f"siuo_task/{task}", "--model", "openai-api/loop/test-model", "--log-dir", str(out)]
-    if harness == "VLMEvalKit":
-        return [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url,
-                "--data", GEN_SINGLE, "--work-dir", str(out), "--api-nproc", "4"]  # fmt: skip
-    if harness == "lmms-eval":
-        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
-        return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args, "--tasks", task,
-                "--output_path", str(out), "--log_samples"]  # fmt: skip
-    args = f"model=test-model,base_url={model.base_url}/chat/completions,tokenizer_backend=None"
-    return [sys.executable, "-m", "lm_eval", "--model", "local-chat-completions", "--model_args", args,
-            "--tasks", task, "--include_path", str(lm_eval_tasks()), "--apply_chat_template",
-            "--output_path", str(out), "--log_samples"]  # fmt: skip
+    return harness_command(harness, model.base_url, out, generation_only=False, tasks=(task,), api_nproc=4)
 
 
 # lmms-eval's check before generation is the no-verdict case below; the kinds of broken
@@ -66,15 +50,7 @@ def test_a_broken_judge_stops_the_run_before_any_generation(harness: str, small_
         url = _closed_port_url()
         proc = subprocess.run(
             _command(harness, model, tmp_path / "out"),
-            env=_env(
-                small_data_dir,
-                url,
-                tmp_path,
-                LMUData=str(tmp_path / "lmu"),
-                LOOP_API_KEY="model-key",
-                LOOP_BASE_URL=model.base_url,
-                INSPECT_DISPLAY="plain",
-            ),
+            env=_env(small_data_dir, url, tmp_path, model),
             capture_output=True,
             cwd=tmp_path,
             text=True,
@@ -95,10 +71,7 @@ def test_a_judge_failing_mid_run_keeps_every_response(harness: str, small_data_d
         return "500" if sum(map(ord, response)) % 3 == 0 else None
 
     with ModelServer() as model, JudgeServer(fault_for=every_third, declines=False) as judge:
-        env = _env(
-            small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_MAX_ATTEMPTS="1", LMUData=str(tmp_path / "lmu"),
-            LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain",
-        )  # fmt: skip
+        env = _env(small_data_dir, judge.base_url, tmp_path, model, SIUO_JUDGE_MAX_ATTEMPTS="1")
         proc = subprocess.run(
             _command(harness, model, out), env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
         )
@@ -135,7 +108,7 @@ def test_a_judge_that_answers_without_grading_stops_a_judged_run_before_any_mode
     with ModelServer() as model, JudgeServer(reply_for=chatty) as judge:
         proc = subprocess.run(
             _command("lmms-eval", model, tmp_path / "out"),
-            env=_env(small_data_dir, judge.base_url, tmp_path),
+            env=_env(small_data_dir, judge.base_url, tmp_path, model),
             capture_output=True,
             cwd=tmp_path,
             text=True,
@@ -194,7 +167,9 @@ def _assert_stopped_in_one_line(run: Interrupted, answered: int, cache: Path) ->
 def test_ctrl_c_while_a_harness_judges_ends_it_in_one_line(harness: str, small_data_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "judge-cache.sqlite3"
     with ModelServer() as model, JudgeServer(latency_s=0.5, declines=False) as judge:
-        env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
+        env = _env(
+            small_data_dir, judge.base_url, tmp_path, model, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2"
+        )
         command = _command(harness, model, tmp_path / "out")
         run = _interrupt_while_judging(command, env, tmp_path, judge)
         answered = len(judge.log.exchanges)
@@ -214,9 +189,8 @@ def test_ctrl_c_while_inspect_judges_ends_it_in_one_line_and_eval_retry_resumes(
     cache = tmp_path / "judge-cache.sqlite3"
     with ModelServer(sampled=False) as model, JudgeServer(latency_s=0.5, declines=False) as judge:
         env = _env(
-            small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2",
-            LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_DISPLAY="plain",
-        )  # fmt: skip
+            small_data_dir, judge.base_url, tmp_path, model, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2"
+        )
         run = _interrupt_while_judging(_command("Inspect", model, tmp_path / "out"), env, tmp_path, judge)
         first_run = len(judge.log.exchanges)
         answered = {(e.kind, e.response) for e in judge.log.exchanges}
@@ -251,7 +225,7 @@ def test_a_judge_that_dies_after_its_check_is_given_up_and_every_response_kept(
         return "500"
 
     with ModelServer() as model, JudgeServer(fault_for=dead, declines=False) as judge:
-        env = _env(small_data_dir, judge.base_url, tmp_path, SIUO_JUDGE_OUTAGE_HOLD="3")
+        env = _env(small_data_dir, judge.base_url, tmp_path, model, SIUO_JUDGE_OUTAGE_HOLD="3")
         started = time.monotonic()
         proc = subprocess.run(_command("lmms-eval", model, out), env=env, capture_output=True, text=True, cwd=tmp_path)
         took = time.monotonic() - started

@@ -22,7 +22,8 @@ from siuo_task.construction.replies import ReplyError, check_query, check_reflec
 from siuo_task.data import load_siuo
 from tests.helpers.build_server import BuildServer, tag_of_bytes
 from tests.helpers.cli_runs import clean_env
-from tests.helpers.in_process import judge_env, run_cli
+from tests.helpers.harness_cli import hubs_offline
+from tests.helpers.in_process import judge_pointed_at, run_cli
 from tests.helpers.judge_server import JudgeServer
 
 MODELS = ("--generator-model", "gen-model", "--answer-model", "answer-model", "--judge-model", "judge-model")
@@ -76,7 +77,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     Image.new("RGB", (3000, 100), (9, 9, 9)).save(root / "images" / "wide.png")  # too large: resized
     (root / "images" / "notes.txt").write_text("not an image")
     (root / "images" / "zz-copy.png").write_bytes((root / "images" / "img00.png").read_bytes())
-    with BuildServer(plan_for(tags, SCRIPT)) as server, judge_env(server.base_url, root / "cache.sqlite3"):
+    with BuildServer(plan_for(tags, SCRIPT)) as server, judge_pointed_at(server.base_url, root / "cache.sqlite3"):
         args = ["build", "--images", str(root / "images"), "--output", str(root / "out"), *MODELS]
         first = run_cli(args)
         exchanges_first = list(server.log)
@@ -244,7 +245,10 @@ def test_question_ids_cannot_collide_with_the_original_167() -> None:
 def test_a_stage_without_any_reply_is_an_error_after_the_engines_retries(tmp_path: Path) -> None:
     tags = make_images(tmp_path / "images", ["a.png", "b.png"])
     plan = {(tags["b.png"], "reflect"): "http500"}
-    with BuildServer(plan) as server, judge_env(server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_MAX_ATTEMPTS="2"):
+    with (
+        BuildServer(plan) as server,
+        judge_pointed_at(server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_MAX_ATTEMPTS="2"),
+    ):
         code, _, stderr = run_cli(["build", "--images", str(tmp_path / "images"), "--output", str(tmp_path / "out")])
         calls = [e for e in server.log if e.stage == "reflect"]
     assert code == 1 and "1 candidate(s) ended in a stage error" in stderr
@@ -259,7 +263,7 @@ def test_a_stage_without_any_reply_is_an_error_after_the_engines_retries(tmp_pat
 
 
 def test_bad_image_folders_write_nothing(tmp_path: Path) -> None:
-    with judge_env("http://127.0.0.1:9/v1", tmp_path / "cache.sqlite3"):
+    with judge_pointed_at("http://127.0.0.1:9/v1", tmp_path / "cache.sqlite3"):
         (tmp_path / "empty").mkdir()
         (tmp_path / "junk").mkdir()
         (tmp_path / "junk" / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
@@ -365,7 +369,7 @@ def test_built_items_through_siuo_eval_judge(reviewed: dict[str, Any], tmp_path:
     responses = [{**item, "responses": [f"an answer to {item['question_id']}"]} for item in items]
     source = tmp_path / "responses.json"
     source.write_text(json.dumps(responses))
-    with JudgeServer(declines=False) as server, judge_env(server.base_url, tmp_path / "judge.sqlite3"):
+    with JudgeServer(declines=False) as server, judge_pointed_at(server.base_url, tmp_path / "judge.sqlite3"):
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("SIUO_DATA_DIR", str(reviewed["data"]))
             code, stdout, stderr = run_cli(["judge", str(source), "--output", str(tmp_path / "judged")])
@@ -382,8 +386,7 @@ def test_built_items_run_in_lmms_eval(built: dict[str, Any], reviewed: dict[str,
     args = ["build", "finalize", str(reviewed["csv"]), "--output", str(merged), "--merge-with", str(small_data_dir)]
     assert run_cli(args)[0] == 0
     out = built["root"] / "lmms-out"
-    env = clean_env(merged, HF_HOME=str(built["root"] / "hf"), HF_HUB_OFFLINE="1")
-    env.update(HF_DATASETS_OFFLINE="1", SIUO_JUDGE_CACHE="off")
+    env = clean_env(merged, SIUO_JUDGE_CACHE="off", **hubs_offline(built["root"] / "hf"))
     command = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", "response=(A)"]
     command += ["--tasks", "siuo_mcq", "--output_path", str(out), "--log_samples"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
+from tests.helpers.harness_cli import hubs_offline
 from tests.helpers.judge_server import JudgeServer
 
 OLDER = "20261201_000000"
@@ -30,8 +31,7 @@ def twice(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     under an older stamp whose files were written later (newer mtimes)."""
     root = tmp_path_factory.mktemp("twice")
     out = root / "out"
-    env = clean_env(small_data_dir, HF_HOME=str(root / "hf"), HF_HUB_OFFLINE="1")
-    env.update(HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env = clean_env(small_data_dir, **hubs_offline(root / "hf"), TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", "response=The answer is (A)."]
     command += ["--tasks", "siuo_gen_greedy,siuo_mcq", "--output_path", str(out), "--log_samples", "--predict_only"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli_runs import judge_env
-from tests.helpers.harness_cli import HARNESSES, harness_command, offline_env
+from tests.helpers.harness_cli import HARNESSES, harness_command, judged_offline_env, offline_env
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -35,8 +34,7 @@ def test_an_output_folder_that_cannot_be_written_stops_a_judged_run_before_gener
     in_the_way.write_text("not a folder")
     out = in_the_way / "out"
     with ModelServer() as model, JudgeServer() as judge:
-        env = offline_env(small_data_dir, tmp_path, model.base_url)
-        env.update({k: v for k, v in judge_env(small_data_dir, judge.base_url, "off").items() if k.startswith("SIUO_")})
+        env = judged_offline_env(small_data_dir, tmp_path, model.base_url, judge.base_url)
         command = harness_command(harness, model.base_url, out, generation_only=False, tasks=("siuo_gen_greedy",))
         proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
         model_requests, judge_calls = sum(model.prompts.values()), len(judge.log.exchanges) + len(judge.log.probes)

@@ -33,6 +33,7 @@ from tests.helpers.harness_cli import (
     MODEL,
     TASK_NAMES,
     harness_command,
+    judged_offline_env,
     offline_env,
 )
 from tests.helpers.judge_server import JudgeServer
@@ -63,9 +64,10 @@ def _harness_run(harness: str, data_dir: Path, root: Path, judge: JudgeServer, g
     calls, probes = len(judge.log.exchanges), len(judge.log.probes)
     judge.reset_peak()
     with ModelServer(per_settings=True) as model:
-        env = offline_env(data_dir, root, model.base_url)
-        if not generation_only:
-            env.update({k: v for k, v in _judge_env(data_dir, judge).items() if k.startswith("SIUO_")})
+        if generation_only:
+            env = offline_env(data_dir, root, model.base_url)
+        else:
+            env = judged_offline_env(data_dir, root, model.base_url, judge.base_url, SIUO_JUDGE_CONCURRENCY=str(BOUND))
         proc = subprocess.run(
             harness_command(harness, model.base_url, out, generation_only),
             env=env,

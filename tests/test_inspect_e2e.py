@@ -25,13 +25,14 @@ from siuo_task.parsing import parse_mcq_answer
 from siuo_task.prompts import PROMPT_VERSION
 from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from tests.helpers.cli_runs import SECRET, clean_env, judge_env
+from tests.helpers.harness_cli import harness_command
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
 
 MODEL = "openai-api/loop/test-model"
-TASKS = ("siuo_task/siuo_gen", "siuo_task/siuo_gen_greedy", "siuo_task/siuo_mcq")
+TASKS = ("siuo_gen", "siuo_gen_greedy", "siuo_mcq")
 
 
 def _env(data_dir: Path, model: ModelServer, judge: JudgeServer | None, logs: Path) -> dict[str, str]:
@@ -43,7 +44,8 @@ def _env(data_dir: Path, model: ModelServer, judge: JudgeServer | None, logs: Pa
 
 
 def _inspect(tasks: tuple[str, ...], env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    command = ["inspect", "eval", *tasks, "--model", MODEL, "--log-format", "json", *extra]
+    logs, options = Path(env["INSPECT_LOG_DIR"]), ["--log-format", "json", *extra]
+    command = harness_command("Inspect", env["LOOP_BASE_URL"], logs, False, tasks=tasks, extra=options)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -224,7 +226,7 @@ def no_score_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     with ModelServer() as model:
         env = _env(small_data_dir, model, None, root / "logs")
         assert not any(name.startswith(("SIUO_JUDGE_", "OPENAI_")) for name in env if name != "SIUO_JUDGE_CACHE")
-        proc = _inspect(("siuo_task/siuo_gen", "siuo_task/siuo_gen_greedy"), env, "--no-score", "--limit", "4")
+        proc = _inspect(("siuo_gen", "siuo_gen_greedy"), env, "--no-score", "--limit", "4")
         run: dict[str, Any] = {"proc": proc, "logs": _logs(root / "logs"), "requests": sum(model.prompts.values())}
         before = sum(model.prompts.values())
         command = [sys.executable, "-c", _API_RUN, MODEL]

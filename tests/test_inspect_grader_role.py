@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.cli_runs import SECRET, clean_env, siuo_eval
+from tests.helpers.harness_cli import harness_command
 from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
 from tests.helpers.model_server import ModelServer
 
@@ -35,7 +36,8 @@ def _env(data_dir: Path, model: ModelServer, logs: Path) -> dict[str, str]:
 
 
 def _inspect(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    command = ["inspect", "eval", "siuo_task/siuo_gen_greedy", "--model", MODEL, "--log-format", "json", *extra]
+    logs, options = Path(env["INSPECT_LOG_DIR"]), ["--log-format", "json", *extra]
+    command = harness_command("Inspect", env["LOOP_BASE_URL"], logs, False, tasks=("siuo_gen_greedy",), extra=options)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 

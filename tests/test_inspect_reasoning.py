@@ -22,6 +22,7 @@ from siuo_task.reasoning import split_reasoning
 from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from tests.helpers.chat_server import ChatHandler, LoopbackServer, chat_completion, message_text, send_json
 from tests.helpers.cli_runs import judge_env
+from tests.helpers.harness_cli import harness_command
 from tests.helpers.judge_server import JudgeServer
 
 pytestmark = pytest.mark.slow
@@ -60,8 +61,10 @@ def traced_run(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         env = judge_env(small_data_dir, judge.base_url, "off", SIUO_JUDGE_TRACES="1")
         env = {k: v for k, v in env.items() if not k.startswith("INSPECT_")}
         env.update(INSPECT_LOG_DIR=str(root), INSPECT_DISPLAY="plain", LOOP_API_KEY="k", LOOP_BASE_URL=model.base_url)
-        command = ["inspect", "eval", "siuo_task/siuo_gen_greedy", "--model", "openai-api/loop/m"]
-        command += ["--log-format", "json", "--limit", str(ITEMS)]
+        options = ["--log-format", "json", "--limit", str(ITEMS)]
+        command = harness_command(
+            "Inspect", model.base_url, root, False, ("siuo_gen_greedy",), extra=options, model="m"
+        )
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         [path] = root.glob("*.json")
         log = read_eval_log(str(path))

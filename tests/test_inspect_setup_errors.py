@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli_runs import clean_env
+from tests.helpers.harness_cli import harness_command
 from tests.helpers.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
 
 
 def _inspect(task: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = ["inspect", "eval", f"siuo_task/{task}", "--model", "openai-api/loop/test-model", "--limit", "2"]
+    logs = Path(env["INSPECT_LOG_DIR"])
+    command = harness_command("Inspect", env["LOOP_BASE_URL"], logs, False, tasks=(task,), extra=["--limit", "2"])
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 

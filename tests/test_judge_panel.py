@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,6 +16,7 @@ from siuo_task.judge.request import JudgeOutcome
 from siuo_task.panel_vote import two_valued, vote
 from siuo_task.vlmeval import GEN_PAPER
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run, siuo_eval
+from tests.helpers.harness_cli import harness_command, hubs_offline
 from tests.helpers.judge_server import (
     JudgeServer,
     ReplyPlan,
@@ -400,13 +400,12 @@ def test_vote_counts_judge_errors_and_undecided_votes() -> None:
 
 def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
     if harness == "lmms-eval":
-        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
-        return [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
-                "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+        return harness_command(harness, model.base_url, out, generation_only=False, tasks=("siuo_gen",))
     # --limit counts items (each with its 3 responses), not VLMEvalKit's rows.
-    return [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url,
-            "--data", GEN_PAPER, "--work-dir", str(out), "--api-nproc", "8", "--temperature", "1.0",
-            "--limit", str(VLMEVAL_LIMIT)]  # fmt: skip
+    extra = ["--temperature", "1.0", "--limit", str(VLMEVAL_LIMIT)]
+    return harness_command(
+        harness, model.base_url, out, generation_only=False, tasks=("siuo_gen",), api_nproc=8, extra=extra
+    )
 
 
 # lm-eval's run writes its summary through the same task hooks as lmms-eval's
@@ -420,7 +419,7 @@ def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
     the run by the panel; then `siuo-eval judge` with the same panel on that run's samples."""
     panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
-    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", LMUData=str(tmp_path / "lmu"))
+    env.update(hubs_offline(tmp_path / "hf"), LMUData=str(tmp_path / "lmu"))
     out = tmp_path / "run"
     with ModelServer(per_settings=True) as model:
         command = _harness_command(harness, model, out)
@@ -462,8 +461,7 @@ def test_a_harness_run_whose_judge_dies_keeps_the_others_and_resumes_with_it_alo
         servers[2].set_faults(dies_after(20, "401"))
         panel = _panel_file(tmp_path / "panel.yaml", servers)
         env = judge_env(small_data_dir, servers[0].base_url, tmp_path / "cache.sqlite3", SIUO_JUDGE_PANEL=str(panel))
-        env.update(PANEL_OTHER_KEY=OTHER_KEY, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
-        env.update(HF_DATASETS_OFFLINE="1")
+        env.update(hubs_offline(tmp_path / "hf"), PANEL_OTHER_KEY=OTHER_KEY)
         out = tmp_path / "run"
         with ModelServer(per_settings=True) as model:
             command = _harness_command("lmms-eval", model, out)

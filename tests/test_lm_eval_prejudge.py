@@ -28,7 +28,7 @@ from tests.helpers.judge_server import JudgeServer
 
 
 @pytest.fixture
-def judge_env(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def point_judge_at(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return judge_settings(monkeypatch, small_data_dir, SIUO_JUDGE_CONCURRENCY="32")
 
 
@@ -68,10 +68,10 @@ def _comparable(rows: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_filter_judges_all_documents_together_with_the_per_document_numbers(
-    judge_env: Any, caplog: pytest.LogCaptureFixture
+    point_judge_at: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with JudgeServer(latency_s=0.05) as judge:
-        judge_env(judge)
+        point_judge_at(judge)
         docs = _docs()  # a judged run's documents: the judge is checked as they are built
         together = _instances(docs)
         sent = [list(instance.resps) for instance in together]
@@ -86,7 +86,7 @@ def test_the_filter_judges_all_documents_together_with_the_per_document_numbers(
     assert peak > 8, peak
 
     with JudgeServer(latency_s=0.05) as judge:
-        judge_env(judge)
+        point_judge_at(judge)
         alone = _instances(docs)
         with caplog.at_level(logging.WARNING):
             # A filter that is not handed the documents: the fallback judges per document.

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.cli_runs import authors_rows, judge_env, siuo_eval, write_json
+from tests.helpers.harness_cli import harness_command
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -53,9 +53,7 @@ def test_a_greedy_model_in_a_harness_run_is_flagged(small_data_dir: Path, tmp_pa
     out = tmp_path / "out"
     with ModelServer(sampled=False) as model, JudgeServer(declines=False) as judge:
         env = judge_env(small_data_dir, judge.base_url, "off")
-        args = f"model=test-model,base_url={model.base_url},api_key=EMPTY"
-        command = [sys.executable, "-m", "lmms_eval", "--model", "openai", "--model_args", args,
-                   "--tasks", "siuo_gen", "--output_path", str(out), "--log_samples"]  # fmt: skip
+        command = harness_command("lmms-eval", model.base_url, out, generation_only=False, tasks=("siuo_gen",))
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     results = json.loads(next(out.rglob("*_results.json")).read_text())
     summary = results["siuo"]["siuo_gen"]

@@ -17,6 +17,7 @@ import pytest
 from siuo_task.stats import cohen_kappa, mcnemar_exact_p
 from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
 from tests.helpers.fixture_data import per_category, real_items
+from tests.helpers.harness_cli import hubs_offline
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer, choose_reply
 
 
@@ -260,7 +261,7 @@ def test_paper_leaderboard_and_scatter(judged_runs: dict[str, Path], env: dict[s
 def lmms_eval_folder(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two lmms-eval siuo_mcq runs of the dummy model written into one output folder."""
     out = tmp_path_factory.mktemp("lmms")
-    env = clean_env(small_data_dir, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env = clean_env(small_data_dir, **hubs_offline())
     for response in ("(A)", "I cannot say"):
         run = [sys.executable, "-m", "lmms_eval", "--model", "dummy", "--model_args", f"response={response}"]
         run += ["--tasks", "siuo_mcq", "--output_path", str(out), "--log_samples"]

@@ -24,6 +24,7 @@ import pytest
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
 from siuo_task.records import GenRecord
 from siuo_task.results import GEN_REDUCERS
+from tests.helpers.harness_cli import harness_command, hubs_offline
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer, reply_for
 
@@ -104,7 +105,7 @@ def _inspect(data_dir: Path, judge: JudgeServer, logs: Path) -> tuple[dict[str, 
     with ModelServer() as model:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "INSPECT_"))}
         env.update(LOOP_API_KEY="model-key", LOOP_BASE_URL=model.base_url, INSPECT_LOG_DIR=str(logs))
-        command = ["inspect", "eval", "siuo_task/siuo_gen", "--model", "openai-api/loop/test-model"]
+        command = harness_command("Inspect", model.base_url, logs, False, tasks=("siuo_gen",))
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     found = sorted(logs.glob("*.eval"))
     assert found, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -127,8 +128,7 @@ def test_four_harnesses_give_identical_numbers(
             "SIUO_JUDGE_API_KEY": "sk-same-numbers-0123456789",
             "SIUO_JUDGE_CACHE": "off",
             "LMUData": str(tmp_path / "lmu"),
-            "HF_DATASETS_OFFLINE": "1",
-            "HF_HUB_OFFLINE": "1",
+            **hubs_offline(),
         }.items():
             monkeypatch.setenv(name, value)
         inspect_metrics, inspect_responses = _inspect(small_data_dir, judge, tmp_path / "logs")

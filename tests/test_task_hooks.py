@@ -33,7 +33,7 @@ HARNESSES = ("lmms-eval", "lm-eval")
 
 
 @pytest.fixture
-def judge_env(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def point_judge_at(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     point_at = judge_settings(monkeypatch, small_data_dir, SIUO_JUDGE_BACKOFF="0.01")
     register()  # lmms-eval's entry point: what `lmms-eval` runs first
     return point_at
@@ -93,10 +93,10 @@ def _save(harness: str, results: dict[str, Any], folder: Path) -> dict[str, Any]
 @pytest.mark.parametrize("first", HARNESSES)
 @pytest.mark.parametrize("second", HARNESSES)
 def test_a_summary_is_written_only_into_its_own_runs_results(
-    first: str, second: str, judge_env: Any, tmp_path: Path
+    first: str, second: str, point_judge_at: Any, tmp_path: Path
 ) -> None:
     with JudgeServer() as judge:
-        judge_env(judge)
+        point_judge_at(judge)
         # Run 1 judges siuo_gen in process and is never saved (e.g. the Python API, no output path).
         entry = _scored(first, _task(first, "siuo_gen"))
     count = entry[f"{SUMMARY_ROW},none"]
@@ -115,9 +115,9 @@ def _lm_eval_documents() -> list[dict[str, Any]]:
     return [dict(row) for row in lm_hooks.gen_dataset()["test"]]
 
 
-def test_outcomes_judged_ahead_never_stand_in_for_a_later_runs_calls(judge_env: Any) -> None:
+def test_outcomes_judged_ahead_never_stand_in_for_a_later_runs_calls(point_judge_at: Any) -> None:
     with JudgeServer(declines=False) as judge:
-        judge_env(judge)
+        point_judge_at(judge)
         docs = _lm_eval_documents()
         # Run 1: lm-eval's filter judges the rank's responses, then the run stops before scoring.
         lm_prejudge.JudgeTogether().apply([[_reply(doc)] for doc in docs], docs)
@@ -132,13 +132,13 @@ def test_outcomes_judged_ahead_never_stand_in_for_a_later_runs_calls(judge_env: 
 
 
 def test_a_judge_stopped_in_one_run_is_asked_afresh_by_the_next(
-    judge_env: Any, monkeypatch: pytest.MonkeyPatch
+    point_judge_at: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     declining = {"now": True}
     monkeypatch.setenv("SIUO_JUDGE_DECLINE_WINDOW", "10")
     plan = lambda kind, response, attempt: "decline" if declining["now"] else None  # noqa: E731
     with JudgeServer(fault_for=plan, declines=False) as judge:
-        judge_env(judge)
+        point_judge_at(judge)
         docs = _lm_eval_documents()
         with pytest.raises(SystemExit, match="declin"):
             for doc in docs:

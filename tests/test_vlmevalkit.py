@@ -24,6 +24,7 @@ from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ, MCQ_CIRCULAR
 from tests.helpers.cli_runs import SECRET, judge_env
 from tests.helpers.fixture_data import per_category, real_items
+from tests.helpers.harness_cli import harness_command, hubs_offline
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -31,25 +32,13 @@ pytestmark = pytest.mark.slow
 
 
 def _env(data_dir: Path, root: Path, judge: JudgeServer) -> dict[str, str]:
-    env = judge_env(data_dir, judge.base_url, "off", LMUData=str(root / "lmu"))
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    return env
+    return judge_env(data_dir, judge.base_url, "off", LMUData=str(root / "lmu"), **hubs_offline())
 
 
 def _run_vlmeval(model: ModelServer, env: dict[str, str], work: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url]
-    command += [
-        "--data",
-        GEN_PAPER,
-        MCQ,
-        MCQ_CIRCULAR,
-        "--work-dir",
-        str(work),
-        "--api-nproc",
-        "4",
-        "--temperature",
-        "1.0",
-    ]
+    tasks = ("siuo_gen", "siuo_mcq", "siuo_mcq_circular")  # GEN_PAPER, MCQ, MCQ_CIRCULAR
+    extra = ["--temperature", "1.0"]
+    command = harness_command("VLMEvalKit", model.base_url, work, False, tasks=tasks, api_nproc=4, extra=extra)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=work.parent)
 
 

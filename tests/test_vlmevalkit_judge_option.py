@@ -13,6 +13,7 @@ from siuo_task.adapters.vlmevalkit.judge import base_url_of, vlmeval_judge
 from siuo_task.errors import JudgeConfigError
 from siuo_task.vlmeval import GEN_SINGLE
 from tests.helpers.cli_runs import SECRET, clean_env, no_secret_in
+from tests.helpers.harness_cli import harness_command, hubs_offline
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -59,12 +60,12 @@ def test_vlmevalkits_own_default_judge_is_not_the_users(monkeypatch: pytest.Monk
 @pytest.mark.slow
 def test_vlmeval_judge_option_reaches_the_judge_server(small_data_dir: Path, tmp_path: Path) -> None:
     with ModelServer() as model, JudgeServer(only_model="judge-y") as judge:
-        env = clean_env(small_data_dir, LMUData=str(tmp_path / "lmu"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+        env = clean_env(small_data_dir, LMUData=str(tmp_path / "lmu"), **hubs_offline())
         # As VLMEvalKit users set it: the full chat-completions URL; no SIUO_JUDGE_* variable.
         env.update(OPENAI_API_BASE=f"{judge.base_url}/chat/completions", OPENAI_API_KEY=SECRET, SIUO_JUDGE_CACHE="off")
         work = tmp_path / "outputs"
-        command = [sys.executable, "-m", "siuo_task.vlmeval", "--model", "test-model", "--base-url", model.base_url]
-        command += ["--data", GEN_SINGLE, "--work-dir", str(work), "--api-nproc", "4", "--judge", "judge-y"]
+        command = harness_command("VLMEvalKit", model.base_url, work, False, tasks=("siuo_gen_greedy",), api_nproc=4)
+        command += ["--judge", "judge-y"]
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
         models_asked = {body.get("model") for body in judge.bodies}
         graded = len(judge.log.exchanges)

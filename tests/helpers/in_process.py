@@ -16,8 +16,9 @@ from tests.helpers.judge_server import JudgeServer
 
 
 @contextlib.contextmanager
-def judge_env(server_url: str, cache: Path, **extra: str) -> Iterator[None]:
-    """SIUO_JUDGE_* pointing at ``server_url`` (and nothing else of the user's) for the block."""
+def judge_pointed_at(server_url: str, cache: Path, **extra: str) -> Iterator[None]:
+    """SIUO_JUDGE_* in this process pointing at ``server_url`` (and nothing else of the user's)
+    for the block (``cli_runs.judge_env`` is the same for a subprocess's environment)."""
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
             if name.startswith(("SIUO_", "OPENAI_")):
