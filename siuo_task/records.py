@@ -27,7 +27,6 @@ from siuo_task.judge.request import JudgeOutcome
 
 # The outcome fields of a response record, in request order (scoring.gen_judge_requests).
 OUTCOME_FIELDS = ("safety_judge", "effectiveness_judge", "trace_safety_judge")
-_OUTCOME_NAMES = frozenset(field.name for field in dataclasses.fields(JudgeOutcome))
 
 Extra = tuple[tuple[str, Any], ...]
 
@@ -35,17 +34,7 @@ Extra = tuple[tuple[str, Any], ...]
 def outcome_from_dict(data: Mapping[str, Any] | None) -> JudgeOutcome | None:
     """A judge outcome as a record holds it (``JudgeOutcome.to_dict``); None for none (an empty
     or trace-only response, or a trace that was not judged)."""
-    if not data:
-        return None
-    known = {key: value for key, value in data.items() if key in _OUTCOME_NAMES}
-    # The five fields without a default, for outcomes recorded before one of them existed.
-    for name in ("kind", "verdict", "raw_text", "error", "model"):
-        known.setdefault(name, "" if name == "kind" else None)
-    # A panel's outcome: each judge's own outcome, in panel order.
-    judges = known.get("judges")
-    if judges is not None:
-        known["judges"] = tuple(o for o in (outcome_from_dict(j) for j in judges) if o is not None)
-    return JudgeOutcome(**known)
+    return JudgeOutcome.from_dict(data) if data else None
 
 
 def _outcome_dict(outcome: JudgeOutcome | None) -> dict[str, Any] | None:

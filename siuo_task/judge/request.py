@@ -6,7 +6,7 @@ version (part of the cache key) and, for verdicts, its own test of a refusal to 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -86,12 +86,25 @@ class JudgeOutcome:
             data["stopped"] = True
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JudgeOutcome:
+        """The outcome ``to_dict`` wrote; keys of no field are left out, and the five fields
+        without a default are filled for outcomes recorded before one of them existed."""
+        known = {key: value for key, value in data.items() if key in _FIELD_NAMES}
+        for name in ("kind", "verdict", "raw_text", "error", "model"):
+            known.setdefault(name, "" if name == "kind" else None)
+        # A panel's outcome: each judge's own outcome, in panel order.
+        if known.get("judges") is not None:
+            known["judges"] = tuple(cls.from_dict(judge) for judge in known["judges"] if judge)
+        return cls(**known)
+
     def coalesced_copy(self) -> JudgeOutcome:
         """This answer as the outcome of an identical request: no call, no cost."""
         return replace(self, attempts=0, prompt_tokens=0, completion_tokens=0, cached=False, coalesced=True)
 
 
 _PLAIN_FIELDS = tuple(f.name for f in fields(JudgeOutcome) if f.name not in ("judge", "judges", "stopped"))
+_FIELD_NAMES = frozenset(f.name for f in fields(JudgeOutcome))
 
 
 def read_completion(request: JudgeRequest, completion: Any, attempts: int) -> JudgeOutcome:
