@@ -294,13 +294,12 @@ def _exit_status(judged: Judged, resume: str) -> int:
         for name, summary in summaries.items()
         if any(summary.get("judge_errors_passes") or [summary.get("judge_errors")])
     }
-    cache = judged.config.cache_path if judged.config else None
     if errors:
         declines = sum(summary["usage"].get("declines", 0) for summary in summaries.values())
         say(
             f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
             f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); "
-            + (rerun_hint(judged.tally, judged.cache_path or cache) if not judged.stopped else "see the line below")
+            + (rerun_hint(judged.tally, judged.cache) if not judged.stopped else "see the line below")
         )
     if failures:
         say(f"siuo-eval: {len(failures)} input(s) were not judged: " + "; ".join(f"'{p.path}'" for p in failures))
@@ -314,7 +313,7 @@ def _exit_status(judged: Judged, resume: str) -> int:
 def stopped_line(judged: Judged, resume: str) -> str:
     """The last words after a panel's judge stopped: which, why, what was kept, and the command
     that resumes (it asks only what is missing: with the cache on, the stopped judge alone)."""
-    cache = judged.config.cache_path if judged.config else None
+    cache = judged.cache
     named = "; ".join(f"{label} ({cause})" for label, cause in judged.stopped.items())
     unanswered = sum(
         judge.get("unanswered_stopped", 0)

@@ -468,6 +468,12 @@ class Judged:
     def failures(self) -> list[Note]:
         return [note for note in self.notes if note.failure]
 
+    @property
+    def cache(self) -> Path | None:
+        """The judge cache the run used: the file in use (see ``cache_path``), else the one
+        configured (a panel's judges share it); None with the cache off."""
+        return self.cache_path or (self.config.cache_path if self.config else None)
+
 
 def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) -> Judged:
     """discover, plan, judge, summarise, write. The judge settings and the inputs are checked
@@ -540,14 +546,8 @@ def _judge_with(
         keep_earlier(job.export_batch, show.say)
         show.exported(job.export_batch, export_batch(engine, requests, job.export_batch), engine.config)
         return
-    requests_to_probe = [] if job.import_batch else requests  # an import makes no call, so no probe
-    # The probe's request is claimed like any call, so processes sharing the cache probe different ones.
-    probed = (r for r in requests_to_probe if not engine.is_known(engine.key(r)) and engine.claim(engine.key(r)))
-    pending = next(probed, None)
-    if pending is not None:
-        result = probe(engine, pending, lambda line: show.say(f"siuo-eval: {line}"))
-        show.probed(result)
-        engine.accept(pending, result.completion)  # the probe was a real judge call: use its answer
+    if not job.import_batch:  # an import makes no call, so no probe
+        _check_judge(engine, requests, show)
     if job.batch == "openai":
         _run_openai_batch(engine, requests, job.output, show.say)
     with show.progress(len(requests), pricing, rate_limit_status(engine)) as on_done:
@@ -556,6 +556,17 @@ def _judge_with(
         later = [values[index] for values in passes[1:]]
         judged.summaries[run.run.name] = run_summary(run, passes[0][index], engine.config, pricing, later)
     _write(job.output, loaded, passes[0], judged, show, single)
+
+
+def _check_judge(engine: JudgeEngine, requests: Sequence[JudgeRequest], show: Show) -> None:
+    """The check before judging: one real call for the first request neither answered yet nor
+    claimed by another process sharing the cache (claimed here like any call, so processes
+    sharing the cache probe different ones); its answer is that request's."""
+    pending = next((r for r in requests if not engine.is_known(key := engine.key(r)) and engine.claim(key)), None)
+    if pending is not None:
+        result = probe(engine, pending, lambda line: show.say(f"siuo-eval: {line}"))
+        show.probed(result)
+        engine.accept(pending, result.completion)  # the probe was a real judge call: use its answer
 
 
 def _judge_panel_with(
@@ -571,18 +582,7 @@ def _judge_panel_with(
             show.estimates(estimate(loaded, judge_engine, Pricing(config.model, config.endpoint), job.passes), config)
         return
     for judge_engine in engine.engines:
-        pending = next(
-            (
-                r
-                for r in requests
-                if not judge_engine.is_known(judge_engine.key(r)) and judge_engine.claim(judge_engine.key(r))
-            ),
-            None,
-        )
-        if pending is not None:
-            result = probe(judge_engine, pending, lambda line: show.say(f"siuo-eval: {line}"))
-            show.probed(result)
-            judge_engine.accept(pending, result.completion)
+        _check_judge(judge_engine, requests, show)
     pricing = Pricing(engine.config.model, engine.config.endpoint)
     with show.progress(len(requests) * len(engine.engines), pricing, rate_limit_status(engine)) as on_done:
         passes = [judge_loaded(loaded, engine, on_done, repeat) for repeat in range(job.passes)]

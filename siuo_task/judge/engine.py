@@ -356,20 +356,21 @@ class JudgeEngine:
 
     def _settle_without_verdict(self, key: str, outcome: JudgeOutcome) -> None:
         """Leave a reply without a verdict in this engine's claim, for the other processes."""
-        with self._lock:
-            claimed = key in self._claimed
-            self._claimed.discard(key)
-        if claimed and self._cache is not None and outcome.raw_text and outcome.raw_text.strip():
+        if not (outcome.raw_text and outcome.raw_text.strip()):
+            self._release(key)
+        elif self._drop_claim(key) and self._cache is not None:
             self._cache.settle_without_verdict(key, outcome.raw_text, outcome.model)
-        elif claimed and self._cache is not None:
-            self._cache.release(key)
 
     def _release(self, key: str) -> None:
+        if self._drop_claim(key) and self._cache is not None:
+            self._cache.release(key)
+
+    def _drop_claim(self, key: str) -> bool:
+        """Forget this engine's claim on ``key``; whether it held one."""
         with self._lock:
             claimed = key in self._claimed
             self._claimed.discard(key)
-        if claimed and self._cache is not None:
-            self._cache.release(key)
+        return claimed
 
     def _watch(self, request: JudgeRequest, outcome: JudgeOutcome) -> None:
         if (tripped := self._declines.record(request, outcome)) is not None:

@@ -16,9 +16,8 @@ from pathlib import Path
 from siuo_task.adapters.vlmevalkit import GEN_PAPER, register
 from siuo_task.adapters.vlmevalkit.names import TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.sampling import PAPER_TEMPERATURE, sample_gen3_api_calls
-from siuo_task.errors import OutputError
 from siuo_task.outputs import check_output_folder
-from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed, task_started
+from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed, fail_plainly, task_started
 
 # ``import vlmeval`` logs this at ERROR level when the optional file <site-packages>/.env (API
 # keys for VLMEvalKit's own API models) is absent, which is the usual case: our judge reads its
@@ -44,14 +43,12 @@ def _quiet_missing_env_file() -> Iterator[None]:
         root.removeFilter(quiet)
 
 
+@fail_plainly
 def _check_work_dir() -> None:
     """VLMEvalKit's work folder (MMEVAL_ROOT, else --work-dir, else ./outputs, as its run.py
     chooses) can be written, before it imports, loads a model or generates anything."""
     work_dir = os.environ.get("MMEVAL_ROOT") or cli_option("--work-dir") or "./outputs"
-    try:
-        check_output_folder(Path(work_dir), "--work-dir")
-    except OutputError as exc:
-        raise SystemExit(f"siuo-task: {exc}") from None
+    check_output_folder(Path(work_dir), "--work-dir")
 
 
 # The skip reasons VLMEvalKit records (as status "done") for a dataset it did not run to the end.
