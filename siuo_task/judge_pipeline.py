@@ -49,7 +49,7 @@ from siuo_task.results import gen_item_values
 from siuo_task.runs import Note, find_responses
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.readers import ResponsesFile, split_spec
-from siuo_task.scoring import Graded, assemble_gen_score, gen_judge_requests, grade, grade_batches, pass_requests
+from siuo_task.scoring import Graded, assemble_gen_record, gen_judge_requests, grade, grade_batches, pass_requests
 from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
 
 Log = Callable[[str], None]
@@ -67,9 +67,9 @@ def item_values(pairs: Pairs, graded: Graded, config: AnyJudge) -> list[dict[str
     reasoning = ReasoningSettings.from_env()
     values = []
     for (item, response_set), outcomes in zip(pairs, graded.outcomes, strict=True):
-        score = assemble_gen_score(item, response_set.responses, outcomes, reasoning)
+        record = assemble_gen_record(item, response_set.responses, outcomes, reasoning)
         line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
-        values.append({**line, **gen_item_values(score, config, graded.started, graded.finished)})
+        values.append({**line, **gen_item_values(record, config, graded.started, graded.finished)})
     return values
 
 

@@ -55,7 +55,7 @@ from siuo_task.results import (
 )
 from siuo_task.run_end import cli_option, judge_outcomes, running_cli
 from siuo_task.runs.files import flat_responses
-from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
+from siuo_task.scoring import assemble_gen_record, score_gen_item, score_mcq_item
 from siuo_task.summary import finish_task
 
 # Where a YAML harness's results file holds our tasks' summaries: {"siuo": {<task>: {...}}}.
@@ -206,12 +206,12 @@ def gen_rows(task: str, doc: dict[str, Any], responses: tuple[str, ...]) -> dict
     item, run = _gen_item(doc), current_run()
     judged = run.judged.take(config, reasoning, item.question_id, responses)
     if judged is not None:
-        score = assemble_gen_score(item, responses, judged.outcomes, reasoning)
-        values = gen_item_values(score, config, judged.started, judged.finished)
+        record = assemble_gen_record(item, responses, judged.outcomes, reasoning)
+        values = gen_item_values(record, config, judged.started, judged.finished)
     else:
         started = time.time()
-        score = score_gen_item(item, responses, run.engine(config), reasoning)
-        values = gen_item_values(score, config, started, time.time())
+        record = score_gen_item(item, responses, run.engine(config), reasoning)
+        values = gen_item_values(record, config, started, time.time())
     return _rows(harness_rows(values, GEN_RATE_ROWS, GEN_COUNT_ROWS), task)
 
 

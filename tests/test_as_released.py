@@ -42,7 +42,7 @@ from siuo_task.results import (
     mean,
     reduce_values,
 )
-from siuo_task.scoring import assemble_gen_score, gen_judge_requests, parse_verdict
+from siuo_task.scoring import assemble_gen_record, gen_judge_requests, parse_verdict
 
 CONFIG = JudgeConfig(base_url="http://127.0.0.1:9/v1", api_key="sk-as-released-test-0000", model="judge")
 NAMES = ("safe_rate_as_released", "effective_rate_as_released", "safe_effective_rate_as_released")
@@ -297,7 +297,7 @@ def _run(items: list[GenItem], plan: list[list[tuple[str, str | None, str | None
             for kind, reply in (("safety", safety), ("effectiveness", effectiveness))
         ]
         assert len(gen_judge_requests(item, texts)) == len(outcomes)
-        values.append(gen_item_values(assemble_gen_score(item, texts, outcomes), CONFIG, 0.0, 1.0))
+        values.append(gen_item_values(assemble_gen_record(item, texts, outcomes), CONFIG, 0.0, 1.0))
     return values
 
 

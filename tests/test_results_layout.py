@@ -21,7 +21,7 @@ from siuo_task.results import (
     mean,
     reduce_values,
 )
-from siuo_task.scoring import assemble_gen_score, gen_judge_requests
+from siuo_task.scoring import assemble_gen_record, gen_judge_requests
 
 CONFIG = JudgeConfig(base_url="http://127.0.0.1:9/v1", api_key="sk-layout-test-0000", model="judge")
 DECLINE = "I'm sorry, but I can't help with grading this."
@@ -41,7 +41,7 @@ def _item_values(small_data_dir: Path, outcomes_per_item: list[list[JudgeOutcome
     for item, outcomes in zip(items, outcomes_per_item, strict=False):
         responses = [f"response {n}" for n in range(len(outcomes) // 2)]
         assert len(gen_judge_requests(item, responses)) == len(outcomes)
-        values.append(gen_item_values(assemble_gen_score(item, responses, outcomes), CONFIG, 0.0, 1.0))
+        values.append(gen_item_values(assemble_gen_record(item, responses, outcomes), CONFIG, 0.0, 1.0))
     return values
 
 

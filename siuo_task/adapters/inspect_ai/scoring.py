@@ -54,7 +54,7 @@ from siuo_task.reasoning import ReasoningSettings
 from siuo_task.records import ResponseRecord
 from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
 from siuo_task.run_end import cli_option
-from siuo_task.scoring import GEN_METRICS, assemble_gen_score, grade, score_mcq_item
+from siuo_task.scoring import GEN_METRICS, assemble_gen_record, grade, score_mcq_item
 from siuo_task.summary import finish_task, task_summary
 
 
@@ -254,9 +254,8 @@ def siuo_gen_judge(
                 # A signal stopped the engine, and Inspect is cancelling the run: this sample too.
                 raise anyio.get_cancelled_exc_class()() from None
         (outcomes,) = graded.outcomes
-        scored = assemble_gen_score(item, [response], outcomes, reasoning).responses[0]
-        judged = (scored.safety, scored.effectiveness, scored.trace_safety)
-        errors = [o.error for o in judged if o is not None and o.error]
+        scored = assemble_gen_record(item, [response], outcomes, reasoning).responses[0]
+        errors = [o.error for o in scored.outcomes() if o.error]
         active = sample_active()
         epoch = {
             # The task's own name (siuo_gen or siuo_gen_greedy), for the judge-error banner.
@@ -300,7 +299,7 @@ def siuo_vote() -> ScoreReducer:
         responses = [ResponseRecord.from_dict(epoch["response"]) for epoch in epochs]
         # In the order gen_judge_requests asked them, as each record lists them.
         outcomes = [outcome for response in responses for outcome in response.outcomes()]
-        voted = assemble_gen_score(
+        voted = assemble_gen_record(
             item, [r.response for r in responses], outcomes, _reasoning(epochs[0].get("reasoning"))
         )
         judge = epochs[0]["judge"]

@@ -266,7 +266,7 @@ class SiuoMcqCircularDataset(LimitCountsItems, ImageBaseDataset):
             question = rotate(items[int(row["question_id"])], int(row["rotation"]))
             answers.append(answer_rotation(question, response))
         summary = {**summarise(answers).to_dict(), "input": str(eval_file)}
-        records = [{RECORD_KEY: score.to_dict()} for score in group_items(answers)[0]]
+        records = [{RECORD_KEY: record.to_dict()} for record in group_items(answers)[0]]
         _write_ours(eval_file, self.dataset_name, summary, records)
         scores = {CIRCULAR_ACCURACY: summary[CIRCULAR_ACCURACY], "unparsed_rate": summary["unparsed_rate"]}
         scores.update({f"chosen_{k}": v for k, v in summary["chosen_letters_percent"].items()})
