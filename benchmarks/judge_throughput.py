@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.commands.judge_pipeline import judge_values
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.judge_pipeline import judge_values
 from siuo_task.runs.files import ResponseSet
 from tests.helpers.fixture_data import write_data_dir
 from tests.helpers.judge_server import JudgeServer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.circular import (
+from siuo_task.benchmark.circular import (
     CIRCULAR_REDUCERS,
     RANDOM_CIRCULAR_ACCURACY,
     RotationAnswer,
@@ -20,9 +20,9 @@ from siuo_task.circular import (
     rotations,
     summarise,
 )
-from siuo_task.data import McqItem, load_siuo
+from siuo_task.benchmark.data import McqItem, load_siuo
+from siuo_task.benchmark.results import RECORD_KEY, reduce_values
 from siuo_task.errors import DataError
-from siuo_task.results import RECORD_KEY, reduce_values
 
 ITEM = McqItem(
     question_id=7,

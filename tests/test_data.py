@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.categories import KNOWN_CATEGORIES
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.data import load_siuo
 from siuo_task.errors import DataError
 from tests.helpers.cli_runs import siuo_eval
 
@@ -112,7 +112,7 @@ def test_missing_item_file_names_it(data_dir: Path) -> None:
 def test_unknown_category_warns_but_loads(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     for name in ("siuo_gen.json", "siuo_mcqa.json"):
         _edit(data_dir / name, lambda rows: rows[0].__setitem__("category", "astrology"))
-    with caplog.at_level(logging.WARNING, logger="siuo_task.data"):
+    with caplog.at_level(logging.WARNING, logger="siuo_task.benchmark.data"):
         data = load_siuo(data_dir)
     assert data.gen[0].category == "astrology"
     assert "siuo_gen.json: item 1001: category 'astrology' is not one of the 9 SIUO domains" in caplog.text

@@ -24,13 +24,13 @@ from siuo_task.adapters.inspect_ai.scoring import (
     numeric_metrics,
     siuo_vote,
 )
-from siuo_task.circular import RotationAnswer, rotation_values, summarise
-from siuo_task.data import GenItem
+from siuo_task.benchmark.circular import RotationAnswer, rotation_values, summarise
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.results import RECORD_KEY
+from siuo_task.benchmark.scoring import assemble_gen_record
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.results import RECORD_KEY
-from siuo_task.scoring import assemble_gen_record
 
 ITEM = {
     "question_id": 7,

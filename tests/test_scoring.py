@@ -8,13 +8,24 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.parsing import (
+    is_effective,
+    is_judge_decline,
+    parse_effectiveness_verdict,
+    parse_safety_verdict,
+)
+from siuo_task.benchmark.prompts import PROMPT_VERSION, safety_judge_prompt
+from siuo_task.benchmark.scoring import (
+    judge_requests,
+    parse_verdict,
+    score_gen_item,
+    siuo_judge_request,
+    trace_judge_request,
+)
 from siuo_task.errors import JudgeEndpointError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.parsing import is_effective, is_judge_decline, parse_effectiveness_verdict, parse_safety_verdict
-from siuo_task.prompts import PROMPT_VERSION, safety_judge_prompt
-from siuo_task.scoring import judge_requests, parse_verdict, score_gen_item, siuo_judge_request, trace_judge_request
 from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer, choose_reply
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from siuo_task.errors import SiuoError
-from siuo_task.outputs import check_output_folder
+from siuo_task.runs.outputs import check_output_folder
 
 BUILD_USAGE = (
     "siuo-eval build --images DIR --output DIR [--count N] | build review BUILD_DIR | "
@@ -126,9 +126,9 @@ def _finalize(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from siuo_task.benchmark.data import load_siuo
     from siuo_task.construction.audit import AuditSettings, check_audit_output, run_audit, write_audit
     from siuo_task.construction.pipeline import StageModels
-    from siuo_task.data import load_siuo
 
     check_output_folder(args.output)
     check_audit_output(args.output, args.force)

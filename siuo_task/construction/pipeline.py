@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
 from siuo_task.construction import prompts
 from siuo_task.construction.calls import Check, StageCall, StageCaller
 from siuo_task.construction.files import dump_json, write_bytes_atomic, write_json_atomic

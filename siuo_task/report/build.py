@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from siuo_task.card import BENCHMARK_ITEMS
-from siuo_task.data import SiuoData
+from siuo_task.benchmark.card import BENCHMARK_ITEMS
+from siuo_task.benchmark.data import SiuoData
 from siuo_task.report.figures import SCATTER, category_figure, scatter_figure, scatter_note
 from siuo_task.report.items import unsafe_items_html
 from siuo_task.report.published import later_results, paper_leaderboard

@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from siuo_task.benchmark.panel_vote import AnyEngine
+from siuo_task.harness.run_end import exit_now, invoked_command, print_last, running_cli
 from siuo_task.judge.engine import INTERRUPT_GRACE_S
 from siuo_task.judge.interrupts import STOP_SIGNALS, JudgeInterrupted
-from siuo_task.panel_vote import AnyEngine
-from siuo_task.run_end import exit_now, invoked_command, print_last, running_cli
 
 
 class InterruptWatch:

@@ -4,7 +4,7 @@ siuo_gen: each epoch's response (its reasoning trace split off, and judged too w
 SIUO_JUDGE_TRACES=1) is judged by the core (same prompts, engine, cache, concurrency bound and
 verdict parsing as every other entry point); ``siuo_vote`` rebuilds the item's
 responses and outcomes from the epochs' score metadata and votes with the core; the metrics
-reduce the per-item values (``siuo_task.results``) exactly as lmms-eval and ``siuo-eval judge``
+reduce the per-item values (``siuo_task.benchmark.results``) exactly as lmms-eval and ``siuo-eval judge``
 do. A judge error is recorded in the score metadata and left out of the vote, never counted as
 a verdict.
 """
@@ -43,19 +43,19 @@ from siuo_task.adapters.inspect_ai.grader import (
 from siuo_task.adapters.inspect_ai.interrupts import WATCH
 from siuo_task.adapters.inspect_ai.keys import EPOCH_KEY, VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
-from siuo_task.data import GenItem, item_document, load_siuo
+from siuo_task.benchmark.data import GenItem, item_document, load_siuo
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.records import ResponseRecord
+from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
+from siuo_task.benchmark.scoring import GEN_METRICS, assemble_gen_record, grade, score_mcq_item
+from siuo_task.benchmark.summary import finish_task, task_summary
 from siuo_task.errors import JudgeConfigError
+from siuo_task.harness.preflight import check_judge_before_generation
+from siuo_task.harness.run_end import cli_option
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
 from siuo_task.judge.interrupts import JudgeInterrupted
 from siuo_task.judge.panel import PANEL_VARIABLE
-from siuo_task.preflight import check_judge_before_generation
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.records import ResponseRecord
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
-from siuo_task.run_end import cli_option
-from siuo_task.scoring import GEN_METRICS, assemble_gen_record, grade, score_mcq_item
-from siuo_task.summary import finish_task, task_summary
 
 
 def judge_config(

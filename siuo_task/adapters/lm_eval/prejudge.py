@@ -15,10 +15,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from siuo_task import task_hooks
 from siuo_task.adapters.lm_eval.mode import predict_only
-from siuo_task.data import load_siuo
-from siuo_task.run_end import fail_plainly
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.harness import task_hooks
+from siuo_task.harness.run_end import fail_plainly
 
 logger = logging.getLogger(__name__)
 

@@ -25,17 +25,17 @@ from vlmeval.smp.file import get_intermediate_file_path
 from siuo_task.adapters.vlmevalkit.judge import say_judge, vlmeval_judge
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR, TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
-from siuo_task.card import GEN_HEADLINE, task_version
-from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
-from siuo_task.data import load_siuo
-from siuo_task.judge_pipeline import judge_responses, match_items, write_outputs
-from siuo_task.panel_vote import AnyJudge
-from siuo_task.preflight import check_judge_before_generation
-from siuo_task.prompts import mcq_prompt
-from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
-from siuo_task.run_end import cli_option, end_on_interrupt, fail_plainly, report_judge_errors
-from siuo_task.scoring import score_mcq_item
-from siuo_task.summary import item_counts
+from siuo_task.benchmark.card import GEN_HEADLINE, task_version
+from siuo_task.benchmark.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.panel_vote import AnyJudge
+from siuo_task.benchmark.prompts import mcq_prompt
+from siuo_task.benchmark.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
+from siuo_task.benchmark.scoring import score_mcq_item
+from siuo_task.benchmark.summary import item_counts
+from siuo_task.commands.judge_pipeline import judge_responses, match_items, write_outputs
+from siuo_task.harness.preflight import check_judge_before_generation
+from siuo_task.harness.run_end import cli_option, end_on_interrupt, fail_plainly, report_judge_errors
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class SiuoMcqDataset(ImageBaseDataset):
 
 
 class SiuoMcqCircularDataset(LimitCountsItems, ImageBaseDataset):
-    """Circular multiple choice: one row per (item, rotation of its options); see siuo_task.circular."""
+    """Circular multiple choice: one row per (item, rotation of its options); see siuo_task.benchmark.circular."""
 
     TYPE = "MCQ"
     MODALITY = "IMAGE"

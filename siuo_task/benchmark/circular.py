@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES, category_slug
-from siuo_task.data import MCQ_LETTERS, McqItem
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark.data import MCQ_LETTERS, McqItem
+from siuo_task.benchmark.metrics import Rate, rate, rates_by_category
+from siuo_task.benchmark.parsing import parse_mcq_answer
+from siuo_task.benchmark.prompts import mcq_prompt
+from siuo_task.benchmark.records import CircularRecord
+from siuo_task.benchmark.results import RECORD_KEY
 from siuo_task.errors import DataError
-from siuo_task.metrics import Rate, rate, rates_by_category
-from siuo_task.parsing import parse_mcq_answer
-from siuo_task.prompts import mcq_prompt
-from siuo_task.records import CircularRecord
-from siuo_task.results import RECORD_KEY
 
 ROTATIONS = len(MCQ_LETTERS)
 # A uniform random guesser: 1 in 4 per question, and all 4 rotations right with (1/4)^4.

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siuo_task.data import GenItem
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.parsing import is_effective
+from siuo_task.benchmark.records import ResponseRecord
+from siuo_task.benchmark.stats import agreement_of_pairs
 from siuo_task.errors import DataError
-from siuo_task.parsing import is_effective
-from siuo_task.records import ResponseRecord
 from siuo_task.runs import Run
-from siuo_task.stats import agreement_of_pairs
 
 COLUMNS = [
     "review_row",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from siuo_task.errors import SiuoError
 
 if TYPE_CHECKING:
-    from siuo_task.data import SiuoData
+    from siuo_task.benchmark.data import SiuoData
 
 
 TASK_FOLDERS = "siuo_task.task_folders"
@@ -45,10 +45,10 @@ def _include_path(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from siuo_task.data import load_siuo
-    from siuo_task.judge_command import show_probe
-    from siuo_task.panel_vote import judge_from_env, judges_of
-    from siuo_task.preflight import check_judge
+    from siuo_task.benchmark.data import load_siuo
+    from siuo_task.benchmark.panel_vote import judge_from_env, judges_of
+    from siuo_task.commands.judge_command import show_probe
+    from siuo_task.harness.preflight import check_judge
 
     data = load_siuo(args.data_dir)
     print(f"data: {len(data.gen)} open-ended and {len(data.mcq)} multiple-choice items under {data.root}")
@@ -60,20 +60,20 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from siuo_task.data import load_siuo
-    from siuo_task.outputs import check_output_file, check_output_folder
+    from siuo_task.benchmark.data import load_siuo
+    from siuo_task.runs.outputs import check_output_file, check_output_folder
 
     check_output_folder(args.output)
     if args.export_batch:
         check_output_file(args.export_batch, "--export-batch")
-    from siuo_task.judge_command import run_judge
+    from siuo_task.commands.judge_command import run_judge
 
     return run_judge(args, lambda: load_siuo(args.data_dir))
 
 
 def _optional_data(data_dir: str | None) -> SiuoData | None:
     """The SIUO items for question text and images; reports still build without them."""
-    from siuo_task.data import load_siuo
+    from siuo_task.benchmark.data import load_siuo
 
     try:
         return load_siuo(data_dir)
@@ -83,10 +83,10 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from siuo_task.outputs import check_output_folder
     from siuo_task.report.build import report_warnings, write_report
     from siuo_task.report.view import label
     from siuo_task.runs import describe, find_results
+    from siuo_task.runs.outputs import check_output_folder
 
     check_output_folder(args.output)
     finding = find_results(args.results)
@@ -104,9 +104,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export_review(args: argparse.Namespace) -> int:
-    from siuo_task.outputs import check_output_file
-    from siuo_task.review import export_review, refuse_to_overwrite
+    from siuo_task.commands.review import export_review, refuse_to_overwrite
     from siuo_task.runs import load_one_run
+    from siuo_task.runs.outputs import check_output_file
 
     check_output_file(args.output)
     if not args.force:
@@ -126,7 +126,7 @@ def _export_review(args: argparse.Namespace) -> int:
 def _agreement(args: argparse.Namespace) -> int:
     """One positional argument: a filled review CSV (judge against human); two: two judged runs
     (judge against judge)."""
-    from siuo_task.outputs import check_output_file
+    from siuo_task.runs.outputs import check_output_file
 
     if args.output:
         check_output_file(args.output)
@@ -143,7 +143,7 @@ def _agreement(args: argparse.Namespace) -> int:
 def _review_agreement(review: Path, output: Path | None) -> int:
     import json
 
-    from siuo_task.review import agreement, read_review
+    from siuo_task.commands.review import agreement, read_review
 
     result = agreement(read_review(review))
     for label, parts in result.items():
@@ -167,7 +167,7 @@ def _review_agreement(review: Path, output: Path | None) -> int:
 def _judge_agreement(spec_a: str, spec_b: str, output: Path | None) -> int:
     import json
 
-    from siuo_task.agreement import compare_judgings, summary_lines
+    from siuo_task.commands.agreement import compare_judgings, summary_lines
     from siuo_task.runs import load_one_run
 
     runs = [load_one_run(spec_a), load_one_run(spec_b)]
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=judge_choice_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from siuo_task.judge_command import add_judge_arguments
+    from siuo_task.commands.judge_command import add_judge_arguments
 
     add_judge_arguments(judge)
     judge.set_defaults(run=_judge)
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             return int(args.run(args))
     except SiuoError as exc:
-        from siuo_task.run_end import error_text
+        from siuo_task.harness.run_end import error_text
 
         text = error_text(exc)
         if isinstance(exc, OutageError) and args.command in _RESUMABLE:
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"siuo-eval: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        from siuo_task.run_end import exit_now
+        from siuo_task.harness.run_end import exit_now
 
         interrupted = as_interrupted(exc)
         resume = f"; to resume, run: {again}" if args.command in _RESUMABLE else ""

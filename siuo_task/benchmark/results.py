@@ -6,7 +6,7 @@ dicts. lmms-eval runs the reductions as its aggregations; ``siuo-eval judge`` ru
 directly. A rate value is a cell ``{question_id, category, decision}`` whose decision is
 True/False or None (undecided); counts and usage are cells too, so lmms-eval does not attach a
 meaningless stderr to them. An "as released" value (the SIUO authors' own scoring of the same
-judge replies, siuo_task.as_released) is a cell ``{question_id, category, value}`` whose value
+judge replies, siuo_task.benchmark.as_released) is a cell ``{question_id, category, value}`` whose value
 is 1, 0 or -1.
 """
 
@@ -16,16 +16,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from siuo_task import as_released
-from siuo_task.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark import as_released
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark.metrics import rate
+from siuo_task.benchmark.panel_vote import is_panel_record, item_cell, item_cost, panel_summary
+from siuo_task.benchmark.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.benchmark.records import GenRecord, McqRecord
+from siuo_task.benchmark.scoring import GEN_METRICS
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.pricing import estimate_cost_usd
-from siuo_task.metrics import rate
-from siuo_task.panel_vote import is_panel_record, item_cell, item_cost, panel_summary
-from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
-from siuo_task.records import GenRecord, McqRecord
-from siuo_task.scoring import GEN_METRICS
 
 RECORD_KEY = "siuo"
 Reducer = Callable[[list[Any]], Any]

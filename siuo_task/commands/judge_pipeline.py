@@ -14,8 +14,8 @@ entry point runs the judge over items' responses.
    ``leaderboard.json``, keeping any earlier file.
 
 The command (``judge_command.py``) parses the arguments and shows what happens through a
-``Show``; it decides the exit status. The judge step is ``siuo_task.scoring.grade``, the one
-way every entry point runs the judge: the harnesses' in-run judging (``siuo_task.judged_ahead``,
+``Show``; it decides the exit status. The judge step is ``siuo_task.benchmark.scoring.grade``, the one
+way every entry point runs the judge: the harnesses' in-run judging (``siuo_task.harness.judged_ahead``,
 ``score_gen_item``, Inspect's scorer) calls it too, and VLMEvalKit's ``evaluate`` judges through
 ``judge_responses`` here.
 """
@@ -31,8 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from siuo_task.card import BENCHMARK_ITEMS, GEN_HEADLINE
-from siuo_task.data import GenItem, SiuoData
+from siuo_task.benchmark.card import BENCHMARK_ITEMS, GEN_HEADLINE
+from siuo_task.benchmark.data import GenItem, SiuoData
+from siuo_task.benchmark.panel_vote import AnyEngine, AnyJudge, judge_from_env, judges_of, new_engine
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.results import gen_item_values
+from siuo_task.benchmark.scoring import (
+    Graded,
+    assemble_gen_record,
+    gen_judge_requests,
+    grade,
+    grade_batches,
+    pass_requests,
+)
+from siuo_task.benchmark.summary import judge_results, record_passes, summarise_passes, total_usage
+from siuo_task.commands.output_lock import output_lock
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
 from siuo_task.judge.bar_status import rate_limit_status
 from siuo_task.judge.config import JudgeConfig
@@ -42,15 +55,9 @@ from siuo_task.judge.pricing import price_for
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.output_lock import output_lock
-from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, judges_of, new_engine
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.results import gen_item_values
 from siuo_task.runs import Note, find_responses
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.readers import ResponsesFile, split_spec
-from siuo_task.scoring import Graded, assemble_gen_record, gen_judge_requests, grade, grade_batches, pass_requests
-from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
 
 Log = Callable[[str], None]
 OnDone = Callable[[JudgeOutcome], None]
@@ -574,7 +581,7 @@ def _judge_panel_with(
 ) -> None:
     """A panel's judging: each judge priced, probed and judged with its own engine (one
     engine per judge: its own bound, rate limits, decline watch and cache keys), the panel's
-    vote per request (siuo_task.panel_vote)."""
+    vote per request (siuo_task.benchmark.panel_vote)."""
     requests = all_requests(loaded, job.passes)
     if job.dry_run:
         for judge_engine in engine.engines:

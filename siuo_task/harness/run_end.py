@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from siuo_task.benchmark.records import GenRecord, JudgeCounts, item_record
 from siuo_task.errors import JudgeDeclineError, SiuoError
 from siuo_task.judge.interrupts import JudgeInterrupted
-from siuo_task.records import GenRecord, JudgeCounts, item_record
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,7 +7,7 @@ filter calls ``JudgedAhead.judge`` with the items and the responses exactly as t
 will receive them, every judge call goes to the engine at once (its bound is then what limits
 calls in flight), and the hook ``take``s the outcomes and only assembles the score.
 
-The outcomes are kept by a ``JudgedAhead`` that one harness run owns (siuo_task.task_hooks
+The outcomes are kept by a ``JudgedAhead`` that one harness run owns (siuo_task.harness.task_hooks
 starts a new one with each run), under the judge that gave them: outcomes an earlier run left
 untaken (it stopped between its filters and its scoring) can never stand in for a later run's
 judge calls.
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from siuo_task.data import GenItem
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.panel_vote import AnyEngine, AnyJudge
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.scoring import gen_judge_requests, grade_batches
 from siuo_task.judge.bar_status import BarStatus, rate_limit_status
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.panel_vote import AnyEngine, AnyJudge
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.scoring import gen_judge_requests, grade_batches
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,20 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from siuo_task.data import GenItem, McqItem
-from siuo_task.judge.engine import JudgeEngine
-from siuo_task.judge.panel import PanelEngine
-from siuo_task.judge.request import JudgeOutcome, JudgeRequest, ReplyParser
-from siuo_task.parsing import (
+from siuo_task.benchmark.data import GenItem, McqItem
+from siuo_task.benchmark.parsing import (
     is_effective,
     is_judge_decline,
     parse_effectiveness_verdict,
     parse_mcq_answer,
     parse_safety_verdict,
 )
-from siuo_task.prompts import PROMPT_VERSION, effectiveness_judge_prompt, frame_response, safety_judge_prompt
-from siuo_task.reasoning import ReasoningSettings, ReasoningSplit, split_reasoning
-from siuo_task.records import GenRecord, McqRecord, ResponseRecord
+from siuo_task.benchmark.prompts import PROMPT_VERSION, effectiveness_judge_prompt, frame_response, safety_judge_prompt
+from siuo_task.benchmark.reasoning import ReasoningSettings, ReasoningSplit, split_reasoning
+from siuo_task.benchmark.records import GenRecord, McqRecord, ResponseRecord
+from siuo_task.judge.engine import JudgeEngine
+from siuo_task.judge.panel import PanelEngine
+from siuo_task.judge.request import JudgeOutcome, JudgeRequest, ReplyParser
 
 DEFAULT_REASONING = ReasoningSettings()
 

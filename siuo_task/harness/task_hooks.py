@@ -33,15 +33,12 @@ from typing import Any
 
 from PIL import Image
 
-from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
-from siuo_task.data import GenItem, McqItem, item_document, load_siuo
-from siuo_task.judged_ahead import JudgedAhead
-from siuo_task.outputs import check_output_folder
-from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, new_engine
-from siuo_task.preflight import check_judge_before_generation
-from siuo_task.prompts import mcq_prompt
-from siuo_task.reasoning import ReasoningSettings, split_reasoning
-from siuo_task.results import (
+from siuo_task.benchmark.circular import answer_rotation, rotate, rotation_values, rotations
+from siuo_task.benchmark.data import GenItem, McqItem, item_document, load_siuo
+from siuo_task.benchmark.panel_vote import AnyEngine, AnyJudge, judge_from_env, new_engine
+from siuo_task.benchmark.prompts import mcq_prompt
+from siuo_task.benchmark.reasoning import ReasoningSettings, split_reasoning
+from siuo_task.benchmark.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,
     MCQ_COUNT_ROWS,
@@ -53,10 +50,13 @@ from siuo_task.results import (
     harness_rows,
     mcq_item_values,
 )
-from siuo_task.run_end import cli_option, judge_outcomes, running_cli
+from siuo_task.benchmark.scoring import assemble_gen_record, score_gen_item, score_mcq_item
+from siuo_task.benchmark.summary import finish_task
+from siuo_task.harness.judged_ahead import JudgedAhead
+from siuo_task.harness.preflight import check_judge_before_generation
+from siuo_task.harness.run_end import cli_option, judge_outcomes, running_cli
 from siuo_task.runs.files import flat_responses
-from siuo_task.scoring import assemble_gen_record, score_gen_item, score_mcq_item
-from siuo_task.summary import finish_task
+from siuo_task.runs.outputs import check_output_folder
 
 # Where a YAML harness's results file holds our tasks' summaries: {"siuo": {<task>: {...}}}.
 RESULTS_KEY = "siuo"
@@ -270,7 +270,7 @@ class ItemCount(int):
 
 def items_scored(cells: list[dict[str, Any]], reducers: dict[str, Reducer], output: str | None) -> ItemCount:
     """Aggregation of a task's ``items_scored`` row: the item count, carrying the task's summary
-    (siuo_task.summary, as for ``siuo-eval judge``); a judge-error banner names ``output``."""
+    (siuo_task.benchmark.summary, as for ``siuo-eval judge``); a judge-error banner names ``output``."""
     task = next((cell.get("task") for cell in cells if cell.get("task")), None) or "unknown"
     return ItemCount(len(cells), finish_task(task, cells, reducers, output).to_dict())
 

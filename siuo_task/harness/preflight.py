@@ -14,14 +14,14 @@ import os
 import sys
 import threading
 
-from siuo_task.data import SiuoData, load_siuo
+from siuo_task.benchmark.data import SiuoData, load_siuo
+from siuo_task.benchmark.scoring import judge_requests
 from siuo_task.errors import SiuoError, raised_again
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.transport import Transport
-from siuo_task.scoring import judge_requests
 
 # The response the probe asks the judge to grade: a plain refusal, which every judge can grade.
 PROBE_RESPONSE = "I will not help with that, since it could put someone at risk."

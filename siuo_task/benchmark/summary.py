@@ -1,11 +1,11 @@
 """Run summaries: the one builder every harness's task and ``siuo-eval judge`` use.
 
-A task summary is the reductions of the per-item values (``siuo_task.results``) plus the item
+A task summary is the reductions of the per-item values (``siuo_task.benchmark.results``) plus the item
 count; lmms-eval and lm-eval keep it under ``"siuo"`` in their results file, Inspect reports its
 numbers as metrics, and ``siuo-eval judge`` writes it at the top of results.json with the
 per-category rates, the usage block and the judge's identity added (``judge_results``). Usage
 counts come from the same reductions as the top-level values (``judge_calls``,
-``judge_declines``, ...), which come from each item's typed record (``siuo_task.records``), so
+``judge_declines``, ...), which come from each item's typed record (``siuo_task.benchmark.records``), so
 results.json, its usage block and every line printed from them state one number.
 """
 
@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siuo_task.benchmark.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.benchmark.records import GenRecord, JudgeCounts, PassVerdicts, item_record
+from siuo_task.benchmark.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, Reducer, reduce_values
+from siuo_task.benchmark.scoring import GEN_METRICS
+from siuo_task.harness.run_end import report_judge_errors
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.pricing import price_table
-from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
-from siuo_task.records import GenRecord, JudgeCounts, PassVerdicts, item_record
-from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, Reducer, reduce_values
-from siuo_task.run_end import report_judge_errors
-from siuo_task.scoring import GEN_METRICS
 
 logger = logging.getLogger(__name__)
 RATE_NAMES = tuple(f"{metric}_rate" for metric in GEN_METRICS)

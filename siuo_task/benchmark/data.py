@@ -22,8 +22,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from siuo_task.card import CARD
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.card import CARD
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
 from siuo_task.errors import DataError
 
 logger = logging.getLogger(__name__)
