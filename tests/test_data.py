@@ -12,6 +12,7 @@ import pytest
 from siuo_task.benchmark.categories import KNOWN_CATEGORIES
 from siuo_task.benchmark.data import load_siuo
 from siuo_task.errors import DataError
+from siuo_task.settings import Settings
 from tests.helpers.cli_runs import siuo_eval
 
 
@@ -39,7 +40,7 @@ def test_loads_all_167_real_items(full_data_dir: Path) -> None:
 
 def test_data_dir_from_environment(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIUO_DATA_DIR", str(small_data_dir))
-    assert len(load_siuo().gen) == 18
+    assert len(Settings.from_env().data().gen) == 18
 
 
 def test_missing_folder_names_it(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_printed_rows_are_numbers_and_their_mean_is_the_rate(small_data_dir: Pat
 
 def test_judge_error_warning_counts_and_names_the_first_cause() -> None:
     from siuo_task.benchmark.records import JudgeCounts
-    from siuo_task.harness.run_end import judge_error_warning
+    from siuo_task.harness.banners import judge_error_warning
 
     fine = JudgeCounts(requests=2)
     some = JudgeCounts(requests=2, errors=1, first_error="HTTP 500 from the judge")
@@ -97,7 +97,7 @@ def test_judge_error_warning_counts_and_names_the_first_cause() -> None:
 def test_the_resume_line_reads_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     """lm-eval inserts its default subcommand into sys.argv ("run") when none was typed: the
     command a resume line names is the one typed, whichever way the harness was started."""
-    from siuo_task.harness.run_end import invoked_command
+    from siuo_task.harness.command_line import invoked_command
 
     main, script = "/venv/lib/python3.11/site-packages/lm_eval/__main__.py", "/venv/bin/lm_eval"
     typed = ["--model", "dummy", "--tasks", "siuo_gen"]

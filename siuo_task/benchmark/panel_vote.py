@@ -29,44 +29,12 @@ from siuo_task.benchmark.parsing import is_effective
 from siuo_task.benchmark.records import GenRecord
 from siuo_task.benchmark.scoring import GEN_METRICS, both, majority
 from siuo_task.benchmark.stats import agreement_of_pairs
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
-from siuo_task.judge.panel import PanelConfig, PanelEngine, panel_from_env, split_label
+from siuo_task.judge.panel import split_label
 from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
-from siuo_task.judge.transport import Transport
 
-AnyJudge = JudgeConfig | PanelConfig
-AnyEngine = JudgeEngine | PanelEngine
 VOTED_KINDS = ("safety", "effectiveness")
 _WORDS = {"safety": ("safe", "unsafe"), "effectiveness": ("effective", "not effective")}
-
-
-def judge_from_env(environ: Mapping[str, str] | None = None, require_key: bool = True) -> AnyJudge:
-    """The panel SIUO_JUDGE_PANEL names, else the one judge of SIUO_JUDGE_* (JudgeConfig.from_env)."""
-    panel = panel_from_env(environ, require_key)
-    return panel if panel is not None else JudgeConfig.from_env(environ, require_key)
-
-
-def new_engine(
-    config: AnyJudge, transports: Sequence[Transport | None] | None = None, errors_after_outage: bool = False
-) -> AnyEngine:
-    """An engine for one judge, or one per judge of a panel voting with ``vote``.
-
-    Args:
-        config: the judge, or the panel (``PanelConfig.of(judges, source)`` for judges
-            configured elsewhere, e.g. the models bound to Inspect's grader role).
-        transports: per judge, what sends its calls (None: HTTP to the judge's endpoint).
-        errors_after_outage: see ``JudgeEngine`` (a harness run keeps its responses); a panel
-            always keeps every answer: a judge given up after an outage is a stopped judge.
-    """
-    if isinstance(config, PanelConfig):
-        return PanelEngine(config, vote, transports)
-    return JudgeEngine(config, transports[0] if transports else None, errors_after_outage)
-
-
-def judges_of(config: AnyJudge) -> tuple[JudgeConfig, ...]:
-    return config.judges if isinstance(config, PanelConfig) else (config,)
 
 
 def two_valued(verdict: bool | str | None) -> bool | None:

@@ -345,3 +345,9 @@ def item_record(data: Mapping[str, Any]) -> GenRecord | McqRecord | CircularReco
     if isinstance(data.get("responses"), list):
         return GenRecord.from_dict(data)
     return McqRecord.from_dict(data)
+
+
+def record_counts(data: Mapping[str, Any]) -> JudgeCounts:
+    """The judge counts of a record dict (``GenRecord.counts``); none for a multiple-choice answer."""
+    typed = item_record(data)
+    return typed.counts() if isinstance(typed, GenRecord) else JudgeCounts()

@@ -45,22 +45,20 @@ def _include_path(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from siuo_task.benchmark.data import load_siuo
-    from siuo_task.benchmark.panel_vote import judge_from_env, judges_of
     from siuo_task.commands.judge_command import show_probe
     from siuo_task.harness.preflight import check_judge
+    from siuo_task.judge.engines import judges_of
 
-    data = load_siuo(args.data_dir)
+    data = args.settings.data(args.data_dir)
     print(f"data: {len(data.gen)} open-ended and {len(data.mcq)} multiple-choice items under {data.root}")
     if not args.skip_judge:
-        for config in judges_of(judge_from_env()):  # every judge of a panel (SIUO_JUDGE_PANEL)
+        for config in judges_of(args.settings.judge()):  # every judge of a panel (SIUO_JUDGE_PANEL)
             print(f"judge: {config.model} at {config.endpoint}: sending one judge call with an image ...", flush=True)
             show_probe(check_judge(config, data))
     return 0
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from siuo_task.benchmark.data import load_siuo
     from siuo_task.runs.outputs import check_output_file, check_output_folder
 
     check_output_folder(args.output)
@@ -68,15 +66,13 @@ def _judge(args: argparse.Namespace) -> int:
         check_output_file(args.export_batch, "--export-batch")
     from siuo_task.commands.judge_command import run_judge
 
-    return run_judge(args, lambda: load_siuo(args.data_dir))
+    return run_judge(args, lambda: args.settings.data(args.data_dir))
 
 
-def _optional_data(data_dir: str | None) -> SiuoData | None:
+def _optional_data(args: argparse.Namespace) -> SiuoData | None:
     """The SIUO items for question text and images; reports still build without them."""
-    from siuo_task.benchmark.data import load_siuo
-
     try:
-        return load_siuo(data_dir)
+        return args.settings.data(args.data_dir)
     except SiuoError as exc:
         print(f"siuo-eval: warning: item texts and images left out ({exc})", file=sys.stderr)
         return None
@@ -98,7 +94,7 @@ def _report(args: argparse.Namespace) -> int:
         print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     for warning in report_warnings(runs):
         print(f"siuo-eval: warning: {warning}", file=sys.stderr)
-    for path in write_report(runs, args.output, _optional_data(args.data_dir)):
+    for path in write_report(runs, args.output, _optional_data(args)):
         print(f"wrote {path}")
     return 0
 
@@ -113,7 +109,7 @@ def _export_review(args: argparse.Namespace) -> int:
         refuse_to_overwrite(args.output)
     run = load_one_run(args.results)
     print(f"read {run.name} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
-    data = _optional_data(args.data_dir)
+    data = _optional_data(args)
     items = {item.question_id: item for item in data.gen} if data else {}
     rows = export_review(run, items, args.output, args.seed)
     print(
@@ -271,8 +267,10 @@ _RESUMABLE = frozenset({"judge"})
 def main(argv: list[str] | None = None) -> int:
     from siuo_task.judge.interrupts import as_interrupted, stop_on_signals
     from siuo_task.judge.outage import OutageError
+    from siuo_task.settings import Settings
 
     args = build_parser().parse_args(argv)
+    args.settings = Settings.from_env()  # read once, here; every command takes its settings from it
     again = "siuo-eval " + shlex.join(sys.argv[1:] if argv is None else argv)
     args.resume_command = again  # what a command that kept part of its work names to finish it
     try:

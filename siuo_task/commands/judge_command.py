@@ -90,6 +90,7 @@ def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> in
     job = JudgeJob(
         inputs=list(args.inputs),
         output=args.output,
+        settings=args.settings,
         passes=getattr(args, "judge_passes", 1),
         batch=args.batch,
         dry_run=args.dry_run,

@@ -20,9 +20,9 @@ from inspect_ai.solver import TaskState
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.adapters.inspect_ai.scoring import VALUES_KEY, numeric_metrics
 from siuo_task.benchmark.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
-from siuo_task.benchmark.data import load_siuo
-from siuo_task.benchmark.reasoning import ReasoningSettings, split_reasoning
+from siuo_task.benchmark.reasoning import split_reasoning
 from siuo_task.benchmark.results import reduce_values
+from siuo_task.settings import Settings
 
 
 def circular_sample_id(question_id: int, rotation: int) -> str:
@@ -63,8 +63,9 @@ def siuo_circular_letter(data_dir: str | None = None) -> Scorer:
     Args:
         data_dir: the SIUO data folder (default: $SIUO_DATA_DIR, else the hub).
     """
-    items = {item.question_id: item for item in load_siuo(data_dir).mcq}
-    tags = ReasoningSettings.from_env().tags  # read before any generation: a bad value stops the build
+    settings = Settings.from_env()
+    items = {item.question_id: item for item in settings.data(data_dir).mcq}
+    tags = settings.reasoning.tags  # read before any generation: a bad value stops the build
 
     async def score(state: TaskState, target: Target) -> Score:
         question = rotate(items[int(state.metadata["question_id"])], int(state.metadata["rotation"]))

@@ -34,9 +34,10 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from siuo_task.benchmark.panel_vote import AnyEngine, AnyJudge, judges_of, new_engine
+from siuo_task.benchmark.panel_vote import vote
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, JudgeConfig
+from siuo_task.judge.engines import AnyEngine, AnyJudge, judges_of, new_engine
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.request import JudgeRequest
 from siuo_task.judge.transport import KEY_LIKE, encoded_image
@@ -148,7 +149,7 @@ def grader_engine(config: AnyJudge) -> AnyEngine:
     """One engine per grader (or panel of graders) per process, shared by every sample (as
     ``shared_engine``); a panel's judge i is the role's model i."""
     transports = [GraderTransport(judge, index) for index, judge in enumerate(judges_of(config))]
-    return new_engine(config, transports, errors_after_outage=True)
+    return new_engine(config, vote, transports, errors_after_outage=True)
 
 
 def grader_transports(config: AnyJudge) -> list[tuple[JudgeConfig, GraderTransport]]:
@@ -187,13 +188,15 @@ def check_graders_before_the_run(config: AnyJudge, models: list[Model]) -> None:
 
 async def _check_copies(config: AnyJudge, models: list[Model]) -> None:
     from siuo_task.harness.preflight import check_judge_before_generation
+    from siuo_task.settings import Settings
 
+    settings = Settings.from_env()
     copies = [_fresh_copy(model) for model in models]
     try:
         with on_this_loop():
             for index, (judge, copy) in enumerate(zip(judges_of(config), copies, strict=True)):
                 transport = GraderTransport(judge, index, copy)
-                await anyio.to_thread.run_sync(check_judge_before_generation, judge, None, transport)
+                await anyio.to_thread.run_sync(check_judge_before_generation, judge, settings, None, transport)
     finally:
         for copy in copies:
             await copy.api.aclose()

@@ -17,7 +17,6 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from siuo_task.benchmark.data import load_siuo
 from siuo_task.harness import task_hooks
 from siuo_task.harness.run_end import fail_plainly
 
@@ -73,6 +72,6 @@ def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
     """
     if predict_only():
         return
-    gen = load_siuo().gen
+    gen = task_hooks.current_run().data().gen
     # lmms-eval strips each response before process_results: stripped here too, they are found again.
     task_hooks.judge_ahead([gen[doc_id] for doc_id in doc_ids], results, strip=True)
