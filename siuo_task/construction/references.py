@@ -7,7 +7,7 @@ every item's reference answer as if it were a model's response: the item's quest
 warning and its image, through the same judge requests, engine, cache, retries, outage breaker
 and interrupts as ``siuo-eval judge`` (``siuo_task.scoring``). An answer cannot be its own
 reference, so the reference slot holds ``REFERENCE_SLOT`` instead (why: docs/construction.md,
-"Checking the reference answers"). A judge failure, refusal or unreadable reply is no verdict:
+"siuo-eval audit --references"). A judge failure, refusal or unreadable reply is no verdict:
 the item is listed under ``no_verdict``, never counted safe or unsafe.
 """
 
