@@ -10,6 +10,7 @@ from siuo_task.benchmark.data import load_siuo
 from siuo_task.benchmark.metrics import rate
 from tests.helpers.build_server import BuildServer, tag_of_bytes, tag_of_question
 from tests.helpers.in_process import judge_pointed_at, run_cli
+from tests.helpers.judge_server import JudgeServer
 
 JUDGES = ("audit-a", "audit-b")
 
@@ -81,3 +82,57 @@ def test_audit_pass_rates_are_exact(small_data_dir: Path, tmp_path: Path) -> Non
     assert "<table" in (tmp_path / "audit" / "audit.html").read_text()
     code, _, stderr = run_cli([*args, "--models", *JUDGES])
     assert code == 2 and "already exist" in stderr
+
+
+def test_references_lists_exactly_the_items_the_judge_grades_unsafe(small_data_dir: Path, tmp_path: Path) -> None:
+    """`audit --references` against the loopback judge: each item's reference answer graded as a
+    response (the item's question, warning and image; not itself in the reference slot); the
+    items listed unsafe and without a verdict are exactly those the server meant so."""
+    items = load_siuo(small_data_dir).gen
+    broken = items[3].reference_answer  # an empty reply on every attempt: no verdict, never a verdict
+
+    def fault(kind: str, response: str, attempt: int) -> str | None:
+        return "empty" if response == broken else None
+
+    output = tmp_path / "refs"
+    args = ["audit", "--references", "--data-dir", str(small_data_dir), "--output", str(output)]
+    with (
+        JudgeServer(fault_for=fault) as server,
+        judge_pointed_at(server.base_url, tmp_path / "cache.sqlite3", SIUO_JUDGE_MAX_ATTEMPTS="2"),
+    ):
+        code, stdout, stderr = run_cli(args)
+        first = list(server.log.exchanges)
+        # Run again: the verdicts given come from the cache, only the no-verdict ones are asked again.
+        again, _, _ = run_cli([*args, "--force"])
+        second = server.log.exchanges[len(first) :]
+        refused = run_cli([*args, "--models", "m"])
+    assert code == 1, stdout + stderr  # some references got no verdict
+    meant: dict[str, bool | None] = {}
+    for exchange in first:
+        assert exchange.kind == "safety" and exchange.image_mime.startswith("image/")
+        meant[exchange.response] = exchange.intended  # the same reply on every attempt
+    unsafe = [item.question_id for item in items if meant.get(item.reference_answer) is False]
+    no_verdict = [item.question_id for item in items if meant.get(item.reference_answer) is None]
+    assert unsafe and no_verdict and items[3].question_id in no_verdict  # the fixture data give both kinds
+    summary = json.loads((output / "audit.json").read_text())
+    assert summary["references"] == {"checked": len(items), "unsafe": unsafe, "no_verdict": no_verdict}
+    assert {e.response for e in first} == {item.reference_answer for item in items}
+    # The reference slot never holds the answer graded, and the question and warning are the item's.
+    prompts = [exchange.prompt for exchange in first]
+    for prompt in prompts:
+        slot = prompt.split("<Reference response:> ", 1)[1].split("\n\n<Generated response:>", 1)[0]
+        assert slot == summary["judge"]["reference_slot"] and slot not in {i.reference_answer for i in items}
+    for item in items:
+        asked = f"<User Query:> {item.question}\n<Safety Warning:> {item.safety_warning}\n"
+        assert any(asked in prompt and item.reference_answer in prompt for prompt in prompts), item.question_id
+    report = (output / "audit.md").read_text()
+    for item in items:
+        row = f"| {item.question_id} | {item.category} |"
+        assert (row in report) is (item.question_id in unsafe + no_verdict), item.question_id
+        if item.question_id in unsafe:
+            for text in (item.question, item.safety_warning, item.reference_answer):
+                assert text.replace("|", "\\|").replace("\n", " ") in report
+    assert again == 1 and {e.response for e in second} == {
+        i.reference_answer for i in items if i.question_id in no_verdict
+    }
+    assert refused[0] == 2 and "--references grades with the safety judge" in refused[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,17 @@ def test_a_base_url_without_scheme_is_named_with_the_fix(url: str, fix: str) -> 
     with pytest.raises(JudgeConfigError, match=re.escape(f"SIUO_JUDGE_BASE_URL='{url}' is not an http(s) URL")) as err:
         JudgeConfig.from_env({"SIUO_JUDGE_BASE_URL": url})
     assert f"e.g. {fix}" in str(err.value)
+
+
+def test_the_pr_1503_recipe_sets_what_that_pull_request_sets() -> None:
+    """docs/judge-choice.md's recipe labelled as VLMEvalKit PR #1503's judge settings, read as the
+    judge reads its variables: gpt-4o-2024-11-20, temperature 0, max_tokens 4096, timeout 90 s."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "judge-choice.md").read_text(encoding="utf-8")
+    (row,) = [line for line in page.splitlines() if line.startswith("| **VLMEvalKit PR #1503's judge settings**")]
+    recipe = dict(re.findall(r"(SIUO_JUDGE_[A-Z_]+)=(\S+)", row))
+    config = JudgeConfig.from_env({**recipe, "SIUO_JUDGE_API_KEY": SECRET})
+    assert (config.model, config.temperature, config.max_tokens, config.timeout_s) == ("gpt-4o-2024-11-20", 0, 4096, 90)
+    # The traced facts with their sources, and what stays unconfirmed.
+    for fact in ("eb695133", "fe83028e", "e8e78f05", "not merged", "Align with SafeWork-R1 SIUO judge defaults"):
+        assert fact in page, fact
+    assert "the SafeWork-R1 paper's own statement of its SIUO protocol and judge (none found)" in page

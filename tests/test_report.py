@@ -523,10 +523,31 @@ def test_scored_two_ways_and_later_results_shown_apart(
     judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "report"
-    proc = siuo_eval("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
+    alpha = _samples(judged_runs["alpha"])
+    ids = sorted(alpha)
+    # A reference check (siuo-eval audit --references's audit.json) naming two of alpha's items unsafe.
+    left_out = [next(q for q in ids if alpha[q]["safe"] is False), next(q for q in ids if alpha[q]["safe"] is True)]
+    audit = tmp_path / "refs" / "audit.json"
+    audit.parent.mkdir()
+    references = {"checked": len(ids), "unsafe": left_out, "no_verdict": [ids[-1]]}
+    audit.write_text(json.dumps({"references": references, "judge": {"model_requested": "judge-x"}}))
+    args = ("report", f"alpha={judged_runs['alpha']}", "--output", str(out), "--references-audit", str(audit))
+    proc = siuo_eval(*args, env=env)
     assert proc.returncode == 0, proc.stderr
+    assert f"read {audit} (reference answers graded unsafe: 2)" in proc.stdout
     page = _page(out)
     results = json.loads((judged_runs["alpha"] / "results.json").read_text())
+    # The sensitivity line: the rates recomputed without those items, beside the rates over all items.
+    title = "Sensitivity: without the items whose reference answer is graded unsafe"
+    headline = page.section_tables["Headline results"]
+    sensitivity = page.section_tables[title]
+    assert page.headings.index(title) > page.headings.index("Headline results")
+    assert sensitivity[1][:2] == [headline[1][0], "2 of 18"] and sensitivity[1][2].startswith(headline[1][3])
+    for column, metric in ((3, "safe"), (5, "effective"), (7, "safe_effective")):
+        kept = [alpha[q][metric] for q in ids if q not in left_out and alpha[q][metric] is not None]
+        assert sensitivity[1][column].startswith(f"{100 * sum(kept) / len(kept):.1f} [")
+        assert sensitivity[1][column].endswith(f"(n={len(kept)})"), metric
+    assert "1 reference(s) got no verdict and are kept in" in page.section_text[title]
     both = page.section_tables["How these numbers differ: as the authors' scripts score them"]
     assert both[0][1:3] == ["Safe (this package)", "Safe (as released)"]
     row = both[1]
@@ -536,6 +557,34 @@ def test_scored_two_ways_and_later_results_shown_apart(
     published = json.loads((Path(__file__).parents[1] / "configs" / "later_results.json").read_text())
     expected = [(r["model"], f"{r['siuo']:.1f}") for s in published["sources"] for r in s["results"]]
     assert [(cells[0], cells[1]) for cells in later[1:]] == expected
-    assert all("SafeWork-R1 model card" in cells[2] and cells[4] == cells[5] == "not stated" for cells in later[1:])
+    # Not stated by the card; traced to VLMEvalKit's pull request #1503, with what stays unconfirmed.
+    source = published["sources"][0]
+    assert later[0][4:] == [
+        "Protocol: stated, or traced", "Judge: stated, or traced", "Judge: what is known, and where", "Unconfirmed"
+    ]  # fmt: skip
+    for cells in later[1:]:
+        assert "SafeWork-R1 model card" in cells[2]
+        assert cells[4] == f"not stated by the source; traced: {source['protocol_traced']}"
+        assert cells[5] == f"not stated by the source; traced: {source['judge_traced']}"
+        for fact in ("gpt-4o-2024-11-20", "temperature 0", "max_tokens 4096", "eb695133", "fe83028e", "e8e78f05"):
+            assert fact in cells[5], fact
+        assert "#1503" in cells[4] and "the image" in cells[4] and "the paper's judge prompts" in cells[4]
+        assert "SafeWork-R1 paper's own statement" in cells[7] and "gpt-4o-mini" in cells[6]
     # Never ranked with the user's runs: not in the headline table or the paper's leaderboard.
     assert not {cells[0] for cells in later[1:]} & {cells[0] for cells in page.section_tables["Headline results"]}
+
+
+def test_references_audit_without_a_reference_check_is_refused(tmp_path: Path) -> None:
+    """An input audit's audit.json (no "references" block) or a missing file: one line naming the
+    file and what to run, before any run is read."""
+    from tests.helpers.in_process import run_cli
+
+    audit = tmp_path / "audit.json"
+    audit.write_text(json.dumps({"per_model": {}, "n_items": 18}))
+    cases = {audit: "make one with siuo-eval audit --references --output DIR", tmp_path / "x.json": "cannot read it"}
+    for given, why in cases.items():
+        args = ["report", str(tmp_path), "--output", str(tmp_path / "r"), "--references-audit", str(given)]
+        code, _, stderr = run_cli(args)
+        assert code == 2 and f"--references-audit {given}" in stderr and why in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "report.md").exists()

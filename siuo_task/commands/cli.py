@@ -85,6 +85,11 @@ def _report(args: argparse.Namespace) -> int:
     from siuo_task.runs.outputs import check_output_folder
 
     check_output_folder(args.output)
+    references = None
+    if args.references_audit is not None:
+        from siuo_task.report.references import read_reference_audit
+
+        references = read_reference_audit(args.references_audit)
     finding = find_results(args.results)
     runs = finding.runs
     for note in finding.notes:
@@ -94,7 +99,9 @@ def _report(args: argparse.Namespace) -> int:
         print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     for warning in report_warnings(runs):
         print(f"siuo-eval: warning: {warning}", file=sys.stderr)
-    for path in write_report(runs, args.output, _optional_data(args)):
+    if references is not None:
+        print(f"read {references.path} (reference answers graded unsafe: {len(references.unsafe)})")
+    for path in write_report(runs, args.output, _optional_data(args), references):
         print(f"wrote {path}")
     return 0
 
@@ -226,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, required=True, help="folder for report.md, report.html and figures (created if missing)"
     )
     report.add_argument("--data-dir", default=None, help=data_help)
+    report.add_argument(
+        "--references-audit",
+        type=Path,
+        default=None,
+        metavar="AUDIT_JSON",
+        help="audit.json of `siuo-eval audit --references`: adds a sensitivity line, the open-ended rates "
+        "without the items whose reference answer the judge grades unsafe (the headline is unchanged)",
+    )
     report.set_defaults(run=_report)
     export = commands.add_parser("export-review", help="a CSV of judged responses with blank human-label columns")
     export.add_argument("results", help="one run: a results file, or a folder holding exactly one run")

@@ -188,7 +188,7 @@ def sections(summary: dict[str, Any]) -> list[Section]:
 
 
 HEADING = "SIUO input-safety audit"
-_STYLE = (
+STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
 )
@@ -205,7 +205,7 @@ def audit_markdown(summary: dict[str, Any]) -> str:
 
 def audit_html(summary: dict[str, Any]) -> str:
     intro = f"<p>{summary['n_items']} items</p>"
-    return render_html("SIUO audit", HEADING, sections(summary), _STYLE, intro_html=intro)
+    return render_html("SIUO audit", HEADING, sections(summary), STYLE, intro_html=intro)
 
 
 def check_audit_output(output: Path, force: bool) -> list[Path]:

@@ -122,6 +122,8 @@ def _finalize(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    if args.references:
+        return _audit_references(args)
     from tqdm import tqdm
 
     from siuo_task.construction.audit import AuditSettings, check_audit_output, run_audit, write_audit
@@ -145,6 +147,44 @@ def _audit(args: argparse.Namespace) -> int:
     errors = sum(value["judge_errors"] for value in summary["per_model"].values())
     if errors:
         print(f"siuo-eval: {errors} check(s) got no verdict; rerun with --force to retry them (replies are cached)")
+        return 1
+    return 0
+
+
+def _audit_references(args: argparse.Namespace) -> int:
+    """Grade every item's reference answer with the safety judge configured as for ``siuo-eval judge``."""
+    from tqdm import tqdm
+
+    from siuo_task.construction.audit import check_audit_output
+    from siuo_task.construction.references import grade_references, references_summary, write_references
+
+    given = [name for name, value in (("--models", args.models), ("--answer-model", args.answer_model)) if value]
+    if given:
+        raise SiuoError(
+            f"{' and '.join(given)} choose the input audit's models; --references grades with the safety judge "
+            "of siuo-eval judge (SIUO_JUDGE_MODEL, SIUO_JUDGE_PANEL, ...): drop them"
+        )
+    check_output_folder(args.output)
+    check_audit_output(args.output, args.force)
+    config = args.settings.judge()  # before the data, which may mean a download
+    data = args.settings.data(args.data_dir)
+    print(f"read {data.root} ({len(data.gen)} items); judge {config.model} at {config.endpoint}", flush=True)
+    with tqdm(total=len(data.gen), desc="Grading references", unit="item", file=sys.stderr) as bar:
+        verdicts = grade_references(data.gen, config, on_done=lambda _: bar.update(1))
+    summary = references_summary(verdicts, data, config)
+    found = summary["references"]
+    print(
+        f"references: {found['checked']} checked, {len(found['unsafe'])} graded unsafe "
+        f"{found['unsafe']}, {len(found['no_verdict'])} with no verdict {found['no_verdict']}"
+    )
+    for path in write_references(summary, data, args.output, force=True):
+        print(f"wrote {path}")
+    if found["no_verdict"]:
+        print(
+            f"siuo-eval: {len(found['no_verdict'])} reference answer(s) got no verdict (listed under no_verdict); "
+            "rerun with --force to ask again (verdicts given are cached)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -200,7 +240,13 @@ def add_commands(commands: Any) -> None:
     finalize.add_argument("--build-dir", type=Path, default=None, help="the build folder (default: the CSV's)")
     finalize.add_argument("--merge-with", type=Path, default=None, help="also include this SIUO data folder")
     finalize.add_argument("--force", action="store_true", help="replace an existing data folder")
-    audit = commands.add_parser("audit", help="check that each item's text alone and image alone are safe")
+    audit = commands.add_parser(
+        "audit",
+        help="check that each item's text alone and image alone are safe; with --references, grade each item's "
+        "reference answer with the safety judge",
+        epilog="--references takes the judge as `siuo-eval judge` does (SIUO_JUDGE_MODEL, SIUO_JUDGE_BASE_URL, "
+        "SIUO_JUDGE_PANEL, ...; docs/judge.md); the input checks take --models and --answer-model.",
+    )
     audit.add_argument("--data-dir", default=None, help="SIUO data folder (default: $SIUO_DATA_DIR, else the hub)")
     audit.add_argument("--output", type=Path, required=True, help="folder for audit.json, audit.md, audit.html")
     audit.add_argument("--models", nargs="+", help="audit models (default: $SIUO_JUDGE_MODEL, else the default judge)")
@@ -208,6 +254,12 @@ def add_commands(commands: Any) -> None:
         "--answer-model", help=f"text-only answer model (default: ${ANSWER_MODEL_ENV}, else {DEFAULT_ANSWER_MODEL})"
     )
     audit.add_argument("--stage-attempts", type=int, default=3, help="tries per check for malformed replies")
+    audit.add_argument(
+        "--references",
+        action="store_true",
+        help="instead of the input checks, grade every item's reference answer with the safety judge (the item's "
+        "question, warning and image; the reference slot holds a neutral placeholder) and list the unsafe ones",
+    )
     audit.add_argument("--force", action="store_true", help="replace an earlier audit in --output")
     audit.set_defaults(run=_audit)
 

@@ -11,6 +11,7 @@ from siuo_task.benchmark.data import SiuoData
 from siuo_task.report.figures import SCATTER, category_figure, scatter_figure, scatter_note
 from siuo_task.report.items import unsafe_items_html
 from siuo_task.report.published import later_results, paper_leaderboard
+from siuo_task.report.references import ReferenceAudit, sensitivity_section
 from siuo_task.report.render import Section, render_html, render_markdown
 from siuo_task.report.tables import (
     as_released_table,
@@ -164,7 +165,9 @@ def paired_section(runs: Sequence[Run]) -> Section:
     return Section("Paired comparisons", text, comparison if comparison.rows else None)
 
 
-def build_sections(runs: Sequence[Run], figures: dict[str, bytes]) -> list[Section]:
+def build_sections(
+    runs: Sequence[Run], figures: dict[str, bytes], references: ReferenceAudit | None = None
+) -> list[Section]:
     sections = [
         Section(
             "Runs read", "The files each run was read from and its model as the harness recorded it.", runs_table(runs)
@@ -197,6 +200,8 @@ def build_sections(runs: Sequence[Run], figures: dict[str, bytes]) -> list[Secti
     stability = stability_table(runs)
     if stability.rows:
         sections.append(Section("Judge stability", STABILITY_TEXT, stability))
+    if references is not None:  # a sensitivity line, after every headline number
+        sections.append(sensitivity_section(runs, references))
     sections.append(Section("Results published since the paper", later_results_text(), later_results_table()))
     for metric, metric_label in METRIC_LABELS.items():
         name = f"category_{metric}.png"
@@ -236,8 +241,11 @@ def report_warnings(runs: Sequence[Run]) -> list[str]:
     return warnings
 
 
-def write_report(runs: Sequence[Run], output: Path, data: SiuoData | None) -> list[Path]:
-    """Write report.md, report.html and figures/*.png into ``output``; return the files written."""
+def write_report(
+    runs: Sequence[Run], output: Path, data: SiuoData | None, references: ReferenceAudit | None = None
+) -> list[Path]:
+    """Write report.md, report.html and figures/*.png into ``output``; return the files written.
+    ``references``: a reference check (siuo-eval audit --references) for the sensitivity line."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "figures").mkdir(exist_ok=True)
     figures = {SCATTER: scatter_figure(runs)}
@@ -248,7 +256,7 @@ def write_report(runs: Sequence[Run], output: Path, data: SiuoData | None) -> li
     for name, png in figures.items():
         (output / "figures" / name).write_bytes(png)
         written.append(output / "figures" / name)
-    sections = build_sections(runs, figures)
+    sections = build_sections(runs, figures, references)
     items = {item.question_id: item for item in data.gen} if data else {}
     (output / "report.md").write_text(render_markdown(TITLE, sections), encoding="utf-8")
     page = render_html(TITLE, TITLE, sections, _STYLE, figures=figures, tail_html=unsafe_items_html(runs, items))

@@ -199,9 +199,17 @@ def as_released_table(runs: Sequence[Run]) -> Table:
     return Table(headers, rows)
 
 
+def _stated_or_traced(source: dict[str, Any], what: str) -> str:
+    """What the source states of its protocol or judge; else what was traced elsewhere, marked so."""
+    if source.get(f"{what}_stated"):
+        return str(source[f"{what}_stated"])
+    traced = source.get(f"{what}_traced")
+    return f"not stated by the source; traced: {traced}" if traced else "not stated"
+
+
 def later_results_table() -> Table:
-    headers = ["Model", "SIUO (%)", "Source", "Metric as the source states it", "Protocol stated", "Judge stated"]
-    headers += ["Judge: what is known, and where"]
+    headers = ["Model", "SIUO (%)", "Source", "Metric as the source states it", "Protocol: stated, or traced"]
+    headers += ["Judge: stated, or traced", "Judge: what is known, and where", "Unconfirmed"]
     rows = []
     for source in later_results()["sources"]:
         for result in source["results"]:
@@ -211,9 +219,10 @@ def later_results_table() -> Table:
                     f"{result['siuo']:.1f}",
                     f"{source['title']} ({source['where']})",
                     source["metric"],
-                    source["protocol_stated"] or "not stated",
-                    source["judge_stated"] or "not stated",
+                    _stated_or_traced(source, "protocol"),
+                    _stated_or_traced(source, "judge"),
                     source.get("judge_known") or "nothing beyond the source",
+                    source.get("unconfirmed") or "—",
                 ]
             )
     return Table(headers, rows)

@@ -53,6 +53,7 @@ class Exchange:
     image_mime: str
     authorization: str
     attempt: int = 1  # the n-th request this server received for (kind, response)
+    prompt: str = ""  # the whole text the judge was sent
 
 
 @dataclass
@@ -127,7 +128,7 @@ class JudgeHandler(ChatHandler):
                 self.server.peak_graded_in_flight = max(self.server.peak_graded_in_flight, self.server.graded_in_flight)
         self._in_flight = True
         try:
-            self._answer(kind, question, response, attempt, image_url)
+            self._answer(kind, question, response, attempt, image_url, prompt)
         finally:
             self._leave()
 
@@ -178,7 +179,7 @@ class JudgeHandler(ChatHandler):
                 if getattr(self, "_graded", False):
                     self.server.graded_in_flight -= 1
 
-    def _answer(self, kind: str, question: str, response: str, attempt: int, image_url: str) -> None:
+    def _answer(self, kind: str, question: str, response: str, attempt: int, image_url: str, prompt: str) -> None:
         if self.server.latency_s:
             time.sleep(self.server.latency_s)
         fault = self.server.fault_for(kind, response, attempt) if self.server.fault_for else None
@@ -204,6 +205,7 @@ class JudgeHandler(ChatHandler):
                 image_url.split(";", 1)[0].removeprefix("data:"),
                 self.headers.get("Authorization", ""),
                 attempt,
+                prompt,
             )
         )
         self._send(200, completion_body(question, reply))
