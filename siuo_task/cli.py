@@ -85,6 +85,7 @@ def _optional_data(data_dir: str | None) -> SiuoData | None:
 def _report(args: argparse.Namespace) -> int:
     from siuo_task.outputs import check_output_folder
     from siuo_task.report.build import report_warnings, write_report
+    from siuo_task.report.calibrated import calibrations, find_reviews
     from siuo_task.report.view import label
     from siuo_task.runs import describe, find_results
 
@@ -98,7 +99,11 @@ def _report(args: argparse.Namespace) -> int:
         print(f"read {label(run)} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
     for warning in report_warnings(runs):
         print(f"siuo-eval: warning: {warning}", file=sys.stderr)
-    for path in write_report(runs, args.output, _optional_data(args.data_dir)):
+    reviews = find_reviews(runs, args.review)
+    for name, review in reviews.items():
+        print(f"read review of {name}: {review}")
+    calibrated = calibrations(runs, reviews)
+    for path in write_report(runs, args.output, _optional_data(args.data_dir), calibrated):
         print(f"wrote {path}")
     return 0
 
@@ -237,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, required=True, help="folder for report.md, report.html and figures (created if missing)"
     )
     report.add_argument("--data-dir", default=None, help=data_help)
+    report.add_argument(
+        "--review",
+        type=Path,
+        action="append",
+        default=[],
+        help="a filled export-review CSV of one of the runs (repeat for several): adds its human-calibrated rates; "
+        "a review.csv beside a run is used without this",
+    )
     report.set_defaults(run=_report)
     export = commands.add_parser("export-review", help="a CSV of judged responses with blank human-label columns")
     export.add_argument("results", help="one run: a results file, or a folder holding exactly one run")

@@ -181,6 +181,15 @@ class LabelledRow:
     human_effective: bool | None
 
 
+def read_review_models(path: Path) -> set[str]:
+    """The models a review CSV is of (its ``model`` column): one, for one run's export."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if "model" not in (reader.fieldnames or []):
+            raise DataError(f"'{path}' has no model column: export it with siuo-eval export-review")
+        return {row["model"] for row in reader}
+
+
 def read_review(path: Path) -> list[LabelledRow]:
     if not path.is_file():
         raise DataError(f"review file '{path}' does not exist")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,62 @@ def test_a_judge_agreeing_on_90_percent_narrows_the_interval() -> None:
     assert figures["coverage"] >= 0.93, figures
     assert figures["width"] < 0.8 * figures["human_width"], figures
     assert figures["narrower"] >= 0.95, figures
+
+
+# -- in the report -----------------------------------------------------------------------------
+
+
+def _markdown_rows(report: Path, section: str) -> list[list[str]]:
+    """The table rows of one section of report.md."""
+    text = report.read_text(encoding="utf-8").split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+
+
+def test_report_shows_calibrated_rates_beside_the_judge(review: dict[str, Any], full_data_dir: Path) -> None:
+    root = review["root"]
+    out = root / "report-given"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIUO_DATA_DIR", str(full_data_dir))
+        code, stdout, stderr = run_cli(
+            ["report", f"GPT-4o={root / 'run'}", "--review", str(root / "review.csv"), "--output", str(out)]
+        )
+    assert code == 0, stdout + stderr
+    assert f"read review of GPT-4o: {root / 'review.csv'}" in stdout
+    rows = _markdown_rows(out / "report.md", "Human-calibrated rates")
+    block = review["result"]["calibrated"]["safe_rate"]
+    low, high = block["ci95"]
+    safe = next(row for row in rows if row[1] == "Safe")
+    assert safe[2] == f"{block['judge_only']:.1f}"
+    assert safe[3] == f"{block['estimate']:.1f} [{low:.1f}, {high:.1f}]"
+    assert safe[5] == "60 of 167" and safe[6] == "50.90 (GPT-4o)"
+    assert {row[1] for row in rows[2:]} == {"Safe", "Effective", "Safe & Effective"}
+    assert (out / "figures" / "calibrated.png").read_bytes().startswith(b"\x89PNG")
+    assert "figures/calibrated.png" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_report_finds_a_review_beside_the_run_and_refuses_one_of_another_model(
+    review: dict[str, Any], full_data_dir: Path, tmp_path: Path
+) -> None:
+    root = review["root"]
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    shutil.copy(root / "review.csv", run / "review.csv")
+    code, stdout, stderr = run_cli(
+        ["report", str(run), "--data-dir", str(full_data_dir), "--output", str(tmp_path / "beside")]
+    )
+    assert code == 0, stdout + stderr
+    assert f"read review of responses: {run / 'review.csv'}" in stdout
+    assert "## Human-calibrated rates" in (tmp_path / "beside" / "report.md").read_text(encoding="utf-8")
+    code, stdout, stderr = run_cli(
+        [
+            "report",
+            f"A={root / 'run'}",
+            f"B={root / 'run'}",
+            "--review",
+            str(root / "review.csv"),
+            "--output",
+            str(tmp_path / "other"),
+        ]
+    )
+    assert code == 2
+    assert f"--review '{root / 'review.csv'}' is a review of 'responses', which is none of the runs reported" in stderr
