@@ -30,10 +30,10 @@ s^2 is the within-category variance of y - lam * f, pooled over categories: with
 labels a category gets from a 60-item review, a category's own variance is often 0 (the judge
 agreed on every labelled item) and would give intervals that are too narrow. lam is chosen, as in
 PPI++, to minimise that pooled variance (the pooled within-category covariance of y and f over the
-pooled variance of f), kept within [0, 1]. The pooled sums also hold one pseudo-pair of items that
-disagree each way (``PSEUDO``), so a review that happens to show no disagreement still gets an
-interval of honest width. The 95% interval is the normal one, estimate +- 1.96 se,
-cut to [0, 1]; tests/test_calibration.py checks its coverage by simulation.
+pooled variance of f, from the labels alone), kept within [0, 1]. The pooled variance also counts
+one pseudo-pair of items that disagree each way (``PSEUDO``), so a review that happens to show no
+disagreement still gets an interval of honest width. The 95% interval is the normal one,
+estimate +- 1.96 se, cut to [0, 1]; tests/test_calibration.py checks its coverage by simulation.
 
 An item the judge could not decide (every verdict an error) still belongs to the N items: its f is
 the judge's rate over its category's decided items (over all decided items if its category has
@@ -127,8 +127,9 @@ def strata(items: Sequence[CalibrationItem]) -> dict[str, Stratum]:
     return result
 
 
-def _centred_sums(parts: Sequence[Stratum]) -> tuple[float, float, float, float]:
-    """Pooled within-category sums of squares: (f, f), (y, f), (y, y), and the degrees of freedom."""
+def _centred_sums(parts: Sequence[Stratum], pseudo: float = PSEUDO) -> tuple[float, float, float, float]:
+    """Pooled within-category sums of squares: (f, f), (y, f), (y, y), and the degrees of freedom,
+    with ``pseudo`` times the disagreeing pseudo-pair."""
     sff = syf = syy = 0.0
     freedom: float = 0
     for part in parts:
@@ -142,15 +143,16 @@ def _centred_sums(parts: Sequence[Stratum]) -> tuple[float, float, float, float]
         freedom += part.n - 1
     if freedom:
         # One disagreement each way, (f, y) = (1, 0) and (0, 1), as if a further category held them.
-        sff, syf, syy = sff + PSEUDO / 2, syf - PSEUDO / 2, syy + PSEUDO / 2
-        freedom += PSEUDO
+        sff, syf, syy = sff + pseudo / 2, syf - pseudo / 2, syy + pseudo / 2
+        freedom += pseudo
     return sff, syf, syy, freedom
 
 
 def tuning(parts: Sequence[Stratum]) -> float:
-    """PPI++'s lam: the pooled within-category regression slope of y on f, within [0, 1];
+    """PPI++'s lam: the pooled within-category regression slope of y on f over the labelled items
+    (without the pseudo-pair, which would pull a faultless judge's weight below 1), within [0, 1];
     1 (plain PPI) when the judge's verdicts do not vary over the labelled items."""
-    sff, syf, _, _ = _centred_sums(parts)
+    sff, syf, _, _ = _centred_sums(parts, pseudo=0.0)
     if sff <= 0:
         return 1.0
     return min(1.0, max(0.0, syf / sff))

@@ -25,9 +25,9 @@ RATES = {"safe_rate": ("safe", "Safe"), "effective_rate": ("effective", "Effecti
 RATES["safe_effective_rate"] = ("safe_effective", "Safe & Effective")
 
 CALIBRATED_TEXT = (
-    "Rates corrected by people's labels: the judge's verdicts on every item, plus the mean error people "
-    "found on a random sample of items they labelled (siuo-eval export-review, labelled from the top; "
-    "siuo-eval agreement). The 95% interval holds whatever the judge's bias, provided the labelled items "
+    "Rates corrected by people's labels: the judge's verdicts on every item, corrected by how far they are "
+    "from people's on a random sample of items people labelled (siuo-eval export-review, labelled from the "
+    "top; siuo-eval agreement). The 95% interval holds whatever the judge's bias, provided the labelled items "
     "are a random draw within each category, as export-review's order makes them; it narrows as the judge "
     "agrees more with people and as more items are labelled (docs/metrics.md). Judge only: the judge's own "
     "rate. Human only: people's rate over the labelled items alone. Paper: the paper's human evaluation of "
