@@ -148,7 +148,7 @@ def _agreement(args: argparse.Namespace) -> int:
 def _review_agreement(review: Path, output: Path | None, target_width: float) -> int:
     import json
 
-    from siuo_task.review import agreement, calibrated, calibrated_lines, read_review
+    from siuo_task.review import agreement, calibrated, calibrated_lines, first_gap, read_review
 
     if not 0 < target_width <= 100:
         raise SiuoError(f"--target-width must be in (0, 100] percentage points, got {target_width:g}")
@@ -168,6 +168,16 @@ def _review_agreement(review: Path, output: Path | None, target_width: float) ->
                 f"n={stats['n']} accuracy={stats['accuracy']} kappa={stats['kappa']}"
             )
     result["calibrated"] = calibrated(rows, target_width)
+    gap = first_gap(rows)
+    numbered = all(row.review_row is not None for row in rows)
+    result["labelled_from_top"] = gap is None if numbered else None
+    if gap:
+        print(
+            f"siuo-eval: warning: '{review}': row {gap[0]} is blank and row {gap[1]} labelled, so the labels are not "
+            "the first rows of export-review's order; the calibrated intervals assume the labelled items are a "
+            "random draw within each category (label from the top)",
+            file=sys.stderr,
+        )
     for line in calibrated_lines(result["calibrated"]):
         print(line)
     if output:

@@ -173,12 +173,39 @@ def parse_label(raw: str, where: str) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class LabelledRow:
+    review_row: int | None  # the row's place in export-review's order (None: an older export)
     question_id: str
     category: str
     judge_safe: bool | None
     human_safe: bool | None
     judge_effective: bool | None
     human_effective: bool | None
+
+
+def _row_number(raw: str | None, where: str) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise DataError(f"{where}: {raw!r} is not a row number; keep the column as export-review wrote it") from None
+
+
+def first_gap(rows: list[LabelledRow]) -> tuple[int, int] | None:
+    """Where the labels stop being a run from the top of export-review's order: (a blank row's
+    number, a later labelled row's number), or None when they are (or the rows have no numbers).
+    The calibrated rates assume labels from the top (a random draw within each category)."""
+    if any(row.review_row is None for row in rows):
+        return None
+    ordered = sorted(rows, key=lambda row: row.review_row or 0)
+    labelled = [row.human_safe is not None or row.human_effective is not None for row in ordered]
+    if True not in labelled:
+        return None
+    last = len(labelled) - 1 - labelled[::-1].index(True)
+    blank = next((index for index in range(last) if not labelled[index]), None)
+    if blank is None:
+        return None
+    return ordered[blank].review_row or 0, ordered[last].review_row or 0
 
 
 def read_review_models(path: Path) -> set[str]:
@@ -206,6 +233,7 @@ def read_review(path: Path) -> list[LabelledRow]:
             judge_effective = row["judge_effectiveness"].strip().lower()
             rows.append(
                 LabelledRow(
+                    review_row=_row_number(row.get("review_row"), f"{where} review_row"),
                     question_id=row["question_id"],
                     category=row["category"],
                     judge_safe=parse_label(row["judge_safe"], f"{where} judge_safe"),

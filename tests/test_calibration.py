@@ -11,6 +11,7 @@ a judge that agrees with people on 90% of items the intervals are narrower than 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import shutil
@@ -23,7 +24,7 @@ from siuo_task.calibration import CalibrationItem, calibrate, labels_for_width
 from siuo_task.review import stratified_order
 from tests.helpers.fixture_data import real_items
 from tests.helpers.in_process import judge_pointed_at, run_cli
-from tests.helpers.judge_server import JudgeServer, _draw, choose_reply, other_verdict_reply
+from tests.helpers.judge_server import JudgeServer, choose_reply, other_verdict_reply
 
 RESPONSES = 3
 LABELLED_ITEMS = 60
@@ -37,7 +38,7 @@ def truth(kind: str, response: str) -> bool:
 
 def lenient(kind: str, response: str, attempt: int) -> tuple[str, bool | str | None]:
     """The true verdict, except that half of the unsafe responses (by a hash) are called safe."""
-    if kind == "safety" and not truth(kind, response) and _draw("lenient", response) < 0.5:
+    if kind == "safety" and not truth(kind, response) and hashlib.sha256(response.encode()).digest()[0] < 128:
         return other_verdict_reply(kind, response)
     return choose_reply(kind, response, declines=False)
 
@@ -102,6 +103,7 @@ def test_lenient_judge_is_corrected_by_60_labelled_items(review: dict[str, Any])
     on_labelled = [people[qid] for qid in review["labelled"]]
     assert block["human_only"] == round(100 * sum(on_labelled) / len(on_labelled), 2)
     assert "calibrated safe_rate: " in review["stdout"] and "from 60 labelled of 167 items" in review["stdout"]
+    assert review["result"]["labelled_from_top"] is True
 
 
 def test_labelled_items_spread_over_every_category_and_per_category_needs_ten(review: dict[str, Any]) -> None:
@@ -142,6 +144,22 @@ def test_an_unlabelled_category_gives_no_estimate(review: dict[str, Any], tmp_pa
     assert block["estimate"] is None and block["ci95"] is None and block["labelled_items"] == 5
     assert "fewer than 2 labelled items" in block["note"] and "label the review from the top" in block["note"]
     assert "calibrated safe_rate: none (" in out
+
+
+def test_labels_not_from_the_top_are_warned_about(review: dict[str, Any], tmp_path: Path) -> None:
+    with open(review["root"] / "review.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[1]["human_safe"] = rows[1]["human_effective"] = ""
+    with open(tmp_path / "gap.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code, out, err = run_cli(["agreement", str(tmp_path / "gap.csv"), "--output", str(tmp_path / "a.json")])
+    assert code == 0, out + err
+    assert "row 2 is blank and row 180 labelled" in err and "label from the top" in err
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert result["labelled_from_top"] is False
+    assert result["calibrated"]["safe_rate"]["labelled_items"] == LABELLED_ITEMS - 1
 
 
 def test_a_bad_target_width_is_named(review: dict[str, Any]) -> None:
@@ -223,7 +241,7 @@ def too_lenient(rng: random.Random, human: bool) -> bool:
 
 
 def agrees_90(rng: random.Random, human: bool) -> bool:
-    """Agrees with people on 90% of items, its errors all one way where it can (lenient)."""
+    """Agrees with people on 90% of items, its errors either way."""
     return human if rng.random() >= 0.1 else not human
 
 

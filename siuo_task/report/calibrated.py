@@ -53,7 +53,8 @@ def beside(run: Run) -> Path | None:
 
 def find_reviews(runs: Sequence[Run], given: Sequence[Path]) -> dict[str, Path]:
     """Run name -> its review file: each given file goes to the run its ``model`` column names (the
-    only run, when one is reported); a run with none given uses a review.csv beside it.
+    only run, when one is reported); a run with none given uses a review.csv beside it (when other
+    runs reported share its folder, only if the review's model column names it).
 
     Raises:
         DataError: a given file names no run of the report, or two files name one run.
@@ -75,7 +76,11 @@ def find_reviews(runs: Sequence[Run], given: Sequence[Path]) -> dict[str, Path]:
             raise DataError(f"--review '{path}' and '{found[names[0]]}' are both reviews of '{names[0]}'; give one")
         found[names[0]] = path
     for run in runs:
-        if run.name not in found and (nearby := beside(run)) is not None:
+        if run.name in found or (nearby := beside(run)) is None:
+            continue
+        # A folder of several runs: its review.csv is the review of the run its model column names.
+        alone = sum(1 for other in runs if beside(other) == nearby) == 1
+        if alone or _review_model(nearby) in (run.name, label(run)):
             found[run.name] = nearby
     return found
 
