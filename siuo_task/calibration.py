@@ -188,7 +188,8 @@ def _estimate(parts: Sequence[Stratum], lam: float) -> float:
 
 
 def _check(parts: dict[str, Stratum]) -> None:
-    short = [name for name, part in parts.items() if part.n < MIN_LABELLED_PER_STRATUM]
+    # A category labelled in full needs no spread (a category of one item cannot have two labels).
+    short = [name for name, part in parts.items() if part.n < min(MIN_LABELLED_PER_STRATUM, part.size)]
     if short:
         raise NotEnoughLabels(
             f"category(ies) {', '.join(short)} have fewer than {MIN_LABELLED_PER_STRATUM} labelled items; label "

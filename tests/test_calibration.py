@@ -180,6 +180,16 @@ def test_every_item_labelled_gives_the_people_rate_exactly() -> None:
     assert labels_for_width(items, 0.01) == 50
 
 
+def test_a_one_item_category_labelled_in_full_is_enough() -> None:
+    """A partial run's category of one item, labelled, is known exactly: the estimate needs no second label there."""
+    lone = CalibrationItem("lone", True, False)
+    labelled = [CalibrationItem("b", i % 3 > 0, i % 2 > 0) for i in range(5)]
+    unlabelled = [CalibrationItem("b", i % 3 > 0, None) for i in range(7)]
+    result = calibrate([lone, *labelled, *unlabelled])
+    assert result.labelled == 6 and result.items == 13
+    assert result.low <= result.estimate <= result.high
+
+
 def test_undecided_judge_items_stay_in_the_population() -> None:
     """An item the judge could not decide counts among the N items with its category's judge rate."""
     items = [CalibrationItem("a", None, None)] + [CalibrationItem("a", i % 2 == 0, i % 2 == 0) for i in range(10)]
