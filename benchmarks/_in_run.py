@@ -4,7 +4,7 @@ A run starts a loopback model server (for the harnesses' OpenAI-compatible API m
 and a loopback judge that answers after ``latency`` seconds, runs one harness CLI as a
 subprocess with the judge settings in its environment, and measures the judging phase: from the
 first judge call the server sees to the last one answered. The judge check before generation
-(siuo_task.preflight's probe, logged apart in ``JudgeServer.log.probes``) is not judging: the
+(siuo_task.harness.preflight's probe, logged apart in ``JudgeServer.log.probes``) is not judging: the
 clock ignores probes, and the peak in flight is counted from the first probe on.
 """
 

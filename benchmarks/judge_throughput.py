@@ -23,10 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.harness.judging import judge_values
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.judge_pipeline import judge_values
 from siuo_task.runs.files import ResponseSet
 from tests.helpers.fixture_data import write_data_dir
 from tests.helpers.judge_server import JudgeServer
@@ -57,7 +58,7 @@ def _run(server: JudgeServer, pairs: list, concurrency: int, cache: Path | None)
     )
     engine = JudgeEngine(config)
     started = time.perf_counter()
-    values = judge_values(pairs, engine)
+    values = judge_values(pairs, engine, ReasoningSettings())
     wall = time.perf_counter() - started
     engine.close()
     calls = sum(2 * len(pair[1].responses) for pair in pairs)

@@ -85,7 +85,7 @@ def _once(root: Path, data: Path, args: argparse.Namespace) -> Measurement:
         for number in range(args.processes):
             machine = root / f"machine-{number}"
             gradings += _write_run(machine / "run.json", f"model {number}", args.items, args.responses)
-            command = [sys.executable, "-m", "siuo_task.cli", "judge", str(machine / "run.json")]
+            command = [sys.executable, "-m", "siuo_task.commands.cli", "judge", str(machine / "run.json")]
             command += ["--output", str(machine / "out")]
             env = _machine_env(machine, data, server, args.concurrency)
             # Output to files, not pipes: a full pipe would block a process while this one polls.

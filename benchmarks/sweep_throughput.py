@@ -48,7 +48,7 @@ def _judge(inputs: Path, output: Path, data: Path, server: JudgeServer, concurre
         SIUO_JUDGE_CACHE="off",
         SIUO_JUDGE_CONCURRENCY=str(concurrency),
     )
-    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(inputs), "--output", str(output)]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", "judge", str(inputs), "--output", str(output)]
     started = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started

@@ -8,10 +8,10 @@ Public API (stable names):
     JudgeConfig.from_env() -> the judge settings every entry point uses
 """
 
-from siuo_task.data import GenItem, McqItem, SiuoData, load_siuo
+from siuo_task.benchmark.data import GenItem, McqItem, SiuoData, load_siuo
+from siuo_task.benchmark.parsing import parse_effectiveness_verdict, parse_mcq_answer, parse_safety_verdict
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.parsing import parse_effectiveness_verdict, parse_mcq_answer, parse_safety_verdict
 
 __version__ = "0.7.0"
 

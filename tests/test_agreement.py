@@ -1,6 +1,6 @@
 """`siuo-eval agreement RUN_A RUN_B`: two judgings of the same responses by two loopback judges that
 disagree on a scripted share of gradings. Kappa, agreement and the confusion matrix are recomputed
-here from what each server said it meant (the 2x2 table by hand, not siuo_task.stats), overall and for
+here from what each server said it meant (the 2x2 table by hand, not siuo_task.benchmark.stats), overall and for
 one category; identical judges agree fully; responses found in one run only are named."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from siuo_task.as_released import (
+from siuo_task.benchmark.as_released import (
     EMPTY_RESPONSE_SAFETY_REPLY,
     ItemValues,
     effectiveness_score,
@@ -26,12 +26,10 @@ from siuo_task.as_released import (
     safety_score,
     summarise,
 )
-from siuo_task.categories import KNOWN_CATEGORIES, category_slug
-from siuo_task.data import GenItem, load_siuo
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.request import JudgeOutcome
-from siuo_task.records import GenRecord, ResponseRecord
-from siuo_task.results import (
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark.data import GenItem, load_siuo
+from siuo_task.benchmark.records import GenRecord, ResponseRecord
+from siuo_task.benchmark.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,
     GEN_REDUCERS,
@@ -42,7 +40,9 @@ from siuo_task.results import (
     mean,
     reduce_values,
 )
-from siuo_task.scoring import assemble_gen_score, gen_judge_requests, parse_verdict
+from siuo_task.benchmark.scoring import assemble_gen_record, gen_judge_requests, parse_verdict
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.request import JudgeOutcome
 
 CONFIG = JudgeConfig(base_url="http://127.0.0.1:9/v1", api_key="sk-as-released-test-0000", model="judge")
 NAMES = ("safe_rate_as_released", "effective_rate_as_released", "safe_effective_rate_as_released")
@@ -297,7 +297,7 @@ def _run(items: list[GenItem], plan: list[list[tuple[str, str | None, str | None
             for kind, reply in (("safety", safety), ("effectiveness", effectiveness))
         ]
         assert len(gen_judge_requests(item, texts)) == len(outcomes)
-        values.append(gen_item_values(assemble_gen_score(item, texts, outcomes), CONFIG, 0.0, 1.0))
+        values.append(gen_item_values(assemble_gen_record(item, texts, outcomes), CONFIG, 0.0, 1.0))
     return values
 
 

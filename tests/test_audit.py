@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from siuo_task.data import load_siuo
-from siuo_task.metrics import rate
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.metrics import rate
 from tests.helpers.build_server import BuildServer, tag_of_bytes, tag_of_question
 from tests.helpers.in_process import judge_pointed_at, run_cli
 

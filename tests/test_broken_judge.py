@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.preflight import PROBE_RESPONSE
+from siuo_task.harness.preflight import PROBE_RESPONSE
 from tests.helpers.cli_runs import SECRET, read_run, siuo_eval
 from tests.helpers.harness_cli import harness_command, judged_offline_env
 from tests.helpers.judge_server import JudgeServer

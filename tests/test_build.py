@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.data import load_siuo
 from siuo_task.construction.replies import ReplyError, check_query, check_reflect, validate
-from siuo_task.data import load_siuo
 from tests.helpers.build_server import BuildServer, tag_of_bytes
 from tests.helpers.cli_runs import clean_env
 from tests.helpers.harness_cli import hubs_offline
@@ -324,7 +324,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def _build_process(images: Path, out: Path, cache: Path, url: str) -> subprocess.Popen[str]:
     env = clean_env(None, SIUO_JUDGE_BASE_URL=url, SIUO_JUDGE_CACHE=str(cache), SIUO_JUDGE_CONCURRENCY="2")
-    command = [sys.executable, "-m", "siuo_task.cli", "build", "--images", str(images), "--output", str(out)]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", "build", "--images", str(images), "--output", str(out)]
     command += ["--count", "10", "--seed", "7"]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

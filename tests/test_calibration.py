@@ -1,4 +1,4 @@
-"""Human-calibrated rates (siuo_task.calibration, issue 29 items 1 and 3).
+"""Human-calibrated rates (siuo_task.benchmark.calibration, issue 29 items 1 and 3).
 
 End to end: all 167 items, three responses each, judged in this process by a loopback judge that
 calls half the unsafe responses safe (too lenient); `export-review`, a reviewer labelling the first
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from siuo_task.calibration import CalibrationItem, calibrate, labels_for_width
-from siuo_task.review import stratified_order
+from siuo_task.benchmark.calibration import CalibrationItem, calibrate, labels_for_width
+from siuo_task.commands.review import stratified_order
 from tests.helpers.fixture_data import real_items
 from tests.helpers.in_process import judge_pointed_at, run_cli
 from tests.helpers.judge_server import JudgeServer, choose_reply, other_verdict_reply

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.circular import (
+from siuo_task.benchmark.circular import (
     CIRCULAR_REDUCERS,
     RANDOM_CIRCULAR_ACCURACY,
     RotationAnswer,
@@ -20,9 +20,9 @@ from siuo_task.circular import (
     rotations,
     summarise,
 )
-from siuo_task.data import McqItem, load_siuo
+from siuo_task.benchmark.data import McqItem, load_siuo
+from siuo_task.benchmark.results import RECORD_KEY, reduce_values
 from siuo_task.errors import DataError
-from siuo_task.results import RECORD_KEY, reduce_values
 
 ITEM = McqItem(
     question_id=7,
@@ -86,7 +86,7 @@ def test_perfect_model_and_option_text_answers(full_data_dir: Path) -> None:
     assert {rate.percent for rate in perfect.by_category.values()} == {100.0}
     # Answering with the gold option's text is right in every rotation: its letter moves with it.
     by_text = group_items(_answer_all([ITEM], lambda q: "I choose: call a helpline"))[0][0]
-    assert by_text.correct and [a.parsed for a in by_text.answers] == ["B", "A", "D", "C"]
+    assert by_text.correct and list(by_text.parsed) == ["B", "A", "D", "C"]
 
 
 def _item(question_id: int, category: str) -> McqItem:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.results import GEN_REDUCERS, reduce_values
+from siuo_task.benchmark.results import GEN_REDUCERS, reduce_values
 from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.judge_server import JudgeServer
@@ -83,7 +83,15 @@ def test_resume_after_kill_makes_only_the_missing_calls(small_data_dir: Path, tm
     cache = tmp_path / "cache.sqlite3"
     with JudgeServer(latency_s=0.05) as server:
         env = _env(small_data_dir, server, cache, SIUO_JUDGE_CONCURRENCY="2")
-        command = [sys.executable, "-m", "siuo_task.cli", "judge", str(source), "--output", str(tmp_path / "killed")]
+        command = [
+            sys.executable,
+            "-m",
+            "siuo_task.commands.cli",
+            "judge",
+            str(source),
+            "--output",
+            str(tmp_path / "killed"),
+        ]
         victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while sum(server.attempts.values()) < total // 3 and time.monotonic() < deadline:
@@ -188,7 +196,7 @@ def test_failed_vlmevalkit_inference_is_an_error_not_a_response(small_data_dir: 
 
 @pytest.mark.parametrize("command", ["judge", "check"])
 def test_help_says_how_the_judge_is_chosen(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from siuo_task.cli import main
+    from siuo_task.commands.cli import main
     from siuo_task.judge.config import DEFAULT_JUDGE_MODEL
 
     with pytest.raises(SystemExit) as exited:

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.scoring import gen_judge_requests
+from siuo_task.commands.output_lock import LOCK_NAME, output_lock
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.cache import CachedReply, VerdictCache
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.filesystems import MOUNTS_VARIABLE, filesystem_of
 from siuo_task.judge.limits import limits_dir
-from siuo_task.output_lock import LOCK_NAME, output_lock
-from siuo_task.scoring import gen_judge_requests
 from tests.helpers.judge_server import JudgeServer
 
 REPLY = CachedReply("[Safety Judgement:] True", "judge", 10, 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siuo_task.stats import cohen_kappa, mcnemar_exact_p, paired_difference
+from siuo_task.benchmark.stats import cohen_kappa, mcnemar_exact_p, paired_difference
 
 
 def test_mcnemar_exact_hand_computed() -> None:
@@ -46,7 +46,7 @@ def test_kappa_edge_cases() -> None:
 
 
 def test_kappa_is_never_negative_zero() -> None:
-    from siuo_task.stats import agreement_of_pairs
+    from siuo_task.benchmark.stats import agreement_of_pairs
 
     # Chance-level agreement whose kappa comes out as -8e-17 in floating point: it must print as
     # 0.0, not -0.0.

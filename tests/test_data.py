@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.categories import KNOWN_CATEGORIES
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.data import load_siuo
 from siuo_task.errors import DataError
+from siuo_task.settings import Settings
 from tests.helpers.cli_runs import siuo_eval
 
 
@@ -39,7 +40,7 @@ def test_loads_all_167_real_items(full_data_dir: Path) -> None:
 
 def test_data_dir_from_environment(small_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIUO_DATA_DIR", str(small_data_dir))
-    assert len(load_siuo().gen) == 18
+    assert len(Settings.from_env().data().gen) == 18
 
 
 def test_missing_folder_names_it(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def test_missing_item_file_names_it(data_dir: Path) -> None:
 def test_unknown_category_warns_but_loads(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     for name in ("siuo_gen.json", "siuo_mcqa.json"):
         _edit(data_dir / name, lambda rows: rows[0].__setitem__("category", "astrology"))
-    with caplog.at_level(logging.WARNING, logger="siuo_task.data"):
+    with caplog.at_level(logging.WARNING, logger="siuo_task.benchmark.data"):
         data = load_siuo(data_dir)
     assert data.gen[0].category == "astrology"
     assert "siuo_gen.json: item 1001: category 'astrology' is not one of the 9 SIUO domains" in caplog.text

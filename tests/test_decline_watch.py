@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.scoring import gen_judge_requests
 from siuo_task.errors import JudgeDeclineError
 from siuo_task.judge.config import (
     DEFAULT_DECLINE_STOP,
@@ -28,7 +29,6 @@ from siuo_task.judge.config import (
 )
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.scoring import gen_judge_requests
 from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer, choose_reply, seeded_declines
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from siuo_task.benchmark.parsing import parse_safety_verdict
+from siuo_task.benchmark.prompts import PROMPT_VERSION, safety_judge_prompt
+from siuo_task.benchmark.scoring import siuo_judge_request
 from siuo_task.judge.cache import cache_key
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeRequest
 from siuo_task.judge.transport import encoded_image
-from siuo_task.parsing import parse_safety_verdict
-from siuo_task.prompts import PROMPT_VERSION, safety_judge_prompt
-from siuo_task.scoring import siuo_judge_request
 from tests.helpers.build_server import BuildServer
 from tests.helpers.judge_server import JudgeServer
 

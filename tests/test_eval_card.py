@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from siuo_task.card import CARD
+from siuo_task.benchmark.card import CARD
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL_YAML = REPO / "siuo_task" / "adapters" / "inspect_ai" / "eval.yaml"

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from siuo_task.adapters.vlmevalkit.names import RUN_SUFFIX
-from siuo_task.card import CIRCULAR_TASK, GEN_HEADLINE, GEN_TASKS, MCQ_TASK, TASKS, run_name, task_version
+from siuo_task.benchmark.card import CIRCULAR_TASK, GEN_HEADLINE, GEN_TASKS, MCQ_TASK, TASKS, run_name, task_version
 from tests.helpers.cli_runs import judge_env, no_secret_in, siuo_eval
 from tests.helpers.harness_cli import (
     DATASET_OF_TASK,

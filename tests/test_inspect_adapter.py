@@ -24,13 +24,13 @@ from siuo_task.adapters.inspect_ai.scoring import (
     numeric_metrics,
     siuo_vote,
 )
-from siuo_task.circular import RotationAnswer, rotation_values, summarise
-from siuo_task.data import GenItem
+from siuo_task.benchmark.circular import RotationAnswer, rotation_values, summarise
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.results import RECORD_KEY
+from siuo_task.benchmark.scoring import assemble_gen_record
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.results import RECORD_KEY
-from siuo_task.scoring import assemble_gen_score
 
 ITEM = {
     "question_id": 7,
@@ -183,7 +183,7 @@ def test_the_vote_splits_traces_as_the_epochs_were_scored() -> None:
 
     def epoch(response: str, verdicts: list[tuple[str, Any]]) -> Score:
         outcomes = [JudgeOutcome(kind, verdict, "raw", None, "judge-m", 10, 5, 1) for kind, verdict in verdicts]  # type: ignore[arg-type]
-        record = assemble_gen_score(item, [response], outcomes, reasoning).responses[0].to_dict()
+        record = assemble_gen_record(item, [response], outcomes, reasoning).responses[0].to_dict()
         data = {"item": ITEM, "response": record, "judge": {"model": "m", "endpoint": "http://j/v1"}}
         data.update(reasoning=recorded, started=1.0, finished=2.0)
         return Score(value={}, metadata={EPOCH_KEY: data})

@@ -1,7 +1,7 @@
 """siuo_mcq_circular in Inspect, really run: ``inspect eval siuo_task/siuo_mcq_circular`` with two
 loopback models in one run: one always answers "(A)", the other follows a script (right on every
 rotation of some items, wrong or unreadable on others, sometimes behind a reasoning trace that
-names another letter). The log's numbers must equal siuo_task.circular.summarise of the same
+names another letter). The log's numbers must equal siuo_task.benchmark.circular.summarise of the same
 answers and the lmms-eval task's hooks and reductions on the same responses.
 """
 
@@ -18,9 +18,9 @@ import pytest
 
 from siuo_task.adapters.inspect_ai.scoring import VALUES_KEY, numeric_metrics
 from siuo_task.adapters.lmms_eval import hooks
-from siuo_task.card import CARD, CIRCULAR_TASK, task_version
-from siuo_task.categories import category_slug
-from siuo_task.circular import (
+from siuo_task.benchmark.card import CARD, CIRCULAR_TASK, task_version
+from siuo_task.benchmark.categories import category_slug
+from siuo_task.benchmark.circular import (
     CIRCULAR_REDUCERS,
     RotatedQuestion,
     RotationAnswer,
@@ -29,11 +29,11 @@ from siuo_task.circular import (
     rotation_values,
     summarise,
 )
-from siuo_task.data import MCQ_LETTERS, load_siuo
-from siuo_task.parsing import parse_mcq_answer
-from siuo_task.prompts import PROMPT_VERSION
-from siuo_task.reasoning import split_reasoning
-from siuo_task.results import RECORD_KEY, reduce_values
+from siuo_task.benchmark.data import MCQ_LETTERS, load_siuo
+from siuo_task.benchmark.parsing import parse_mcq_answer
+from siuo_task.benchmark.prompts import PROMPT_VERSION
+from siuo_task.benchmark.reasoning import split_reasoning
+from siuo_task.benchmark.results import RECORD_KEY, reduce_values
 from tests.helpers.chat_server import ChatHandler, LoopbackServer, chat_completion, message_text, send_json
 from tests.helpers.cli_runs import clean_env
 

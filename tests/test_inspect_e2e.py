@@ -20,10 +20,10 @@ import pytest
 from siuo_task.adapters.inspect_ai.reader import read_inspect_responses
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
 from siuo_task.adapters.lmms_eval import hooks
-from siuo_task.card import CARD
-from siuo_task.parsing import parse_mcq_answer
-from siuo_task.prompts import PROMPT_VERSION
-from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
+from siuo_task.benchmark.card import CARD
+from siuo_task.benchmark.parsing import parse_mcq_answer
+from siuo_task.benchmark.prompts import PROMPT_VERSION
+from siuo_task.benchmark.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from tests.helpers.cli_runs import SECRET, clean_env, judge_env
 from tests.helpers.harness_cli import harness_command
 from tests.helpers.judge_server import JudgeServer
@@ -154,7 +154,7 @@ def test_report_reads_inspect_logs(inspect_run: dict[str, Any], tmp_path: Path) 
     gen_path, gen_log = inspect_run["logs"]["siuo_gen"]
     logs = inspect_run["root"] / "logs"
     greedy_path = inspect_run["logs"]["siuo_gen_greedy"][0]
-    command = [sys.executable, "-m", "siuo_task.cli", "report", str(logs), "--output", str(tmp_path / "r0")]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", "report", str(logs), "--output", str(tmp_path / "r0")]
     proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
     # Both open-ended logs are reported, each named by the one naming rule; none is picked silently.
     assert proc.returncode == 0, proc.stderr
@@ -163,7 +163,15 @@ def test_report_reads_inspect_logs(inspect_run: dict[str, Any], tmp_path: Path) 
     assert str(greedy_path) in proc.stdout and str(gen_path) in proc.stdout
     greedy_path.rename(tmp_path / greedy_path.name)  # one gen log per folder
     try:
-        command = [sys.executable, "-m", "siuo_task.cli", "report", f"loop={logs}", "--output", str(tmp_path / "r")]
+        command = [
+            sys.executable,
+            "-m",
+            "siuo_task.commands.cli",
+            "report",
+            f"loop={logs}",
+            "--output",
+            str(tmp_path / "r"),
+        ]
         proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
     finally:
         (tmp_path / greedy_path.name).rename(greedy_path)
@@ -185,7 +193,7 @@ def test_protocols_come_from_the_eval_card(inspect_run: dict[str, Any]) -> None:
 
 def test_siuo_eval_judge_refuses_an_mcq_log(inspect_run: dict[str, Any], tmp_path: Path) -> None:
     mcq_path = inspect_run["logs"]["siuo_mcq"][0]
-    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(mcq_path), "--output", str(tmp_path / "j")]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", "judge", str(mcq_path), "--output", str(tmp_path / "j")]
     proc = subprocess.run(command, env=inspect_run["env"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "Inspect log of task 'siuo_mcq'; pass a siuo_gen or siuo_gen_greedy log" in proc.stderr
@@ -195,7 +203,7 @@ def test_a_sweep_finds_inspect_logs_by_model(inspect_run: dict[str, Any], tmp_pa
     """`siuo-eval judge LOGDIR --output DIR` judges both gen logs, named by Inspect's model; skips the MCQ log."""
     with JudgeServer() as judge:
         env = {**inspect_run["env"], "SIUO_JUDGE_BASE_URL": judge.base_url}
-        command = [sys.executable, "-m", "siuo_task.cli", "judge", str(inspect_run["root"] / "logs")]
+        command = [sys.executable, "-m", "siuo_task.commands.cli", "judge", str(inspect_run["root"] / "logs")]
         proc = subprocess.run([*command, "--output", str(tmp_path / "s")], env=env, capture_output=True, text=True)
     assert proc.returncode in (0, 1), proc.stderr  # 1: the test judge declines a few texts
     assert {p.name for p in (tmp_path / "s").iterdir() if p.is_dir()} == {"test-model", "test-model-greedy"}

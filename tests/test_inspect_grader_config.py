@@ -9,11 +9,11 @@ from inspect_ai.model import ModelOutput, ModelUsage, get_model
 
 from siuo_task.adapters.inspect_ai.grader import completion_from_output, grader_config
 from siuo_task.adapters.inspect_ai.scoring import judge_config
+from siuo_task.benchmark.parsing import parse_safety_verdict
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.cache import cache_key
 from siuo_task.judge.config import PLACEHOLDER_KEY, JudgeConfig
 from siuo_task.judge.request import JudgeRequest, read_completion
-from siuo_task.parsing import parse_safety_verdict
 
 
 def _key(config: JudgeConfig) -> str:

@@ -18,8 +18,8 @@ import pytest
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
 from siuo_task.adapters.lmms_eval import hooks
-from siuo_task.reasoning import split_reasoning
-from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
+from siuo_task.benchmark.reasoning import split_reasoning
+from siuo_task.benchmark.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from tests.helpers.chat_server import ChatHandler, LoopbackServer, chat_completion, message_text, send_json
 from tests.helpers.cli_runs import judge_env
 from tests.helpers.harness_cli import harness_command

@@ -73,7 +73,7 @@ def test_a_batch_interrupted_after_submission_is_resumed_not_resubmitted(small_d
         command = [
             sys.executable,
             "-m",
-            "siuo_task.cli",
+            "siuo_task.commands.cli",
             "judge",
             str(source),
             "--output",
@@ -122,9 +122,9 @@ def test_every_cost_of_a_batch_run_is_at_the_batch_price(small_data_dir: Path, t
     calls to OpenAI's endpoint (the one priced host) and summarised as the pipeline does."""
     import copy
 
+    from siuo_task.benchmark.results import USAGE_REDUCERS
+    from siuo_task.commands.judge_pipeline import LoadedRun, Pricing, run_summary
     from siuo_task.judge.config import JudgeConfig
-    from siuo_task.judge_pipeline import LoadedRun, Pricing, run_summary
-    from siuo_task.results import USAGE_REDUCERS
     from siuo_task.runs import find_responses
 
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.scoring import judge_requests, trace_judge_request
 from siuo_task.construction.prompts import BUILD_PROMPT_VERSION
-from siuo_task.data import GenItem
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeRequest
-from siuo_task.scoring import judge_requests, trace_judge_request
 
 # A 2x2 PNG, fixed as bytes (re-encoding with another Pillow/zlib could change them).
 PNG = base64.b64decode(

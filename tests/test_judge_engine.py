@@ -9,13 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.prompts import safety_judge_prompt
+from siuo_task.benchmark.scoring import gen_judge_requests, siuo_judge_request
 from siuo_task.judge.cache import cache_key
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeRequest
-from siuo_task.prompts import safety_judge_prompt
-from siuo_task.scoring import gen_judge_requests, siuo_judge_request
 from tests.helpers.judge_server import JudgeServer, choose_reply
 
 TRANSIENT = ("429", "500", "drop", "stall", "malformed")
@@ -138,10 +138,10 @@ def test_cache_key_covers_what_decides_the_verdict() -> None:
 _WORKER = """
 import json, sys
 from pathlib import Path
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.scoring import gen_judge_requests, siuo_judge_request
+from siuo_task.benchmark.scoring import gen_judge_requests, siuo_judge_request
 base_url, cache, data_dir, rank = sys.argv[1:5]
 config = JudgeConfig(base_url=base_url, api_key="sk-x-000000", concurrency=3, cache_path=Path(cache))
 item = load_siuo(data_dir).gen[int(rank)]

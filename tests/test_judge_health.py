@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.scoring import gen_judge_requests
 from siuo_task.judge.config import (
     DEFAULT_OUTAGE_FAILURES,
     DEFAULT_OUTAGE_HOLD_S,
@@ -26,7 +27,6 @@ from siuo_task.judge.config import (
 )
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.interrupts import JudgeInterrupted
-from siuo_task.scoring import gen_judge_requests
 from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer
 
@@ -38,7 +38,7 @@ def _calls(server: JudgeServer) -> int:
 
 
 def _start_judge(source: Path, out: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(source), "--output", str(out)]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", "judge", str(source), "--output", str(out)]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

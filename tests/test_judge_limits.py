@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.scoring import gen_judge_requests
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.limits import parse_reset
 from siuo_task.judge.tokens import image_tokens, request_tokens
-from siuo_task.scoring import gen_judge_requests
 from tests.helpers.judge_server import JudgeServer
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from siuo_task.benchmark.panel_vote import two_valued, vote
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.panel_vote import two_valued, vote
 from siuo_task.vlmeval import GEN_PAPER
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run, siuo_eval
 from tests.helpers.harness_cli import harness_command, hubs_offline
@@ -383,7 +383,7 @@ def _outcome(kind: str, verdict: bool | str | None, error: str | None = None) ->
 
 
 def test_vote_counts_judge_errors_and_undecided_votes() -> None:
-    from siuo_task.scoring import siuo_judge_request
+    from siuo_task.benchmark.scoring import siuo_judge_request
 
     safety = siuo_judge_request("safety", "prompt", Path("image.png"))
     effect = siuo_judge_request("effectiveness", "prompt", Path("image.png"))
@@ -409,7 +409,7 @@ def _harness_command(harness: str, model: ModelServer, out: Path) -> list[str]:
 
 
 # lm-eval's run writes its summary through the same task hooks as lmms-eval's
-# (siuo_task.task_hooks); VLMEvalKit's through the judge pipeline.
+# (siuo_task.harness.task_hooks); VLMEvalKit's through the judge pipeline.
 @pytest.mark.slow
 @pytest.mark.parametrize("harness", ["lmms-eval", "VLMEvalKit"])
 def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(

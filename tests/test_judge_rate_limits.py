@@ -16,11 +16,12 @@ import httpx
 import openai
 import pytest
 
+from siuo_task.harness.preflight import check_judge_before_generation
 from siuo_task.judge.backpressure import PACE_DECREASE, Backpressure, RateLimitGiveUp
 from siuo_task.judge.config import DEFAULT_RATE_LIMIT_WAIT_S, JudgeConfig
 from siuo_task.judge.limits import ProviderHold
 from siuo_task.judge.transport import is_rate_limited, is_refusal, retry_after_s
-from siuo_task.preflight import check_judge_before_generation
+from siuo_task.settings import Settings
 from tests.helpers.chat_server import ChatHandler, LoopbackServer, send_json
 from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer, RateLimit, choose_reply
@@ -61,7 +62,7 @@ def test_every_harness_check_before_generation_waits_on_429(
     VLMEvalKit): before, a 429 ended the run there."""
     with JudgeServer(rate_limit=RateLimit(storm_s=1.0)) as server:
         config = JudgeConfig(base_url=server.base_url, api_key=SECRET, cache_path=None, backoff_s=0.01)
-        check_judge_before_generation(config, str(small_data_dir))
+        check_judge_before_generation(config, Settings({}), str(small_data_dir))
         throttled, probes = server.throttled_calls, server.log.probes
     lines = capsys.readouterr().err.splitlines()
     assert throttled >= 1 and len(probes) == 1
@@ -145,7 +146,7 @@ def _machine_env(machine: Path, data_dir: Path, server: JudgeServer) -> dict[str
 def test_processes_sharing_one_limit_and_nothing_else_all_finish(small_data_dir: Path, tmp_path: Path) -> None:
     # 20 requests a second for both, at most 2 at once: each process alone would send far more.
     limit = RateLimit(per_minute=1200, burst=2)
-    command = [sys.executable, "-m", "siuo_task.cli", "judge"]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", "judge"]
     with JudgeServer(declines=False, rate_limit=limit) as server:
         procs = []
         for number in range(2):

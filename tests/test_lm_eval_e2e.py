@@ -3,7 +3,7 @@
 The model is lm-eval's hf-multimodal class on a tiny randomly initialised LLaVA (CPU); the
 judge is the loopback judge server. Two runs serve every test: one judged run of all four
 tasks (--limit 8) and one generation-only run (--predict_only) with no judge settings at all.
-Numbers must equal the core's (siuo_task.scoring / results / circular) on the responses lm-eval
+Numbers must equal the core's (siuo_task.benchmark.scoring / results / circular) on the responses lm-eval
 logged, judged afresh one document at a time.
 """
 
@@ -17,13 +17,11 @@ from typing import Any
 import pytest
 
 from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks_dir
-from siuo_task.card import eval_card
-from siuo_task.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
-from siuo_task.data import load_siuo
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
-from siuo_task.reasoning import split_reasoning
-from siuo_task.results import (
+from siuo_task.benchmark.card import eval_card
+from siuo_task.benchmark.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.reasoning import split_reasoning
+from siuo_task.benchmark.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,
     GEN_REDUCERS,
@@ -37,7 +35,9 @@ from siuo_task.results import (
     mcq_item_values,
     reduce_values,
 )
-from siuo_task.scoring import GEN_METRICS, score_gen_item, score_mcq_item
+from siuo_task.benchmark.scoring import GEN_METRICS, score_gen_item, score_mcq_item
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engine import JudgeEngine
 from tests.helpers.cli_runs import clean_env, judge_env
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer
 

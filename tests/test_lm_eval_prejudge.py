@@ -22,7 +22,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.filters import build_filter_ensemble
 
 from siuo_task.adapters.lm_eval import hooks, mode, prejudge
-from siuo_task.results import SUMMARY_ROW, USAGE_REDUCERS
+from siuo_task.benchmark.results import SUMMARY_ROW, USAGE_REDUCERS
 from tests.helpers.in_process import judge_settings
 from tests.helpers.judge_server import JudgeServer
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from siuo_task.adapters.lmms_eval import hooks, tasks_dir
-from siuo_task.data import load_siuo
-from siuo_task.results import RECORD_KEY, SUMMARY_ROW
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.results import RECORD_KEY, SUMMARY_ROW
 from tests.helpers.judge_server import JudgeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_installed_entry_point_registers_the_task_folder() -> None:
 
 
 def test_mcq_circular_docs_and_metric_list(full_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from siuo_task.circular import rotate
+    from siuo_task.benchmark.circular import rotate
 
     monkeypatch.setenv("SIUO_DATA_DIR", str(full_data_dir))
     docs = list(hooks.process_docs_mcq_circular(None))

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from siuo_task.adapters.lmms_eval import tasks_dir
-from siuo_task.categories import KNOWN_CATEGORIES, category_slug
-from siuo_task.circular import CIRCULAR_REDUCERS
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark.circular import CIRCULAR_REDUCERS
 from tests.helpers.cli_runs import SECRET, clean_env, judge_env, siuo_eval
 from tests.helpers.fixture_data import real_items
 from tests.helpers.judge_server import SERVED_MODEL, Exchange, JudgeServer

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from siuo_task.metrics import rate, rates_by_category
-from siuo_task.scoring import both, majority
-from siuo_task.stats import wilson_interval
+from siuo_task.benchmark.metrics import rate, rates_by_category
+from siuo_task.benchmark.scoring import both, majority
+from siuo_task.benchmark.stats import wilson_interval
 
 
 def test_wilson_interval_hand_computed() -> None:

@@ -1,5 +1,5 @@
 """One run, one writer: two `siuo-eval judge` processes at once on one output or one cache pay
-for each judge call once (output lock in siuo_task/output_lock.py, claims in the judge cache).
+for each judge call once (output lock in siuo_task/commands/output_lock.py, claims in the judge cache).
 
 Real processes against the loopback judge. The judge holds its replies behind a gate until the
 test has seen both processes reach the point under test, so the overlap does not depend on
@@ -60,7 +60,7 @@ def _until(condition: object, what: str) -> None:
 
 
 def _start(source: Path, output: Path, env: dict[str, str], stderr: IO[str]) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "siuo_task.cli", "judge", str(source), "--output", str(output)]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", "judge", str(source), "--output", str(output)]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
@@ -85,7 +85,7 @@ def test_second_judge_on_the_same_output_waits_and_pays_nothing(small_data_dir: 
             # Another cache: waiting would spare no call, so it refuses at once, naming the holder.
             other_env = {**env, "SIUO_JUDGE_CACHE": str(tmp_path / "other.sqlite3")}
             refused = subprocess.run(
-                [sys.executable, "-m", "siuo_task.cli", "judge", str(source), "--output", str(output)],
+                [sys.executable, "-m", "siuo_task.commands.cli", "judge", str(source), "--output", str(output)],
                 env=other_env,
                 capture_output=True,
                 text=True,

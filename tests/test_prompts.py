@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from siuo_task import prompts
+from siuo_task.benchmark import prompts
 
 PROTOCOL = json.loads((Path(__file__).parent / "data" / "protocol.json").read_text())
 

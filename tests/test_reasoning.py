@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.reasoning import DEFAULT_TAGS, ReasoningConfigError, ReasoningSettings, split_reasoning
+from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values, reduce_values
+from siuo_task.benchmark.scoring import score_gen_item, score_mcq_item
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.reasoning import DEFAULT_TAGS, ReasoningConfigError, ReasoningSettings, split_reasoning
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values, reduce_values
-from siuo_task.scoring import score_gen_item, score_mcq_item
 from tests.helpers.judge_server import JudgeServer, choose_reply
 
 # (raw output, expected answer, expected trace) as reasoning VLMs write them.

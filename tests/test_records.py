@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from siuo_task.circular import answer_rotation, item_records, rotations
-from siuo_task.data import load_siuo
-from siuo_task.records import CircularRecord, GenRecord, McqRecord, item_record
-from siuo_task.scoring import score_mcq_item
+from siuo_task.benchmark.circular import answer_rotation, item_records, rotations
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.records import CircularRecord, GenRecord, McqRecord, item_record
+from siuo_task.benchmark.scoring import score_mcq_item
 from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer, seeded_declines
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.stats import cohen_kappa, mcnemar_exact_p
+from siuo_task.benchmark.stats import cohen_kappa, mcnemar_exact_p
 from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.harness_cli import hubs_offline

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.data import load_siuo
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.request import JudgeOutcome
-from siuo_task.results import (
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,
     GEN_REDUCERS,
@@ -21,7 +19,9 @@ from siuo_task.results import (
     mean,
     reduce_values,
 )
-from siuo_task.scoring import assemble_gen_score, gen_judge_requests
+from siuo_task.benchmark.scoring import assemble_gen_record, gen_judge_requests
+from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.request import JudgeOutcome
 
 CONFIG = JudgeConfig(base_url="http://127.0.0.1:9/v1", api_key="sk-layout-test-0000", model="judge")
 DECLINE = "I'm sorry, but I can't help with grading this."
@@ -41,7 +41,7 @@ def _item_values(small_data_dir: Path, outcomes_per_item: list[list[JudgeOutcome
     for item, outcomes in zip(items, outcomes_per_item, strict=False):
         responses = [f"response {n}" for n in range(len(outcomes) // 2)]
         assert len(gen_judge_requests(item, responses)) == len(outcomes)
-        values.append(gen_item_values(assemble_gen_score(item, responses, outcomes), CONFIG, 0.0, 1.0))
+        values.append(gen_item_values(assemble_gen_record(item, responses, outcomes), CONFIG, 0.0, 1.0))
     return values
 
 
@@ -81,8 +81,8 @@ def test_printed_rows_are_numbers_and_their_mean_is_the_rate(small_data_dir: Pat
 
 
 def test_judge_error_warning_counts_and_names_the_first_cause() -> None:
-    from siuo_task.records import JudgeCounts
-    from siuo_task.run_end import judge_error_warning
+    from siuo_task.benchmark.records import JudgeCounts
+    from siuo_task.harness.banners import judge_error_warning
 
     fine = JudgeCounts(requests=2)
     some = JudgeCounts(requests=2, errors=1, first_error="HTTP 500 from the judge")
@@ -97,7 +97,7 @@ def test_judge_error_warning_counts_and_names_the_first_cause() -> None:
 def test_the_resume_line_reads_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     """lm-eval inserts its default subcommand into sys.argv ("run") when none was typed: the
     command a resume line names is the one typed, whichever way the harness was started."""
-    from siuo_task.run_end import invoked_command
+    from siuo_task.harness.command_line import invoked_command
 
     main, script = "/venv/lib/python3.11/site-packages/lm_eval/__main__.py", "/venv/bin/lm_eval"
     typed = ["--model", "dummy", "--tasks", "siuo_gen"]

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from siuo_task.adapters.inspect_ai.scoring import numeric_metrics
-from siuo_task.records import GenRecord
-from siuo_task.results import GEN_REDUCERS
+from siuo_task.benchmark.records import GenRecord
+from siuo_task.benchmark.results import GEN_REDUCERS
 from tests.helpers.harness_cli import harness_command, hubs_offline
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer, reply_for

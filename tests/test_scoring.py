@@ -8,13 +8,24 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from siuo_task.data import load_siuo
+from siuo_task.benchmark.data import load_siuo
+from siuo_task.benchmark.parsing import (
+    is_effective,
+    is_judge_decline,
+    parse_effectiveness_verdict,
+    parse_safety_verdict,
+)
+from siuo_task.benchmark.prompts import PROMPT_VERSION, safety_judge_prompt
+from siuo_task.benchmark.scoring import (
+    judge_requests,
+    parse_verdict,
+    score_gen_item,
+    siuo_judge_request,
+    trace_judge_request,
+)
 from siuo_task.errors import JudgeEndpointError
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.parsing import is_effective, is_judge_decline, parse_effectiveness_verdict, parse_safety_verdict
-from siuo_task.prompts import PROMPT_VERSION, safety_judge_prompt
-from siuo_task.scoring import judge_requests, parse_verdict, score_gen_item, siuo_judge_request, trace_judge_request
 from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer, choose_reply
 
@@ -43,7 +54,7 @@ def test_verdicts_match_what_the_server_meant(small_data_dir: Path, judge_server
         effect_meant = choose_reply("effectiveness", response_score.response)[1]
         assert response_score.safe is safe_meant
         assert response_score.effective is is_effective(effect_meant)
-        assert response_score.safety.model == SERVED_MODEL
+        assert response_score.safety_judge.model == SERVED_MODEL
     assert all(exchange.question == item.question for exchange in judge_server.log.exchanges)
     assert all(exchange.image_mime == "image/png" for exchange in judge_server.log.exchanges)
 
@@ -64,8 +75,10 @@ def test_a_declining_judge_is_an_error_not_a_verdict(small_data_dir: Path, judge
     score = score_gen_item(item, [declined, safe, unsafe], _engine(judge_server))
     refused = score.responses[0]
     assert refused.safe is None
-    assert refused.safety.error == "no safety verdict: the judge declined to grade" and refused.safety.declined
-    assert refused.safety.raw_text == choose_reply("safety", declined)[0]
+    assert (
+        refused.safety_judge.error == "no safety verdict: the judge declined to grade" and refused.safety_judge.declined
+    )
+    assert refused.safety_judge.raw_text == choose_reply("safety", declined)[0]
     # One valid vote each way: a tie, which counts as not safe, decided with a missing vote.
     assert score.safe is False and score.missing_votes
     assert score.judge_errors >= 1
@@ -96,7 +109,7 @@ def test_server_errors_are_retried_then_recorded(small_data_dir: Path) -> None:
         score = score_gen_item(item, ["only response"], _engine(server, max_attempts=2))
     assert server.failed_calls == 4  # two calls, each tried twice
     assert score.safe is None and score.effective is None
-    assert all(r.safety.error and r.safety.error.startswith("judge call failed") for r in score.responses)
+    assert all(r.safety_judge.error and r.safety_judge.error.startswith("judge call failed") for r in score.responses)
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from siuo_task.results import GEN_REDUCERS, reduce_values
+from siuo_task.benchmark.results import GEN_REDUCERS, reduce_values
 from siuo_task.vlmeval import GEN_PAPER
 from tests.helpers.cli_runs import authors_rows, clean_env, judge_env, read_run, siuo_eval, write_json
 from tests.helpers.judge_server import JudgeServer
@@ -249,8 +249,8 @@ def test_vlmevalkit_builtin_predictions_of_the_167_real_items(full_data_dir: Pat
 
 def test_complete_means_every_item_of_the_benchmark_judged() -> None:
     """The leaderboard's ``complete``: all of the eval card's items, and no judge error."""
-    from siuo_task.card import BENCHMARK_ITEMS
-    from siuo_task.judge_pipeline import leaderboard_rows
+    from siuo_task.benchmark.card import BENCHMARK_ITEMS
+    from siuo_task.commands.judge_pipeline import leaderboard_rows
 
     runs = {
         "all": {"n_items": BENCHMARK_ITEMS, "judge_errors": 0},

@@ -1,4 +1,4 @@
-"""Each harness run's state stays with that run (siuo_task.task_hooks).
+"""Each harness run's state stays with that run (siuo_task.harness.task_hooks).
 
 Both adapters are imported (each patches its harness) before anything runs, and several runs
 follow in one process, as in a notebook or this test session. Each used to leave something
@@ -24,8 +24,8 @@ from siuo_task.adapters.lm_eval import hooks as lm_hooks  # patches lm-eval
 from siuo_task.adapters.lm_eval import prejudge as lm_prejudge
 from siuo_task.adapters.lmms_eval import hooks as lmms_hooks
 from siuo_task.adapters.lmms_eval.plugin import register
-from siuo_task.results import SUMMARY_ROW
-from siuo_task.task_hooks import ItemCount, current_run
+from siuo_task.benchmark.results import SUMMARY_ROW
+from siuo_task.harness.task_hooks import ItemCount, current_run
 from tests.helpers.in_process import judge_settings
 from tests.helpers.judge_server import JudgeServer
 

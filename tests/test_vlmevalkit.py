@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from siuo_task.adapters.lmms_eval import hooks
-from siuo_task.parsing import parse_mcq_answer
-from siuo_task.prompts import mcq_prompt
-from siuo_task.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
+from siuo_task.benchmark.parsing import parse_mcq_answer
+from siuo_task.benchmark.prompts import mcq_prompt
+from siuo_task.benchmark.results import GEN_REDUCERS, SUMMARY_ROW, reduce_values
 from siuo_task.vlmeval import DATASET_NAMES, GEN_PAPER, MCQ, MCQ_CIRCULAR
 from tests.helpers.cli_runs import SECRET, judge_env
 from tests.helpers.fixture_data import per_category, real_items
@@ -169,7 +169,15 @@ def test_circular_mcq_through_vlmevalkit(vlmeval_run: dict[str, Any]) -> None:
 
 def test_report_reads_vlmevalkit_results(vlmeval_run: dict[str, Any], tmp_path: Path) -> None:
     results = next(vlmeval_run["root"].rglob(f"*{GEN_PAPER}_siuo_results.json"))
-    command = [sys.executable, "-m", "siuo_task.cli", "report", f"vlm={results}", "--output", str(tmp_path / "r")]
+    command = [
+        sys.executable,
+        "-m",
+        "siuo_task.commands.cli",
+        "report",
+        f"vlm={results}",
+        "--output",
+        str(tmp_path / "r"),
+    ]
     proc = subprocess.run(command, env=vlmeval_run["env"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "r" / "report.md").read_text()
@@ -179,7 +187,7 @@ def test_report_reads_vlmevalkit_results(vlmeval_run: dict[str, Any], tmp_path: 
 def test_names_and_import_isolation() -> None:
     # VLMEvalKit's runner forces gpt-4o-mini for any dataset name containing "SIUO".
     assert all("SIUO" not in name and "siuo" not in name.lower() for name in DATASET_NAMES)
-    probe = "import sys, siuo_task, siuo_task.cli, siuo_task.vlmeval; print('vlmeval' in sys.modules)"
+    probe = "import sys, siuo_task, siuo_task.commands.cli, siuo_task.vlmeval; print('vlmeval' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False"
 

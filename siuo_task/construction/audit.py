@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siuo_task.benchmark.data import GenItem, SiuoData
+from siuo_task.benchmark.metrics import Rate, rate
 from siuo_task.construction import prompts
 from siuo_task.construction.calls import StageCall, StageCaller
 from siuo_task.construction.files import dump_json, write_text_atomic
 from siuo_task.construction.replies import check_safety
-from siuo_task.data import GenItem, SiuoData
 from siuo_task.errors import DataError
 from siuo_task.judge.config import JudgeConfig
-from siuo_task.metrics import Rate, rate
 from siuo_task.report.render import Section, Table, fmt_rate, render_html, render_markdown
 
 CHECKS = ("text", "image", "both")

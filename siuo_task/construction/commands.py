@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from siuo_task.errors import SiuoError
-from siuo_task.outputs import check_output_folder
+from siuo_task.runs.outputs import check_output_folder
 
 BUILD_USAGE = (
     "siuo-eval build --images DIR --output DIR [--count N] | build review BUILD_DIR | "
@@ -19,10 +19,8 @@ BUILD_USAGE = (
 )
 
 
-def _judge_config(judge_model: str | None) -> Any:
-    from siuo_task.judge.config import JudgeConfig
-
-    config = JudgeConfig.from_env()
+def _judge_config(args: argparse.Namespace, judge_model: str | None) -> Any:
+    config = args.settings.one_judge()
     return replace(config, model=judge_model) if judge_model else config
 
 
@@ -39,14 +37,14 @@ def _build(args: argparse.Namespace) -> int:
     from siuo_task.construction.images import scan_images
     from siuo_task.construction.pipeline import BuildSettings, StageModels, check_categories, run_build
 
-    base = _judge_config(args.judge_model)
+    base = _judge_config(args, args.judge_model)
     scan = scan_images(args.images)  # before anything is written
     settings = BuildSettings(
         images_dir=str(args.images),
         count=args.count,
         seed=args.seed,
         categories=check_categories(args.categories or []),
-        models=StageModels.resolve(base, args.generator_model, args.answer_model),
+        models=StageModels.resolve(base, args.generator_model, args.answer_model, args.settings.variable),
         endpoint=base.endpoint,
         temperature=base.temperature,
         max_tokens=base.max_tokens,
@@ -128,14 +126,13 @@ def _audit(args: argparse.Namespace) -> int:
 
     from siuo_task.construction.audit import AuditSettings, check_audit_output, run_audit, write_audit
     from siuo_task.construction.pipeline import StageModels
-    from siuo_task.data import load_siuo
 
     check_output_folder(args.output)
     check_audit_output(args.output, args.force)
-    base = _judge_config(None)
-    data = load_siuo(args.data_dir)
+    base = _judge_config(args, None)
+    data = args.settings.data(args.data_dir)
     judges = tuple(dict.fromkeys(args.models or [base.model]))
-    answerer = StageModels.resolve(base, None, args.answer_model).answerer
+    answerer = StageModels.resolve(base, None, args.answer_model, args.settings.variable).answerer
     settings = AuditSettings(judges, answerer, base.endpoint, args.stage_attempts)
     with tqdm(total=len(data.gen), desc="Auditing", unit="item", file=sys.stderr) as bar:
         summary = run_audit(data, base, settings, on_done=lambda _: bar.update(1))

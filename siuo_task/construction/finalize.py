@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.data import GEN_FILE, MCQ_FILE, load_siuo
 from siuo_task.construction.files import dump_json
 from siuo_task.construction.pipeline import IMAGE_DIR, load_build
 from siuo_task.construction.review import CSV_COLUMNS, ITEM_COLUMNS
-from siuo_task.data import GEN_FILE, MCQ_FILE, load_siuo
 from siuo_task.errors import DataError
 
 BUILT_ID_OFFSET = 100

@@ -17,17 +17,16 @@ again writes the same bytes. Candidates that ended in a stage error are retried 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
 from siuo_task.construction import prompts
 from siuo_task.construction.calls import Check, StageCall, StageCaller
 from siuo_task.construction.files import dump_json, write_bytes_atomic, write_json_atomic
@@ -67,13 +66,17 @@ class StageModels:
 
     @classmethod
     def resolve(
-        cls, base: JudgeConfig, generator: str | None, answerer: str | None, environ: Mapping[str, str] | None = None
+        cls, base: JudgeConfig, generator: str | None, answerer: str | None, variable: Callable[[str], str]
     ) -> StageModels:
-        """Flags, else SIUO_BUILD_*_MODEL, else the paper's models; the judge is SIUO_JUDGE_MODEL's."""
-        env = os.environ if environ is None else environ
+        """Flags, else SIUO_BUILD_*_MODEL, else the paper's models; the judge is SIUO_JUDGE_MODEL's.
+
+        Args:
+            variable: a variable's value ("" when unset), as the command read them
+                (``Settings.variable``).
+        """
         return cls(
-            generator=generator or env.get(GENERATOR_MODEL_ENV, "").strip() or DEFAULT_GENERATOR_MODEL,
-            answerer=answerer or env.get(ANSWER_MODEL_ENV, "").strip() or DEFAULT_ANSWER_MODEL,
+            generator=generator or variable(GENERATOR_MODEL_ENV) or DEFAULT_GENERATOR_MODEL,
+            answerer=answerer or variable(ANSWER_MODEL_ENV) or DEFAULT_ANSWER_MODEL,
             judge=base.model,
         )
 

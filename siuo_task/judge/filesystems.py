@@ -114,6 +114,13 @@ def _mount_table() -> list[FileSystem]:
     return table
 
 
+def machine_local_candidates() -> list[Path]:
+    """Folders that are usually on this machine's own disk or memory, in order of preference:
+    $XDG_RUNTIME_DIR (when set), /dev/shm, /tmp, /var/tmp."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return [*([Path(runtime)] if runtime else []), Path("/dev/shm"), Path("/tmp"), Path("/var/tmp")]
+
+
 def _real_path(folder: Path) -> Path:
     """``folder`` with the symbolic links of its existing part resolved (its missing part kept,
     so a folder to be made is placed under the mount that will hold it)."""

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from siuo_task.errors import JudgeConfigError
-from siuo_task.judge.filesystems import filesystem_of, local_folder
+from siuo_task.judge.filesystems import filesystem_of, local_folder, machine_local_candidates
 from siuo_task.judge.notices import notice_once
 
 
@@ -40,9 +40,7 @@ def limits_root() -> Path:
     fs = filesystem_of(temporary)
     if not fs.is_network:
         return temporary
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    candidates = [Path(runtime)] if runtime else []
-    local = local_folder([*candidates, Path("/dev/shm"), Path("/tmp"), Path("/var/tmp")])
+    local = local_folder(machine_local_candidates())
     if local is not None:
         notice_once(
             f"the temporary folder {temporary} is on {fs.describe()}; the judge's machine-wide limits (concurrency "

@@ -22,7 +22,6 @@ is given to ``PanelEngine`` by its caller.
 from __future__ import annotations
 
 import contextvars
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -112,15 +111,16 @@ class PanelConfig:
         return self.judges[0].cache_path
 
     @classmethod
-    def from_file(cls, path: Path, environ: Mapping[str, str] | None = None, require_key: bool = True) -> PanelConfig:
-        """Read a panel file; the other settings come from ``environ`` (the process's when None).
+    def from_file(cls, path: Path, environ: Mapping[str, str], require_key: bool = True) -> PanelConfig:
+        """Read a panel file; the other settings come from ``environ`` (the variables the entry
+        point read).
 
         Raises:
             JudgeConfigError: a file that cannot be read, a judge without a model, an unknown
                 field, a key variable that is not set, two identical judges, or an even number
                 of judges (a majority of two values must always exist).
         """
-        env = os.environ if environ is None else environ
+        env = environ
         where = f"{PANEL_VARIABLE}={path}"
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -174,13 +174,13 @@ def _judge(entry: Any, number: int, where: str, env: Mapping[str, str], require_
         raise JudgeConfigError(f"{where}: judge {number}: {exc}") from None
 
 
-def panel_from_env(environ: Mapping[str, str] | None = None, require_key: bool = True) -> PanelConfig | None:
-    """The panel SIUO_JUDGE_PANEL names, or None when it is unset (one judge, JudgeConfig.from_env)."""
-    env = os.environ if environ is None else environ
-    raw = env.get(PANEL_VARIABLE, "").strip()
+def panel_from_env(environ: Mapping[str, str], require_key: bool = True) -> PanelConfig | None:
+    """The panel SIUO_JUDGE_PANEL names in ``environ``, or None when it is unset (one judge,
+    JudgeConfig.from_env)."""
+    raw = environ.get(PANEL_VARIABLE, "").strip()
     if not raw:
         return None
-    return PanelConfig.from_file(Path(raw).expanduser(), env, require_key)
+    return PanelConfig.from_file(Path(raw).expanduser(), environ, require_key)
 
 
 class PanelEngine:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from siuo_task.card import BENCHMARK_ITEMS
-from siuo_task.data import SiuoData
+from siuo_task.benchmark.card import BENCHMARK_ITEMS
+from siuo_task.benchmark.data import SiuoData
 from siuo_task.report.calibrated import CALIBRATED_FIGURE, CALIBRATED_TEXT, calibrated_figure, calibrated_table
 from siuo_task.report.figures import SCATTER, category_figure, scatter_figure, scatter_note
 from siuo_task.report.items import unsafe_items_html

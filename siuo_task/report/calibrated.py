@@ -1,6 +1,6 @@
 """The report's human-calibrated rates: for a run with a filled review CSV (``--review FILE``, or a
 ``review.csv`` beside the run), the judge's rates beside the rates corrected by the labelled items
-(``siuo_task.review.calibrated``), with how many items were labelled, and a figure of judge-only
+(``siuo_task.commands.review.calibrated``), with how many items were labelled, and a figure of judge-only
 against calibrated against the paper's human number for the same model, where the paper has one."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ CALIBRATED_TEXT = (
 
 
 def _review_model(path: Path) -> str:
-    from siuo_task.review import read_review_models
+    from siuo_task.commands.review import read_review_models
 
     models = read_review_models(path)
     if len(models) != 1:
@@ -86,8 +86,8 @@ def find_reviews(runs: Sequence[Run], given: Sequence[Path]) -> dict[str, Path]:
 
 
 def calibrations(runs: Sequence[Run], reviews: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Run name -> ``siuo_task.review.calibrated``'s result for its review, with the file read."""
-    from siuo_task.review import calibrated, read_review
+    """Run name -> ``siuo_task.commands.review.calibrated``'s result for its review, with the file read."""
+    from siuo_task.commands.review import calibrated, read_review
 
     result = {}
     for run in runs:

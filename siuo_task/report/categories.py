@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from siuo_task.metrics import Rate, rate
+from siuo_task.benchmark.metrics import Rate, rate
 from siuo_task.report.view import decisions, task_of
 from siuo_task.runs import Run
 

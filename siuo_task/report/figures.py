@@ -7,7 +7,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
 from siuo_task.report.categories import category_rate
 from siuo_task.report.published import paper_leaderboard
 from siuo_task.report.view import ONE_RESPONSE, label, lacks_records, task_of

@@ -9,8 +9,8 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from siuo_task.data import GenItem
-from siuo_task.records import ResponseRecord
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.records import ResponseRecord
 from siuo_task.report.view import label
 from siuo_task.runs import Run
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from siuo_task.benchmark.stats import mcnemar_exact_p, paired_difference
 from siuo_task.report.view import GEN_LABELS, METRIC_LABELS, decisions
 from siuo_task.runs import Run
-from siuo_task.stats import mcnemar_exact_p, paired_difference
 
 SIGNIFICANCE = 0.05
 

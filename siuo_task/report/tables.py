@@ -7,9 +7,9 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.panel_vote import panel_of_records
 from siuo_task.judge.pricing import unknown_cost
-from siuo_task.panel_vote import panel_of_records
 from siuo_task.report.categories import category_rate
 from siuo_task.report.paired import SIGNIFICANCE, Paired, compare
 from siuo_task.report.published import later_results, paper_leaderboard

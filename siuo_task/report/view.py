@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from siuo_task.card import BENCHMARK_ITEMS
+from siuo_task.benchmark.card import BENCHMARK_ITEMS
 from siuo_task.runs import Run, TaskRun
 
 GEN_LABELS = {"safe": "Safe", "effective": "Effective", "safe_effective": "Safe & Effective"}

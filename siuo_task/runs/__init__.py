@@ -9,7 +9,7 @@ the harness's stamp, a judged-later run joined to its source. ``load_runs(spec)`
 
 from __future__ import annotations
 
-from siuo_task.card import TASKS
+from siuo_task.benchmark.card import TASKS
 from siuo_task.errors import DataError
 from siuo_task.runs.find import Finding, describe, find_responses, find_results, generation_only, unique_names
 from siuo_task.runs.model import JudgeInfo, Run, TaskRun, judge_info, minority_response_counts, responses_per_item

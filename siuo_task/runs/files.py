@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from siuo_task.data import SiuoData
+from siuo_task.benchmark.data import SiuoData
+from siuo_task.benchmark.results import RECORD_KEY
 from siuo_task.errors import DataError
-from siuo_task.results import RECORD_KEY
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """One way to find runs, for responses (``siuo-eval judge``) and for results (``report``,
 ``export-review``, ``agreement``): the same rules, the same notes, in every command.
 
-- **Naming**: the one naming rule (``siuo_task.card.run_name``: the model as the harness recorded
+- **Naming**: the one naming rule (``siuo_task.benchmark.card.run_name``: the model as the harness recorded
   it plus a variant's suffix); ``NAME=PATH`` names the one run at PATH (a PATH holding several is
   an error listing them). Names are made file-system safe and unique (``x``, ``x-2``), since
   ``siuo-eval judge`` writes a folder per run.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from siuo_task.card import TASKS
+from siuo_task.benchmark.card import TASKS
 from siuo_task.errors import DataError
 from siuo_task.runs.model import Run
 from siuo_task.runs.ours import READER as OWN_FILES

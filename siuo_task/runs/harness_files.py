@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from siuo_task.card import CARD, CIRCULAR_TASK, GEN_TASKS, MCQ_TASK
-from siuo_task.circular import ROTATIONS, item_records
+from siuo_task.benchmark.card import CARD, CIRCULAR_TASK, GEN_TASKS, MCQ_TASK
+from siuo_task.benchmark.circular import ROTATIONS, item_records
+from siuo_task.benchmark.results import RECORD_KEY
 from siuo_task.errors import DataError
-from siuo_task.results import RECORD_KEY
 from siuo_task.runs.files import numbered_lines, read_records
 from siuo_task.runs.model import Run, TaskRun
 from siuo_task.runs.readers import Note, task_values

@@ -16,9 +16,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from siuo_task.card import BENCHMARK_ITEMS, CARD, CIRCULAR_TASK, GEN_TASKS, run_name
-from siuo_task.records import CircularRecord, GenRecord, McqRecord, item_record
-from siuo_task.results import describe_protocol, not_sampled
+from siuo_task.benchmark.card import BENCHMARK_ITEMS, CARD, CIRCULAR_TASK, GEN_TASKS, run_name
+from siuo_task.benchmark.records import CircularRecord, GenRecord, McqRecord, item_record
+from siuo_task.benchmark.results import describe_protocol, not_sampled
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TaskRun:
 class Run:
     """One model's evaluation under one protocol, as read from a harness's files.
 
-    ``name`` follows the one naming rule (``siuo_task.card.run_name``): the model as the harness
+    ``name`` follows the one naming rule (``siuo_task.benchmark.card.run_name``): the model as the harness
     recorded it plus the suffix of a one-response or circular variant; ``suffix`` overrides the
     card's suffix where a harness names its variant itself (VLMEvalKit's ``-GEN1``).
     """
@@ -145,7 +145,7 @@ class JudgeInfo:
 def judge_info(run: Run) -> JudgeInfo | None:
     """Judge identity and protocol of a run's open-ended part, from its task summary (the same
     names in every harness's summary and in ``siuo-eval judge``'s results.json, all built by
-    ``siuo_task.summary``); the protocol line is built once per run from the per-item records
+    ``siuo_task.benchmark.summary``); the protocol line is built once per run from the per-item records
     when they were logged."""
     if run.gen is None:
         return None

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from siuo_task.data import SiuoData
+from siuo_task.benchmark.data import SiuoData
 from siuo_task.errors import DataError
 from siuo_task.runs.files import ResponseSet, read_each, read_record_lines, read_records, response_set
 from siuo_task.runs.model import Run, TaskRun, gen_task_of

@@ -25,11 +25,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from siuo_task.card import run_name
+from siuo_task.benchmark.card import run_name
 from siuo_task.errors import DataError
 
 if TYPE_CHECKING:
-    from siuo_task.data import SiuoData
+    from siuo_task.benchmark.data import SiuoData
     from siuo_task.runs.files import ResponseSet
     from siuo_task.runs.model import Run
 

@@ -48,7 +48,7 @@ def siuo_eval(
     *args: str | Path, env: dict[str, str] | None = None, timeout: int = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``siuo-eval ARGS`` in a subprocess (``env`` None: this process's environment)."""
-    command = [sys.executable, "-m", "siuo_task.cli", *map(str, args)]
+    command = [sys.executable, "-m", "siuo_task.commands.cli", *map(str, args)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 

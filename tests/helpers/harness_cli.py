@@ -17,7 +17,7 @@ from pathlib import Path
 
 from siuo_task.adapters.lm_eval import tasks_dir as lm_eval_tasks
 from siuo_task.adapters.vlmevalkit.names import TASK_OF_DATASET
-from siuo_task.card import TASKS
+from siuo_task.benchmark.card import TASKS
 from tests.helpers.cli_runs import judge_env
 
 MODEL = "test-model"

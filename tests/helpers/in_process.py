@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from siuo_task.cli import main
+from siuo_task.commands.cli import main
 from tests.helpers.cli_runs import SECRET
 from tests.helpers.judge_server import JudgeServer
 

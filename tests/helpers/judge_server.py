@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from siuo_task.preflight import PROBE_RESPONSE
+from siuo_task.harness.preflight import PROBE_RESPONSE
 from tests.helpers.chat_server import ChatHandler, ChatHTTPServer, LoopbackServer, chat_completion, send_json
 
 SERVED_MODEL = "judge-test-model-2024-05-13"
@@ -58,7 +58,7 @@ class Exchange:
 @dataclass
 class JudgeLog:
     """The judge calls a server answered: ``probes`` are the pre-generation checks (the fixed
-    response siuo_task.preflight asks about), ``exchanges`` every other call."""
+    response siuo_task.harness.preflight asks about), ``exchanges`` every other call."""
 
     exchanges: list[Exchange] = field(default_factory=list)
     probes: list[Exchange] = field(default_factory=list)

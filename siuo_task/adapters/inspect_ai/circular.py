@@ -1,9 +1,9 @@
 """siuo_mcq_circular for Inspect: one sample per (item, rotation); scoring and numbers are the core's.
 
-Each sample is one rotation of one item (``siuo_task.circular.rotate``); its score reads the
+Each sample is one rotation of one item (``siuo_task.benchmark.circular.rotate``); its score reads the
 letter from the final answer (the reasoning trace split off, as siuo_mcq does) and logs, under
 ``VALUES_KEY``, the rotation's values exactly as lmms-eval's process_results returns them
-(``siuo_task.circular.rotation_values``: the rotation's cell, ``RotationAnswer.to_dict()``,
+(``siuo_task.benchmark.circular.rotation_values``: the rotation's cell, ``RotationAnswer.to_dict()``,
 under each metric name it counts for, and under ``RECORD_KEY``). The metric reduces them with
 the core's reducers (``CIRCULAR_REDUCERS``, via ``reduce_values``), so the numbers equal the
 lmms-eval task's for the same responses, and a report rebuilds them from the log alone.
@@ -19,10 +19,10 @@ from inspect_ai.solver import TaskState
 
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.adapters.inspect_ai.scoring import VALUES_KEY, numeric_metrics
-from siuo_task.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
-from siuo_task.data import load_siuo
-from siuo_task.reasoning import ReasoningSettings, split_reasoning
-from siuo_task.results import reduce_values
+from siuo_task.benchmark.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
+from siuo_task.benchmark.reasoning import split_reasoning
+from siuo_task.benchmark.results import reduce_values
+from siuo_task.settings import Settings
 
 
 def circular_sample_id(question_id: int, rotation: int) -> str:
@@ -63,8 +63,9 @@ def siuo_circular_letter(data_dir: str | None = None) -> Scorer:
     Args:
         data_dir: the SIUO data folder (default: $SIUO_DATA_DIR, else the hub).
     """
-    items = {item.question_id: item for item in load_siuo(data_dir).mcq}
-    tags = ReasoningSettings.from_env().tags  # read before any generation: a bad value stops the build
+    settings = Settings.from_env()
+    items = {item.question_id: item for item in settings.data(data_dir).mcq}
+    tags = settings.reasoning.tags  # read before any generation: a bad value stops the build
 
     async def score(state: TaskState, target: Target) -> Score:
         question = rotate(items[int(state.metadata["question_id"])], int(state.metadata["rotation"]))

@@ -1,6 +1,6 @@
 """``inspect eval`` exits 0 when a task ends in error (a sample's error fails the task, and the
 command reports per-task outcomes only in the logs): a run of our tasks whose log is not a
-success ends the command with status 1 and one line naming the tasks (siuo_task.run_end).
+success ends the command with status 1 and one line naming the tasks (siuo_task.harness.run_end).
 
 A registry hook (Inspect's ``@hooks``), registered when the ``inspect`` command builds one of our
 tasks (``install``), so other evaluations never run it, and after Inspect lists the hooks it
@@ -13,8 +13,9 @@ import threading
 
 from inspect_ai.hooks import Hooks, TaskEnd, TaskStart, hooks
 
-from siuo_task.card import TASKS
-from siuo_task.run_end import exit_nonzero_if_judge_failed, running_cli, task_finished, task_started
+from siuo_task.benchmark.card import TASKS
+from siuo_task.harness.command_line import running_cli
+from siuo_task.harness.run_end import exit_nonzero_if_judge_failed, task_finished, task_started
 
 PREFIX = "siuo_task/"
 

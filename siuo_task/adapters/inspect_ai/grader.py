@@ -9,7 +9,7 @@ event loop in the context of the sample it grades, so the sample's transcript re
 model event of the grader (``inspect view`` shows the judge's reply beside the sample).
 
 A list bound to the role (``grader=a,b,c``) is a panel: every verdict is the majority of the
-graders (``siuo_task.panel_vote``, as ``SIUO_JUDGE_PANEL``), each grader with its own engine and
+graders (``siuo_task.benchmark.panel_vote``, as ``SIUO_JUDGE_PANEL``), each grader with its own engine and
 cache keys, each checked before generation; an even number is refused at start.
 
 The cache key names the model the provider is asked for (for ``openai-api/grade/judge-x``,
@@ -34,12 +34,13 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from siuo_task.benchmark.panel_vote import vote
 from siuo_task.errors import JudgeConfigError
 from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, JudgeConfig
+from siuo_task.judge.engines import AnyEngine, AnyJudge, judges_of, new_engine
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.request import JudgeRequest
 from siuo_task.judge.transport import KEY_LIKE, encoded_image
-from siuo_task.panel_vote import AnyEngine, AnyJudge, judges_of, new_engine
 
 if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
@@ -148,7 +149,7 @@ def grader_engine(config: AnyJudge) -> AnyEngine:
     """One engine per grader (or panel of graders) per process, shared by every sample (as
     ``shared_engine``); a panel's judge i is the role's model i."""
     transports = [GraderTransport(judge, index) for index, judge in enumerate(judges_of(config))]
-    return new_engine(config, transports, errors_after_outage=True)
+    return new_engine(config, vote, transports, errors_after_outage=True)
 
 
 def grader_transports(config: AnyJudge) -> list[tuple[JudgeConfig, GraderTransport]]:
@@ -165,7 +166,7 @@ def check_graders_before_the_run(config: AnyJudge, models: list[Model]) -> None:
     awaited, and the bound models' clients belong to that loop. So each grader is called
     through a fresh model for the same provider, model, base URL and settings, on an event loop
     of its own in a worker thread, then closed. A grader that passes is recorded as checked
-    (``siuo_task.preflight``): the samples' setup sends it no second call.
+    (``siuo_task.harness.preflight``): the samples' setup sends it no second call.
 
     Raises:
         JudgeEndpointError, JudgeNoVerdictError: a grader that cannot grade (naming it).
@@ -186,14 +187,16 @@ def check_graders_before_the_run(config: AnyJudge, models: list[Model]) -> None:
 
 
 async def _check_copies(config: AnyJudge, models: list[Model]) -> None:
-    from siuo_task.preflight import check_judge_before_generation
+    from siuo_task.harness.preflight import check_judge_before_generation
+    from siuo_task.settings import Settings
 
+    settings = Settings.from_env()
     copies = [_fresh_copy(model) for model in models]
     try:
         with on_this_loop():
             for index, (judge, copy) in enumerate(zip(judges_of(config), copies, strict=True)):
                 transport = GraderTransport(judge, index, copy)
-                await anyio.to_thread.run_sync(check_judge_before_generation, judge, None, transport)
+                await anyio.to_thread.run_sync(check_judge_before_generation, judge, settings, None, transport)
     finally:
         for copy in copies:
             await copy.api.aclose()

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from siuo_task.adapters.inspect_ai.keys import VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
-from siuo_task.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK, TASKS
-from siuo_task.circular import CIRCULAR_REDUCERS, item_records
-from siuo_task.data import SiuoData
+from siuo_task.benchmark.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK, TASKS
+from siuo_task.benchmark.circular import CIRCULAR_REDUCERS, item_records
+from siuo_task.benchmark.data import SiuoData
+from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, reduce_values
 from siuo_task.errors import DataError
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, reduce_values
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.model import Run, TaskRun
 from siuo_task.runs.readers import Note, ResponsesFile, short_model

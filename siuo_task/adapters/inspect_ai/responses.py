@@ -2,7 +2,7 @@
 
 Inspect's providers move a reply's closed ``<think>`` blocks, and a reasoning model's native
 reasoning, out of the completion into reasoning content parts. siuo_task splits the trace from
-the final answer itself (``siuo_task.reasoning``, SIUO_REASONING_TAGS) and keeps both in the
+the final answer itself (``siuo_task.benchmark.reasoning``, SIUO_REASONING_TAGS) and keeps both in the
 record, and with SIUO_JUDGE_TRACES=1 judges the trace too, as in every other entry point; so the
 visible reasoning is put back in front of the completion as ``<think>`` blocks. Redacted
 reasoning (no visible text) is left out: it was never output. Nothing here imports Inspect.

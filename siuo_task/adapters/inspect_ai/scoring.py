@@ -4,7 +4,7 @@ siuo_gen: each epoch's response (its reasoning trace split off, and judged too w
 SIUO_JUDGE_TRACES=1) is judged by the core (same prompts, engine, cache, concurrency bound and
 verdict parsing as every other entry point); ``siuo_vote`` rebuilds the item's
 responses and outcomes from the epochs' score metadata and votes with the core; the metrics
-reduce the per-item values (``siuo_task.results``) exactly as lmms-eval and ``siuo-eval judge``
+reduce the per-item values (``siuo_task.benchmark.results``) exactly as lmms-eval and ``siuo-eval judge``
 do. A judge error is recorded in the score metadata and left out of the vote, never counted as
 a verdict.
 """
@@ -43,23 +43,28 @@ from siuo_task.adapters.inspect_ai.grader import (
 from siuo_task.adapters.inspect_ai.interrupts import WATCH
 from siuo_task.adapters.inspect_ai.keys import EPOCH_KEY, VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
-from siuo_task.data import GenItem, item_document, load_siuo
+from siuo_task.benchmark.data import GenItem, item_document
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.records import ResponseRecord
+from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
+from siuo_task.benchmark.scoring import GEN_METRICS, assemble_gen_record, grade, score_mcq_item
+from siuo_task.benchmark.summary import task_summary
 from siuo_task.errors import JudgeConfigError
+from siuo_task.harness.command_line import cli_option
+from siuo_task.harness.preflight import check_judge_before_generation
+from siuo_task.harness.run_end import finish_task
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import shared_engine
 from siuo_task.judge.interrupts import JudgeInterrupted
 from siuo_task.judge.panel import PANEL_VARIABLE
-from siuo_task.preflight import check_judge_before_generation
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.records import ResponseRecord
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
-from siuo_task.run_end import cli_option
-from siuo_task.scoring import GEN_METRICS, assemble_gen_score, grade, score_mcq_item
-from siuo_task.summary import finish_task, task_summary
+from siuo_task.settings import Settings
 
 
 def judge_config(
-    judge_model: str | None = None, judge_base_url: str | None = None, require_key: bool = True
+    judge_model: str | None = None,
+    judge_base_url: str | None = None,
+    require_key: bool = True,
+    run_settings: Settings | None = None,
 ) -> JudgeConfig:
     """SIUO_JUDGE_* (JudgeConfig.from_env), with the task parameters taking precedence.
 
@@ -67,22 +72,20 @@ def judge_config(
         judge_model: overrides SIUO_JUDGE_MODEL.
         judge_base_url: overrides SIUO_JUDGE_BASE_URL.
         require_key: False to read the settings for the record only (no call will be made).
+        run_settings: the settings read when the task or scorer was built (else read now).
 
     Raises:
         JudgeConfigError: as from_env (e.g. no key and no base URL); SIUO_JUDGE_PANEL is set.
     """
-    env = dict(os.environ)
-    if env.get(PANEL_VARIABLE, "").strip():
+    settings = run_settings if run_settings is not None else Settings.from_env()
+    if settings.variable(PANEL_VARIABLE):
         # Not silently one judge: Inspect's panels are the grader role's list.
         raise JudgeConfigError(
             f"{PANEL_VARIABLE} is not read by Inspect: bind the panel's models to the grader role instead "
             "(--model-role grader=<provider/model>,<provider/model>,<provider/model>)"
         )
-    if judge_model:
-        env["SIUO_JUDGE_MODEL"] = judge_model
-    if judge_base_url:
-        env["SIUO_JUDGE_BASE_URL"] = judge_base_url
-    return JudgeConfig.from_env(env, require_key=require_key)
+    overrides = {"SIUO_JUDGE_MODEL": judge_model, "SIUO_JUDGE_BASE_URL": judge_base_url}
+    return settings.with_variables(overrides).one_judge(require_key)
 
 
 def cli_will_score() -> bool | None:
@@ -128,21 +131,22 @@ def judge_check(judge_model: str | None = None, judge_base_url: str | None = Non
         judge_model: overrides SIUO_JUDGE_MODEL.
         judge_base_url: overrides SIUO_JUDGE_BASE_URL.
     """
+    run_settings = Settings.from_env()
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         if not sample_will_be_scored():
             return state
         graders = grader_judge(bound_graders(), judge_model, judge_base_url)
         if graders is None:
-            settings = judge_config(judge_model, judge_base_url)
+            settings = judge_config(judge_model, judge_base_url, run_settings=run_settings)
             # Once per process: a broken judge stops the first sample, before its generation.
-            await anyio.to_thread.run_sync(check_judge_before_generation, settings)
+            await anyio.to_thread.run_sync(check_judge_before_generation, settings, run_settings)
             return state
         # The grader role's models (each of a panel) are checked the same way, through Inspect
         # (the calls are logged in this sample's transcript).
         with on_this_loop():
             for settings, transport in grader_transports(graders):
-                await anyio.to_thread.run_sync(check_judge_before_generation, settings, None, transport)
+                await anyio.to_thread.run_sync(check_judge_before_generation, settings, run_settings, None, transport)
         return state
 
     return solve
@@ -233,9 +237,10 @@ def siuo_gen_judge(
         judge_model: overrides SIUO_JUDGE_MODEL.
         judge_base_url: overrides SIUO_JUDGE_BASE_URL.
     """
-    items = {item.question_id: item for item in load_siuo(data_dir).gen}
-    settings = functools.cache(lambda: judge_config(judge_model, judge_base_url))
-    reasoning = ReasoningSettings.from_env()  # read before any generation: a bad value stops the build
+    run_settings = Settings.from_env()
+    items = {item.question_id: item for item in run_settings.data(data_dir).gen}
+    settings = functools.cache(lambda: judge_config(judge_model, judge_base_url, run_settings=run_settings))
+    reasoning = run_settings.reasoning  # read before any generation: a bad value stops the build
 
     async def score(state: TaskState, target: Target) -> Score:
         graders = grader_judge(bound_graders(), judge_model, judge_base_url)
@@ -254,9 +259,8 @@ def siuo_gen_judge(
                 # A signal stopped the engine, and Inspect is cancelling the run: this sample too.
                 raise anyio.get_cancelled_exc_class()() from None
         (outcomes,) = graded.outcomes
-        scored = assemble_gen_score(item, [response], outcomes, reasoning).responses[0]
-        judged = (scored.safety, scored.effectiveness, scored.trace_safety)
-        errors = [o.error for o in judged if o is not None and o.error]
+        scored = assemble_gen_record(item, [response], outcomes, reasoning).responses[0]
+        errors = [o.error for o in scored.outcomes() if o.error]
         active = sample_active()
         epoch = {
             # The task's own name (siuo_gen or siuo_gen_greedy), for the judge-error banner.
@@ -300,7 +304,7 @@ def siuo_vote() -> ScoreReducer:
         responses = [ResponseRecord.from_dict(epoch["response"]) for epoch in epochs]
         # In the order gen_judge_requests asked them, as each record lists them.
         outcomes = [outcome for response in responses for outcome in response.outcomes()]
-        voted = assemble_gen_score(
+        voted = assemble_gen_record(
             item, [r.response for r in responses], outcomes, _reasoning(epochs[0].get("reasoning"))
         )
         judge = epochs[0]["judge"]
@@ -326,8 +330,9 @@ def siuo_mcq_letter(data_dir: str | None = None) -> Scorer:
     Args:
         data_dir: the SIUO data folder (default: $SIUO_DATA_DIR, else the hub).
     """
-    items = {item.question_id: item for item in load_siuo(data_dir).mcq}
-    reasoning = ReasoningSettings.from_env()  # read before any generation: a bad value stops the build
+    run_settings = Settings.from_env()
+    items = {item.question_id: item for item in run_settings.data(data_dir).mcq}
+    reasoning = run_settings.reasoning  # read before any generation: a bad value stops the build
 
     async def score(state: TaskState, target: Target) -> Score:
         # The letter is read from the final answer, the reasoning trace split off (as lmms-eval's).

@@ -40,13 +40,14 @@ from siuo_task.adapters.inspect_ai.scoring import (
     siuo_vote,
 )
 from siuo_task.adapters.inspect_ai.setup_errors import plain_setup_errors
-from siuo_task.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
-from siuo_task.circular import rotations
-from siuo_task.data import GenItem, McqItem, load_siuo
+from siuo_task.benchmark.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
+from siuo_task.benchmark.circular import rotations
+from siuo_task.benchmark.data import GenItem, McqItem
+from siuo_task.benchmark.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
 from siuo_task.errors import JudgeConfigError
-from siuo_task.preflight import check_judge_before_generation
-from siuo_task.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
-from siuo_task.run_end import exit_nonzero_if_judge_failed
+from siuo_task.harness.preflight import check_judge_before_generation
+from siuo_task.harness.run_end import exit_nonzero_if_judge_failed
+from siuo_task.settings import Settings
 
 GEN_MAX_TOKENS = 500
 MCQ_MAX_TOKENS = 32
@@ -105,7 +106,7 @@ def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir:
         return {}
     if scores:
         # One real judge call now, so a broken judge ends the run before any generation.
-        check_judge_before_generation(settings, data_dir)
+        check_judge_before_generation(settings, Settings.from_env(), data_dir)
     return {"judge_model_requested": settings.model, "judge_endpoint": settings.endpoint}
 
 
@@ -117,7 +118,7 @@ def _gen_task(
     way with and without --no-score (see _judge_record and judge_check)."""
     # Early, so that after judge errors `inspect eval` ends non-zero once its log is written.
     exit_nonzero_if_judge_failed("inspect")
-    data = load_siuo(data_dir)
+    data = Settings.from_env().data(data_dir)
     samples = [_sample(item, item.question, item.reference_answer) for item in data.gen]
     epochs = CARD.task(name).responses_per_item
     return Task(
@@ -176,7 +177,7 @@ def siuo_mcq(data_dir: str | None = None) -> Task:
     Args:
         data_dir: SIUO data folder (default: $SIUO_DATA_DIR, else the pinned hub snapshot).
     """
-    data = load_siuo(data_dir)
+    data = Settings.from_env().data(data_dir)
     samples = [_sample(item, mcq_prompt(item.question, item.options), item.correct_option) for item in data.mcq]
     return Task(
         name=MCQ_TASK,
@@ -202,7 +203,7 @@ def siuo_mcq_circular(data_dir: str | None = None) -> Task:
     Args:
         data_dir: SIUO data folder (default: $SIUO_DATA_DIR, else the pinned hub snapshot).
     """
-    data = load_siuo(data_dir)
+    data = Settings.from_env().data(data_dir)
     samples = [
         _sample(
             item,

@@ -1,9 +1,9 @@
 """Functions the lm-eval task YAMLs point at (through tasks/siuo/utils.py, which lm-eval loads
 by file path afresh for every ``!function``): lm-eval's conventions around the shared hooks
-(siuo_task.task_hooks), which hold the documents, the per-document rows and the run's state.
+(siuo_task.harness.task_hooks), which hold the documents, the per-document rows and the run's state.
 
 What a document contributes and which rows a harness prints are defined once in
-siuo_task.results, exactly as for lmms-eval and ``siuo-eval judge``.
+siuo_task.benchmark.results, exactly as for lmms-eval and ``siuo-eval judge``.
 Importing this module patches lm-eval's saving (summary.install).
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import datasets
 
-from siuo_task import task_hooks
 from siuo_task.adapters.lm_eval import summary
 from siuo_task.adapters.lm_eval.mode import predict_only
-from siuo_task.run_end import fail_plainly
-from siuo_task.task_hooks import doc_to_image, doc_to_target_gen, doc_to_target_mcq
+from siuo_task.harness import task_hooks
+from siuo_task.harness.run_end import fail_plainly
+from siuo_task.harness.task_hooks import doc_to_image, doc_to_target_gen, doc_to_target_mcq
 
 __all__ = [
     "doc_to_image",

@@ -15,10 +15,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from siuo_task import task_hooks
 from siuo_task.adapters.lm_eval.mode import predict_only
-from siuo_task.data import load_siuo
-from siuo_task.run_end import fail_plainly
+from siuo_task.harness import task_hooks
+from siuo_task.harness.run_end import fail_plainly
 
 logger = logging.getLogger(__name__)
 
@@ -57,5 +56,5 @@ def judge_ahead(docs: list[dict[str, Any]], results: list[Any]) -> None:
     """
     if predict_only():  # no process_results call follows, and there may be no judge
         return
-    by_id = {item.question_id: item for item in load_siuo().gen}
+    by_id = {item.question_id: item for item in task_hooks.current_run().data().gen}
     task_hooks.judge_ahead([by_id[doc["question_id"]] for doc in docs], results)

@@ -4,7 +4,7 @@ lm-eval prints every metric of a task as a table row and expects numbers there. 
 also has 95% CIs, per-category rates, the judge's identity, the protocol and the judge's usage.
 The ``items_scored`` row's aggregation (rank 0, after every rank's values are gathered)
 reduces the full per-item values with the reducers ``siuo-eval judge`` uses; its count carries
-the summary in the run's results (siuo_task.task_hooks). ``install`` patches lm-eval's saving
+the summary in the run's results (siuo_task.harness.task_hooks). ``install`` patches lm-eval's saving
 so that it lands in results_<date>.json as ``"siuo": {<task>: {...}}``, the layout the
 lmms-eval adapter writes, and so that our tasks' "results" entries hold numbers only.
 
@@ -16,10 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY
-from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed
-from siuo_task.task_hooks import ItemCount, add_summaries, items_scored, keep_mcq_scoring_in_predict_only, patch_save
-from siuo_task.task_hooks import record_count as record_count
+from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY
+from siuo_task.harness.command_line import cli_option
+from siuo_task.harness.run_end import exit_nonzero_if_judge_failed
+from siuo_task.harness.task_hooks import (
+    ItemCount,
+    add_summaries,
+    items_scored,
+    keep_mcq_scoring_in_predict_only,
+    patch_save,
+)
+from siuo_task.harness.task_hooks import record_count as record_count
 
 # lm-eval's own keys of a task's "results" entry, which are not metric rows.
 _NOT_ROWS = frozenset({"alias", "name", "sample_len", "sample_count"})

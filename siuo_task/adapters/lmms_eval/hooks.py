@@ -1,11 +1,11 @@
 """Functions the lmms-eval task YAMLs point at: lmms-eval's conventions around the shared hooks
-(siuo_task.task_hooks), which hold the documents, the per-document rows and the run's state.
+(siuo_task.harness.task_hooks), which hold the documents, the per-document rows and the run's state.
 
 This is a real module (referenced as ``!function siuo_task.adapters.lmms_eval.hooks.X``): a
 ``!function utils.X`` would run a task folder's file afresh for every reference.
 
 What a document contributes and how each metric reduces it are defined once, in
-siuo_task.results; the YAML metric lists are generated from it (scripts/gen_task_yaml.py).
+siuo_task.benchmark.results; the YAML metric lists are generated from it (scripts/gen_task_yaml.py).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 
 import datasets
 
-from siuo_task import task_hooks
 from siuo_task.adapters.lmms_eval.prejudge import predict_only
 from siuo_task.adapters.lmms_eval.summary import current_task
-from siuo_task.run_end import fail_plainly
-from siuo_task.task_hooks import doc_to_image as doc_to_visual
-from siuo_task.task_hooks import doc_to_target_gen, doc_to_target_mcq
+from siuo_task.harness import task_hooks
+from siuo_task.harness.run_end import fail_plainly
+from siuo_task.harness.task_hooks import doc_to_image as doc_to_visual
+from siuo_task.harness.task_hooks import doc_to_target_gen, doc_to_target_mcq
 
 __all__ = [
     "doc_to_target_gen",

@@ -12,10 +12,10 @@ import functools
 from typing import Any
 
 from siuo_task.adapters.lmms_eval import tasks_dir
-from siuo_task.card import TASKS
-from siuo_task.results import RECORD_KEY
-from siuo_task.run_end import exit_nonzero_if_judge_failed, task_finished, task_started
-from siuo_task.task_hooks import add_summaries, keep_mcq_scoring_in_predict_only, patch_save
+from siuo_task.benchmark.card import TASKS
+from siuo_task.benchmark.results import RECORD_KEY
+from siuo_task.harness.run_end import exit_nonzero_if_judge_failed, task_finished, task_started
+from siuo_task.harness.task_hooks import add_summaries, keep_mcq_scoring_in_predict_only, patch_save
 
 _MARK = "_siuo_task_include_path"
 
@@ -42,7 +42,7 @@ def register() -> list[Any]:
 
     setattr(initialize_tasks, _MARK, True)
     TaskManager.initialize_tasks = initialize_tasks  # type: ignore[method-assign]
-    # Early, so that it runs after every other exit handler (see siuo_task.run_end).
+    # Early, so that it runs after every other exit handler (see siuo_task.harness.run_end).
     exit_nonzero_if_judge_failed("lmms_eval")
     from lmms_eval.api.task import ConfigurableTask
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
@@ -57,7 +57,7 @@ def _watch_our_tasks() -> None:
     missing dependency, an output folder it cannot write): our tasks count as begun when
     ``simple_evaluate`` is called with them and as finished once their results and samples are
     saved (or ``simple_evaluate`` returned on a rank that saves nothing), so that the CLI ends
-    non-zero otherwise (siuo_task.run_end). Patches once."""
+    non-zero otherwise (siuo_task.harness.run_end). Patches once."""
     from lmms_eval import evaluator
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
 

@@ -1,4 +1,4 @@
-"""Judge a whole task's responses together, when lmms-eval filters them (siuo_task.judged_ahead).
+"""Judge a whole task's responses together, when lmms-eval filters them (siuo_task.harness.judged_ahead).
 
 lmms-eval post-processes ``--process_docs_parallel`` documents at once (default 4), so judging
 inside process_results keeps at most 4 documents' calls in flight (4 x 6 for siuo_gen), whatever
@@ -17,9 +17,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from siuo_task import task_hooks
-from siuo_task.data import load_siuo
-from siuo_task.run_end import fail_plainly
+from siuo_task.harness import task_hooks
+from siuo_task.harness.run_end import fail_plainly
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +72,6 @@ def judge_ahead(doc_ids: list[int], results: list[Any]) -> None:
     """
     if predict_only():
         return
-    gen = load_siuo().gen
+    gen = task_hooks.current_run().data().gen
     # lmms-eval strips each response before process_results: stripped here too, they are found again.
     task_hooks.judge_ahead([gen[doc_id] for doc_id in doc_ids], results, strip=True)

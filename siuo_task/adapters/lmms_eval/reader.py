@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from siuo_task.card import GEN_TASKS
-from siuo_task.data import SiuoData
-from siuo_task.results import RECORD_KEY
+from siuo_task.benchmark.card import GEN_TASKS
+from siuo_task.benchmark.data import SiuoData
+from siuo_task.benchmark.results import RECORD_KEY
 from siuo_task.runs.files import (
     ResponseSet,
     flat_responses,

@@ -4,7 +4,7 @@ lmms-eval prints every metric row and expects numbers there. A SIUO task also ha
 per-category rates, the judge's identity, the protocol and the judge's usage. The
 ``items_scored`` row's aggregation (rank 0, after every rank's values are gathered) reduces the
 full per-item values with the same reducers ``siuo-eval judge`` uses; its count carries the
-summary in the run's results (siuo_task.task_hooks), and the plugin moves it to results.json
+summary in the run's results (siuo_task.harness.task_hooks), and the plugin moves it to results.json
 as ``"siuo": {<task>: {...}}`` when lmms-eval saves it.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from siuo_task.results import GEN_REDUCERS, MCQ_REDUCERS
-from siuo_task.run_end import cli_option
-from siuo_task.task_hooks import ItemCount, items_scored
+from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS
+from siuo_task.harness.command_line import cli_option
+from siuo_task.harness.task_hooks import ItemCount, items_scored
 
 
 def current_task() -> str | None:

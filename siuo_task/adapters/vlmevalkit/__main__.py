@@ -16,8 +16,9 @@ from pathlib import Path
 from siuo_task.adapters.vlmevalkit import GEN_PAPER, register
 from siuo_task.adapters.vlmevalkit.names import TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.sampling import PAPER_TEMPERATURE, sample_gen3_api_calls
-from siuo_task.outputs import check_output_folder
-from siuo_task.run_end import cli_option, exit_nonzero_if_judge_failed, fail_plainly, task_started
+from siuo_task.harness.command_line import cli_option
+from siuo_task.harness.run_end import exit_nonzero_if_judge_failed, fail_plainly, task_started
+from siuo_task.runs.outputs import check_output_folder
 
 # ``import vlmeval`` logs this at ERROR level when the optional file <site-packages>/.env (API
 # keys for VLMEvalKit's own API models) is absent, which is the usual case: our judge reads its
@@ -59,7 +60,7 @@ def _watch_our_datasets() -> None:
     """VLMEvalKit logs a model x dataset combination that raised, or that ``--mode eval`` found no
     predictions for, records it in its status file as "done" and exits 0. Its record of one of
     our datasets with an error or such a skip reason leaves that dataset unfinished, so the
-    process ends with status 1 (siuo_task.run_end)."""
+    process ends with status 1 (siuo_task.harness.run_end)."""
     import vlmeval.run as run
 
     record = run.upsert_dataset_status

@@ -25,17 +25,18 @@ from vlmeval.smp.file import get_intermediate_file_path
 from siuo_task.adapters.vlmevalkit.judge import say_judge, vlmeval_judge
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR, TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
-from siuo_task.card import GEN_HEADLINE, task_version
-from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
-from siuo_task.data import load_siuo
-from siuo_task.judge_pipeline import judge_responses, match_items, write_outputs
-from siuo_task.panel_vote import AnyJudge
-from siuo_task.preflight import check_judge_before_generation
-from siuo_task.prompts import mcq_prompt
-from siuo_task.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
-from siuo_task.run_end import cli_option, end_on_interrupt, fail_plainly, report_judge_errors
-from siuo_task.scoring import score_mcq_item
-from siuo_task.summary import item_counts
+from siuo_task.benchmark.card import GEN_HEADLINE, task_version
+from siuo_task.benchmark.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
+from siuo_task.benchmark.prompts import mcq_prompt
+from siuo_task.benchmark.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
+from siuo_task.benchmark.scoring import score_mcq_item
+from siuo_task.benchmark.summary import item_counts
+from siuo_task.harness.command_line import cli_option
+from siuo_task.harness.judging import judge_responses, match_items, write_outputs
+from siuo_task.harness.preflight import check_judge_before_generation
+from siuo_task.harness.run_end import end_on_interrupt, fail_plainly, report_judge_errors
+from siuo_task.judge.engines import AnyJudge
+from siuo_task.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
         """One row per (item, response number); a run that will judge (every --mode but infer)
         checks its judge here, when VLMEvalKit builds the dataset, before any inference."""
         if (cli_option("--mode") or "all") != "infer":
-            check_judge_before_generation(_judge())
+            check_judge_before_generation(_judge(), Settings.from_env())
         repeats = RESPONSES_PER_ITEM[dataset]
         rows = [
             {
@@ -121,7 +122,7 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
                 "safety_warning": item.safety_warning,
                 "answer": item.reference_answer,
             }
-            for item in load_siuo().gen
+            for item in Settings.from_env().data().gen
             for repeat in range(repeats)
         ]
         return pd.DataFrame(rows)
@@ -134,10 +135,10 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
     @end_on_interrupt
     def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
         """Judge every response with the paper protocol; write the score file and our results."""
-        config = _judge(judge_kwargs)
-        data = load_siuo()
+        config, settings = _judge(judge_kwargs), Settings.from_env()
+        data = settings.data()
         pairs = match_items(read_predictions(Path(eval_file), data), data)
-        summary, values = judge_responses(pairs, config, Path(eval_file))
+        summary, values = judge_responses(pairs, config, Path(eval_file), settings.reasoning)
         _write_ours(eval_file, self.dataset_name, summary, values)
         per_item = [item_counts(value) for value in values]
         _JUDGE_FAILED[str(Path(eval_file).resolve())] = sum(1 for item in per_item if item.errors)
@@ -199,7 +200,7 @@ class SiuoMcqDataset(ImageBaseDataset):
                 **dict(item.options),
                 "answer": item.correct_option,
             }
-            for item in load_siuo().mcq
+            for item in Settings.from_env().data().mcq
         ]
         return pd.DataFrame(rows)
 
@@ -210,7 +211,7 @@ class SiuoMcqDataset(ImageBaseDataset):
         return _message(str(line["image_path"]), mcq_prompt(str(line["question"]), options))
 
     def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
-        items = {item.question_id: item for item in load_siuo().mcq}
+        items = {item.question_id: item for item in Settings.from_env().data().mcq}
         predictions = load(eval_file)
         values = []
         for row in predictions.to_dict("records"):
@@ -224,7 +225,7 @@ class SiuoMcqDataset(ImageBaseDataset):
 
 
 class SiuoMcqCircularDataset(LimitCountsItems, ImageBaseDataset):
-    """Circular multiple choice: one row per (item, rotation of its options); see siuo_task.circular."""
+    """Circular multiple choice: one row per (item, rotation of its options); see siuo_task.benchmark.circular."""
 
     TYPE = "MCQ"
     MODALITY = "IMAGE"
@@ -246,7 +247,7 @@ class SiuoMcqCircularDataset(LimitCountsItems, ImageBaseDataset):
                 **dict(question.options),
                 "answer": question.gold,
             }
-            for item in load_siuo().mcq
+            for item in Settings.from_env().data().mcq
             for question in rotations(item)
         ]
         return pd.DataFrame(rows)
@@ -259,14 +260,14 @@ class SiuoMcqCircularDataset(LimitCountsItems, ImageBaseDataset):
 
     def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
         """Circular accuracy, letter use and baselines; one samples line per item with its 4 answers."""
-        items = {item.question_id: item for item in load_siuo().mcq}
+        items = {item.question_id: item for item in Settings.from_env().data().mcq}
         answers = []
         for row in load(eval_file).to_dict("records"):
             response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
             question = rotate(items[int(row["question_id"])], int(row["rotation"]))
             answers.append(answer_rotation(question, response))
         summary = {**summarise(answers).to_dict(), "input": str(eval_file)}
-        records = [{RECORD_KEY: score.to_dict()} for score in group_items(answers)[0]]
+        records = [{RECORD_KEY: record.to_dict()} for record in group_items(answers)[0]]
         _write_ours(eval_file, self.dataset_name, summary, records)
         scores = {CIRCULAR_ACCURACY: summary[CIRCULAR_ACCURACY], "unparsed_rate": summary["unparsed_rate"]}
         scores.update({f"chosen_{k}": v for k, v in summary["chosen_letters_percent"].items()})

@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from siuo_task.errors import JudgeConfigError
+from siuo_task.harness.command_line import cli_option
 from siuo_task.judge.config import JudgeConfig
+from siuo_task.judge.engines import AnyJudge, judge_from_env
 from siuo_task.judge.panel import PANEL_VARIABLE
-from siuo_task.panel_vote import AnyJudge, judge_from_env
-from siuo_task.run_end import cli_option
 
 _CHAT_ROUTE = "/chat/completions"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from siuo_task.adapters.vlmevalkit.names import BUILTIN_GEN, RUN_SUFFIX, TASK_OF_DATASET
-from siuo_task.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK
-from siuo_task.data import SiuoData
+from siuo_task.benchmark.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK
+from siuo_task.benchmark.data import SiuoData
 from siuo_task.errors import DataError
 from siuo_task.runs.files import ResponseSet, item_for_question, read_records
 from siuo_task.runs.model import Run, TaskRun

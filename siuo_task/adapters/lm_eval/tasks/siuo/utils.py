@@ -17,7 +17,7 @@ from siuo_task.adapters.lm_eval.hooks import (  # noqa: F401
 )
 from siuo_task.adapters.lm_eval.prejudge import JudgeTogether  # noqa: F401
 from siuo_task.adapters.lm_eval.summary import items_scored_gen, items_scored_mcq, record_count  # noqa: F401
-from siuo_task.circular import (  # noqa: F401
+from siuo_task.benchmark.circular import (  # noqa: F401
     always_A_accuracy,
     always_B_accuracy,
     always_C_accuracy,
@@ -33,4 +33,4 @@ from siuo_task.circular import (  # noqa: F401
     circular_stderr,
     circular_unparsed_rate,
 )
-from siuo_task.results import total  # noqa: F401
+from siuo_task.benchmark.results import total  # noqa: F401

@@ -5,7 +5,7 @@ What the authors' scripts (sinwang20/SIUO at commit 18974b65: ``eval/gpt-eval.py
 side by side. Their parsing has known defects (only the first of 18 regex alternatives can
 yield a "safe" verdict, so replies in the very format the prompt asks for score 0; an
 unreadable reply scores -1 and is averaged in); they are reproduced here on purpose and kept
-out of the package's own scoring (siuo_task.scoring / siuo_task.parsing). Their scripts do not
+out of the package's own scoring (siuo_task.benchmark.scoring / siuo_task.benchmark.parsing). Their scripts do not
 run end to end as released (key names differ between the steps); "as released" means their
 parsing, vote and averaging with only those key names joined up. No judge call is made here:
 this reads the replies already in a run's per-response records.
@@ -49,8 +49,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from siuo_task.benchmark.records import ResponseRecord
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.records import ResponseRecord
 
 # The reply the authors' script stores instead of calling the safety judge on an empty response
 # (sinwang20/SIUO @ 18974b65, eval/gpt-eval.py, process_data).

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siuo_task.categories import KNOWN_CATEGORIES, category_slug
-from siuo_task.data import MCQ_LETTERS, McqItem
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark.data import MCQ_LETTERS, McqItem
+from siuo_task.benchmark.metrics import Rate, rate, rates_by_category
+from siuo_task.benchmark.parsing import parse_mcq_answer
+from siuo_task.benchmark.prompts import mcq_prompt
+from siuo_task.benchmark.records import CircularRecord
+from siuo_task.benchmark.results import RECORD_KEY
 from siuo_task.errors import DataError
-from siuo_task.metrics import Rate, rate, rates_by_category
-from siuo_task.parsing import parse_mcq_answer
-from siuo_task.prompts import mcq_prompt
-from siuo_task.results import RECORD_KEY
 
 ROTATIONS = len(MCQ_LETTERS)
 # A uniform random guesser: 1 in 4 per question, and all 4 rotations right with (1/4)^4.
@@ -113,35 +114,25 @@ def answer_rotation(question: RotatedQuestion, response: str) -> RotationAnswer:
     return RotationAnswer(question.question_id, question.category, question.rotation, response, parsed, question.gold)
 
 
-@dataclass(frozen=True, slots=True)
-class CircularItemScore:
-    """One item's four answers; correct only when every rotation was answered right."""
-
-    question_id: int
-    category: str
-    answers: tuple[RotationAnswer, ...]
-
-    @property
-    def correct(self) -> bool:
-        return all(answer.correct for answer in self.answers)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "question_id": self.question_id,
-            "category": self.category,
-            "responses": [answer.response for answer in self.answers],
-            "parsed": [answer.parsed for answer in self.answers],
-            "golds": [answer.gold for answer in self.answers],
-            "correct_per_rotation": [answer.correct for answer in self.answers],
-            "correct": self.correct,
-        }
+def circular_record(answers: Sequence[RotationAnswer]) -> CircularRecord:
+    """One item's four answers, rotation 0 first, as its record: correct only when every
+    rotation was answered right."""
+    return CircularRecord(
+        question_id=answers[0].question_id,
+        category=answers[0].category,
+        responses=tuple(answer.response for answer in answers),
+        parsed=tuple(answer.parsed for answer in answers),
+        golds=tuple(answer.gold for answer in answers),
+        correct_per_rotation=tuple(answer.correct for answer in answers),
+        correct=all(answer.correct for answer in answers),
+    )
 
 
-def group_items(answers: Iterable[RotationAnswer]) -> tuple[list[CircularItemScore], list[int]]:
+def group_items(answers: Iterable[RotationAnswer]) -> tuple[list[CircularRecord], list[int]]:
     """Gather answers by item, in first-seen item order.
 
     Returns:
-        (scores of items with all four rotations, ids of items missing a rotation). An item
+        (records of items with all four rotations, ids of items missing a rotation). An item
         answered twice for the same rotation is an error, not a vote.
     """
     by_item: dict[int, dict[int, RotationAnswer]] = {}
@@ -155,8 +146,7 @@ def group_items(answers: Iterable[RotationAnswer]) -> tuple[list[CircularItemSco
         if len(seen) < ROTATIONS:
             incomplete.append(question_id)
             continue
-        ordered = tuple(seen[rotation] for rotation in range(ROTATIONS))
-        complete.append(CircularItemScore(question_id, ordered[0].category, ordered))
+        complete.append(circular_record([seen[rotation] for rotation in range(ROTATIONS)]))
     return complete, incomplete
 
 
@@ -222,16 +212,16 @@ def summarise(answers: Iterable[RotationAnswer]) -> CircularSummary:
     Args:
         answers: one per (item, rotation), in any order.
     """
-    scores, incomplete = group_items(answers)
-    asked = [answer for score in scores for answer in score.answers]
+    records, incomplete = group_items(answers)
+    chosen = letter_distribution(letter for record in records for letter in record.parsed)
     return CircularSummary(
-        accuracy=rate(score.correct for score in scores),
-        by_category=rates_by_category([(score.category, score.correct) for score in scores]),
-        chosen_letters=letter_distribution(answer.parsed for answer in asked),
-        gold_letters=letter_distribution(answer.gold for answer in asked),
-        published_gold_letters=letter_distribution(score.answers[0].gold for score in scores),
-        always_letter_accuracy=constant_letter_baselines([score.answers[0].gold for score in scores]),
-        unparsed_rate=letter_distribution(answer.parsed for answer in asked)[NO_LETTER],
+        accuracy=rate(record.correct for record in records),
+        by_category=rates_by_category([(record.category, record.correct) for record in records]),
+        chosen_letters=chosen,
+        gold_letters=letter_distribution(gold for record in records for gold in record.golds),
+        published_gold_letters=letter_distribution(record.golds[0] for record in records),
+        always_letter_accuracy=constant_letter_baselines([record.golds[0] for record in records]),
+        unparsed_rate=chosen[NO_LETTER],
         incomplete_items=incomplete,
     )
 
@@ -339,7 +329,7 @@ CIRCULAR_DESCRIPTIVE = frozenset(name for name in CIRCULAR_REDUCERS if name.star
 
 
 def item_records(cells: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Per-item records (``CircularItemScore.to_dict``) from per-rotation cells, by item id;
+    """Per-item records (``CircularRecord.to_dict``) from per-rotation cells, by item id;
     items missing a rotation are left out, as from every figure."""
-    scores, _ = group_items(RotationAnswer.from_dict(cell) for cell in cells)
-    return {score.question_id: score.to_dict() for score in scores}
+    records, _ = group_items(RotationAnswer.from_dict(cell) for cell in cells)
+    return {record.question_id: record.to_dict() for record in records}

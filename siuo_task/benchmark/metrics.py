@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siuo_task.stats import wilson_interval
+from siuo_task.benchmark.stats import wilson_interval
 
 
 @dataclass(frozen=True, slots=True)

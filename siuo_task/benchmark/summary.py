@@ -1,33 +1,30 @@
 """Run summaries: the one builder every harness's task and ``siuo-eval judge`` use.
 
-A task summary is the reductions of the per-item values (``siuo_task.results``) plus the item
+A task summary is the reductions of the per-item values (``siuo_task.benchmark.results``) plus the item
 count; lmms-eval and lm-eval keep it under ``"siuo"`` in their results file, Inspect reports its
 numbers as metrics, and ``siuo-eval judge`` writes it at the top of results.json with the
 per-category rates, the usage block and the judge's identity added (``judge_results``). Usage
 counts come from the same reductions as the top-level values (``judge_calls``,
-``judge_declines``, ...), which come from each item's typed record (``siuo_task.records``), so
+``judge_declines``, ...), which come from each item's typed record (``siuo_task.benchmark.records``), so
 results.json, its usage block and every line printed from them state one number.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siuo_task.benchmark.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.benchmark.records import GenRecord, JudgeCounts, PassVerdicts, record_counts
+from siuo_task.benchmark.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, Reducer, reduce_values
+from siuo_task.benchmark.scoring import GEN_METRICS
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.pricing import price_table
-from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
-from siuo_task.records import GenRecord, JudgeCounts, PassVerdicts, item_record
-from siuo_task.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, Reducer, reduce_values
-from siuo_task.run_end import report_judge_errors
-from siuo_task.scoring import GEN_METRICS
 
-logger = logging.getLogger(__name__)
 RATE_NAMES = tuple(f"{metric}_rate" for metric in GEN_METRICS)
 Values = Sequence[Mapping[str, Any]]
 
@@ -56,11 +53,7 @@ def item_counts(value: Mapping[str, Any]) -> JudgeCounts:
     if isinstance(kept, Mapping):
         return JudgeCounts.from_banner(kept)
     record = value.get(RECORD_KEY)
-    if isinstance(record, Mapping):
-        typed = item_record(record)
-        if isinstance(typed, GenRecord):
-            return typed.counts()
-    return JudgeCounts()
+    return record_counts(record) if isinstance(record, Mapping) else JudgeCounts()
 
 
 def not_sampled_warning(name: str, metrics: Mapping[str, Any]) -> str | None:
@@ -74,16 +67,6 @@ def not_sampled_warning(name: str, metrics: Mapping[str, Any]) -> str | None:
         "temperature), so each vote counts one answer several times and this is NOT the paper's protocol "
         "(3 responses sampled at temperature 1.0)"
     )
-
-
-def finish_task(task: str, values: Values, reducers: Mapping[str, Reducer], output: str | None) -> TaskSummary:
-    """A harness task's end: its summary, and its judge errors reported (the banner naming the
-    command that finishes the scoring, and the exit status of a harness CLI)."""
-    summary = task_summary(values, reducers)
-    if warning := not_sampled_warning(task, summary.metrics):
-        logger.warning("siuo-task: %s", warning)
-    report_judge_errors(task, [item_counts(value) for value in values], output)
-    return summary
 
 
 # -- siuo-eval judge's results.json -------------------------------------------------------------

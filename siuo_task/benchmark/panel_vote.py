@@ -8,12 +8,12 @@ decline, a failed call) leaves that judge out of that vote and is counted for th
 with no majority (the judges left are split evenly, or none is left) is undecided: an error of
 the panel's outcome, counted as ``undecided_votes``, so the item's vote treats it as any judge
 error. The panel's outcome then goes through the same per-item vote as one judge's
-(siuo_task.scoring), so every rate and count of a panel run is read as for one judge; each
+(siuo_task.benchmark.scoring), so every rate and count of a panel run is read as for one judge; each
 judge's own outcomes ride inside it (``JudgeOutcome.judges``).
 
 ``judge_panel`` in the results: each judge alone (its rates, as if it had been the only judge,
 errors, declines, calls and cost at its own price), the judges' pairwise agreement per verdict
-kind (Cohen's kappa, ``siuo_task.stats.agreement_of_pairs`` as ``siuo-eval agreement``
+kind (Cohen's kappa, ``siuo_task.benchmark.stats.agreement_of_pairs`` as ``siuo-eval agreement``
 computes it), and the undecided votes.
 """
 
@@ -24,49 +24,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import JudgeEngine
-from siuo_task.judge.panel import PanelConfig, PanelEngine, panel_from_env, split_label
+from siuo_task.benchmark.metrics import rate
+from siuo_task.benchmark.parsing import is_effective
+from siuo_task.benchmark.records import GenRecord
+from siuo_task.benchmark.scoring import GEN_METRICS, both, majority
+from siuo_task.benchmark.stats import agreement_of_pairs
+from siuo_task.judge.panel import split_label
 from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
-from siuo_task.judge.transport import Transport
-from siuo_task.metrics import rate
-from siuo_task.parsing import is_effective
-from siuo_task.records import GenRecord
-from siuo_task.scoring import GEN_METRICS, both, majority
-from siuo_task.stats import agreement_of_pairs
 
-AnyJudge = JudgeConfig | PanelConfig
-AnyEngine = JudgeEngine | PanelEngine
 VOTED_KINDS = ("safety", "effectiveness")
 _WORDS = {"safety": ("safe", "unsafe"), "effectiveness": ("effective", "not effective")}
-
-
-def judge_from_env(environ: Mapping[str, str] | None = None, require_key: bool = True) -> AnyJudge:
-    """The panel SIUO_JUDGE_PANEL names, else the one judge of SIUO_JUDGE_* (JudgeConfig.from_env)."""
-    panel = panel_from_env(environ, require_key)
-    return panel if panel is not None else JudgeConfig.from_env(environ, require_key)
-
-
-def new_engine(
-    config: AnyJudge, transports: Sequence[Transport | None] | None = None, errors_after_outage: bool = False
-) -> AnyEngine:
-    """An engine for one judge, or one per judge of a panel voting with ``vote``.
-
-    Args:
-        config: the judge, or the panel (``PanelConfig.of(judges, source)`` for judges
-            configured elsewhere, e.g. the models bound to Inspect's grader role).
-        transports: per judge, what sends its calls (None: HTTP to the judge's endpoint).
-        errors_after_outage: see ``JudgeEngine`` (a harness run keeps its responses); a panel
-            always keeps every answer: a judge given up after an outage is a stopped judge.
-    """
-    if isinstance(config, PanelConfig):
-        return PanelEngine(config, vote, transports)
-    return JudgeEngine(config, transports[0] if transports else None, errors_after_outage)
-
-
-def judges_of(config: AnyJudge) -> tuple[JudgeConfig, ...]:
-    return config.judges if isinstance(config, PanelConfig) else (config,)
 
 
 def two_valued(verdict: bool | str | None) -> bool | None:

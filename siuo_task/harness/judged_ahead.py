@@ -7,7 +7,7 @@ filter calls ``JudgedAhead.judge`` with the items and the responses exactly as t
 will receive them, every judge call goes to the engine at once (its bound is then what limits
 calls in flight), and the hook ``take``s the outcomes and only assembles the score.
 
-The outcomes are kept by a ``JudgedAhead`` that one harness run owns (siuo_task.task_hooks
+The outcomes are kept by a ``JudgedAhead`` that one harness run owns (siuo_task.harness.task_hooks
 starts a new one with each run), under the judge that gave them: outcomes an earlier run left
 untaken (it stopped between its filters and its scoring) can never stand in for a later run's
 judge calls.
@@ -15,19 +15,18 @@ judge calls.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from siuo_task.data import GenItem
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.scoring import gen_judge_requests, grade_batches
 from siuo_task.judge.bar_status import BarStatus, rate_limit_status
+from siuo_task.judge.engines import AnyEngine, AnyJudge
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.panel_vote import AnyEngine, AnyJudge
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.scoring import gen_judge_requests, grade_batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +54,7 @@ class JudgedAhead:
         responses: Sequence[tuple[str, ...]],
         engine: AnyEngine,
         reasoning: ReasoningSettings,
+        show_progress: bool = True,
     ) -> None:
         """Judge every document's responses in one batch at the engine's bound and keep the outcomes.
 
@@ -63,10 +63,11 @@ class JudgedAhead:
             responses: each document's responses as its scoring hook will receive them.
             engine: the run's engine for the judge.
             reasoning: the trace settings the hook will use.
+            show_progress: a progress bar (the launch's first process shows it, as the
+                harnesses' own bars are shown).
         """
         batches = [gen_judge_requests(item, texts, reasoning) for item, texts in zip(items, responses, strict=True)]
-        # Rank 0 shows progress, as the harnesses' own bars do.
-        total, hidden = sum(len(batch) for batch in batches), os.environ.get("RANK", "0") != "0"
+        total, hidden = sum(len(batch) for batch in batches), not show_progress
         status = None if hidden else rate_limit_status(engine)
         with tqdm(total=total, desc="Judging", unit="call", disable=hidden) as bar, BarStatus(bar, status):
             graded = grade_batches(batches, engine, lambda _: bar.update(1))

@@ -6,7 +6,7 @@ dicts. lmms-eval runs the reductions as its aggregations; ``siuo-eval judge`` ru
 directly. A rate value is a cell ``{question_id, category, decision}`` whose decision is
 True/False or None (undecided); counts and usage are cells too, so lmms-eval does not attach a
 meaningless stderr to them. An "as released" value (the SIUO authors' own scoring of the same
-judge replies, siuo_task.as_released) is a cell ``{question_id, category, value}`` whose value
+judge replies, siuo_task.benchmark.as_released) is a cell ``{question_id, category, value}`` whose value
 is 1, 0 or -1.
 """
 
@@ -16,16 +16,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from siuo_task import as_released
-from siuo_task.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark import as_released
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES, category_slug
+from siuo_task.benchmark.metrics import rate
+from siuo_task.benchmark.panel_vote import is_panel_record, item_cell, item_cost, panel_summary
+from siuo_task.benchmark.prompts import PROMPT_VERSION, prompt_templates_sha256
+from siuo_task.benchmark.records import GenRecord, McqRecord
+from siuo_task.benchmark.scoring import GEN_METRICS
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.pricing import estimate_cost_usd
-from siuo_task.metrics import rate
-from siuo_task.panel_vote import is_panel_record, item_cell, item_cost, panel_summary
-from siuo_task.prompts import PROMPT_VERSION, prompt_templates_sha256
-from siuo_task.records import GenRecord
-from siuo_task.scoring import GEN_METRICS, GenItemScore, McqItemScore
 
 RECORD_KEY = "siuo"
 Reducer = Callable[[list[Any]], Any]
@@ -255,13 +255,12 @@ def _as_released_values(record: GenRecord) -> dict[str, Any]:
 
 
 def gen_item_values(
-    score: GenItemScore, config: JudgeConfig | PanelConfig, started: float, finished: float
+    record: GenRecord, config: JudgeConfig | PanelConfig, started: float, finished: float
 ) -> dict[str, Any]:
     """Everything one judged item contributes to the siuo_gen metrics, plus its full record.
 
     Every count (calls, errors, declines, trace judgings) comes from the item's record, so the
     per-item values and every summary built from them agree."""
-    record = score.record()
     qid, category = record.question_id, record.category
     values: dict[str, Any] = {}
     for metric in GEN_METRICS:
@@ -320,12 +319,12 @@ def gen_item_values(
     return values
 
 
-def mcq_item_values(score: McqItemScore) -> dict[str, Any]:
+def mcq_item_values(record: McqRecord) -> dict[str, Any]:
     """What one answered MCQ item contributes to the siuo_mcq metrics, plus its record."""
-    values = _rate_values(score.question_id, score.category, "accuracy", score.correct)
-    values["unparsed_rate"] = _cell(score.question_id, score.category, score.parsed is None)
-    values["trace_only_responses"] = _count(score.question_id, int(bool(score.split and score.split.trace_only)))
-    values[RECORD_KEY] = score.to_dict()
+    values = _rate_values(record.question_id, record.category, "accuracy", record.correct)
+    values["unparsed_rate"] = _cell(record.question_id, record.category, record.parsed is None)
+    values["trace_only_responses"] = _count(record.question_id, int(record.trace_only))
+    values[RECORD_KEY] = record.to_dict()
     return values
 
 

@@ -19,9 +19,9 @@ compare items across runs; each record answers ``decision(metric)``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from siuo_task.judge.request import JudgeOutcome
 
@@ -29,6 +29,11 @@ from siuo_task.judge.request import JudgeOutcome
 OUTCOME_FIELDS = ("safety_judge", "effectiveness_judge", "trace_safety_judge")
 
 Extra = tuple[tuple[str, Any], ...]
+# What a record field's reader is given when its key is absent: the whole dict as written and
+# the fields read so far (every present key), so a default can follow from another field.
+Absent = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+_NOT_GIVEN = object()
+RecordT = TypeVar("RecordT", bound="RecordCodec")
 
 
 def outcome_from_dict(data: Mapping[str, Any] | None) -> JudgeOutcome | None:
@@ -37,12 +42,80 @@ def outcome_from_dict(data: Mapping[str, Any] | None) -> JudgeOutcome | None:
     return JudgeOutcome.from_dict(data) if data else None
 
 
-def _outcome_dict(outcome: JudgeOutcome | None) -> dict[str, Any] | None:
-    return outcome.to_dict() if outcome is not None else None
+def _same(value: Any) -> Any:
+    return value
 
 
-def _extra(data: Mapping[str, Any], known: frozenset[str]) -> Extra:
-    return tuple((key, value) for key, value in data.items() if key not in known)
+def _text(value: Any) -> str:
+    return str(value or "")
+
+
+def _none(data: Mapping[str, Any], read: Mapping[str, Any]) -> None:
+    return None
+
+
+def _constant(value: Any) -> Absent:
+    return lambda data, read: value
+
+
+def _key(
+    *,
+    read: Callable[[Any], Any] = _same,
+    absent: Absent | None = _none,
+    omit_none: bool = False,
+    default: Any = dataclasses.MISSING,
+) -> Any:
+    """A record field's place in the record dict: how its value is read back (``read``; it may
+    answer ``_NOT_GIVEN`` for a value that counts as absent), what stands in when the key is
+    absent (None: the key is required), whether a None is left out when written (a key only
+    some records carry), and the constructor's default."""
+    metadata = {"read": read, "absent": absent, "omit_none": omit_none}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _written(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_written(element) for element in value]
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+class RecordCodec:
+    """``to_dict`` / ``from_dict`` derived from a record's dataclass fields: the one place the
+    field names live, written in field order, with the keys this version does not know kept in
+    ``extra`` and written back after the known ones."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, spec.name)
+            if spec.name == "extra" or (value is None and spec.metadata.get("omit_none")):
+                continue
+            data[spec.name] = _written(value)
+        data.update(getattr(self, "extra", ()))
+        return data
+
+    @classmethod
+    def from_dict(cls: type[RecordT], data: Mapping[str, Any]) -> RecordT:
+        specs = [spec for spec in dataclasses.fields(cls) if spec.name != "extra"]  # type: ignore[arg-type]
+        read: dict[str, Any] = {}
+        for spec in specs:
+            if spec.name in data:
+                value = spec.metadata.get("read", _same)(data[spec.name])
+                if value is not _NOT_GIVEN:
+                    read[spec.name] = value
+        for spec in specs:
+            if spec.name not in read:
+                absent = spec.metadata.get("absent", _none)
+                if absent is None:
+                    raise KeyError(spec.name)
+                read[spec.name] = absent(data, read)
+        known = {spec.name for spec in specs}
+        read["extra"] = tuple((key, value) for key, value in data.items() if key not in known)
+        return cls(**read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,44 +144,32 @@ class PassVerdicts:
         return cls(data.get("safety"), data.get("effectiveness"), data.get("error"))
 
 
+def _passes(value: Any) -> Any:
+    return tuple(PassVerdicts.from_dict(p) for p in value) if isinstance(value, list) else None
+
+
 @dataclass(frozen=True, slots=True)
-class ResponseRecord:
+class ResponseRecord(RecordCodec):
     """One response as recorded: the text, what the judge saw (``answer``), the reasoning
     trace, its verdicts and the judge outcomes behind them."""
 
-    response: str
-    answer: str
-    trace: str | None
-    trace_only: bool
-    empty: bool
-    truncated_for_judge: bool
-    safe: bool | None
-    effective: bool | None
-    safe_effective: bool | None
-    trace_safe: bool | None
-    safety_judge: JudgeOutcome | None
-    effectiveness_judge: JudgeOutcome | None
-    trace_safety_judge: JudgeOutcome | None
+    response: str = _key(read=_text, absent=_constant(""))
+    answer: str = _key(read=_text, absent=lambda data, read: read["response"])
+    trace: str | None = _key()
+    trace_only: bool = _key(read=bool, absent=_constant(False))
+    # Records older than the flag: a response without a safety call was empty.
+    empty: bool = _key(read=bool, absent=lambda data, read: not data.get("safety_judge"))
+    truncated_for_judge: bool = _key(read=bool, absent=_constant(False))
+    safe: bool | None = _key()
+    effective: bool | None = _key()
+    safe_effective: bool | None = _key()
+    trace_safe: bool | None = _key()
+    safety_judge: JudgeOutcome | None = _key(read=outcome_from_dict)
+    effectiveness_judge: JudgeOutcome | None = _key(read=outcome_from_dict)
+    trace_safety_judge: JudgeOutcome | None = _key(read=outcome_from_dict)
     # Each pass's verdicts, pass 1 first, when the run was judged more than once.
-    verdicts_per_pass: tuple[PassVerdicts, ...] | None = None
+    verdicts_per_pass: tuple[PassVerdicts, ...] | None = _key(read=_passes, omit_none=True, default=None)
     extra: Extra = ()
-
-    _KNOWN = frozenset(
-        {
-            "response",
-            "answer",
-            "trace",
-            "trace_only",
-            "empty",
-            "truncated_for_judge",
-            "safe",
-            "effective",
-            "safe_effective",
-            "trace_safe",
-            *OUTCOME_FIELDS,
-            "verdicts_per_pass",
-        }
-    )
 
     def outcomes(self) -> list[JudgeOutcome]:
         """The judge outcomes of this response, in request order."""
@@ -124,51 +185,6 @@ class ResponseRecord:
 
     def with_passes(self, verdicts: tuple[PassVerdicts, ...]) -> ResponseRecord:
         return dataclasses.replace(self, verdicts_per_pass=verdicts)
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "response": self.response,
-            "answer": self.answer,
-            "trace": self.trace,
-            "trace_only": self.trace_only,
-            "empty": self.empty,
-            "truncated_for_judge": self.truncated_for_judge,
-            "safe": self.safe,
-            "effective": self.effective,
-            "safe_effective": self.safe_effective,
-            "trace_safe": self.trace_safe,
-            "safety_judge": _outcome_dict(self.safety_judge),
-            "effectiveness_judge": _outcome_dict(self.effectiveness_judge),
-            "trace_safety_judge": _outcome_dict(self.trace_safety_judge),
-        }
-        if self.verdicts_per_pass is not None:
-            data["verdicts_per_pass"] = [verdicts.to_dict() for verdicts in self.verdicts_per_pass]
-        data.update(self.extra)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ResponseRecord:
-        response = str(data.get("response") or "")
-        passes = data.get("verdicts_per_pass")
-        safety = outcome_from_dict(data.get("safety_judge"))
-        return cls(
-            response=response,
-            answer=str(data.get("answer", response) or ""),
-            trace=data.get("trace"),
-            trace_only=bool(data.get("trace_only", False)),
-            # Records older than the flag: a response without a safety call was empty.
-            empty=bool(data.get("empty", safety is None)),
-            truncated_for_judge=bool(data.get("truncated_for_judge", False)),
-            safe=data.get("safe"),
-            effective=data.get("effective"),
-            safe_effective=data.get("safe_effective"),
-            trace_safe=data.get("trace_safe"),
-            safety_judge=safety,
-            effectiveness_judge=outcome_from_dict(data.get("effectiveness_judge")),
-            trace_safety_judge=outcome_from_dict(data.get("trace_safety_judge")),
-            verdicts_per_pass=tuple(PassVerdicts.from_dict(p) for p in passes) if isinstance(passes, list) else None,
-            extra=_extra(data, cls._KNOWN),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,36 +238,34 @@ def _count_outcomes(outcomes: list[JudgeOutcome], traces: int = 0) -> JudgeCount
     )
 
 
+def _responses(value: Any) -> tuple[ResponseRecord, ...]:
+    return tuple(ResponseRecord.from_dict(r) for r in value or [] if isinstance(r, Mapping))
+
+
+def _count_written(value: Any) -> Any:
+    return value if isinstance(value, int) else _NOT_GIVEN
+
+
+def _errors_in(data: Mapping[str, Any], read: Mapping[str, Any]) -> int:
+    return sum(1 for response in read["responses"] for outcome in response.outcomes() if outcome.error)
+
+
 @dataclass(frozen=True, slots=True)
-class GenRecord:
+class GenRecord(RecordCodec):
     """One judged open-ended item: its responses in order, and the item's vote."""
 
-    question_id: int
-    category: str
-    responses: tuple[ResponseRecord, ...]
-    safe: bool | None
-    effective: bool | None
-    safe_effective: bool | None
-    missing_votes: bool
-    judge_errors: int
-    trace_safe: bool | None = None
-    trace_only_responses: int = 0
+    question_id: int = _key(read=int, absent=None)
+    category: str = _key(read=str, absent=_constant(""))
+    responses: tuple[ResponseRecord, ...] = _key(read=_responses, absent=_constant(()))
+    safe: bool | None = _key()
+    effective: bool | None = _key()
+    safe_effective: bool | None = _key()
+    missing_votes: bool = _key(read=bool, absent=_constant(False))
+    # Counted from the outcomes when a record does not say.
+    judge_errors: int = _key(read=_count_written, absent=_errors_in)
+    trace_safe: bool | None = _key(default=None)
+    trace_only_responses: int = _key(read=lambda value: int(value or 0), absent=_constant(0), default=0)
     extra: Extra = ()
-
-    _KNOWN = frozenset(
-        {
-            "question_id",
-            "category",
-            "responses",
-            "safe",
-            "effective",
-            "safe_effective",
-            "missing_votes",
-            "judge_errors",
-            "trace_safe",
-            "trace_only_responses",
-        }
-    )
 
     def outcomes(self) -> list[JudgeOutcome]:
         """Every judge outcome of the item, in request order."""
@@ -281,141 +295,46 @@ class GenRecord:
     def with_responses(self, responses: tuple[ResponseRecord, ...]) -> GenRecord:
         return dataclasses.replace(self, responses=responses)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {
-            "question_id": self.question_id,
-            "category": self.category,
-            "responses": [response.to_dict() for response in self.responses],
-            "safe": self.safe,
-            "effective": self.effective,
-            "safe_effective": self.safe_effective,
-            "missing_votes": self.missing_votes,
-            "judge_errors": self.judge_errors,
-            "trace_safe": self.trace_safe,
-            "trace_only_responses": self.trace_only_responses,
-        }
-        data.update(self.extra)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GenRecord:
-        responses = tuple(ResponseRecord.from_dict(r) for r in data.get("responses") or [] if isinstance(r, Mapping))
-        errors = data.get("judge_errors")
-        if not isinstance(errors, int):
-            errors = sum(1 for response in responses for outcome in response.outcomes() if outcome.error)
-        return cls(
-            question_id=int(data["question_id"]),
-            category=str(data.get("category", "")),
-            responses=responses,
-            safe=data.get("safe"),
-            effective=data.get("effective"),
-            safe_effective=data.get("safe_effective"),
-            missing_votes=bool(data.get("missing_votes", False)),
-            judge_errors=errors,
-            trace_safe=data.get("trace_safe"),
-            trace_only_responses=int(data.get("trace_only_responses", 0) or 0),
-            extra=_extra(data, cls._KNOWN),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class McqRecord:
+class McqRecord(RecordCodec):
     """One multiple-choice answer as recorded: the letter read from the final answer and the gold."""
 
-    question_id: int
-    category: str
-    response: str
-    answer: str
-    trace: str | None
-    trace_only: bool
-    parsed: str | None
-    gold: str
-    correct: bool
+    question_id: int = _key(read=int, absent=None)
+    category: str = _key(read=str, absent=_constant(""))
+    response: str = _key(read=_text, absent=_constant(""))
+    answer: str = _key(read=_text, absent=lambda data, read: read["response"])
+    trace: str | None = _key()
+    trace_only: bool = _key(read=bool, absent=_constant(False))
+    parsed: str | None = _key()
+    gold: str = _key(read=str, absent=_constant(""))
+    correct: bool = _key(read=bool, absent=_constant(False))
     extra: Extra = ()
-
-    _KNOWN = frozenset(
-        {"question_id", "category", "response", "answer", "trace", "trace_only", "parsed", "gold", "correct"}
-    )
 
     def decision(self, metric: str) -> bool | None:
         """Whether the answer was right (every multiple-choice metric reads ``correct``)."""
         return self.correct
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {
-            "question_id": self.question_id,
-            "category": self.category,
-            "response": self.response,
-            "answer": self.answer,
-            "trace": self.trace,
-            "trace_only": self.trace_only,
-            "parsed": self.parsed,
-            "gold": self.gold,
-            "correct": self.correct,
-        }
-        data.update(self.extra)
-        return data
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> McqRecord:
-        response = str(data.get("response") or "")
-        return cls(
-            question_id=int(data["question_id"]),
-            category=str(data.get("category", "")),
-            response=response,
-            answer=str(data.get("answer", response) or ""),
-            trace=data.get("trace"),
-            trace_only=bool(data.get("trace_only", False)),
-            parsed=data.get("parsed"),
-            gold=str(data.get("gold", "")),
-            correct=bool(data.get("correct")),
-            extra=_extra(data, cls._KNOWN),
-        )
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value or ())
 
 
 @dataclass(frozen=True, slots=True)
-class CircularRecord:
+class CircularRecord(RecordCodec):
     """One circular multiple-choice item: its four rotations' answers; correct only when all are."""
 
-    question_id: int
-    category: str
-    responses: tuple[str, ...]
-    parsed: tuple[str | None, ...]
-    golds: tuple[str, ...]
-    correct_per_rotation: tuple[bool, ...]
-    correct: bool
+    question_id: int = _key(read=int, absent=None)
+    category: str = _key(read=str, absent=_constant(""))
+    responses: tuple[str, ...] = _key(read=_tuple, absent=_constant(()))
+    parsed: tuple[str | None, ...] = _key(read=_tuple, absent=_constant(()))
+    golds: tuple[str, ...] = _key(read=_tuple, absent=_constant(()))
+    correct_per_rotation: tuple[bool, ...] = _key(read=_tuple, absent=_constant(()))
+    correct: bool = _key(read=bool, absent=_constant(False))
     extra: Extra = ()
-
-    _KNOWN = frozenset({"question_id", "category", "responses", "parsed", "golds", "correct_per_rotation", "correct"})
 
     def decision(self, metric: str) -> bool | None:
         return self.correct
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {
-            "question_id": self.question_id,
-            "category": self.category,
-            "responses": list(self.responses),
-            "parsed": list(self.parsed),
-            "golds": list(self.golds),
-            "correct_per_rotation": list(self.correct_per_rotation),
-            "correct": self.correct,
-        }
-        data.update(self.extra)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CircularRecord:
-        return cls(
-            question_id=int(data["question_id"]),
-            category=str(data.get("category", "")),
-            responses=tuple(data.get("responses") or ()),
-            parsed=tuple(data.get("parsed") or ()),
-            golds=tuple(data.get("golds") or ()),
-            correct_per_rotation=tuple(data.get("correct_per_rotation") or ()),
-            correct=bool(data.get("correct")),
-            extra=_extra(data, cls._KNOWN),
-        )
 
 
 def item_record(data: Mapping[str, Any]) -> GenRecord | McqRecord | CircularRecord:
@@ -426,3 +345,9 @@ def item_record(data: Mapping[str, Any]) -> GenRecord | McqRecord | CircularReco
     if isinstance(data.get("responses"), list):
         return GenRecord.from_dict(data)
     return McqRecord.from_dict(data)
+
+
+def record_counts(data: Mapping[str, Any]) -> JudgeCounts:
+    """The judge counts of a record dict (``GenRecord.counts``); none for a multiple-choice answer."""
+    typed = item_record(data)
+    return typed.counts() if isinstance(typed, GenRecord) else JudgeCounts()

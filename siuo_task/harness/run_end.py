@@ -16,16 +16,18 @@ import atexit
 import functools
 import logging
 import os
-import shlex
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
+from siuo_task.benchmark.records import JudgeCounts
+from siuo_task.benchmark.results import Reducer
+from siuo_task.benchmark.summary import TaskSummary, Values, item_counts, not_sampled_warning, task_summary
 from siuo_task.errors import JudgeDeclineError, SiuoError
+from siuo_task.harness.banners import judge_error_warning
+from siuo_task.harness.command_line import invoked_command, running_cli
 from siuo_task.judge.interrupts import JudgeInterrupted
-from siuo_task.records import GenRecord, JudgeCounts, item_record
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,43 +80,6 @@ def end_on_interrupt(hook: Callable[P, R]) -> Callable[P, R]:
     return plain
 
 
-def invoked_command() -> str:
-    """The command line this process was started with, as a user would type it again."""
-    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
-    head = ["python", "-m", argv0.parent.name] if argv0.name == "__main__.py" else [argv0.name]
-    return shlex.join(head + typed_arguments(list(getattr(sys, "orig_argv", [])), sys.argv[1:]))
-
-
-# The interpreter's options that take the next word as their value.
-_PYTHON_OPTIONS_WITH_VALUE = frozenset({"-W", "-X", "--check-hash-based-pycs"})
-
-
-def typed_arguments(orig_argv: Sequence[str], arguments: Sequence[str]) -> list[str]:
-    """The script's or module's arguments as the user typed them (``sys.orig_argv`` after the
-    interpreter's options and the script or ``-m MODULE``): a harness may rewrite ``sys.argv``
-    (lm-eval inserts its default subcommand, ``run``, when none was typed). ``arguments``
-    (``sys.argv[1:]``) when the original line does not read as such a command."""
-    index = 1
-    while index < len(orig_argv):
-        word = orig_argv[index]
-        if word in ("-m", "-c"):
-            typed = list(orig_argv[index + 2 :])
-            break
-        if word.startswith(("-m", "-c")) and not word.startswith("--"):  # -mlm_eval
-            typed = list(orig_argv[index + 1 :])
-            break
-        if word.startswith("-") and word != "-":
-            index += 2 if word in _PYTHON_OPTIONS_WITH_VALUE else 1
-            continue
-        typed = list(orig_argv[index + 1 :])  # the script (a console script such as lm_eval)
-        break
-    else:
-        return list(arguments)
-    # Only a harness's additions to what was typed: otherwise sys.argv is the truth.
-    remaining = iter(arguments)
-    return typed if all(any(word == later for later in remaining) for word in typed) else list(arguments)
-
-
 def end_interrupted(exc: JudgeInterrupted) -> None:
     """In a harness CLI, judging stopped on a signal: one line naming the command that resumes,
     then the signal's exit status, without a traceback (or the harness's own clean-up, which
@@ -142,13 +107,6 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
-def judge_outcomes(record: Mapping[str, Any]) -> dict[str, Any]:
-    """How many judge requests an item's record holds, how many failed, and the first failure's
-    cause (what a harness hook keeps beside the item's values for the banner)."""
-    typed = item_record(record)
-    return (typed.counts() if isinstance(typed, GenRecord) else JudgeCounts()).banner()
-
-
 def error_text(exc: SiuoError) -> str:
     """Our error as a command shows it: the judge client knows no ``siuo-eval`` command, so the
     one that helps after its decline stop is named here."""
@@ -158,50 +116,6 @@ def error_text(exc: SiuoError) -> str:
             "siuo-eval agreement RUN_A RUN_B."
         )
     return str(exc)
-
-
-def finish_command(output: str | None) -> str:
-    """The command that judges what a run kept, against a healthy judge."""
-    kept = output or "<the run's --output_path>"
-    return f"siuo-eval judge {kept} --output {kept.rstrip('/')}-judged"
-
-
-def judge_error_warning(task: str, per_item: Sequence[JudgeCounts], output: str | None = None) -> str | None:
-    """A loud banner when judge calls failed, or a judge of a panel stopped: the count, the first
-    cause, and the command that finishes the scoring from the kept responses; None when no call
-    failed and every judge answered."""
-    errors = sum(item.errors for item in per_item)
-    stopped = sum(item.stopped for item in per_item)
-    if not errors and not stopped:
-        return None
-    calls = sum(item.requests for item in per_item)
-    rule = "!" * 78
-    if stopped:
-        cause = next(item.first_stopped for item in per_item if item.first_stopped)
-        undecided = (
-            f"{errors} of {calls} votes had no majority without it and are judge errors"
-            if errors
-            else ("every vote still had a majority")
-        )
-        return (
-            f"\n{rule}\nSIUO {task}: a judge of the panel stopped during the run: {stopped} of its requests were "
-            f"not answered; the other judges' verdicts are all kept ({undecided}).\nCause: {cause}\n"
-            "Every response is kept in the samples; every verdict received is in the judge cache (unless "
-            "SIUO_JUDGE_CACHE=off).\n"
-            f"{rule}\nsiuo-task: to resume the scoring once that judge works again (it asks only what is "
-            f"missing, the stopped judge; the others' verdicts come from the cache): {finish_command(output)}"
-        )
-    first = next(item.first_error for item in per_item if item.first_error)
-    if errors == calls:
-        headline = f"SIUO {task}: EVERY judge call failed ({errors} of {calls}); its safety scores are MEANINGLESS."
-    else:
-        headline = f"SIUO {task}: {errors} of {calls} judge calls failed; those votes are missing from the rates."
-    return (
-        f"\n{rule}\n{headline}\nFirst cause: {first}\n"
-        "Every response is kept in the samples; no generation needs repeating. Check the judge with "
-        "`siuo-eval check`, then finish the scoring (failed calls are not cached):\n"
-        f"  {finish_command(output)}\n{rule}"
-    )
 
 
 def report_judge_errors(task: str, per_item: Sequence[JudgeCounts], output: str | None) -> None:
@@ -224,14 +138,6 @@ def print_last(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
     except ValueError:  # sys.stderr was replaced and closed (e.g. captured by a test runner)
         print(text, file=sys.__stderr__, flush=True)
-
-
-def running_cli(*modules: str) -> bool:
-    """This process is one of these harness CLIs (``lmms-eval``, ``python -m lmms_eval``, or a
-    launcher such as torchrun / accelerate running that module)."""
-    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
-    names = {module.replace("_", "-") for module in modules} | set(modules)
-    return argv0.name in names or (argv0.name == "__main__.py" and argv0.parent.name in modules)
 
 
 def exit_nonzero_if_judge_failed(*modules: str) -> None:
@@ -284,13 +190,11 @@ def _exit_status() -> None:
     exit_now(JUDGE_ERROR_STATUS)
 
 
-def cli_option(*flags: str) -> str | None:
-    """The value of a harness CLI option (``--output_path X`` or ``--output_path=X``), if given."""
-    args = sys.argv[1:]
-    for index, arg in enumerate(args):
-        for flag in flags:
-            if arg == flag and index + 1 < len(args):
-                return args[index + 1]
-            if arg.startswith(f"{flag}="):
-                return arg.split("=", 1)[1]
-    return None
+def finish_task(task: str, values: Values, reducers: Mapping[str, Reducer], output: str | None) -> TaskSummary:
+    """A harness task's end: its summary, and its judge errors reported (the banner naming the
+    command that finishes the scoring, and the exit status of a harness CLI)."""
+    summary = task_summary(values, reducers)
+    if warning := not_sampled_warning(task, summary.metrics):
+        logging.getLogger(__name__).warning("siuo-task: %s", warning)
+    report_judge_errors(task, [item_counts(value) for value in values], output)
+    return summary

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from siuo_task.errors import SiuoError
 
 if TYPE_CHECKING:
-    from siuo_task.data import SiuoData
+    from siuo_task.benchmark.data import SiuoData
 
 
 TASK_FOLDERS = "siuo_task.task_folders"
@@ -45,49 +45,45 @@ def _include_path(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from siuo_task.data import load_siuo
-    from siuo_task.judge_command import show_probe
-    from siuo_task.panel_vote import judge_from_env, judges_of
-    from siuo_task.preflight import check_judge
+    from siuo_task.commands.judge_command import show_probe
+    from siuo_task.harness.preflight import check_judge
+    from siuo_task.judge.engines import judges_of
 
-    data = load_siuo(args.data_dir)
+    data = args.settings.data(args.data_dir)
     print(f"data: {len(data.gen)} open-ended and {len(data.mcq)} multiple-choice items under {data.root}")
     if not args.skip_judge:
-        for config in judges_of(judge_from_env()):  # every judge of a panel (SIUO_JUDGE_PANEL)
+        for config in judges_of(args.settings.judge()):  # every judge of a panel (SIUO_JUDGE_PANEL)
             print(f"judge: {config.model} at {config.endpoint}: sending one judge call with an image ...", flush=True)
             show_probe(check_judge(config, data))
     return 0
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from siuo_task.data import load_siuo
-    from siuo_task.outputs import check_output_file, check_output_folder
+    from siuo_task.runs.outputs import check_output_file, check_output_folder
 
     check_output_folder(args.output)
     if args.export_batch:
         check_output_file(args.export_batch, "--export-batch")
-    from siuo_task.judge_command import run_judge
+    from siuo_task.commands.judge_command import run_judge
 
-    return run_judge(args, lambda: load_siuo(args.data_dir))
+    return run_judge(args, lambda: args.settings.data(args.data_dir))
 
 
-def _optional_data(data_dir: str | None) -> SiuoData | None:
+def _optional_data(args: argparse.Namespace) -> SiuoData | None:
     """The SIUO items for question text and images; reports still build without them."""
-    from siuo_task.data import load_siuo
-
     try:
-        return load_siuo(data_dir)
+        return args.settings.data(args.data_dir)
     except SiuoError as exc:
         print(f"siuo-eval: warning: item texts and images left out ({exc})", file=sys.stderr)
         return None
 
 
 def _report(args: argparse.Namespace) -> int:
-    from siuo_task.outputs import check_output_folder
     from siuo_task.report.build import report_warnings, write_report
     from siuo_task.report.calibrated import calibrations, find_reviews
     from siuo_task.report.view import label
     from siuo_task.runs import describe, find_results
+    from siuo_task.runs.outputs import check_output_folder
 
     check_output_folder(args.output)
     finding = find_results(args.results)
@@ -103,22 +99,22 @@ def _report(args: argparse.Namespace) -> int:
     for name, review in reviews.items():
         print(f"read review of {name}: {review}")
     calibrated = calibrations(runs, reviews)
-    for path in write_report(runs, args.output, _optional_data(args.data_dir), calibrated):
+    for path in write_report(runs, args.output, _optional_data(args), calibrated):
         print(f"wrote {path}")
     return 0
 
 
 def _export_review(args: argparse.Namespace) -> int:
-    from siuo_task.outputs import check_output_file
-    from siuo_task.review import export_review, refuse_to_overwrite
+    from siuo_task.commands.review import export_review, refuse_to_overwrite
     from siuo_task.runs import load_one_run
+    from siuo_task.runs.outputs import check_output_file
 
     check_output_file(args.output)
     if not args.force:
         refuse_to_overwrite(args.output)
     run = load_one_run(args.results)
     print(f"read {run.name} ({run.harness}, model {run.model}): {', '.join(map(str, run.files_read()))}")
-    data = _optional_data(args.data_dir)
+    data = _optional_data(args)
     items = {item.question_id: item for item in data.gen} if data else {}
     rows = export_review(run, items, args.output, args.seed)
     print(
@@ -131,7 +127,7 @@ def _export_review(args: argparse.Namespace) -> int:
 def _agreement(args: argparse.Namespace) -> int:
     """One positional argument: a filled review CSV (judge against human); two: two judged runs
     (judge against judge)."""
-    from siuo_task.outputs import check_output_file
+    from siuo_task.runs.outputs import check_output_file
 
     if args.output:
         check_output_file(args.output)
@@ -148,7 +144,7 @@ def _agreement(args: argparse.Namespace) -> int:
 def _review_agreement(review: Path, output: Path | None, target_width: float) -> int:
     import json
 
-    from siuo_task.review import agreement, calibrated, calibrated_lines, first_gap, read_review
+    from siuo_task.commands.review import agreement, calibrated, calibrated_lines, first_gap, read_review
 
     if not 0 < target_width <= 100:
         raise SiuoError(f"--target-width must be in (0, 100] percentage points, got {target_width:g}")
@@ -189,7 +185,7 @@ def _review_agreement(review: Path, output: Path | None, target_width: float) ->
 def _judge_agreement(spec_a: str, spec_b: str, output: Path | None) -> int:
     import json
 
-    from siuo_task.agreement import compare_judgings, summary_lines
+    from siuo_task.commands.agreement import compare_judgings, summary_lines
     from siuo_task.runs import load_one_run
 
     runs = [load_one_run(spec_a), load_one_run(spec_b)]
@@ -237,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=judge_choice_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from siuo_task.judge_command import add_judge_arguments
+    from siuo_task.commands.judge_command import add_judge_arguments
 
     add_judge_arguments(judge)
     judge.set_defaults(run=_judge)
@@ -311,15 +307,17 @@ _RESUMABLE = frozenset({"judge"})
 def main(argv: list[str] | None = None) -> int:
     from siuo_task.judge.interrupts import as_interrupted, stop_on_signals
     from siuo_task.judge.outage import OutageError
+    from siuo_task.settings import Settings
 
     args = build_parser().parse_args(argv)
+    args.settings = Settings.from_env()  # read once, here; every command takes its settings from it
     again = "siuo-eval " + shlex.join(sys.argv[1:] if argv is None else argv)
     args.resume_command = again  # what a command that kept part of its work names to finish it
     try:
         with stop_on_signals():
             return int(args.run(args))
     except SiuoError as exc:
-        from siuo_task.run_end import error_text
+        from siuo_task.harness.run_end import error_text
 
         text = error_text(exc)
         if isinstance(exc, OutageError) and args.command in _RESUMABLE:
@@ -327,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"siuo-eval: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        from siuo_task.run_end import exit_now
+        from siuo_task.harness.run_end import exit_now
 
         interrupted = as_interrupted(exc)
         resume = f"; to resume, run: {again}" if args.command in _RESUMABLE else ""

@@ -10,18 +10,18 @@ machine (LOCAL_RANK 0) probes; a failure there ends the whole launch.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 
-from siuo_task.data import SiuoData, load_siuo
+from siuo_task.benchmark.data import SiuoData
+from siuo_task.benchmark.scoring import judge_requests
 from siuo_task.errors import SiuoError, raised_again
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.transport import Transport
-from siuo_task.scoring import judge_requests
+from siuo_task.settings import Settings
 
 # The response the probe asks the judge to grade: a plain refusal, which every judge can grade.
 PROBE_RESPONSE = "I will not help with that, since it could put someone at risk."
@@ -50,11 +50,6 @@ def describe_probe(result: ProbeResult) -> list[str]:
     return lines + [f"judge: note: {note}" for note in result.notes]
 
 
-def first_on_machine() -> bool:
-    """This process is the first of its machine (or the only one)."""
-    return os.environ.get("LOCAL_RANK", "0") in ("", "0")
-
-
 _LOCK = threading.Lock()
 _CHECKED: set[JudgeConfig] = set()
 # A judge that failed its check fails every later check at once, with the same error and no
@@ -63,19 +58,29 @@ _FAILED: dict[JudgeConfig, Exception] = {}
 
 
 def check_judge_before_generation(
-    config: JudgeConfig | PanelConfig, data_dir: str | None = None, transport: Transport | None = None
+    config: JudgeConfig | PanelConfig,
+    settings: Settings,
+    data_dir: str | None = None,
+    transport: Transport | None = None,
 ) -> None:
     """The probe, once per judge configuration per process (however many tasks or concurrent
     samples ask), on the first process of a machine; every judge of a panel is probed.
 
+    Args:
+        config: the judge or panel.
+        settings: the entry point's settings (which process this is, where the data are).
+        data_dir: the data folder a task was given, if any (else the settings' one).
+        transport: what sends the probe (None: HTTP to the judge's endpoint).
+
     Raises:
         JudgeEndpointError: the judge cannot grade; the run must end before generating.
     """
-    if not first_on_machine():
+    if not settings.first_on_machine:
         return
     if isinstance(config, PanelConfig):
         for judge in config.judges:
-            check_judge_before_generation(judge, data_dir)  # each over HTTP (a role's judges probe their own way)
+            # Each over HTTP (a role's judges probe their own way).
+            check_judge_before_generation(judge, settings, data_dir)
         return
     with _LOCK:  # concurrent callers wait for the one probe instead of sending their own
         if config in _CHECKED:
@@ -86,7 +91,7 @@ def check_judge_before_generation(
             f"siuo-task: checking the judge {config.model} at {config.endpoint} before generating ...", file=sys.stderr
         )
         try:
-            result = check_judge(config, load_siuo(data_dir), transport)
+            result = check_judge(config, settings.data(data_dir), transport)
         except SiuoError as exc:
             _FAILED[config] = exc
             raise

@@ -8,7 +8,7 @@ labels (or notes) unless told to with ``--force``. ``agreement`` reads the fille
 effectiveness, accuracy, Cohen's kappa with a 95% interval and the confusion matrix, overall and
 per category, so a team can validate a cheaper or local judge before trusting it. From the same
 labels it also gives the human-calibrated rates (``calibrated``): the judge's item-level rates
-corrected by the labelled items, with 95% intervals (``siuo_task.calibration``).
+corrected by the labelled items, with 95% intervals (``siuo_task.benchmark.calibration``).
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siuo_task.calibration import (
+from siuo_task.benchmark.calibration import (
     MIN_LABELLED_PER_CATEGORY,
     CalibrationItem,
     NotEnoughLabels,
     calibrate,
     labels_for_width,
 )
-from siuo_task.data import GenItem
+from siuo_task.benchmark.data import GenItem
+from siuo_task.benchmark.parsing import is_effective
+from siuo_task.benchmark.records import ResponseRecord
+from siuo_task.benchmark.scoring import both, majority
+from siuo_task.benchmark.stats import agreement_of_pairs
 from siuo_task.errors import DataError
-from siuo_task.parsing import is_effective
-from siuo_task.records import ResponseRecord
 from siuo_task.runs import Run
-from siuo_task.scoring import both, majority
-from siuo_task.stats import agreement_of_pairs
 
 COLUMNS = [
     "review_row",

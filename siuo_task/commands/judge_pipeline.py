@@ -14,10 +14,10 @@ entry point runs the judge over items' responses.
    ``leaderboard.json``, keeping any earlier file.
 
 The command (``judge_command.py``) parses the arguments and shows what happens through a
-``Show``; it decides the exit status. The judge step is ``siuo_task.scoring.grade``, the one
-way every entry point runs the judge: the harnesses' in-run judging (``siuo_task.judged_ahead``,
+``Show``; it decides the exit status. The judge step is ``siuo_task.benchmark.scoring.grade``, the one
+way every entry point runs the judge: the harnesses' in-run judging (``siuo_task.harness.judged_ahead``,
 ``score_gen_item``, Inspect's scorer) calls it too, and VLMEvalKit's ``evaluate`` judges through
-``judge_responses`` here.
+``siuo_task.harness.judging.judge_responses``.
 """
 
 from __future__ import annotations
@@ -31,66 +31,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from siuo_task.card import BENCHMARK_ITEMS, GEN_HEADLINE
-from siuo_task.data import GenItem, SiuoData
+from siuo_task.benchmark.card import BENCHMARK_ITEMS, GEN_HEADLINE
+from siuo_task.benchmark.data import GenItem, SiuoData
+from siuo_task.benchmark.panel_vote import vote
+from siuo_task.benchmark.reasoning import ReasoningSettings
+from siuo_task.benchmark.scoring import (
+    Graded,
+    gen_judge_requests,
+    grade_batches,
+    pass_requests,
+)
+from siuo_task.benchmark.summary import judge_results, record_passes, summarise_passes, total_usage
+from siuo_task.commands.output_lock import output_lock
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
+from siuo_task.harness.judging import item_values, match_items, write_outputs
 from siuo_task.judge.bar_status import rate_limit_status
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally, JudgeEngine
+from siuo_task.judge.engines import AnyEngine, AnyJudge, judges_of, new_engine
 from siuo_task.judge.panel import PANEL_VARIABLE, PanelEngine
 from siuo_task.judge.pricing import price_for
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
-from siuo_task.output_lock import output_lock
-from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, judges_of, new_engine
-from siuo_task.reasoning import ReasoningSettings
-from siuo_task.results import gen_item_values
 from siuo_task.runs import Note, find_responses
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.readers import ResponsesFile, split_spec
-from siuo_task.scoring import Graded, assemble_gen_score, gen_judge_requests, grade, grade_batches, pass_requests
-from siuo_task.summary import judge_results, record_passes, summarise_passes, total_usage
+from siuo_task.settings import Settings
 
 Log = Callable[[str], None]
 OnDone = Callable[[JudgeOutcome], None]
-Pairs = Sequence[tuple[GenItem, ResponseSet]]
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
 HEADLINE = GEN_HEADLINE
-
-
-# -- judging items' responses, for one run ---------------------------------------------------------
-
-
-def item_values(pairs: Pairs, graded: Graded, config: AnyJudge) -> list[dict[str, Any]]:
-    """Per-item values (the samples lines of our files) from the outcomes of ``pairs``."""
-    reasoning = ReasoningSettings.from_env()
-    values = []
-    for (item, response_set), outcomes in zip(pairs, graded.outcomes, strict=True):
-        score = assemble_gen_score(item, response_set.responses, outcomes, reasoning)
-        line = {"question_id": item.question_id, "filtered_resps": list(response_set.responses)}
-        values.append({**line, **gen_item_values(score, config, graded.started, graded.finished)})
-    return values
-
-
-def judge_values(pairs: Pairs, engine: AnyEngine, on_done: OnDone | None = None) -> list[dict[str, Any]]:
-    """Judge every response of every item in one concurrent batch; return per-item values."""
-    reasoning = ReasoningSettings.from_env()
-    graded = grade([(item, response_set.responses) for item, response_set in pairs], engine, reasoning, on_done)
-    return item_values(pairs, graded, engine.config)
-
-
-def judge_responses(
-    pairs: Pairs, config: AnyJudge, source: Path, on_done: OnDone | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Judge ``pairs`` with a fresh engine for ``config`` (one judge or a panel); return
-    (results summary, per-item values). VLMEvalKit's ``evaluate`` judges its predictions this way."""
-    engine = new_engine(config)
-    try:
-        values = judge_values(pairs, engine, on_done)
-    finally:
-        engine.close()
-    return judge_results(values, config, source), values
 
 
 # -- 1. discover ------------------------------------------------------------------------------------
@@ -105,25 +77,8 @@ class LoadedRun:
     batches: list[list[JudgeRequest]] = field(default_factory=list)
     # What a user should know before trusting the rates (partial coverage, other question texts).
     warnings: list[str] = field(default_factory=list)
-
-
-def match_items(response_sets: list[ResponseSet], data: SiuoData) -> list[tuple[GenItem, ResponseSet]]:
-    """Pair each response set with its SIUO item; every unknown or repeated id is listed in one error."""
-    items = {item.question_id: item for item in data.gen}
-    seen: set[int] = set()
-    pairs, problems = [], []
-    for response_set in response_sets:
-        qid = response_set.question_id
-        if qid not in items:
-            problems.append(f"item {qid} in the input is not in the SIUO data under '{data.root}'")
-        elif qid in seen:
-            problems.append(f"item {qid} appears more than once in the input")
-        else:
-            seen.add(qid)
-            pairs.append((items[qid], response_set))
-    if problems:
-        raise DataError(f"{len(problems)} problem(s) pairing the input with the data:\n  - " + "\n  - ".join(problems))
-    return pairs
+    # The trace settings the requests were made with (the outcomes are split the same way).
+    reasoning: ReasoningSettings = field(default_factory=ReasoningSettings)
 
 
 def input_warnings(path: Path, pairs: list[tuple[GenItem, ResponseSet]], data: SiuoData) -> list[str]:
@@ -149,9 +104,10 @@ def input_warnings(path: Path, pairs: list[tuple[GenItem, ResponseSet]], data: S
     return warnings
 
 
-def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun], list[Note]]:
+def load_runs(
+    runs: list[ResponsesFile], data: SiuoData, reasoning: ReasoningSettings
+) -> tuple[list[LoadedRun], list[Note]]:
     """Read and validate every run; a broken input becomes a failure note and the others go on."""
-    reasoning = ReasoningSettings.from_env()
     loaded, problems = [], []
     for run in runs:
         try:
@@ -163,7 +119,7 @@ def load_runs(runs: list[ResponsesFile], data: SiuoData) -> tuple[list[LoadedRun
             problems.append(Note(run.path, str(exc), failure=True))
             continue
         batches = [gen_judge_requests(item, response_set.responses, reasoning) for item, response_set in pairs]
-        loaded.append(LoadedRun(run, pairs, batches, input_warnings(run.path, pairs, data)))
+        loaded.append(LoadedRun(run, pairs, batches, input_warnings(run.path, pairs, data), reasoning))
     return loaded, problems
 
 
@@ -277,7 +233,7 @@ def judge_loaded(
     for run in loaded:
         mine = Graded(graded.outcomes[offset : offset + len(run.batches)], graded.started, graded.finished)
         offset += len(run.batches)
-        values.append(item_values(run.pairs, mine, engine.config))
+        values.append(item_values(run.pairs, mine, engine.config, run.reasoning))
     return values
 
 
@@ -389,15 +345,6 @@ def keep_earlier(path: Path, log: Log) -> None:
         log(f"kept the earlier {path} as {backup}")
 
 
-def write_outputs(output: Path, summary: dict[str, Any], values: list[dict[str, Any]], prefix: str = "") -> None:
-    """``<prefix>results.json`` and ``<prefix>samples.jsonl`` (one line per item) in ``output``."""
-    output.mkdir(parents=True, exist_ok=True)
-    with open(output / f"{prefix}samples.jsonl", "w", encoding="utf-8") as handle:
-        for number, value in enumerate(values):
-            handle.write(json.dumps({"doc_id": number, **value}, ensure_ascii=False) + "\n")
-    (output / f"{prefix}results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), "utf-8")
-
-
 def write_leaderboard(output: Path, rows: list[dict[str, Any]], problems: list[Note], log: Log) -> list[Path]:
     """``leaderboard.json`` (runs and inputs that failed) and ``leaderboard.csv`` (runs)."""
     json_path, csv_path = output / "leaderboard.json", output / "leaderboard.csv"
@@ -422,6 +369,7 @@ class JudgeJob:
 
     inputs: list[str]
     output: Path
+    settings: Settings  # read when the command started
     passes: int = 1
     batch: str | None = None  # "openai": judge through the OpenAI Batch API
     dry_run: bool = False
@@ -483,7 +431,7 @@ def judge_sweep(job: JudgeJob, load_data: Callable[[], SiuoData], show: Show) ->
         DataError: when no input can be judged (nothing is written then).
         JudgeConfigError: when the judge settings cannot work.
     """
-    config = judge_from_env(require_key=not (job.dry_run or job.export_batch))
+    config = job.settings.judge(require_key=not (job.dry_run or job.export_batch))
     if not isinstance(config, JudgeConfig) and (job.batch or job.export_batch or job.import_batch):
         raise JudgeConfigError(f"--batch, --export-batch and --import-batch take one judge: unset {PANEL_VARIABLE}")
     single = len(job.inputs) == 1 and split_spec(job.inputs[0])[0] is None and Path(job.inputs[0]).is_file()
@@ -507,7 +455,7 @@ def _judge_sweep(
     notes: list[Note],
     single: bool,
 ) -> Judged:
-    loaded, broken = load_runs(runs, load_data())
+    loaded, broken = load_runs(runs, load_data(), job.settings.reasoning)
     judged = Judged(notes=notes + broken, config=config)
     for problem in broken:
         show.say(f"siuo-eval: error: {problem.reason}")
@@ -516,7 +464,7 @@ def _judge_sweep(
             show.say(f"siuo-eval: warning: {warning}")
     if not loaded:
         raise DataError("no input could be judged (see the lines above); nothing was written")
-    engine = new_engine(config)
+    engine = new_engine(config, vote)
     try:
         if isinstance(engine, PanelEngine):
             _judge_panel_with(engine, job, loaded, judged, show, single)
@@ -574,7 +522,7 @@ def _judge_panel_with(
 ) -> None:
     """A panel's judging: each judge priced, probed and judged with its own engine (one
     engine per judge: its own bound, rate limits, decline watch and cache keys), the panel's
-    vote per request (siuo_task.panel_vote)."""
+    vote per request (siuo_task.benchmark.panel_vote)."""
     requests = all_requests(loaded, job.passes)
     if job.dry_run:
         for judge_engine in engine.engines:

@@ -33,15 +33,13 @@ from typing import Any
 
 from PIL import Image
 
-from siuo_task.circular import answer_rotation, rotate, rotation_values, rotations
-from siuo_task.data import GenItem, McqItem, item_document, load_siuo
-from siuo_task.judged_ahead import JudgedAhead
-from siuo_task.outputs import check_output_folder
-from siuo_task.panel_vote import AnyEngine, AnyJudge, judge_from_env, new_engine
-from siuo_task.preflight import check_judge_before_generation
-from siuo_task.prompts import mcq_prompt
-from siuo_task.reasoning import ReasoningSettings, split_reasoning
-from siuo_task.results import (
+from siuo_task.benchmark.circular import answer_rotation, rotate, rotation_values, rotations
+from siuo_task.benchmark.data import GenItem, McqItem, SiuoData, item_document
+from siuo_task.benchmark.panel_vote import vote
+from siuo_task.benchmark.prompts import mcq_prompt
+from siuo_task.benchmark.reasoning import split_reasoning
+from siuo_task.benchmark.records import record_counts
+from siuo_task.benchmark.results import (
     GEN_COUNT_ROWS,
     GEN_RATE_ROWS,
     MCQ_COUNT_ROWS,
@@ -53,10 +51,15 @@ from siuo_task.results import (
     harness_rows,
     mcq_item_values,
 )
-from siuo_task.run_end import cli_option, judge_outcomes, running_cli
+from siuo_task.benchmark.scoring import assemble_gen_record, score_gen_item, score_mcq_item
+from siuo_task.harness.command_line import cli_option, running_cli
+from siuo_task.harness.judged_ahead import JudgedAhead
+from siuo_task.harness.preflight import check_judge_before_generation
+from siuo_task.harness.run_end import finish_task
+from siuo_task.judge.engines import AnyEngine, AnyJudge, new_engine
 from siuo_task.runs.files import flat_responses
-from siuo_task.scoring import assemble_gen_score, score_gen_item, score_mcq_item
-from siuo_task.summary import finish_task
+from siuo_task.runs.outputs import check_output_folder
+from siuo_task.settings import Settings
 
 # Where a YAML harness's results file holds our tasks' summaries: {"siuo": {<task>: {...}}}.
 RESULTS_KEY = "siuo"
@@ -67,20 +70,37 @@ _PATCHED = "_siuo_task_patched"
 
 
 class HarnessRun:
-    """What one harness run of our tasks shares between its hooks: one engine per judge (its
-    coalescing spans the run's filters and hooks) and the outcomes its filters judged ahead."""
+    """What one harness run of our tasks shares between its hooks: its settings (read from the
+    environment once, when it began), one engine per judge (its coalescing spans the run's
+    filters and hooks) and the outcomes its filters judged ahead."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
         self.judged = JudgedAhead()
         self._engines: dict[AnyJudge, AnyEngine] = {}
         self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings read when the run began (its documents were built). A hook called with
+        no run begun in this process (called directly, not by a harness) reads the environment
+        as it is at that call."""
+        return self._settings if self._settings is not None else Settings.from_env()
+
+    def judge(self) -> AnyJudge:
+        """The run's judge, or panel (SIUO_JUDGE_PANEL)."""
+        return self.settings.judge()
+
+    def data(self) -> SiuoData:
+        """The validated items (the loader keeps them per folder for the process)."""
+        return self.settings.data()
 
     def engine(self, config: AnyJudge) -> AnyEngine:
         with self._lock:
             if config not in self._engines:
                 # A panel: one engine per judge. A run keeps its responses through an outage: what
                 # is left to judge becomes judge errors, and its banner names the finishing command.
-                self._engines[config] = new_engine(config, errors_after_outage=True)
+                self._engines[config] = new_engine(config, vote, errors_after_outage=True)
             return self._engines[config]
 
 
@@ -91,7 +111,7 @@ class _Runs:
 
     def begin(self) -> HarnessRun:
         with self._lock:
-            self._current = HarnessRun()
+            self._current = HarnessRun(Settings.from_env())
             return self._current
 
     def current(self) -> HarnessRun:
@@ -124,17 +144,16 @@ def gen_documents(judged: bool) -> list[dict[str, Any]]:
     """The validated open-ended items as documents; for a judged run the judge is checked
     first, so a missing key fails before any generation (a generation-only run needs none: its
     samples are judged later by ``siuo-eval judge``). Starts a new run."""
-    begin_run()
-    ReasoningSettings.from_env()
+    run = begin_run()
+    run.settings.reasoning  # noqa: B018  (parsed now: a bad value stops the run before any generation)
     if judged:
-        check_judge_before_generation(judge_from_env())
-    return [item_document(item) for item in load_siuo().gen]
+        check_judge_before_generation(run.judge(), run.settings)
+    return [item_document(item) for item in run.data().gen]
 
 
 def mcq_documents() -> list[dict[str, Any]]:
     """The validated multiple-choice items as documents. Starts a new run."""
-    begin_run()
-    return [item_document(item) for item in load_siuo().mcq]
+    return [item_document(item) for item in begin_run().data().mcq]
 
 
 def mcq_circular_documents() -> list[dict[str, Any]]:
@@ -143,9 +162,8 @@ def mcq_circular_documents() -> list[dict[str, Any]]:
     Each document carries its rotated options and the gold letter they imply, so the MCQ
     prompt and target hooks serve it unchanged. Starts a new run.
     """
-    begin_run()
     docs = []
-    for item in load_siuo().mcq:
+    for item in begin_run().data().mcq:
         for question in rotations(item):
             doc = item_document(item)
             doc.update(options=dict(question.options), correct_option=question.gold, rotation=question.rotation)
@@ -177,11 +195,11 @@ def doc_to_target_mcq(doc: dict[str, Any]) -> str:
 
 def _gen_item(doc: dict[str, Any]) -> GenItem:
     """The validated item behind a document (the loader is cached per process)."""
-    return {item.question_id: item for item in load_siuo().gen}[doc["question_id"]]
+    return {item.question_id: item for item in current_run().data().gen}[doc["question_id"]]
 
 
 def _mcq_item(doc: dict[str, Any]) -> McqItem:
-    return {item.question_id: item for item in load_siuo().mcq}[doc["question_id"]]
+    return {item.question_id: item for item in current_run().data().mcq}[doc["question_id"]]
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -201,22 +219,21 @@ def response_texts(raw: Any, strip: bool = False) -> tuple[str, ...]:
 def gen_rows(task: str, doc: dict[str, Any], responses: tuple[str, ...]) -> dict[str, Any]:
     """One item's printed rows, full values and record, from the outcomes the filter judged
     ahead, or judged here when there are none (e.g. a task YAML without our filter)."""
-    config = judge_from_env()
-    reasoning = ReasoningSettings.from_env()
     item, run = _gen_item(doc), current_run()
+    config, reasoning = run.judge(), run.settings.reasoning
     judged = run.judged.take(config, reasoning, item.question_id, responses)
     if judged is not None:
-        score = assemble_gen_score(item, responses, judged.outcomes, reasoning)
-        values = gen_item_values(score, config, judged.started, judged.finished)
+        record = assemble_gen_record(item, responses, judged.outcomes, reasoning)
+        values = gen_item_values(record, config, judged.started, judged.finished)
     else:
         started = time.time()
-        score = score_gen_item(item, responses, run.engine(config), reasoning)
-        values = gen_item_values(score, config, started, time.time())
+        record = score_gen_item(item, responses, run.engine(config), reasoning)
+        values = gen_item_values(record, config, started, time.time())
     return _rows(harness_rows(values, GEN_RATE_ROWS, GEN_COUNT_ROWS), task)
 
 
 def mcq_rows(task: str, doc: dict[str, Any], responses: tuple[str, ...]) -> dict[str, Any]:
-    reasoning = ReasoningSettings.from_env()
+    reasoning = current_run().settings.reasoning
     values = mcq_item_values(score_mcq_item(_mcq_item(doc), responses[0], reasoning))
     return _rows(harness_rows(values, MCQ_RATE_ROWS, MCQ_COUNT_ROWS), task)
 
@@ -224,14 +241,14 @@ def mcq_rows(task: str, doc: dict[str, Any], responses: tuple[str, ...]) -> dict
 def mcq_circular_values(doc: dict[str, Any], responses: tuple[str, ...]) -> dict[str, Any]:
     question = rotate(_mcq_item(doc), doc["rotation"])
     # The letter is read from the final answer, as in siuo_mcq (the hook gets the raw text).
-    answer = split_reasoning(responses[0], ReasoningSettings.from_env().tags).answer
+    answer = split_reasoning(responses[0], current_run().settings.reasoning.tags).answer
     return rotation_values(answer_rotation(question, answer))
 
 
 def _rows(rows: dict[str, Any], task: str) -> dict[str, Any]:
     # The summary is kept per task (siuo_gen and siuo_gen_greedy may run together).
     rows[SUMMARY_ROW]["task"] = task
-    rows[SUMMARY_ROW]["judge_outcomes"] = judge_outcomes(rows[RECORD_KEY])
+    rows[SUMMARY_ROW]["judge_outcomes"] = record_counts(rows[RECORD_KEY]).banner()
     return rows
 
 
@@ -246,7 +263,7 @@ def judge_ahead(items: Sequence[GenItem], results: Iterable[Any], strip: bool = 
     """
     responses = [response_texts([result], strip) for result in results]
     run = current_run()
-    run.judged.judge(items, responses, run.engine(judge_from_env()), ReasoningSettings.from_env())
+    run.judged.judge(items, responses, run.engine(run.judge()), run.settings.reasoning, run.settings.first_process)
 
 
 # -- summaries --------------------------------------------------------------------------------
@@ -270,7 +287,7 @@ class ItemCount(int):
 
 def items_scored(cells: list[dict[str, Any]], reducers: dict[str, Reducer], output: str | None) -> ItemCount:
     """Aggregation of a task's ``items_scored`` row: the item count, carrying the task's summary
-    (siuo_task.summary, as for ``siuo-eval judge``); a judge-error banner names ``output``."""
+    (siuo_task.benchmark.summary, as for ``siuo-eval judge``); a judge-error banner names ``output``."""
     task = next((cell.get("task") for cell in cells if cell.get("task")), None) or "unknown"
     return ItemCount(len(cells), finish_task(task, cells, reducers, output).to_dict())
 

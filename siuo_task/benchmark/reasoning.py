@@ -10,7 +10,7 @@ thinking); a closing tag with no opening tag (the chat template prefilled the op
 everything before it is trace). Tags match case-insensitively. A response whose answer is empty
 once the trace is removed but that had a trace is *trace-only*: it has no final answer.
 
-Settings (read only by ``ReasoningSettings.from_env``, called by entry points):
+Settings (read only by ``ReasoningSettings.from_env``, from the variables an entry point read):
 ``SIUO_REASONING_TAGS``: ``none`` to turn splitting off, or a JSON list of [open, close] pairs
 (default: DEFAULT_TAGS); ``SIUO_JUDGE_TRACES=1``: also judge each trace for safety.
 """
@@ -18,7 +18,6 @@ Settings (read only by ``ReasoningSettings.from_env``, called by entry points):
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,9 +62,11 @@ class ReasoningSettings:
     judge_traces: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReasoningSettings:
-        env = os.environ if environ is None else environ
-        return cls(tags=_tags_from(env.get("SIUO_REASONING_TAGS", "")), judge_traces=_flag(env, "SIUO_JUDGE_TRACES"))
+    def from_env(cls, environ: Mapping[str, str]) -> ReasoningSettings:
+        """From the variables an entry point read (``siuo_task.settings.Settings.reasoning``)."""
+        return cls(
+            tags=_tags_from(environ.get("SIUO_REASONING_TAGS", "")), judge_traces=_flag(environ, "SIUO_JUDGE_TRACES")
+        )
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from siuo_task.benchmark.parsing import is_effective
+from siuo_task.benchmark.records import GenRecord, ResponseRecord
+from siuo_task.benchmark.stats import agreement_of_pairs
 from siuo_task.errors import DataError
-from siuo_task.parsing import is_effective
-from siuo_task.records import GenRecord, ResponseRecord
 from siuo_task.runs import Run, judge_info
-from siuo_task.stats import agreement_of_pairs
 
 SHOWN_MISMATCHES = 10
 

@@ -18,7 +18,7 @@ varies, which is small when the judge agrees with people and never more than the
 at the tuned lam.
 
 Why stratified: ``export-review`` lists categories in turn, each category's items in a seeded
-random order (``siuo_task.review.stratified_order``), so labelling from the top labels about the
+random order (``siuo_task.commands.review.stratified_order``), so labelling from the top labels about the
 same number of items in every category, whatever its size. Within a category the labelled items
 are a simple random sample; weighting each category by its share of the N items undoes the
 unequal sampling rates. That is the assumption: within each category, which items were labelled
@@ -46,7 +46,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from siuo_task.stats import Z_95
+from siuo_task.benchmark.stats import Z_95
 
 # A category's own calibrated rate is shown from this many labelled items on: below it a normal
 # interval over one category's few labels is not trustworthy (export-review's order reaches 10

@@ -1,5 +1,5 @@
 """``siuo-eval judge`` and the judge half of ``siuo-eval check``: the arguments, and what the
-terminal shows. The judging is ``siuo_task.judge_pipeline``'s.
+terminal shows. The judging is ``siuo_task.commands.judge_pipeline``'s.
 
 Exit codes of ``judge``: 0 no judge call failed; 1 some judge calls still failed (a rerun
 retries only those), or a judge of a panel stopped during the run (the results are written and
@@ -17,20 +17,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from siuo_task.card import GEN_HEADLINE
-from siuo_task.data import SiuoData
+from siuo_task.benchmark.card import GEN_HEADLINE
+from siuo_task.benchmark.data import SiuoData
+from siuo_task.benchmark.summary import not_sampled_warning
+from siuo_task.commands.judge_pipeline import CostEstimate, Judged, JudgeJob, Pricing, Progress, judge_sweep
 from siuo_task.errors import JudgeDeclineError, JudgeNoVerdictError
+from siuo_task.harness.preflight import describe_probe
 from siuo_task.judge.bar_status import BarStatus
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally
 from siuo_task.judge.pricing import unknown_cost
 from siuo_task.judge.probe import ProbeResult
 from siuo_task.judge.request import JudgeOutcome
-from siuo_task.judge_pipeline import CostEstimate, Judged, JudgeJob, Pricing, Progress, judge_sweep
-from siuo_task.preflight import describe_probe
 from siuo_task.runs import Note, describe
 from siuo_task.runs.readers import ResponsesFile
-from siuo_task.summary import not_sampled_warning
 
 
 def say(message: str) -> None:
@@ -85,11 +85,12 @@ def _passes(text: str) -> int:
 
 
 def run_judge(args: argparse.Namespace, load_data: Callable[[], SiuoData]) -> int:
-    """Judge every run found under ``args.inputs`` (``siuo_task.judge_pipeline``), showing each
+    """Judge every run found under ``args.inputs`` (``siuo_task.commands.judge_pipeline``), showing each
     step; the exit status follows from what was judged."""
     job = JudgeJob(
         inputs=list(args.inputs),
         output=args.output,
+        settings=args.settings,
         passes=getattr(args, "judge_passes", 1),
         batch=args.batch,
         dry_run=args.dry_run,

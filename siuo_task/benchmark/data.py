@@ -22,8 +22,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from siuo_task.card import CARD
-from siuo_task.categories import KNOWN_CATEGORIES
+from siuo_task.benchmark.card import CARD
+from siuo_task.benchmark.categories import KNOWN_CATEGORIES
 from siuo_task.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -95,19 +95,19 @@ class SiuoData:
     mcq: tuple[McqItem, ...]
 
 
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the data live: ``data_dir``, else $SIUO_DATA_DIR, else the pinned hub snapshot.
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None, named_by: str = "the data_dir argument") -> Path:
+    """Where the data live: ``data_dir``, else the pinned hub snapshot ($SIUO_DATA_DIR is read
+    by the entry point's ``siuo_task.settings.Settings``, which passes it here).
 
     Args:
-        data_dir: an explicit folder in the authors' layout, or None.
+        data_dir: a folder in the authors' layout, or None for the hub.
+        named_by: where the folder came from, for the error that says it does not exist.
     """
-    chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
-    if chosen is not None:
-        root = Path(chosen).expanduser().resolve()
+    if data_dir is not None:
+        root = Path(data_dir).expanduser().resolve()
         if not root.is_dir():
             raise DataError(
-                f"SIUO data folder '{root}' does not exist (from "
-                f"{'the data_dir argument' if data_dir is not None else '$' + DATA_DIR_ENV}); "
+                f"SIUO data folder '{root}' does not exist (from {named_by}); "
                 f"point it at a folder holding {GEN_FILE}, {MCQ_FILE} and {IMAGE_DIR}/, "
                 f"or unset {DATA_DIR_ENV} to download {HUB_REPO_ID} from the Hugging Face hub"
             )
@@ -152,16 +152,18 @@ def _load_cached(root: Path) -> SiuoData:
     return _load_and_validate(root)
 
 
-def load_siuo(data_dir: str | os.PathLike[str] | None = None) -> SiuoData:
+def load_siuo(data_dir: str | os.PathLike[str] | None, named_by: str = "the data_dir argument") -> SiuoData:
     """Load and validate both SIUO item files; cached per folder within a process.
 
     Args:
-        data_dir: a folder in the authors' layout; None means $SIUO_DATA_DIR or the hub.
+        data_dir: a folder in the authors' layout; None means the pinned hub snapshot (entry
+            points pass $SIUO_DATA_DIR through ``Settings.data``).
+        named_by: where ``data_dir`` came from, for the error that says it does not exist.
 
     Raises:
         DataError: naming every item, field or file at fault and what to do.
     """
-    return _load_cached(resolve_data_dir(data_dir))
+    return _load_cached(resolve_data_dir(data_dir, named_by))
 
 
 def _load_and_validate(root: Path) -> SiuoData:
