@@ -80,6 +80,7 @@ def _optional_data(args: argparse.Namespace) -> SiuoData | None:
 
 def _report(args: argparse.Namespace) -> int:
     from siuo_task.report.build import report_warnings, write_report
+    from siuo_task.report.calibrated import calibrations, find_reviews
     from siuo_task.report.view import label
     from siuo_task.runs import describe, find_results
     from siuo_task.runs.outputs import check_output_folder
@@ -101,7 +102,11 @@ def _report(args: argparse.Namespace) -> int:
         print(f"siuo-eval: warning: {warning}", file=sys.stderr)
     if references is not None:
         print(f"read {references.path} (reference answers graded unsafe: {len(references.unsafe)})")
-    for path in write_report(runs, args.output, _optional_data(args), references):
+    reviews = find_reviews(runs, args.review)
+    for name, review in reviews.items():
+        print(f"read review of {name}: {review}")
+    calibrated = calibrations(runs, reviews)
+    for path in write_report(runs, args.output, _optional_data(args), calibrated, references):
         print(f"wrote {path}")
     return 0
 
@@ -134,7 +139,7 @@ def _agreement(args: argparse.Namespace) -> int:
     if args.output:
         check_output_file(args.output)
     if len(args.inputs) == 1:
-        return _review_agreement(Path(args.inputs[0]), args.output)
+        return _review_agreement(Path(args.inputs[0]), args.output, args.target_width)
     if len(args.inputs) == 2:
         return _judge_agreement(args.inputs[0], args.inputs[1], args.output)
     raise SiuoError(
@@ -143,12 +148,16 @@ def _agreement(args: argparse.Namespace) -> int:
     )
 
 
-def _review_agreement(review: Path, output: Path | None) -> int:
+def _review_agreement(review: Path, output: Path | None, target_width: float) -> int:
     import json
 
-    from siuo_task.commands.review import agreement, read_review
+    from siuo_task.commands.review import agreement, calibrated, calibrated_lines, first_gap, read_review
 
-    result = agreement(read_review(review))
+    if not 0 < target_width <= 100:
+        raise SiuoError(f"--target-width must be in (0, 100] percentage points, got {target_width:g}")
+    rows = read_review(review)
+    result = agreement(rows)
+    print(f"read {review}")
     for label, parts in result.items():
         overall = parts["overall"]
         print(
@@ -161,6 +170,19 @@ def _review_agreement(review: Path, output: Path | None) -> int:
                 f"  {category}: labelled {stats['n'] + stats['skipped_judge_error']} of {stats['rows']} row(s), "
                 f"n={stats['n']} accuracy={stats['accuracy']} kappa={stats['kappa']}"
             )
+    result["calibrated"] = calibrated(rows, target_width)
+    gap = first_gap(rows)
+    numbered = all(row.review_row is not None for row in rows)
+    result["labelled_from_top"] = gap is None if numbered else None
+    if gap:
+        print(
+            f"siuo-eval: warning: '{review}': row {gap[0]} is blank and row {gap[1]} labelled, so the labels are not "
+            "the first rows of export-review's order; the calibrated intervals assume the labelled items are a "
+            "random draw within each category (label from the top)",
+            file=sys.stderr,
+        )
+    for line in calibrated_lines(result["calibrated"]):
+        print(line)
     if output:
         output.write_text(json.dumps(result, indent=2), encoding="utf-8")
         print(f"wrote {output}")
@@ -241,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="audit.json of `siuo-eval audit --references`: adds a sensitivity line, the open-ended rates "
         "without the items whose reference answer the judge grades unsafe (the headline is unchanged)",
     )
+    report.add_argument(
+        "--review",
+        type=Path,
+        action="append",
+        default=[],
+        help="a filled export-review CSV of one of the runs (repeat for several): adds its human-calibrated rates; "
+        "a review.csv beside a run is used without this",
+    )
     report.set_defaults(run=_report)
     export = commands.add_parser("export-review", help="a CSV of judged responses with blank human-label columns")
     export.add_argument("results", help="one run: a results file, or a folder holding exactly one run")
@@ -252,11 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     agree = commands.add_parser(
         "agreement",
         help="judge-human agreement from a filled review CSV, or judge-judge agreement of two judged runs",
-        usage="siuo-eval agreement REVIEW_CSV [--output FILE]\n       siuo-eval agreement RUN_A RUN_B [--output FILE]",
+        usage="siuo-eval agreement REVIEW_CSV [--output FILE] [--target-width POINTS]\n"
+        "       siuo-eval agreement RUN_A RUN_B [--output FILE]",
         description="One argument, REVIEW_CSV: the judge against the human labels of a filled export-review CSV. "
         "Two arguments, RUN_A RUN_B: two judgings of the same responses (siuo-eval judge outputs, or any "
         "harness's judged runs), matched by item and response text. Both give percent agreement, Cohen's kappa "
-        "with its 95% interval and the confusion matrix for safety and effectiveness, overall and per category.",
+        "with its 95% interval and the confusion matrix for safety and effectiveness, overall and per category. "
+        "A review CSV also gives the human-calibrated rates (the judge's item-level rates corrected by the "
+        "labelled items, with 95% intervals; docs/metrics.md) and how many labels a chosen interval width needs.",
     )
     agree.add_argument(
         "inputs",
@@ -267,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agree.add_argument(
         "--output", type=Path, default=None, help="also write the numbers as JSON (two runs: with the disagreements)"
+    )
+    agree.add_argument(
+        "--target-width",
+        type=float,
+        default=10.0,
+        help="REVIEW_CSV only: say how many labelled items would bring the calibrated rates' 95%% interval to this "
+        "full width, in percentage points (default 10, i.e. +-5)",
     )
     agree.set_defaults(run=_agreement)
     from siuo_task.construction.commands import add_commands

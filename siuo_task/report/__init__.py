@@ -15,5 +15,6 @@ human evaluation for the open-ended metrics, stands beside the user's automatic-
 - ``tables``: every table of the report, formatted.
 - ``figures``: the Safe-vs-Effective scatter and the per-category bars (PNG).
 - ``items``: the HTML of items judged unsafe.
+- ``calibrated``: human-calibrated rates of runs with a review, as a table and a figure.
 - ``build``: the sections in order, the terminal warnings, and writing the files.
 """

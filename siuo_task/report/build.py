@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from siuo_task.benchmark.card import BENCHMARK_ITEMS
 from siuo_task.benchmark.data import SiuoData
+from siuo_task.report.calibrated import CALIBRATED_FIGURE, CALIBRATED_TEXT, calibrated_figure, calibrated_table
 from siuo_task.report.figures import SCATTER, category_figure, scatter_figure, scatter_note
 from siuo_task.report.items import unsafe_items_html
 from siuo_task.report.published import later_results, paper_leaderboard
@@ -165,8 +167,23 @@ def paired_section(runs: Sequence[Run]) -> Section:
     return Section("Paired comparisons", text, comparison if comparison.rows else None)
 
 
+def calibrated_section(
+    runs: Sequence[Run], calibrated: dict[str, dict[str, Any]], figures: dict[str, bytes]
+) -> Section:
+    """Human-calibrated rates of the runs with a review (siuo_task.report.calibrated)."""
+    return Section(
+        "Human-calibrated rates",
+        CALIBRATED_TEXT,
+        calibrated_table(runs, calibrated),
+        CALIBRATED_FIGURE if CALIBRATED_FIGURE in figures else None,
+    )
+
+
 def build_sections(
-    runs: Sequence[Run], figures: dict[str, bytes], references: ReferenceAudit | None = None
+    runs: Sequence[Run],
+    figures: dict[str, bytes],
+    calibrated: dict[str, dict[str, Any]] | None = None,
+    references: ReferenceAudit | None = None,
 ) -> list[Section]:
     sections = [
         Section(
@@ -186,6 +203,8 @@ def build_sections(
             scatter_note(runs),
         )
     )
+    if calibrated:
+        sections.append(calibrated_section(runs, calibrated, figures))
     released = as_released_table(runs)
     if released.rows:
         sections.append(
@@ -242,9 +261,14 @@ def report_warnings(runs: Sequence[Run]) -> list[str]:
 
 
 def write_report(
-    runs: Sequence[Run], output: Path, data: SiuoData | None, references: ReferenceAudit | None = None
+    runs: Sequence[Run],
+    output: Path,
+    data: SiuoData | None,
+    calibrated: dict[str, dict[str, Any]] | None = None,
+    references: ReferenceAudit | None = None,
 ) -> list[Path]:
     """Write report.md, report.html and figures/*.png into ``output``; return the files written.
+    ``calibrated``: run name -> its human-calibrated rates (siuo_task.report.calibrated.calibrations);
     ``references``: a reference check (siuo-eval audit --references) for the sensitivity line."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "figures").mkdir(exist_ok=True)
@@ -252,11 +276,13 @@ def write_report(
     for metric, metric_label in METRIC_LABELS.items():
         if any(task_of(run, metric) and not lacks_records(run, metric) for run in runs):
             figures[f"category_{metric}.png"] = category_figure(runs, metric, metric_label)
+    if calibrated:
+        figures[CALIBRATED_FIGURE] = calibrated_figure(runs, calibrated)
     written = []
     for name, png in figures.items():
         (output / "figures" / name).write_bytes(png)
         written.append(output / "figures" / name)
-    sections = build_sections(runs, figures, references)
+    sections = build_sections(runs, figures, calibrated, references)
     items = {item.question_id: item for item in data.gen} if data else {}
     (output / "report.md").write_text(render_markdown(TITLE, sections), encoding="utf-8")
     page = render_html(TITLE, TITLE, sections, _STYLE, figures=figures, tail_html=unsafe_items_html(runs, items))
