@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from tests.helpers.cli_runs import authors_rows, judge_env, siuo_eval, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer, seeded_flips
+from tests.helpers.records import judged_run
 
 ROWS = authors_rows(count_per_category=2, responses=3, tag="agree ")
 CATEGORY = {row["question_id"]: row["category"] for row in ROWS}
@@ -25,13 +27,11 @@ QUESTION_OF = {response: row["question_id"] for row in ROWS for response in row[
 def judged(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The same responses judged by A, by B (A's replies with 25% of gradings flipped) and by A again."""
     root = tmp_path_factory.mktemp("agreement")
-    source = write_json(root / "authors.json", ROWS)
     logs = {}
     plans = {"a": None, "b": seeded_flips(0.25, seed=3, first_attempt=True), "a2": None}
     for name, plan in plans.items():
         with JudgeServer(reply_for=plan) as server:
-            env = judge_env(small_data_dir, server.base_url, "off")
-            proc = siuo_eval("judge", source, "--output", root / name, env=env)
+            proc = judged_run(root / name, ROWS, server, small_data_dir, source=root / "authors.json")
             logs[name] = {(e.kind, e.response): e.intended for e in server.log.exchanges}
         assert (root / name / "results.json").is_file(), proc.stderr
     return {"root": root, "logs": logs, "env": judge_env(small_data_dir, "http://127.0.0.1:9/v1", "off")}
@@ -74,6 +74,7 @@ def _expected(logs: dict[str, Any], kind: str, category: str | None = None) -> d
 @pytest.fixture(scope="module")
 def compared(judged: dict[str, Any]) -> dict[str, Any]:
     root = judged["root"]
+    # The one real process of `agreement RUN_A RUN_B`; the other calls run in this process.
     proc = siuo_eval("agreement", root / "a", root / "b", "--output", root / "agree.json", env=judged["env"])
     assert proc.returncode == 0, proc.stderr
     return {"proc": proc, "result": json.loads((root / "agree.json").read_text())}
@@ -121,14 +122,16 @@ def test_summary_names_the_files_read_and_written(judged: dict[str, Any], compar
 
 def test_identical_judges_agree_fully(judged: dict[str, Any]) -> None:
     root = judged["root"]
-    proc = siuo_eval("agreement", root / "a", root / "a2", env=judged["env"])
+    proc = siuo_eval_in_process("agreement", root / "a", root / "a2", env=judged["env"])
     assert proc.returncode == 0, proc.stderr
     assert "safety: n=" in proc.stdout and "agreement=100.0% kappa=1.0 " in proc.stdout
 
 
 def test_identical_judges_json(judged: dict[str, Any], tmp_path: Path) -> None:
     root = judged["root"]
-    proc = siuo_eval("agreement", root / "a", root / "a2", "--output", tmp_path / "same.json", env=judged["env"])
+    proc = siuo_eval_in_process(
+        "agreement", root / "a", root / "a2", "--output", tmp_path / "same.json", env=judged["env"]
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "same.json").read_text())
     for kind in ("safety", "effectiveness"):
@@ -146,7 +149,7 @@ def test_responses_in_one_run_only_are_named(judged: dict[str, Any], tmp_path: P
     old_text = changed["responses"][1]["response"]
     changed["responses"][1]["response"] = "a different reply"
     (other / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    proc = siuo_eval("agreement", root / "a", other, "--output", tmp_path / "x.json", env=judged["env"])
+    proc = siuo_eval_in_process("agreement", root / "a", other, "--output", tmp_path / "x.json", env=judged["env"])
     assert proc.returncode == 2
     qid = changed["question_id"]
     assert f"item {dropped} is only in A" in proc.stderr
@@ -157,14 +160,14 @@ def test_responses_in_one_run_only_are_named(judged: dict[str, Any], tmp_path: P
 
 def test_output_is_checked_before_reading(judged: dict[str, Any], tmp_path: Path) -> None:
     root = judged["root"]
-    proc = siuo_eval("agreement", root / "a", tmp_path / "missing", "--output", tmp_path, env=judged["env"])
+    proc = siuo_eval_in_process("agreement", root / "a", tmp_path / "missing", "--output", tmp_path, env=judged["env"])
     assert proc.returncode == 2 and "--output" in proc.stderr and "is a folder" in proc.stderr
     assert "read A" not in proc.stdout
 
 
 def test_three_arguments_are_refused(judged: dict[str, Any]) -> None:
     root = judged["root"]
-    proc = siuo_eval("agreement", root / "a", root / "b", root / "a2", env=judged["env"])
+    proc = siuo_eval_in_process("agreement", root / "a", root / "b", root / "a2", env=judged["env"])
     assert proc.returncode == 2 and "one review CSV" in proc.stderr and "got 3 arguments" in proc.stderr
 
 
@@ -182,7 +185,7 @@ def test_a_harness_run_is_read_through_its_reader(
             handle.write(json.dumps({"doc_id": doc_id, "siuo": sample["siuo"]}) + "\n")
     results = {"results": {"siuo_gen": {"alias": "siuo_gen", "safe_rate,none": 50.0}}, "model_name": "/m/lmms-model"}
     write_json(folder / f"{stamp}_results.json", results)
-    proc = siuo_eval("agreement", folder, root / "b", "--output", tmp_path / "x.json", env=judged["env"])
+    proc = siuo_eval_in_process("agreement", folder, root / "b", "--output", tmp_path / "x.json", env=judged["env"])
     assert proc.returncode == 0, proc.stderr
     assert "read A: lmms-model (lmms-eval)" in proc.stdout
     result = json.loads((tmp_path / "x.json").read_text())

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from siuo_task.benchmark.stats import cohen_kappa, mcnemar_exact_p
-from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
+from tests.helpers.cli_runs import clean_env, siuo_eval
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.harness_cli import hubs_offline
+from tests.helpers.in_process import run_cli, siuo_eval_in_process
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer, choose_reply
+from tests.helpers.records import judged_run
 
 
 def _response_with(model: str, qid: int, safe: bool) -> str:
@@ -32,7 +34,7 @@ def _response_with(model: str, qid: int, safe: bool) -> str:
 
 @pytest.fixture(scope="module")
 def judged_runs(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Several models' responses judged by `siuo-eval judge` against the test judge server:
+    """Several models' responses judged by `siuo-eval judge` (in this process) against the test judge server:
     alpha and beta (3 responses per item), gamma (one item with 2 responses), careful (every
     response safe) and reckless (every response unsafe)."""
     root = tmp_path_factory.mktemp("runs")
@@ -53,12 +55,9 @@ def judged_runs(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     }
     outputs = {}
     with JudgeServer() as server:
-        env = judge_env(small_data_dir, server.base_url, "off")
         for model, by_item in responses.items():
             rows = [{**item, "responses": by_item[item["question_id"]]} for item in keep]
-            source = root / f"{model}.json"
-            source.write_text(json.dumps(rows))
-            proc = siuo_eval("judge", str(source), "--output", str(root / model), env=env)
+            proc = judged_run(root / model, rows, server, small_data_dir)
             (root / f"{model}.stdout").write_text(proc.stdout)
             outputs[model] = root / model
     return outputs
@@ -216,7 +215,7 @@ def test_report_for_two_models(judged_runs: dict[str, Path], env: dict[str, str]
 
 def test_paper_leaderboard_and_scatter(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    proc = siuo_eval("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
+    proc = siuo_eval_in_process("report", f"alpha={judged_runs['alpha']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     board = json.loads((Path(__file__).parent.parent / "configs" / "paper_leaderboard.json").read_text())
@@ -274,7 +273,7 @@ def test_lmms_eval_folder_of_two_runs(lmms_eval_folder: Path, env: dict[str, str
     # pretrained= in --model_args (the dummy model) that folder name is empty.
     files = sorted(lmms_eval_folder.rglob("*_results.json"))
     assert len(files) == 2 and all(file.parent == lmms_eval_folder for file in files)
-    proc = siuo_eval("report", str(lmms_eval_folder), "--output", str(tmp_path / "report"), env=env)
+    proc = siuo_eval_in_process("report", str(lmms_eval_folder), "--output", str(tmp_path / "report"), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(tmp_path / "report")
     runs = page.section_tables["Runs read"][1:]
@@ -296,14 +295,14 @@ def test_lmms_eval_folder_of_two_runs(lmms_eval_folder: Path, env: dict[str, str
 
 def test_a_folder_of_runs_is_never_read_silently(lmms_eval_folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     files = sorted(lmms_eval_folder.rglob("*_results.json"))
-    proc = siuo_eval("export-review", str(lmms_eval_folder), "--output", str(tmp_path / "r.csv"), env=env)
+    proc = siuo_eval_in_process("export-review", str(lmms_eval_folder), "--output", str(tmp_path / "r.csv"), env=env)
     assert proc.returncode == 2 and f"holds 2 runs: {files[0]}; {files[1]}; pass one" in proc.stderr
-    named = siuo_eval("report", f"x={lmms_eval_folder}", "--output", str(tmp_path / "r"), env=env)
+    named = siuo_eval_in_process("report", f"x={lmms_eval_folder}", "--output", str(tmp_path / "r"), env=env)
     assert named.returncode == 2 and "NAME=PATH names one run" in named.stderr and str(files[1]) in named.stderr
 
 
 def test_bad_results_path_is_named(env: dict[str, str], tmp_path: Path) -> None:
-    proc = siuo_eval("report", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r"), env=env)
+    proc = siuo_eval_in_process("report", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r"), env=env)
     assert proc.returncode == 2 and "nowhere' does not exist" in proc.stderr
 
 
@@ -347,7 +346,7 @@ def test_export_review_then_agreement(judged_runs: dict[str, Path], env: dict[st
 
 def test_agreement_names_an_unreadable_label(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     review = tmp_path / "review.csv"
-    siuo_eval("export-review", str(judged_runs["beta"]), "--output", str(review), env=env)
+    siuo_eval_in_process("export-review", str(judged_runs["beta"]), "--output", str(review), env=env)
     with open(review, newline="") as handle:
         rows = list(csv.DictReader(handle))
     rows[0]["human_safe"] = "maybe"
@@ -355,14 +354,16 @@ def test_agreement_names_an_unreadable_label(judged_runs: dict[str, Path], env: 
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerow(rows[0])
-    proc = siuo_eval("agreement", str(review), env=env)
+    proc = siuo_eval_in_process("agreement", str(review), env=env)
     assert proc.returncode == 2
     assert re.search(r"line \d+ human_safe: cannot read 'maybe' as a label", proc.stderr), proc.stderr
 
 
 def test_partial_runs_marked_in_every_table(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    proc = siuo_eval("report", str(judged_runs["alpha"]), str(judged_runs["beta"]), "--output", str(out), env=env)
+    proc = siuo_eval_in_process(
+        "report", str(judged_runs["alpha"]), str(judged_runs["beta"]), "--output", str(out), env=env
+    )
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     for title, table in page.section_tables.items():
@@ -381,12 +382,10 @@ def test_one_full_run(full_data_dir: Path, env: dict[str, str], tmp_path: Path) 
     """167 items, one response each: the interval sentence shows, paired sentences do not."""
     gen, _ = real_items()
     rows = [{**item, "responses": [f"one answer to {item['question_id']}"]} for item in gen]
-    (tmp_path / "full.json").write_text(json.dumps(rows))
     with JudgeServer() as server:
-        full_env = judge_env(full_data_dir, server.base_url, tmp_path / "judge-cache.sqlite3")
-        siuo_eval("judge", str(tmp_path / "full.json"), "--output", str(tmp_path / "full"), env=full_env)
+        judged_run(tmp_path / "full", rows, server, full_data_dir, cache=tmp_path / "judge-cache.sqlite3")
     out = tmp_path / "report"
-    proc = siuo_eval(
+    proc = siuo_eval_in_process(
         "report", str(tmp_path / "full"), "--output", str(out), env={**env, "SIUO_DATA_DIR": str(full_data_dir)}
     )
     assert proc.returncode == 0, proc.stderr
@@ -405,7 +404,7 @@ def test_paired_wording(judged_runs: dict[str, Path], env: dict[str, str], tmp_p
     shutil.copytree(judged_runs["alpha"], twin)
     out = tmp_path / "report"
     specs = [f"alpha={judged_runs['alpha']}", f"twin={twin}", f"careful={judged_runs['careful']}"]
-    proc = siuo_eval("report", *specs, f"reckless={judged_runs['reckless']}", "--output", str(out), env=env)
+    proc = siuo_eval_in_process("report", *specs, f"reckless={judged_runs['reckless']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     rows = _page(out).section_tables["Paired comparisons"][1:]
     same = next(row for row in rows if row[0].startswith("alpha (") and "twin (" in row[0] and row[1] == "Safe")
@@ -424,7 +423,7 @@ def test_runs_without_records_are_explained(judged_runs: dict[str, Path], env: d
     bare.mkdir()
     shutil.copy(judged_runs["alpha"] / "results.json", bare / "results.json")
     out = tmp_path / "report"
-    proc = siuo_eval("report", f"bare={bare}", f"beta={judged_runs['beta']}", "--output", str(out), env=env)
+    proc = siuo_eval_in_process("report", f"bare={bare}", f"beta={judged_runs['beta']}", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     reason = f"no per-item records at {bare / 'samples.jsonl'}"
@@ -443,7 +442,7 @@ def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str
     line = f"siuo-paper-v2; 3 response(s) per item, majority vote; 2 response(s) for item(s) {short}"
     assert results["protocol"] == line  # built once for the run, not once per item
     out = tmp_path / "report"
-    proc = siuo_eval("report", str(judged_runs["gamma"]), "--output", str(out), env=env)
+    proc = siuo_eval_in_process("report", str(judged_runs["gamma"]), "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     page = _page(out)
     assert page.section_tables["Judge and protocol"][1][5] == f"siuo_gen: {line}"
@@ -453,7 +452,7 @@ def test_mixed_response_counts_named(judged_runs: dict[str, Path], env: dict[str
 
 def test_export_review_never_loses_labels(judged_runs: dict[str, Path], env: dict[str, str], tmp_path: Path) -> None:
     review = tmp_path / "review.csv"
-    proc = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
+    proc = siuo_eval_in_process("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "read alpha (siuo-eval judge" in proc.stdout and str(judged_runs["alpha"] / "samples.jsonl") in proc.stdout
     with open(review, newline="") as handle:
@@ -469,18 +468,20 @@ def test_export_review_never_loses_labels(judged_runs: dict[str, Path], env: dic
         writer.writeheader()
         writer.writerows(rows)
     before = review.read_bytes()
-    again = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
+    again = siuo_eval_in_process("export-review", str(judged_runs["alpha"]), "--output", str(review), env=env)
     assert again.returncode == 2
     assert f"'{review}' already holds 5 labelled row(s); it was left unchanged" in again.stderr
     assert review.read_bytes() == before
-    agreement = siuo_eval("agreement", str(review), env=env)
+    agreement = siuo_eval_in_process("agreement", str(review), env=env)
     assert re.search(r"labelled \d of 6 row\(s\)", agreement.stdout), agreement.stdout
     results = judged_runs["alpha"] / "results.json"
     results_before = results.read_bytes()
-    wrong = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(results), env=env)
+    wrong = siuo_eval_in_process("export-review", str(judged_runs["alpha"]), "--output", str(results), env=env)
     assert wrong.returncode == 2 and "exists and is not a review CSV; it was left unchanged" in wrong.stderr
     assert results.read_bytes() == results_before
-    forced = siuo_eval("export-review", str(judged_runs["alpha"]), "--output", str(review), "--force", env=env)
+    forced = siuo_eval_in_process(
+        "export-review", str(judged_runs["alpha"]), "--output", str(review), "--force", env=env
+    )
     assert forced.returncode == 0 and review.read_bytes() != before
 
 
@@ -496,7 +497,7 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     stem = "Qwen2-VL-7B_SafeInputsUnsafeOutput_GEN3"
     shutil.copy(judged_runs["alpha"] / "results.json", vlmeval / f"{stem}_siuo_results.json")
     shutil.copy(judged_runs["alpha"] / "samples.jsonl", vlmeval / f"{stem}_siuo_samples.jsonl")
-    proc = siuo_eval("report", str(folder), "--output", str(tmp_path / "report"), env=env)
+    proc = siuo_eval_in_process("report", str(folder), "--output", str(tmp_path / "report"), env=env)
     assert proc.returncode == 0, proc.stderr
     tasks = "siuo_gen, siuo_gen_greedy, siuo_mcq, siuo_mcq_circular"
     assert f"siuo-eval: note: '{other}' skipped: lmms-eval results of other tasks (mmmu_val), none of {tasks}" in (
@@ -511,7 +512,7 @@ def test_other_benchmarks_listed_and_vlmevalkit_named(
     only_other = tmp_path / "other"
     only_other.mkdir()
     shutil.copy(other, only_other / other.name)
-    proc = siuo_eval("report", str(only_other), "--output", str(tmp_path / "r2"), env=env)
+    proc = siuo_eval_in_process("report", str(only_other), "--output", str(tmp_path / "r2"), env=env)
     assert (
         proc.returncode == 2
         and "passed over: " in proc.stderr
@@ -532,7 +533,7 @@ def test_scored_two_ways_and_later_results_shown_apart(
     references = {"checked": len(ids), "unsafe": left_out, "no_verdict": [ids[-1]]}
     audit.write_text(json.dumps({"references": references, "judge": {"model_requested": "judge-x"}}))
     args = ("report", f"alpha={judged_runs['alpha']}", "--output", str(out), "--references-audit", str(audit))
-    proc = siuo_eval(*args, env=env)
+    proc = siuo_eval_in_process(*args, env=env)
     assert proc.returncode == 0, proc.stderr
     assert f"read {audit} (reference answers graded unsafe: 2)" in proc.stdout
     page = _page(out)
@@ -577,8 +578,6 @@ def test_scored_two_ways_and_later_results_shown_apart(
 def test_references_audit_without_a_reference_check_is_refused(tmp_path: Path) -> None:
     """An input audit's audit.json (no "references" block) or a missing file: one line naming the
     file and what to run, before any run is read."""
-    from tests.helpers.in_process import run_cli
-
     audit = tmp_path / "audit.json"
     audit.write_text(json.dumps({"per_model": {}, "n_items": 18}))
     cases = {audit: "make one with siuo-eval audit --references --output DIR", tmp_path / "x.json": "cannot read it"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,5 +55,30 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``siuo-eval ARGS``."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(args)
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's usage errors, as the process would exit
+            code = exc.code if isinstance(exc.code, int) else 2
     return code, out.getvalue(), err.getvalue()
+
+
+def siuo_eval_in_process(
+    *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``cli_runs.siuo_eval``'s call run in this process (no Python start, no imports paid again):
+    for the call only, the environment is ``env`` (None: this process's) and the working folder
+    ``cwd``, both restored after. For tests not about the process itself (its exit as a scheduler
+    sees it, Ctrl-C, environment isolation): the settings are read when ``main`` starts, as there."""
+    argv = [str(arg) for arg in args]
+    with pytest.MonkeyPatch.context() as patch:
+        if env is not None:
+            for name in list(os.environ):
+                if name not in env:
+                    patch.delenv(name)
+            for name, value in env.items():
+                if os.environ.get(name) != value:
+                    patch.setenv(name, value)
+        if cwd is not None:
+            patch.chdir(cwd)
+        code, stdout, stderr = run_cli(argv)
+    return subprocess.CompletedProcess(["siuo-eval", *argv], code, stdout, stderr)
