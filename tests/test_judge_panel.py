@@ -15,8 +15,9 @@ import pytest
 from siuo_task.benchmark.panel_vote import two_valued, vote
 from siuo_task.judge.request import JudgeOutcome
 from siuo_task.vlmeval import GEN_PAPER
-from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run, siuo_eval
+from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, no_secret_in, read_run
 from tests.helpers.harness_cli import harness_command, hubs_offline
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import (
     JudgeServer,
     ReplyPlan,
@@ -68,13 +69,13 @@ def judged(servers: list[JudgeServer], small_data_dir: Path, tmp_path_factory: p
     source, cache = _input(tmp), tmp / "cache.sqlite3"
     panel = _panel_file(tmp / "panel.yaml", servers[:3])
     env = judge_env(small_data_dir, servers[0].base_url, cache, SIUO_JUDGE_MODEL="judge-a")
-    first = siuo_eval("judge", source, "--output", tmp / "a", env=env)
+    first = siuo_eval_in_process("judge", source, "--output", tmp / "a", env=env)
     calls_a = len(servers[0].log.exchanges)
     panel_env = {**env, "SIUO_JUDGE_PANEL": str(panel), "PANEL_OTHER_KEY": OTHER_KEY}
-    dry = siuo_eval("judge", source, "--output", tmp / "dry", "--dry-run", env=panel_env)
-    proc = siuo_eval("judge", source, "--output", tmp / "panel", env=panel_env)
+    dry = siuo_eval_in_process("judge", source, "--output", tmp / "dry", "--dry-run", env=panel_env)
+    proc = siuo_eval_in_process("judge", source, "--output", tmp / "panel", env=panel_env)
     majority_env = judge_env(small_data_dir, servers[3].base_url, "off", SIUO_JUDGE_MODEL="judge-majority")
-    single = siuo_eval("judge", source, "--output", tmp / "majority", env=majority_env)
+    single = siuo_eval_in_process("judge", source, "--output", tmp / "majority", env=majority_env)
     return {
         "tmp": tmp,
         "source": source,
@@ -140,10 +141,10 @@ def test_kappas_are_siuo_eval_agreements(judged: dict, servers: list[JudgeServer
     tmp, env = judged["tmp"], judged["env"]
     env_b = {**env, "SIUO_JUDGE_BASE_URL": servers[1].base_url, "SIUO_JUDGE_MODEL": "judge-b"}
     calls_b = len(servers[1].log.exchanges)
-    assert siuo_eval("judge", judged["source"], "--output", tmp / "b", env=env_b).returncode == 0
+    assert siuo_eval_in_process("judge", judged["source"], "--output", tmp / "b", env=env_b).returncode == 0
     assert len(servers[1].log.exchanges) == calls_b  # every verdict came from the panel's cache
     out = tmp / "agreement.json"
-    proc = siuo_eval("agreement", tmp / "a", tmp / "b", "--output", out, env=env)
+    proc = siuo_eval_in_process("agreement", tmp / "a", tmp / "b", "--output", out, env=env)
     assert proc.returncode == 0, proc.stderr
     agreement = json.loads(out.read_text())
     panel, _ = read_run(tmp / "panel")
@@ -172,7 +173,7 @@ def test_adding_judges_reuses_the_cache_and_keys_stay_in_their_variables(
 
 def test_report_shows_each_judge_and_the_kappas(judged: dict) -> None:
     tmp = judged["tmp"]
-    proc = siuo_eval("report", tmp / "panel", "--output", tmp / "report", env=judged["env"])
+    proc = siuo_eval_in_process("report", tmp / "panel", "--output", tmp / "report", env=judged["env"])
     assert proc.returncode == 0, proc.stderr
     markdown = (tmp / "report" / "report.md").read_text()
     panel, _ = read_run(tmp / "panel")
@@ -209,7 +210,7 @@ def test_judge_passes_ask_every_judge_again(judged: dict, servers: list[JudgeSer
     tmp = judged["tmp"]
     env = {**judged["env"], "SIUO_JUDGE_PANEL": str(tmp / "panel.yaml"), "PANEL_OTHER_KEY": OTHER_KEY}
     before = [len(server.log.exchanges) for server in servers[:3]]
-    proc = siuo_eval("judge", judged["source"], "--output", tmp / "passes", "--judge-passes", "2", env=env)
+    proc = siuo_eval_in_process("judge", judged["source"], "--output", tmp / "passes", "--judge-passes", "2", env=env)
     assert proc.returncode == 0, proc.stderr
     assert [len(s.log.exchanges) - n for s, n in zip(servers[:3], before, strict=True)] == [2 * (18 * 3 - 1)] * 3
     results, _ = read_run(tmp / "passes")
@@ -222,7 +223,7 @@ def test_check_probes_every_judge(servers: list[JudgeServer], small_data_dir: Pa
     panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY=OTHER_KEY)
     before = [len(server.log.probes) for server in servers[:3]]
-    proc = siuo_eval("check", env=env)
+    proc = siuo_eval_in_process("check", env=env)
     assert proc.returncode == 0, proc.stderr
     assert [len(s.log.probes) - n for s, n in zip(servers[:3], before, strict=True)] == [1, 1, 1]
     assert [line.split(" at ")[0] for line in proc.stdout.splitlines() if line.startswith("judge: judge-")] == [
@@ -235,7 +236,7 @@ def test_check_probes_every_judge(servers: list[JudgeServer], small_data_dir: Pa
 def test_even_panel_is_refused(servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path) -> None:
     panel = _panel_file(tmp_path / "two.yaml", servers[:2])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel), PANEL_OTHER_KEY="x")
-    proc = siuo_eval("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
+    proc = siuo_eval_in_process("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
     assert proc.returncode == 2 and not (tmp_path / "out").exists()
     lines = [line for line in proc.stderr.splitlines() if "odd number of judges" in line]
     assert len(lines) == 1 and str(panel) in lines[0]
@@ -244,7 +245,7 @@ def test_even_panel_is_refused(servers: list[JudgeServer], small_data_dir: Path,
 def test_missing_key_variable_is_named(servers: list[JudgeServer], small_data_dir: Path, tmp_path: Path) -> None:
     panel = _panel_file(tmp_path / "panel.yaml", servers[:3])
     env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel))
-    proc = siuo_eval("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
+    proc = siuo_eval_in_process("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
     assert proc.returncode == 2 and "PANEL_OTHER_KEY, which is not set" in proc.stderr
 
 
@@ -260,7 +261,7 @@ def test_a_judge_error_leaves_that_judge_out_and_undecided_votes_are_counted(
         panel = _panel_file(tmp_path / "panel.yaml", servers)
         env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel))
         env.update(PANEL_OTHER_KEY=OTHER_KEY, SIUO_JUDGE_DECLINE_STOP="off", SIUO_JUDGE_CONCURRENCY="4")
-        proc = siuo_eval("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
         peaks = [server.peak_graded_in_flight for server in servers]
     results, samples = read_run(tmp_path / "out")
     block = results["judge_panel"]
@@ -312,7 +313,7 @@ def test_a_judge_that_dies_mid_run_loses_nothing_and_the_resume_asks_only_it(
         env.update(SIUO_JUDGE_OUTAGE_FAILURES="4", SIUO_JUDGE_OUTAGE_HOLD="0.5", SIUO_JUDGE_BACKOFF="0.05")
         env.update(SIUO_JUDGE_MAX_ATTEMPTS="2", SIUO_JUDGE_CONCURRENCY="4")
         out = tmp_path / "out"
-        first = siuo_eval("judge", source, "--output", out, env=env)
+        first = siuo_eval_in_process("judge", source, "--output", out, env=env)
         answered = [len(server.log.exchanges) for server in servers]
         results, samples = read_run(out)
         assert first.returncode == 1, first.stderr[-3000:]
@@ -344,7 +345,7 @@ def test_a_judge_that_dies_mid_run_loses_nothing_and_the_resume_asks_only_it(
         assert results["judge_errors"] >= undecided
         # c is back: the resume command asks it alone, each request it had not answered once.
         servers[2].set_faults(None)
-        resumed = siuo_eval(*shlex.split(last.rsplit(": siuo-eval ", 1)[1]), env=env)
+        resumed = siuo_eval_in_process(*shlex.split(last.rsplit(": siuo-eval ", 1)[1]), env=env)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert [len(server.log.exchanges) for server in servers[:2]] == answered[:2]
         assert len(servers[2].log.exchanges) == 2 * (18 * 3 - 1)
@@ -365,7 +366,7 @@ def test_a_judge_that_declines_is_stopped_and_the_others_verdicts_are_kept(
         panel = _panel_file(tmp_path / "panel.yaml", [servers[0], servers[2], refusing])
         env = judge_env(small_data_dir, servers[0].base_url, "off", SIUO_JUDGE_PANEL=str(panel))
         env["PANEL_OTHER_KEY"] = OTHER_KEY
-        proc = siuo_eval("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", _input(tmp_path), "--output", tmp_path / "out", env=env)
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert (
@@ -437,7 +438,7 @@ def test_harness_run_with_the_panel_gives_siuo_eval_judges_numbers(
         native = json.loads(results_file.read_text())
         metrics = {k.split(",")[0]: v for k, v in native["results"]["siuo_gen"].items() if k.endswith(",none")}
         summary = native["siuo"]["siuo_gen"]
-    later = siuo_eval("judge", out, "--output", tmp_path / "later", env=env)
+    later = siuo_eval_in_process("judge", out, "--output", tmp_path / "later", env=env)
     assert later.returncode == 0, later.stderr[-3000:]
     (results_path,) = sorted((tmp_path / "later").rglob("results.json"))
     judged = json.loads(results_path.read_text())
@@ -475,7 +476,7 @@ def test_a_harness_run_whose_judge_dies_keeps_the_others_and_resumes_with_it_alo
         assert "refused the API key" in proc.stderr or "HTTP 401" in proc.stderr
         asked = [[(e.kind, e.response) for e in server.log.exchanges] for server in servers]
         servers[2].set_faults(None)
-        resumed = siuo_eval(*shlex.split(last.rsplit(": siuo-eval ", 1)[1]), env=env)
+        resumed = siuo_eval_in_process(*shlex.split(last.rsplit(": siuo-eval ", 1)[1]), env=env)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         # a and b were asked nothing more; c was asked each request it had not answered, once.
         assert [len(server.log.exchanges) for server in servers[:2]] == [len(a) for a in asked[:2]]
