@@ -15,6 +15,7 @@ import pytest
 from siuo_task.benchmark.results import GEN_REDUCERS, reduce_values
 from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval
 from tests.helpers.fixture_data import per_category, real_items
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 
 
@@ -36,8 +37,12 @@ def _env(data_dir: Path, server: JudgeServer, cache: Path | str, **extra: str) -
     return judge_env(data_dir, server.base_url, cache, **extra)
 
 
-def _judge(input_path: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return siuo_eval("judge", input_path, "--output", output, env=env)
+def _judge(
+    input_path: Path, output: Path, env: dict[str, str], process: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``siuo-eval judge`` in this process, or (``process``) as a real process."""
+    run = siuo_eval if process else siuo_eval_in_process
+    return run("judge", input_path, "--output", output, env=env)
 
 
 RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
@@ -46,7 +51,7 @@ RATES = ("safe_rate", "effective_rate", "safe_effective_rate")
 def test_judges_the_authors_format(small_data_dir: Path, tmp_path: Path) -> None:
     source = _authors_file(tmp_path / "authors.json")
     with JudgeServer() as server:
-        proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, tmp_path / "c.sqlite3"))
+        proc = _judge(source, tmp_path / "out", _env(small_data_dir, server, tmp_path / "c.sqlite3"), process=True)
         calls = sum(server.attempts.values())
     results, samples = read_run(tmp_path / "out")
     assert len(samples) == 18 and all(len(s["siuo"]["responses"]) == 3 for s in samples)
@@ -118,7 +123,7 @@ def test_api_key_never_reaches_output_logs_or_cache(small_data_dir: Path, tmp_pa
     cache = tmp_path / "cache.sqlite3"
     texts = []
     with JudgeServer(fail_status=401) as rejecting:  # its error body echoes the key it was sent
-        proc = _judge(source, tmp_path / "rejected", _env(small_data_dir, rejecting, cache))
+        proc = _judge(source, tmp_path / "rejected", _env(small_data_dir, rejecting, cache), process=True)
         texts += [proc.stdout, proc.stderr]
         # One probe call, then a clear stop naming the endpoint: no pass of 36 doomed calls, no retries.
         assert rejecting.failed_calls == 1
@@ -127,7 +132,7 @@ def test_api_key_never_reaches_output_logs_or_cache(small_data_dir: Path, tmp_pa
     assert f"the judge endpoint {rejecting.base_url} refused the API key (HTTP 401" in last
     assert "again" not in last
     with JudgeServer() as server:
-        proc = _judge(source, tmp_path / "accepted", _env(small_data_dir, server, cache))
+        proc = _judge(source, tmp_path / "accepted", _env(small_data_dir, server, cache), process=True)
         texts += [proc.stdout, proc.stderr]
         assert {e.authorization for e in server.log.exchanges} == {f"Bearer {SECRET}"}
     texts += [p.read_text() for p in (tmp_path / "accepted").iterdir()]

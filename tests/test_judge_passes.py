@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from siuo_task.judge.cache import cache_key
-from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, judge_env, read_run, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer, seeded_flips
 
 PASSES = 3
@@ -30,7 +31,7 @@ def flipping(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     source = write_json(root / "authors.json", ROWS)
     with JudgeServer(declines=False, reply_for=seeded_flips(0.3, seed=7)) as server:
         env = judge_env(small_data_dir, server.base_url, root / "cache.sqlite3")
-        proc = siuo_eval("judge", source, "--output", root / "k3", "--judge-passes", str(PASSES), env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", root / "k3", "--judge-passes", str(PASSES), env=env)
         assert proc.returncode == 0, proc.stderr
         yield {"server": server, "env": env, "source": source, "root": root, "proc": proc}
 
@@ -86,7 +87,9 @@ def test_rerun_takes_every_pass_from_the_cache(flipping: dict[str, Any]) -> None
     server = flipping["server"]
     before = len(server.log.exchanges) + len(server.log.probes)
     out = flipping["root"] / "k3-again"
-    proc = siuo_eval("judge", flipping["source"], "--output", out, "--judge-passes", str(PASSES), env=flipping["env"])
+    proc = siuo_eval_in_process(
+        "judge", flipping["source"], "--output", out, "--judge-passes", str(PASSES), env=flipping["env"]
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(server.log.exchanges) + len(server.log.probes) == before, "a cached pass called the judge"
     again, _ = read_run(out)
@@ -100,7 +103,7 @@ def test_pass_one_uses_the_cache_keys_of_a_run_without_passes(flipping: dict[str
     server = flipping["server"]
     before = len(server.log.exchanges) + len(server.log.probes)
     out = flipping["root"] / "plain"
-    proc = siuo_eval("judge", flipping["source"], "--output", out, env=flipping["env"])
+    proc = siuo_eval_in_process("judge", flipping["source"], "--output", out, env=flipping["env"])
     assert proc.returncode == 0, proc.stderr
     assert len(server.log.exchanges) + len(server.log.probes) == before
     plain, _ = read_run(out)
@@ -122,8 +125,8 @@ def test_one_pass_is_a_run_without_the_flag(small_data_dir: Path, tmp_path: Path
     source = write_json(tmp_path / "authors.json", ROWS)
     with JudgeServer() as server:  # the usual judge: every asking gets the same reply
         env = judge_env(small_data_dir, server.base_url, "off")
-        plain = siuo_eval("judge", source, "--output", tmp_path / "plain", env=env)
-        one = siuo_eval("judge", source, "--output", tmp_path / "one", "--judge-passes", "1", env=env)
+        plain = siuo_eval_in_process("judge", source, "--output", tmp_path / "plain", env=env)
+        one = siuo_eval_in_process("judge", source, "--output", tmp_path / "one", "--judge-passes", "1", env=env)
     assert plain.returncode == one.returncode == 1, plain.stderr  # the usual judge declines a few
     assert _without_timing(read_run(tmp_path / "plain")) == _without_timing(read_run(tmp_path / "one"))
     assert plain.stdout == one.stdout
@@ -135,7 +138,7 @@ def test_declines_count_every_pass(small_data_dir: Path, tmp_path: Path) -> None
     source = write_json(tmp_path / "authors.json", ROWS)
     with JudgeServer() as server:
         env = judge_env(small_data_dir, server.base_url, "off")
-        proc = siuo_eval("judge", source, "--output", tmp_path / "k2", "--judge-passes", "2", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "k2", "--judge-passes", "2", env=env)
     assert proc.returncode == 1, proc.stderr  # the declined calls are judge errors
     results, _ = read_run(tmp_path / "k2")
     per_pass = [usage["declines"] for usage in results["usage_passes"]]
@@ -147,7 +150,9 @@ def test_declines_count_every_pass(small_data_dir: Path, tmp_path: Path) -> None
 def test_dry_run_counts_every_pass(small_data_dir: Path, tmp_path: Path) -> None:
     source = write_json(tmp_path / "authors.json", ROWS)
     env = judge_env(small_data_dir, "http://127.0.0.1:9/v1", "off")
-    proc = siuo_eval("judge", source, "--output", tmp_path / "out", "--dry-run", "--judge-passes", "4", env=env)
+    proc = siuo_eval_in_process(
+        "judge", source, "--output", tmp_path / "out", "--dry-run", "--judge-passes", "4", env=env
+    )
     assert proc.returncode == 0, proc.stderr
     total = next(line for line in proc.stdout.splitlines() if line.startswith("TOTAL"))
     requests, coalesced, cached, calls = map(int, total.split()[1:5])
@@ -156,7 +161,7 @@ def test_dry_run_counts_every_pass(small_data_dir: Path, tmp_path: Path) -> None
 
 def test_bad_pass_count_is_refused(small_data_dir: Path, tmp_path: Path) -> None:
     env = judge_env(small_data_dir, "http://127.0.0.1:9/v1", "off")
-    proc = siuo_eval("judge", tmp_path, "--output", tmp_path / "out", "--judge-passes", "0", env=env)
+    proc = siuo_eval_in_process("judge", tmp_path, "--output", tmp_path / "out", "--judge-passes", "0", env=env)
     assert proc.returncode == 2 and re.search(r"--judge-passes: expected a whole number of passes", proc.stderr)
 
 
@@ -182,7 +187,7 @@ def test_sweep_with_errors_in_a_later_pass(small_data_dir: Path, tmp_path: Path)
 
     with JudgeServer(declines=False, reply_for=seeded_flips(0.3, seed=11), fault_for=empty_in_pass_two) as server:
         env = judge_env(small_data_dir, server.base_url, "off")
-        proc = siuo_eval("judge", inputs, "--output", tmp_path / "out", "--judge-passes", "2", env=env)
+        proc = siuo_eval_in_process("judge", inputs, "--output", tmp_path / "out", "--judge-passes", "2", env=env)
         said = _said(server)
     assert proc.returncode == 1, proc.stderr
     assert "failed or gave no verdict" in proc.stderr

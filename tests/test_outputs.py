@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli_runs import authors_rows, judge_env, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, judge_env, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 
 IN_THE_WAY = b"a person's notes\n"
@@ -26,7 +27,9 @@ def test_output_naming_a_file_stops_at_once(
 ) -> None:
     source = write_json(tmp_path / "in" / "run.json", authors_rows())
     with JudgeServer() as server:
-        proc = siuo_eval(command, source, "--output", in_the_way, env=judge_env(small_data_dir, server.base_url, "off"))
+        proc = siuo_eval_in_process(
+            command, source, "--output", in_the_way, env=judge_env(small_data_dir, server.base_url, "off")
+        )
         calls = len(server.log.exchanges)
     assert proc.returncode == 2 and calls == 0
     lines = proc.stderr.strip().splitlines()
@@ -48,7 +51,7 @@ def test_other_commands_check_their_output_first(
 ) -> None:
     argv = [arg.format(file=in_the_way, tmp=tmp_path) for arg in args]
     with JudgeServer() as server:
-        proc = siuo_eval(*argv, env=judge_env(small_data_dir, server.base_url, "off"))
+        proc = siuo_eval_in_process(*argv, env=judge_env(small_data_dir, server.base_url, "off"))
         calls = len(server.log.exchanges)
     assert proc.returncode == 2 and calls == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -62,7 +65,7 @@ def test_an_empty_folder_says_what_was_looked_at(small_data_dir: Path, tmp_path:
     (empty / "notes.json").write_text('{"not": "a run"}')
     (empty / "20261201_000000_results.json").write_text('{"results": {}}')
     with JudgeServer() as server:
-        proc = siuo_eval(
+        proc = siuo_eval_in_process(
             "judge", empty, "--output", tmp_path / "out", env=judge_env(small_data_dir, server.base_url, "off")
         )
     assert proc.returncode == 2

@@ -13,7 +13,8 @@ import pandas as pd
 
 from siuo_task.benchmark.results import GEN_REDUCERS, reduce_values
 from siuo_task.vlmeval import GEN_PAPER
-from tests.helpers.cli_runs import authors_rows, clean_env, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, clean_env, judge_env, read_run, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 
 STAMP = "20261128_120000"
@@ -68,7 +69,7 @@ def test_three_harnesses_in_one_sweep_under_one_bound(small_data_dir: Path, tmp_
     output = tmp_path / "judged"
     with JudgeServer(latency_s=0.03, declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, "off", SIUO_JUDGE_CONCURRENCY="4")
-        proc = siuo_eval("judge", inputs, "--output", output, env=env)
+        proc = siuo_eval_in_process("judge", inputs, "--output", output, env=env)
         peak, calls = server.peak_in_flight, sum(server.attempts.values())
     assert proc.returncode == 0, proc.stderr
     assert peak <= 4, f"the server saw {peak} requests in flight with a bound of 4"
@@ -88,7 +89,7 @@ def test_three_harnesses_in_one_sweep_under_one_bound(small_data_dir: Path, tmp_
     assert len(rows) == 3 and {"safe_rate_ci95_low", "judge_errors", "judge_cost_usd"} <= set(rows[0])
     # No judge error, but 18 of the benchmark's 167 items: not complete.
     assert [(row["n_items"], row["judge_errors"], row["complete"]) for row in rows] == [("18", "0", "False")] * 3
-    report = siuo_eval("report", output, "--output", tmp_path / "report", env=env)
+    report = siuo_eval_in_process("report", output, "--output", tmp_path / "report", env=env)
     assert report.returncode == 0, report.stderr
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert all(name in markdown for name in names)
@@ -104,18 +105,18 @@ def test_coalescing_counts_and_dry_run_bill(small_data_dir: Path, tmp_path: Path
     cache = tmp_path / "cache.sqlite3"
     with JudgeServer(declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, cache, SIUO_JUDGE_MODEL="gpt-4o-mini-2024-07-18")
-        dry = siuo_eval("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=env)
+        dry = siuo_eval_in_process("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=env)
         # The bill at OpenAI's prices is for OpenAI's endpoint (a dry run makes no call there).
         openai = {**env, "SIUO_JUDGE_BASE_URL": "https://api.openai.com/v1"}
-        priced = siuo_eval("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=openai)
+        priced = siuo_eval_in_process("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=openai)
         assert sum(server.attempts.values()) == 0 and not (tmp_path / "out").exists()
         off = judge_env(small_data_dir, server.base_url, "off")
-        judged = siuo_eval(
+        judged = siuo_eval_in_process(
             "judge", first, second, "--output", tmp_path / "out", env=off
         )  # coalescing with the cache off
         assert sum(server.attempts.values()) == 36, judged.stderr
-        siuo_eval("judge", first, "--output", tmp_path / "warm", env=env)
-        dry_warm = siuo_eval("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=env)
+        siuo_eval_in_process("judge", first, "--output", tmp_path / "warm", env=env)
+        dry_warm = siuo_eval_in_process("judge", first, second, "--output", tmp_path / "out", "--dry-run", env=env)
     table = _dry_rows(dry.stdout)
     assert table["refuser"][:4] == [108, 72, 0, 36] and table["refuser_again"][:4] == [108, 108, 0, 0]
     assert table["TOTAL"][6] is None  # a model of that name on a local server has no known price
@@ -156,12 +157,12 @@ def test_bad_inputs_are_named_and_the_rest_is_judged(small_data_dir: Path, tmp_p
     output = tmp_path / "out"
     with JudgeServer(declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, tmp_path / "cache.sqlite3")
-        first = siuo_eval(
+        first = siuo_eval_in_process(
             "judge", tmp_path / "missing", mixed, tmp_path / "llava_SIUO_GEN.xlsx", "--output", output, env=env
         )
         board = json.loads((output / "leaderboard.json").read_text())
         server.attempts.clear()
-        again = siuo_eval("judge", mixed, "--output", output, env=env)
+        again = siuo_eval_in_process("judge", mixed, "--output", output, env=env)
         assert sum(server.attempts.values()) == 0  # everything judged before came from the cache
     assert first.returncode == again.returncode == 2, again.stderr  # the truncated file is still there
     lines = first.stderr.splitlines()
@@ -214,9 +215,11 @@ def test_run_names_are_recorded_safe_unique_and_overridable(tmp_path: Path) -> N
 def test_dry_run_and_export_need_no_key(small_data_dir: Path, tmp_path: Path) -> None:
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1, responses=1))
     env = clean_env(small_data_dir, SIUO_JUDGE_CACHE="off")
-    dry = siuo_eval("judge", source, "--output", tmp_path / "out", "--dry-run", env=env)
-    exported = siuo_eval("judge", source, "--output", tmp_path / "out", "--export-batch", tmp_path / "r.jsonl", env=env)
-    judged = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+    dry = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", "--dry-run", env=env)
+    exported = siuo_eval_in_process(
+        "judge", source, "--output", tmp_path / "out", "--export-batch", tmp_path / "r.jsonl", env=env
+    )
+    judged = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
     assert dry.returncode == exported.returncode == 0, dry.stderr + exported.stderr
     assert "TOTAL" in dry.stdout and len((tmp_path / "r.jsonl").read_text().splitlines()) == 18
     assert judged.returncode == 2 and "no judge API key" in judged.stderr
@@ -238,7 +241,7 @@ def test_vlmevalkit_builtin_predictions_of_the_167_real_items(full_data_dir: Pat
     pd.DataFrame(rows).to_excel(folder / "Qwen2-VL-7B_SIUO_GEN.xlsx", index=False)
     with JudgeServer(declines=False) as server:
         env = judge_env(full_data_dir, server.base_url, "off", SIUO_JUDGE_CONCURRENCY="16")
-        proc = siuo_eval("judge", tmp_path / "outputs", "--output", tmp_path / "judged", env=env)
+        proc = siuo_eval_in_process("judge", tmp_path / "outputs", "--output", tmp_path / "judged", env=env)
         calls = len(server.log.exchanges)
     assert proc.returncode == 0, proc.stderr
     results, samples = read_run(tmp_path / "judged" / "Qwen2-VL-7B-SIUO_GEN")
