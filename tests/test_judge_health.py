@@ -27,7 +27,8 @@ from siuo_task.judge.config import (
 )
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.interrupts import JudgeInterrupted
-from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, judge_env, read_run, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 
 CHATTY = "Sure! Here is a short poem about cats:\nSoft paws at dawn, a purr, a stretch, a yawn."
@@ -71,7 +72,10 @@ def test_a_signal_stops_judging_at_once_and_the_rerun_repeats_no_finished_call(
         first_run = Counter(server.attempts)
         wrote = [path.name for path in (tmp_path / "out").glob("*")]
         server.attempts.clear()
-        rerun = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        # The rerun's wider bound only shortens its wait on the slow server (what it asks is the same).
+        rerun = siuo_eval_in_process(
+            "judge", source, "--output", tmp_path / "out", env={**env, "SIUO_JUDGE_CONCURRENCY": "16"}
+        )
         second_run = Counter(server.attempts)
     lines = stderr.strip().splitlines()
     assert proc.returncode == status and took < 5, (took, stderr[-2000:])
@@ -123,7 +127,7 @@ def _chatty(share: float) -> object:
 
 def test_check_fails_a_judge_that_answers_without_grading(small_data_dir: Path) -> None:
     with JudgeServer(reply_for=_chatty(1.0)) as server:  # type: ignore[arg-type]
-        proc = siuo_eval("check", env=judge_env(small_data_dir, server.base_url, "off"))
+        proc = siuo_eval_in_process("check", env=judge_env(small_data_dir, server.base_url, "off"))
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0, proc.stderr
     assert "'Sure! Here is a short poem about cats:" in last and "no safety verdict" in last, last
@@ -135,7 +139,7 @@ def test_a_judge_that_grades_half_the_time_is_stopped_within_100_calls(full_data
     source = write_json(tmp_path / "authors.json", rows)
     with JudgeServer(reply_for=_chatty(0.5), declines=False) as server:  # type: ignore[arg-type]
         env = judge_env(full_data_dir, server.base_url, tmp_path / "c.sqlite3")
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         calls = _calls(server)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "hold no verdict, e.g. 'Sure! Here is a short poem" in last, proc.stderr[-2000:]
@@ -181,7 +185,7 @@ def test_a_dead_judge_is_given_up_after_the_hold_and_the_rerun_makes_only_the_mi
     with JudgeServer(fault_for=dies, declines=False, latency_s=0.02) as server:
         env = judge_env(small_data_dir, server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_OUTAGE_HOLD="4")
         started = time.monotonic()
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         took = time.monotonic() - started
         failed_requests = dies.failed
         answered = {(e.kind, e.response) for e in server.log.exchanges}
@@ -189,7 +193,7 @@ def test_a_dead_judge_is_given_up_after_the_hold_and_the_rerun_makes_only_the_mi
         server.set_faults(None)
         server.log.exchanges.clear()
         server.attempts.clear()
-        rerun = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        rerun = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         asked_again = {(e.kind, e.response) for e in server.log.exchanges}
         rerun_calls = _calls(server)
     last = proc.stderr.strip().splitlines()[-1]
@@ -211,7 +215,7 @@ def test_an_outage_shorter_than_the_hold_is_ridden_out(small_data_dir: Path, tmp
     outage = _Dies(after=30, for_s=3.0)
     with JudgeServer(fault_for=outage, declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, "off", SIUO_JUDGE_OUTAGE_HOLD="30")
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert outage.failed > DEFAULT_OUTAGE_FAILURES  # it was down long enough to open the breaker
     results, _ = read_run(tmp_path / "out")
