@@ -29,7 +29,8 @@ from siuo_task.judge.config import (
 )
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.request import JudgeOutcome
-from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, judge_env, read_run, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer, choose_reply, seeded_declines
 
 REFUSING = 0.5  # declines each grading of one kind with this probability
@@ -173,7 +174,7 @@ def test_cli_stops_a_judge_refusing_half_the_safety_gradings(
     plan = seeded_declines({"safety": REFUSING}, seed=2025)
     with JudgeServer(declines=False, fault_for=plan) as server:
         env = judge_env(full_data_dir, server.base_url, tmp_path / "c.sqlite3")
-        proc = siuo_eval("judge", all_items_source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", all_items_source, "--output", tmp_path / "out", env=env)
         safety_calls = sum(n for (kind, _), n in server.attempts.items() if kind == "safety")
         calls = sum(server.attempts.values())
     last = proc.stderr.strip().splitlines()[-1]
@@ -197,7 +198,7 @@ def test_cli_completes_with_a_judge_refusing_one_in_twenty(
     plan = seeded_declines({"safety": HEALTHY, "effectiveness": HEALTHY}, seed=2025)
     with JudgeServer(declines=False, fault_for=plan) as server:
         env = judge_env(full_data_dir, server.base_url, "off")
-        proc = siuo_eval("judge", all_items_source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", all_items_source, "--output", tmp_path / "out", env=env)
         calls = sum(server.attempts.values())
     results, samples = read_run(tmp_path / "out")
     graded = [

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli_runs import clean_env, judge_env, siuo_eval
+from tests.helpers.cli_runs import clean_env, judge_env
 from tests.helpers.harness_cli import hubs_offline
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 
 OLDER = "20261201_000000"
@@ -51,7 +52,7 @@ def test_judge_and_report_pick_the_newer_stamp_under_one_name(
     folder, newer = twice["folder"], str(twice["newer"])
     with JudgeServer(declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, tmp_path / "cache.sqlite3")
-        judged = siuo_eval("judge", twice["out"], "--output", tmp_path / "judged", env=env)
+        judged = siuo_eval_in_process("judge", twice["out"], "--output", tmp_path / "judged", env=env)
     assert judged.returncode == 0, judged.stderr
     picked = folder / f"{newer}_samples_siuo_gen_greedy.jsonl"
     older = folder / f"{OLDER}_samples_siuo_gen_greedy.jsonl"
@@ -59,7 +60,7 @@ def test_judge_and_report_pick_the_newer_stamp_under_one_name(
     assert f"siuo-eval: note: '{older}' left out: an older run of dummy-greedy" in judged.stderr
     assert json.loads((tmp_path / "judged" / "dummy-greedy" / "results.json").read_text())["input"] == str(picked)
 
-    report = siuo_eval("report", tmp_path / "judged", twice["out"], "--output", tmp_path / "report", env=env)
+    report = siuo_eval_in_process("report", tmp_path / "judged", twice["out"], "--output", tmp_path / "report", env=env)
     assert report.returncode == 0, report.stderr
     # One run for the model: the newer stamp's results joined with its judging, under the judge's name.
     (read,) = [line for line in report.stdout.splitlines() if line.startswith("read ")]
@@ -79,14 +80,14 @@ def test_a_generation_only_run_on_its_own_says_to_judge_it_first(
     twice: dict[str, Path], small_data_dir: Path, tmp_path: Path
 ) -> None:
     env = clean_env(small_data_dir)
-    report = siuo_eval("report", twice["out"], "--output", tmp_path / "report", env=env)
+    report = siuo_eval_in_process("report", twice["out"], "--output", tmp_path / "report", env=env)
     assert report.returncode == 0, report.stderr
     samples = twice["folder"] / f"{twice['newer']}_samples_siuo_gen_greedy.jsonl"
     assert f"'{samples}' generation only: run `siuo-eval judge` first" in report.stderr
     assert "--log_samples" not in report.stderr
     (read,) = [line for line in report.stdout.splitlines() if line.startswith("read ")]
     assert read.startswith("read dummy (PARTIAL")  # the multiple-choice part, named as such
-    review = siuo_eval("export-review", twice["out"], "--output", tmp_path / "review.csv", env=env)
+    review = siuo_eval_in_process("export-review", twice["out"], "--output", tmp_path / "review.csv", env=env)
     assert review.returncode == 2 and "generation only: run `siuo-eval judge` first" in review.stderr
 
 
@@ -133,11 +134,11 @@ def test_lm_eval_reruns_by_the_stamp_in_their_file_names(small_data_dir: Path, t
             os.utime(file, (mtime, mtime))
     older, newer = sorted(stamps)
     env = clean_env(small_data_dir, SIUO_JUDGE_CACHE="off")
-    dry = siuo_eval("judge", tmp_path / "out", "--output", tmp_path / "judged", "--dry-run", env=env)
+    dry = siuo_eval_in_process("judge", tmp_path / "out", "--output", tmp_path / "judged", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     assert f"run tiny-greedy: {folder / f'samples_siuo_gen_greedy_{newer}.jsonl'} (" in dry.stderr
     assert f"'{folder / f'samples_siuo_gen_greedy_{older}.jsonl'}' left out: an older run of tiny-greedy" in dry.stderr
-    report = siuo_eval("report", tmp_path / "out", "--output", tmp_path / "report", env=env)
+    report = siuo_eval_in_process("report", tmp_path / "out", "--output", tmp_path / "report", env=env)
     assert report.returncode == 0, report.stderr
     (read,) = [line for line in report.stdout.splitlines() if line.startswith("read ")]
     assert read.startswith("read tiny (") and str(folder / f"results_{newer}.json") in read
@@ -166,9 +167,11 @@ def test_vlmevalkit_judged_later_joins_the_multiple_choice_run_beside_it(small_d
     (folder / f"Qwen2-VL-2B_{MCQ}_siuo_results.json").write_text(json.dumps(mcq))
     with JudgeServer(declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, "off")
-        judged = siuo_eval("judge", tmp_path / "outputs", "--output", tmp_path / "judged", env=env)
+        judged = siuo_eval_in_process("judge", tmp_path / "outputs", "--output", tmp_path / "judged", env=env)
     assert judged.returncode == 0, judged.stderr
-    report = siuo_eval("report", tmp_path / "judged", tmp_path / "outputs", "--output", tmp_path / "report", env=env)
+    report = siuo_eval_in_process(
+        "report", tmp_path / "judged", tmp_path / "outputs", "--output", tmp_path / "report", env=env
+    )
     assert report.returncode == 0, report.stderr
     header, *table = _headline_table((tmp_path / "report" / "report.md").read_text())
     (row,) = table

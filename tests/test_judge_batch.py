@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from tests.helpers.batch_server import BatchServer, run_batch_file
-from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, verdicts, write_json
+from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, verdicts, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 
 COMPARED = ("safe_rate", "effective_rate", "safe_effective_rate", "safe_rate_ci95", "judge_errors", "per_category")
@@ -30,13 +31,13 @@ def test_online_batch_and_export_import_agree(small_data_dir: Path, tmp_path: Pa
     source = write_json(tmp_path / "authors.json", authors_rows())
     distinct = 2 * 18 * 3
     with BatchServer(fail_first="reply 1 to 1") as server:
-        online = siuo_eval(
+        online = siuo_eval_in_process(
             "judge", source, "--output", tmp_path / "online", env=judge_env(small_data_dir, server.base_url, "off")
         )
         assert sum(server.attempts.values()) == distinct, online.stderr
         server.attempts.clear()
         env = judge_env(small_data_dir, server.base_url, tmp_path / "batch.sqlite3")
-        batch = siuo_eval("judge", source, "--output", tmp_path / "batch", "--batch", "openai", env=env)
+        batch = siuo_eval_in_process("judge", source, "--output", tmp_path / "batch", "--batch", "openai", env=env)
         # One online probe call; everything else through batches; the lines that failed went into a second batch.
         assert sum(server.attempts.values()) == 1, batch.stderr
         assert server.state.created == 2 and len(server.state.failed_once) > 0, batch.stderr
@@ -44,7 +45,7 @@ def test_online_batch_and_export_import_agree(small_data_dir: Path, tmp_path: Pa
         assert "submitting them again" in batch.stderr
         server.attempts.clear()
         env = judge_env(small_data_dir, server.base_url, "off")
-        exported = siuo_eval(
+        exported = siuo_eval_in_process(
             "judge", source, "--output", tmp_path / "x", "--export-batch", tmp_path / "req.jsonl", env=env
         )
         assert exported.returncode == 0 and not (tmp_path / "x").exists(), exported.stderr
@@ -52,7 +53,7 @@ def test_online_batch_and_export_import_agree(small_data_dir: Path, tmp_path: Pa
         assert len(lines) == distinct and len({line["custom_id"] for line in lines}) == distinct
         assert {(line["method"], line["url"]) for line in lines} == {("POST", "/v1/chat/completions")}
         assert run_batch_file(tmp_path / "req.jsonl", tmp_path / "judged.jsonl") == distinct
-        imported = siuo_eval(
+        imported = siuo_eval_in_process(
             "judge", source, "--output", tmp_path / "imported", "--import-batch", tmp_path / "judged.jsonl", env=env
         )
         assert sum(server.attempts.values()) == 0, imported.stderr  # offline: no chat call at all
@@ -92,7 +93,7 @@ def test_a_batch_interrupted_after_submission_is_resumed_not_resubmitted(small_d
         batch_id = json.loads(state_file.read_text())["batch_id"]
         server.release()
         server.attempts.clear()
-        resumed = siuo_eval("judge", source, "--output", output, "--batch", "openai", env=env)
+        resumed = siuo_eval_in_process("judge", source, "--output", output, "--batch", "openai", env=env)
         resumed_online = sum(server.attempts.values())
         assert server.state.created == 1, resumed.stderr  # no second batch was paid for
     assert f"resuming OpenAI batch {batch_id}" in resumed.stderr
@@ -110,7 +111,7 @@ def test_batch_against_a_server_without_a_batch_api_says_what_to_do(small_data_d
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1, responses=1))
     with JudgeServer() as server:
         env = judge_env(small_data_dir, server.base_url, "off")
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", "--batch", "openai", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", "--batch", "openai", env=env)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "has no OpenAI Batch API" in last and "--export-batch" in last
 
@@ -129,7 +130,7 @@ def test_every_cost_of_a_batch_run_is_at_the_batch_price(small_data_dir: Path, t
 
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1))
     with JudgeServer(declines=False) as server:
-        judged = siuo_eval(
+        judged = siuo_eval_in_process(
             "judge", source, "--output", tmp_path / "out", env=judge_env(small_data_dir, server.base_url, "off")
         )
     assert judged.returncode == 0, judged.stderr

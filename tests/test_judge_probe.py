@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import SERVED_MODEL, JudgeServer
 
 
@@ -23,7 +24,7 @@ def _closed_port_url() -> str:
 
 def test_check_makes_one_real_call_with_an_image(small_data_dir: Path) -> None:
     with JudgeServer() as server:
-        proc = siuo_eval("check", env=judge_env(small_data_dir, server.base_url, "off"))
+        proc = siuo_eval_in_process("check", env=judge_env(small_data_dir, server.base_url, "off"))
         probes, exchanges = server.log.probes, server.log.exchanges
     assert proc.returncode == 0, proc.stderr
     assert len(probes) == 1 and probes[0].image_mime == "image/png" and not exchanges
@@ -49,8 +50,8 @@ def test_a_refusing_endpoint_is_named_and_never_retried(
         base_url = server.base_url.removesuffix("/v1") if url_suffix else server.base_url
         extra = {"SIUO_JUDGE_MODEL": model} if model else {}
         env = judge_env(small_data_dir, base_url, tmp_path / "c.sqlite3", **extra)
-        check = siuo_eval("check", env=env)
-        judged = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        check = siuo_eval_in_process("check", env=env)
+        judged = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         requests = len(server.bodies)  # chat-completions requests that reached the handler
     for proc in (check, judged):
         last = proc.stderr.strip().splitlines()[-1]
@@ -64,7 +65,9 @@ def test_an_unreachable_endpoint_stops_within_seconds(small_data_dir: Path, tmp_
     url = _closed_port_url()
     source = write_json(tmp_path / "authors.json", authors_rows())
     started = time.monotonic()
-    proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=judge_env(small_data_dir, url, "off"))
+    proc = siuo_eval_in_process(
+        "judge", source, "--output", tmp_path / "out", env=judge_env(small_data_dir, url, "off")
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 2 and f"cannot reach the judge endpoint {url}" in proc.stderr.splitlines()[-1]
     assert elapsed < 60  # no retry budget spent per request (the measured old behaviour: >120 s)
@@ -74,8 +77,8 @@ def test_reasoning_model_parameters_adapt_and_are_named(small_data_dir: Path, tm
     source = write_json(tmp_path / "authors.json", authors_rows(count_per_category=1, responses=1))
     with JudgeServer(reject_params=frozenset({"max_tokens", "temperature"}), declines=False) as server:
         env = judge_env(small_data_dir, server.base_url, "off", SIUO_JUDGE_MODEL="o4-mini")
-        check = siuo_eval("check", env=env)
-        judged = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        check = siuo_eval_in_process("check", env=env)
+        judged = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         accepted = [body for body in server.bodies if "max_tokens" not in body and "temperature" not in body]
     assert check.returncode == 0 and judged.returncode == 0, judged.stderr
     for proc in (check, judged):
@@ -97,7 +100,7 @@ def test_a_declining_judge_stops_early_with_advice(small_data_dir: Path, tmp_pat
             SIUO_JUDGE_DECLINE_WINDOW="12",
             SIUO_JUDGE_CONCURRENCY="2",
         )
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         calls = sum(server.attempts.values())
     last = proc.stderr.strip().splitlines()[-1]
     # Each kind on its own window: 6 refusals of one kind stop the pass, before its 12 are in.
@@ -108,7 +111,7 @@ def test_a_declining_judge_stops_early_with_advice(small_data_dir: Path, tmp_pat
     assert calls < 20 < 2 * 18 * 3
     with JudgeServer(fault_for=lambda kind, response, attempt: "decline") as server:
         off = judge_env(small_data_dir, server.base_url, "off", SIUO_JUDGE_DECLINE_STOP="off")
-        kept_going = siuo_eval("judge", source, "--output", tmp_path / "out", env=off)
+        kept_going = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=off)
     results, samples = read_run(tmp_path / "out")
     assert kept_going.returncode == 1 and results["usage"]["declines"] == results["judge_errors"] == 2 * 18 * 3
     assert all(r["safety_judge"]["declined"] for s in samples for r in s["siuo"]["responses"])

@@ -23,7 +23,8 @@ from siuo_task.judge.limits import ProviderHold
 from siuo_task.judge.transport import is_rate_limited, is_refusal, retry_after_s
 from siuo_task.settings import Settings
 from tests.helpers.chat_server import ChatHandler, LoopbackServer, send_json
-from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer, RateLimit, choose_reply
 
 WAITING = "waiting on the provider's rate limit"
@@ -45,7 +46,7 @@ def _all_verdicts_as_served(samples: list[dict[str, Any]]) -> None:
 def test_check_waits_out_a_429_on_its_first_call(small_data_dir: Path) -> None:
     # The measured old behaviour: exit 2 within 3 s (two tries 1 s apart, Retry-After ignored).
     with JudgeServer(rate_limit=RateLimit(storm_s=1.5)) as server:
-        proc = siuo_eval("check", env=judge_env(small_data_dir, server.base_url, "off"))
+        proc = siuo_eval_in_process("check", env=judge_env(small_data_dir, server.base_url, "off"))
         throttled, probes = server.throttled_calls, server.log.probes
     assert proc.returncode == 0, proc.stderr
     assert throttled >= 1 and len(probes) == 1
@@ -76,7 +77,7 @@ def test_every_harness_check_before_generation_waits_on_429(
 def test_check_gives_up_after_the_wait_budget_naming_it(small_data_dir: Path) -> None:
     with JudgeServer(rate_limit=RateLimit(storm_s=600)) as server:
         env = judge_env(small_data_dir, server.base_url, "off", SIUO_JUDGE_RATE_LIMIT_WAIT="1")
-        proc = siuo_eval("check", env=env)
+        proc = siuo_eval_in_process("check", env=env)
         throttled = server.throttled_calls
     last = _last_line(proc)
     assert proc.returncode == 2, proc.stderr
@@ -96,7 +97,7 @@ def test_a_429_storm_mid_run_leaves_no_judge_error(small_data_dir: Path, tmp_pat
         # are not outages.
         outage = {"SIUO_JUDGE_OUTAGE_FAILURES": "2", "SIUO_JUDGE_OUTAGE_HOLD": "0.5"}
         env = judge_env(small_data_dir, server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_MAX_ATTEMPTS="1", **outage)
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         throttled = server.throttled_calls
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The storm was met (on a loaded machine as few as one call may be in flight when it starts),
@@ -117,7 +118,7 @@ def test_rate_limited_past_the_budget_gives_judge_errors_that_say_so(small_data_
     limit = RateLimit(storm_s=600, storm_after_calls=1)
     with JudgeServer(declines=False, rate_limit=limit) as server:
         env = judge_env(small_data_dir, server.base_url, tmp_path / "c.sqlite3", SIUO_JUDGE_RATE_LIMIT_WAIT="1.5")
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", env=env)
         throttled = server.throttled_calls
     assert proc.returncode == 1, proc.stderr[-3000:]
     results, samples = read_run(tmp_path / "out")
@@ -181,7 +182,7 @@ class _OutOfQuota(ChatHandler):
 
 def test_a_429_for_an_account_out_of_quota_is_not_waited_on(small_data_dir: Path) -> None:
     with LoopbackServer(_OutOfQuota) as server:
-        proc = siuo_eval("check", env=judge_env(small_data_dir, server.base_url, "off"))
+        proc = siuo_eval_in_process("check", env=judge_env(small_data_dir, server.base_url, "off"))
     last = _last_line(proc)
     assert proc.returncode == 2 and "HTTP 429 insufficient_quota" in last and "waiting does not change" in last
     assert WAITING not in proc.stderr

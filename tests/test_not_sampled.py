@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli_runs import authors_rows, judge_env, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, judge_env, write_json
 from tests.helpers.harness_cli import harness_command
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -25,7 +26,7 @@ def test_judge_and_report_flag_identical_responses(small_data_dir: Path, tmp_pat
     write_json(tmp_path / "in" / "sampled.json", sampled)
     with JudgeServer(declines=False) as judge:
         env = judge_env(small_data_dir, judge.base_url, tmp_path / "cache.sqlite3")
-        judged = siuo_eval("judge", tmp_path / "in", "--output", tmp_path / "judged", env=env)
+        judged = siuo_eval_in_process("judge", tmp_path / "in", "--output", tmp_path / "judged", env=env)
         received = len(judge.log.exchanges)
     assert judged.returncode == 0, judged.stderr
     # The progress bar counts requests; the calls it names are those the judge server received
@@ -40,7 +41,7 @@ def test_judge_and_report_flag_identical_responses(small_data_dir: Path, tmp_pat
     assert "sampled: the responses are identical" not in judged.stdout + judged.stderr
     # Each rate says how many items it rests on.
     assert f"on {other['safe_rate_items']} of 18 items" in judged.stdout and other["safe_rate_items"] > 0
-    report = siuo_eval("report", tmp_path / "judged", "--output", tmp_path / "report", env=env)
+    report = siuo_eval_in_process("report", tmp_path / "judged", "--output", tmp_path / "report", env=env)
     assert report.returncode == 0, report.stderr
     assert "greedy: NOT SAMPLED" in report.stderr and "sampled: NOT SAMPLED" not in report.stderr
     markdown = (tmp_path / "report" / "report.md").read_text()

@@ -20,7 +20,8 @@ from siuo_task.benchmark.circular import answer_rotation, item_records, rotation
 from siuo_task.benchmark.data import load_siuo
 from siuo_task.benchmark.records import CircularRecord, GenRecord, McqRecord, item_record
 from siuo_task.benchmark.scoring import score_mcq_item
-from tests.helpers.cli_runs import authors_rows, judge_env, read_run, siuo_eval, write_json
+from tests.helpers.cli_runs import authors_rows, judge_env, read_run, write_json
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer, seeded_declines
 
 DECLINE_SHARES = {"safety": 0.2, "effectiveness": 0.1}
@@ -43,7 +44,7 @@ def traced_sweep(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     plan = seeded_declines(DECLINE_SHARES, seed=21)
     with JudgeServer(declines=False, fault_for=plan) as server:
         env = judge_env(small_data_dir, server.base_url, "off", SIUO_JUDGE_TRACES="1", SIUO_JUDGE_DECLINE_STOP="off")
-        proc = siuo_eval("judge", root / "inputs", "--output", root / "out", env=env)
+        proc = siuo_eval_in_process("judge", root / "inputs", "--output", root / "out", env=env)
         exchanges = list(server.log.exchanges)
     declined = [exchange for exchange in exchanges if exchange.intended is None]
     return {"proc": proc, "out": root / "out", "exchanges": exchanges, "declined": declined}
@@ -92,7 +93,7 @@ def test_records_with_judge_passes_round_trip(small_data_dir: Path, tmp_path: Pa
     source = write_json(tmp_path / "passes.json", _reasoning_rows("passes ")[:4])
     with JudgeServer() as server:
         env = judge_env(small_data_dir, server.base_url, "off")
-        proc = siuo_eval("judge", source, "--output", tmp_path / "out", "--judge-passes", "2", env=env)
+        proc = siuo_eval_in_process("judge", source, "--output", tmp_path / "out", "--judge-passes", "2", env=env)
     assert proc.returncode in (0, 1), proc.stderr
     lines = (tmp_path / "out" / "samples.jsonl").read_text(encoding="utf-8").splitlines()
     assert all(_round_trips(line) for line in lines)
