@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from siuo_task.harness.preflight import PROBE_RESPONSE
-from tests.helpers.cli_runs import SECRET, read_run, siuo_eval
+from tests.helpers.cli_runs import SECRET, read_run
 from tests.helpers.harness_cli import harness_command, judged_offline_env
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -85,7 +86,7 @@ def test_a_judge_failing_mid_run_keeps_every_response(harness: str, small_data_d
         if harness != "VLMEvalKit":  # which names the banner by its dataset
             assert "\nSIUO siuo_gen_greedy: " in proc.stderr  # the task that ran, by its own name
         judge.set_faults(None)  # the judge is healthy again
-        finished = siuo_eval(*finish.split()[1:], env=env)
+        finished = siuo_eval_in_process(*finish.split()[1:], env=env)  # the command named, in this process
         assert sum(model.prompts.values()) == generated  # nothing generated again
         intended = {(e.kind, e.response): e.intended for e in judge.log.exchanges}
     assert finished.returncode == 0, finished.stderr

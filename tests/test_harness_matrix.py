@@ -25,7 +25,7 @@ import pytest
 
 from siuo_task.adapters.vlmevalkit.names import RUN_SUFFIX
 from siuo_task.benchmark.card import CIRCULAR_TASK, GEN_HEADLINE, GEN_TASKS, MCQ_TASK, TASKS, run_name, task_version
-from tests.helpers.cli_runs import judge_env, no_secret_in, siuo_eval
+from tests.helpers.cli_runs import judge_env, no_secret_in
 from tests.helpers.harness_cli import (
     DATASET_OF_TASK,
     GEN_ONLY_FLAG,
@@ -36,6 +36,7 @@ from tests.helpers.harness_cli import (
     judged_offline_env,
     offline_env,
 )
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 from tests.helpers.model_server import ModelServer
 
@@ -116,14 +117,14 @@ def matrix(request: pytest.FixtureRequest, matrix_data: Path, tmp_path_factory: 
         judged = _harness_run(harness, small_data_dir, root, judge, generation_only=False)
         generated = _harness_run(harness, small_data_dir, root, judge, generation_only=True)
         env = _judge_env(small_data_dir, judge)
-        later = siuo_eval("judge", generated["out"], "--output", root / "judged-later", env=env)
-        report = siuo_eval("report", judged["out"], "--output", root / "report", env=env)
+        later = siuo_eval_in_process("judge", generated["out"], "--output", root / "judged-later", env=env)
+        report = siuo_eval_in_process("report", judged["out"], "--output", root / "report", env=env)
         # A harness that writes one file per task: its circular run read on its own.
         circular_file = {"Inspect": "*_siuo-mcq-circular_*.eval", "VLMEvalKit": "*_MCQCircular_siuo_results.json"}
         alone = None
         if harness in circular_file:
             file = _one(judged["out"], circular_file[harness])
-            alone = siuo_eval("report", file, "--output", root / "report-circular", env=env)
+            alone = siuo_eval_in_process("report", file, "--output", root / "report-circular", env=env)
     judged["native"] = _native(harness, judged["out"])
     return {
         "harness": harness,
