@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.cli_runs import SECRET, clean_env, siuo_eval
+from tests.helpers.cli_runs import SECRET, clean_env
 from tests.helpers.harness_cli import harness_command
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer, ReplyPlan, majority_of, seeded_declines, seeded_flips
 from tests.helpers.model_server import ModelServer
 
@@ -173,7 +174,7 @@ def panel_runs(small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         ]
         panel_file.write_text("judges:\n" + "\n".join(lines) + "\n")
         rejudge_env = {**env, "SIUO_JUDGE_PANEL": str(panel_file), "SIUO_JUDGE_API_KEY": SECRET}
-        rejudged = siuo_eval("judge", panel_log, "--output", root / "rejudged", env=rejudge_env)
+        rejudged = siuo_eval_in_process("judge", panel_log, "--output", root / "rejudged", env=rejudge_env)
         return {
             "panel": panel,
             "one": one,

@@ -21,8 +21,9 @@ import pytest
 from siuo_task.adapters.lmms_eval import tasks_dir
 from siuo_task.benchmark.categories import KNOWN_CATEGORIES, category_slug
 from siuo_task.benchmark.circular import CIRCULAR_REDUCERS
-from tests.helpers.cli_runs import SECRET, clean_env, judge_env, siuo_eval
+from tests.helpers.cli_runs import SECRET, clean_env, judge_env
 from tests.helpers.fixture_data import real_items
+from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import SERVED_MODEL, Exchange, JudgeServer
 
 pytestmark = pytest.mark.slow
@@ -414,7 +415,7 @@ def test_generation_only_run_then_siuo_eval_judge_equals_in_run_judging(small_da
     judged_env = {**_env(small_data_dir, tmp_path / "hf", None), "SIUO_JUDGE_TRACES": "1"}
     with JudgeServer() as server:
         judged_env.update(SIUO_JUDGE_BASE_URL=server.base_url, SIUO_JUDGE_API_KEY=SECRET)
-        later = siuo_eval("judge", gen_samples, "--output", tmp_path / "judged", env=judged_env)
+        later = siuo_eval_in_process("judge", gen_samples, "--output", tmp_path / "judged", env=judged_env)
         assert (tmp_path / "judged" / "results.json").is_file(), later.stdout + later.stderr
         later_calls = Counter((e.kind, e.response) for e in server.log.exchanges)
     # Per item: the final answer for safety and effectiveness, the trace for safety only.
