@@ -40,14 +40,22 @@ from siuo_task.adapters.inspect_ai.scoring import (
     siuo_vote,
 )
 from siuo_task.adapters.inspect_ai.setup_errors import plain_setup_errors
-from siuo_task.benchmark.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
-from siuo_task.benchmark.circular import rotations
-from siuo_task.benchmark.data import GenItem, McqItem
-from siuo_task.benchmark.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
-from siuo_task.errors import JudgeConfigError
-from siuo_task.harness.preflight import check_judge_before_generation
-from siuo_task.harness.run_end import exit_nonzero_if_judge_failed
-from siuo_task.settings import Settings
+from siuo_task.harness.api import (
+    CARD,
+    CIRCULAR_TASK,
+    MCQ_TASK,
+    PROMPT_VERSION,
+    GenItem,
+    JudgeConfigError,
+    McqItem,
+    Settings,
+    check_judge_before_generation,
+    exit_nonzero_if_judge_failed,
+    mcq_prompt,
+    prompt_templates_sha256,
+    rotations,
+    task_version,
+)
 
 GEN_MAX_TOKENS = 500
 MCQ_MAX_TOKENS = 32

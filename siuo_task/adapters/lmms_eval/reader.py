@@ -12,21 +12,23 @@ import re
 from pathlib import Path
 from typing import Any
 
-from siuo_task.benchmark.card import GEN_TASKS
-from siuo_task.benchmark.data import SiuoData
-from siuo_task.benchmark.results import RECORD_KEY
-from siuo_task.runs.files import (
+from siuo_task.harness.api import GEN_TASKS, RECORD_KEY, SiuoData
+from siuo_task.runs import (
+    Note,
     ResponseSet,
+    ResponsesFile,
+    Run,
     flat_responses,
     item_for_prompt,
+    load_object,
+    model_from_args,
     numbered_lines,
     read_each,
     record_responses,
     response_set,
+    short_model,
+    task_parts,
 )
-from siuo_task.runs.harness_files import load_object, task_parts
-from siuo_task.runs.model import Run
-from siuo_task.runs.readers import Note, ResponsesFile, model_from_args, short_model
 
 HARNESS = "lmms-eval"
 RESULTS = re.compile(r"^(?P<stamp>\d{8}_\d{6})_results\.json$")

@@ -25,18 +25,33 @@ from vlmeval.smp.file import get_intermediate_file_path
 from siuo_task.adapters.vlmevalkit.judge import say_judge, vlmeval_judge
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR, TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
-from siuo_task.benchmark.card import GEN_HEADLINE, task_version
-from siuo_task.benchmark.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
-from siuo_task.benchmark.prompts import mcq_prompt
-from siuo_task.benchmark.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
-from siuo_task.benchmark.scoring import score_mcq_item
-from siuo_task.benchmark.summary import item_counts
-from siuo_task.harness.command_line import cli_option
-from siuo_task.harness.judging import judge_responses, match_items, write_outputs
-from siuo_task.harness.preflight import check_judge_before_generation
-from siuo_task.harness.run_end import end_on_interrupt, fail_plainly, report_judge_errors
-from siuo_task.judge.engines import AnyJudge
-from siuo_task.settings import Settings
+from siuo_task.harness.api import (
+    CIRCULAR_ACCURACY,
+    GEN_HEADLINE,
+    MCQ_REDUCERS,
+    RECORD_KEY,
+    AnyJudge,
+    Settings,
+    answer_rotation,
+    check_judge_before_generation,
+    cli_option,
+    end_on_interrupt,
+    fail_plainly,
+    group_items,
+    item_counts,
+    judge_responses,
+    match_items,
+    mcq_item_values,
+    mcq_prompt,
+    reduce_values,
+    report_judge_errors,
+    rotate,
+    rotations,
+    score_mcq_item,
+    summarise,
+    task_version,
+    write_outputs,
+)
 
 logger = logging.getLogger(__name__)
 

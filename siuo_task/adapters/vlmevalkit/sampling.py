@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER
-from siuo_task.harness.command_line import cli_option
+from siuo_task.harness.api import cli_option
 
 PAPER_TEMPERATURE = 1.0
 _MARK = "_siuo_task_sampling"
