@@ -85,11 +85,13 @@ def judge_results(values: Values, config: JudgeConfig | PanelConfig, source: Pat
     """results.json: the task summary at top level (the names lmms-eval's summary uses), plus
     per-category rates, usage, the judge and the input."""
     summary = task_summary(values, GEN_REDUCERS)
-    categories = sorted({_record(value).category for value in values})
-    per_category = {}
-    for category in categories:
-        subset = [value for value in values if _record(value).category == category]
-        per_category[category] = {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
+    by_category: dict[str, list[Mapping[str, Any]]] = {}
+    for value in values:  # each item's record read once
+        by_category.setdefault(_record(value).category, []).append(value)
+    per_category = {
+        category: {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
+        for category, subset in sorted(by_category.items())
+    }
     usage = usage_of(values)
     usage["price_table_as_of"] = price_table()["as_of"]
     return {
