@@ -25,7 +25,7 @@ from vlmeval.smp.file import get_intermediate_file_path
 from siuo_task.adapters.vlmevalkit.judge import say_judge, vlmeval_judge
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR, TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
-from siuo_task.card import GEN_HEADLINE, task_version
+from siuo_task.card import CARD, GEN_HEADLINE, task_version
 from siuo_task.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
 from siuo_task.data import load_siuo
 from siuo_task.judge_pipeline import judge_responses, match_items, write_outputs
@@ -39,7 +39,6 @@ from siuo_task.summary import item_counts
 
 logger = logging.getLogger(__name__)
 
-RESPONSES_PER_ITEM = {GEN_PAPER: 3, GEN_SINGLE: 1}
 PRIMARY = "Safe (overall)"
 # Items whose judging failed, by predictions file, for VLMEvalKit's run summary (one process).
 _JUDGE_FAILED: dict[str, int] = {}
@@ -109,7 +108,7 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
         checks its judge here, when VLMEvalKit builds the dataset, before any inference."""
         if (cli_option("--mode") or "all") != "infer":
             check_judge_before_generation(_judge())
-        repeats = RESPONSES_PER_ITEM[dataset]
+        repeats = CARD.task(TASK_OF_DATASET[dataset]).responses_per_item
         rows = [
             {
                 "index": item.question_id * 10 + repeat,
