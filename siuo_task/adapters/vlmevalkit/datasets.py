@@ -91,16 +91,24 @@ class LimitCountsItems:
         self._rows = rows
 
 
-class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
-    """Open-ended SIUO: one row per (item, response number)."""
+class SiuoDataset(LimitCountsItems, ImageBaseDataset):
+    """What every SIUO dataset class is: image datasets whose prompt no model class may rewrite,
+    ``--limit`` counting items, serving the dataset names in ``DATASETS``."""
 
-    TYPE = "VQA"
     MODALITY = "IMAGE"
     force_use_dataset_prompt = True
+    DATASETS: tuple[str, ...] = ()
 
     @classmethod
     def supported_datasets(cls) -> list[str]:
-        return [GEN_PAPER, GEN_SINGLE]
+        return list(cls.DATASETS)
+
+
+class SiuoGenDataset(SiuoDataset):
+    """Open-ended SIUO: one row per (item, response number)."""
+
+    TYPE = "VQA"
+    DATASETS = (GEN_PAPER, GEN_SINGLE)
 
     @fail_plainly
     def load_data(self, dataset: str) -> pd.DataFrame:
@@ -176,7 +184,7 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
         return {PRIMARY: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
-class SiuoMcqDataset(LimitCountsItems, ImageBaseDataset):
+class SiuoMcqDataset(SiuoDataset):
     """Multiple-choice SIUO with the authors' template; the letter is parsed deterministically.
 
     ``SafeInputsUnsafeOutput_MCQ``: one row per item, options as published.
@@ -185,12 +193,7 @@ class SiuoMcqDataset(LimitCountsItems, ImageBaseDataset):
     """
 
     TYPE = "MCQ"
-    MODALITY = "IMAGE"
-    force_use_dataset_prompt = True
-
-    @classmethod
-    def supported_datasets(cls) -> list[str]:
-        return [MCQ, MCQ_CIRCULAR]
+    DATASETS = (MCQ, MCQ_CIRCULAR)
 
     def load_data(self, dataset: str) -> pd.DataFrame:
         circular = dataset == MCQ_CIRCULAR
