@@ -6,6 +6,7 @@ harness's task definitions decode as the card's generation settings say."""
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,17 @@ def test_harness_task_yamls_decode_as_the_card_says(adapter: str, max_tokens_key
             assert task.get("repeats", 1) == card.responses_per_item, f"{adapter} {name}"
     assert generation("siuo_gen") == GenerationSettings(temperature=1.0, max_new_tokens=500, top_p=1.0)
     assert generation("siuo_mcq") == GenerationSettings(temperature=0.0, max_new_tokens=32)
+
+
+def test_protocol_lines_state_the_generation_settings() -> None:
+    """A protocol line that names a temperature or a token limit (it is printed with the results)
+    names the task's own."""
+    for name, card in CARD.tasks.items():
+        for temperature in re.findall(r"temperature (\d+(?:\.\d+)?)", card.protocol):
+            assert float(temperature) == card.generation.temperature, name
+        for tokens in re.findall(r"max (\d+) new tokens", card.protocol):
+            assert int(tokens) == card.generation.max_new_tokens, name
+    assert "temperature 1.0" in CARD.task("siuo_gen").protocol
 
 
 def test_inspect_tasks_decode_as_the_card_says(small_data_dir: Path) -> None:
