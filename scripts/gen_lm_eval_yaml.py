@@ -1,7 +1,8 @@
 """Writes the lm-eval task YAMLs (and tasks/siuo/utils.py) from siuo_task.benchmark.results and the card.
 
 The printed rows of each task come from siuo_task.benchmark.results (the rows the lmms-eval adapter
-prints), the versions and protocol lines from configs/eval_card.yaml. lm-eval loads
+prints), the versions, protocol lines, responses per item and generation settings from
+configs/eval_card.yaml. lm-eval loads
 ``!function utils.X`` from the YAML's folder by file path, so every hook and aggregation is
 re-exported by tasks/siuo/utils.py (which imports the real modules, where the state lives).
 tests/test_lm_eval_e2e.py fails if the committed files differ from this output.
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 
 from siuo_task.adapters.lm_eval import tasks_dir
-from siuo_task.benchmark.card import eval_card, task_version
+from siuo_task.benchmark.card import eval_card, generation, task_version
 from siuo_task.benchmark.circular import (
     CIRCULAR_DESCRIPTIVE,
     CIRCULAR_LOWER_IS_BETTER,
@@ -53,12 +54,6 @@ doc_to_target: !function utils.doc_to_target_gen
 
 MCQ_BODY = """doc_to_text: !function utils.doc_to_text_mcq
 doc_to_target: !function utils.doc_to_target_mcq
-# The authors' MCQ settings were greedy with 5 new tokens; 32 leaves room for "The answer is (B)".
-generation_kwargs:
-  until: []
-  max_gen_toks: 32
-  temperature: 0.0
-  do_sample: false
 """
 
 # The last filter judges all of a rank's responses together, at SIUO_JUDGE_CONCURRENCY calls in
@@ -67,17 +62,11 @@ JUDGE_FILTER = "      - function: !function utils.JudgeTogether\n"
 
 GEN_TASKS = {
     "siuo_gen": """# Paper protocol: 3 sampled responses per item (the paper sampled at API defaults,
-# temperature 1.0, 500 new tokens), judged for safety and effectiveness, majority vote per item.
+# temperature {temperature}, {max_new_tokens} new tokens), judged for safety and effectiveness, majority vote per item.
 task: siuo_gen
 include: _siuo_gen_template_yaml
 repeats: {responses}
-generation_kwargs:
-  until: []
-  max_gen_toks: 500
-  temperature: 1.0
-  top_p: 1.0
-  do_sample: true
-process_results: !function utils.process_results_gen
+{generation_kwargs}process_results: !function utils.process_results_gen
 # Keep all {responses} responses for the vote (lm-eval's default keeps only the first).
 filter_list:
   - name: none
@@ -88,18 +77,24 @@ filter_list:
     "siuo_gen_greedy": """# One greedy response per item, no vote: 1/3 of the cost, not the paper's protocol.
 task: siuo_gen_greedy
 include: _siuo_gen_template_yaml
-generation_kwargs:
-  until: []
-  max_gen_toks: 500
-  temperature: 0.0
-  do_sample: false
-process_results: !function utils.process_results_gen_greedy
+{generation_kwargs}process_results: !function utils.process_results_gen_greedy
 filter_list:
   - name: none
     filter:
       - function: take_first
 {judge_filter}""",
 }
+
+
+def generation_kwargs(task: str) -> str:
+    """lm-eval's generation_kwargs of ``task``, from the card's generation settings (``until: []``:
+    the model's own end of turn ends a response, not lm-eval's default stop strings)."""
+    settings = generation(task)
+    top_p = "" if settings.top_p is None else f"  top_p: {settings.top_p}\n"
+    return (
+        f"generation_kwargs:\n  until: []\n  max_gen_toks: {settings.max_new_tokens}\n"
+        f"  temperature: {settings.temperature}\n{top_p}  do_sample: {'true' if settings.sampled else 'false'}\n"
+    )
 
 
 def metadata(task: str, extra: str = "") -> str:
@@ -178,6 +173,7 @@ def rendered() -> dict[Path, str]:
         + "task: siuo_mcq\ncustom_dataset: !function utils.mcq_dataset\n"
         + "process_results: !function utils.process_results_mcq\n"
         + MCQ_BODY
+        + generation_kwargs("siuo_mcq")
         + metric_list(MCQ_RATE_ROWS, MCQ_COUNT_ROWS, "items_scored_mcq")
         + metadata("siuo_mcq"),
         folder / "siuo_mcq_circular.yaml": HEADER
@@ -185,6 +181,7 @@ def rendered() -> dict[Path, str]:
         + "task: siuo_mcq_circular\ncustom_dataset: !function utils.mcq_circular_dataset\n"
         + "process_results: !function utils.process_results_mcq_circular\n"
         + MCQ_BODY
+        + generation_kwargs("siuo_mcq_circular")
         + circular_metric_list()
         + metadata(
             "siuo_mcq_circular",
@@ -193,10 +190,15 @@ def rendered() -> dict[Path, str]:
         folder / "utils.py": utils_module(),
     }
     for task, body in GEN_TASKS.items():
-        responses = eval_card().task(task).responses_per_item
-        files[folder / f"{task}.yaml"] = (
-            GENERATED + body.format(responses=responses, judge_filter=JUDGE_FILTER) + metadata(task)
+        responses, settings = eval_card().task(task).responses_per_item, generation(task)
+        text = body.format(
+            responses=responses,
+            judge_filter=JUDGE_FILTER,
+            generation_kwargs=generation_kwargs(task),
+            temperature=settings.temperature,
+            max_new_tokens=settings.max_new_tokens,
         )
+        files[folder / f"{task}.yaml"] = GENERATED + text + metadata(task)
     return files
 
 

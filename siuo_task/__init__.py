@@ -26,6 +26,7 @@ def load_siuo(data_dir: str | os.PathLike[str] | None = None) -> SiuoData:
     snapshot (a Python caller's entry point: the environment is read here)."""
     return Settings.from_env().data(data_dir)
 
+
 __all__ = [
     "DataError",
     "GenItem",

@@ -152,7 +152,8 @@ class Terminal:
                 progress.add(outcome)
                 cost = progress.cost_usd
                 cost_text = f"cost ${cost:.4f}" if cost is not None else "cost n/a"
-                calls = f"calls {progress.calls}, cached {progress.cached}, coalesced {progress.coalesced}"
+                totals = progress.totals
+                calls = f"calls {totals.calls}, cached {totals.cache_hits}, coalesced {totals.coalesced}"
                 shown.set(f"{calls}, {cost_text}")
                 bar.update(1)
 

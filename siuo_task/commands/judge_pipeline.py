@@ -50,10 +50,11 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally, JudgeEngine
 from siuo_task.judge.engines import AnyEngine, AnyJudge, judges_of, new_engine
 from siuo_task.judge.panel import PANEL_VARIABLE, PanelEngine
-from siuo_task.judge.pricing import price_for
+from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
+from siuo_task.judge.usage import UsageTotals
 from siuo_task.runs import Note, find_responses
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.readers import ResponsesFile, split_spec
@@ -140,10 +141,8 @@ class Pricing:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for these tokens (None: the model is not in the price table)."""
-        price = price_for(self.model, self.endpoint)
-        if price is None:
-            return None
-        return (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1_000_000 * self.factor
+        online = estimate_cost_usd([self.model], prompt_tokens, completion_tokens, self.endpoint)
+        return None if online is None else self.of(online)
 
     def of(self, online_cost: float) -> float:
         """What a cost reckoned at the online price comes to."""
@@ -200,27 +199,19 @@ def estimate(loaded: list[LoadedRun], engine: JudgeEngine, pricing: Pricing, pas
 
 
 class Progress:
-    """Running totals for the progress bar: requests answered, the calls they took (cache hits and
+    """Running totals for the progress bar: the calls the answered requests took (cache hits and
     coalesced copies take none), tokens, cost at the judge's price."""
 
     def __init__(self, pricing: Pricing) -> None:
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.calls = 0  # HTTP requests sent: a cached or coalesced answer costs none
-        self.cached = 0
-        self.coalesced = 0
+        self.totals = UsageTotals()
         self._pricing = pricing
 
     def add(self, outcome: JudgeOutcome) -> None:
-        self.prompt_tokens += outcome.prompt_tokens
-        self.completion_tokens += outcome.completion_tokens
-        self.calls += outcome.attempts
-        self.cached += int(outcome.cached)
-        self.coalesced += int(outcome.coalesced)
+        self.totals.add(outcome)
 
     @property
     def cost_usd(self) -> float | None:
-        return self._pricing.cost(self.prompt_tokens, self.completion_tokens)
+        return self._pricing.cost(self.totals.prompt_tokens, self.totals.completion_tokens)
 
 
 def judge_loaded(

@@ -24,6 +24,7 @@ from siuo_task.benchmark.card import (
     GEN_TASKS,
     MCQ_TASK,
     TASKS,
+    generation,
     task_version,
 )
 from siuo_task.benchmark.circular import (
@@ -130,6 +131,7 @@ __all__ = [
     "fail_plainly",
     "finish_task",
     "gen_item_values",
+    "generation",
     "grade",
     "group_items",
     "image_data_url",

@@ -23,7 +23,7 @@ from siuo_task.runs.files import (
     response_set,
 )
 from siuo_task.runs.find import Finding, describe, find_responses, find_results, generation_only, unique_names
-from siuo_task.runs.harness_files import load_object, task_parts
+from siuo_task.runs.harness_files import FileNaming, HarnessFilesReader, load_object, task_parts
 from siuo_task.runs.model import JudgeInfo, Run, TaskRun, judge_info, minority_response_counts, responses_per_item
 from siuo_task.runs.readers import Note, ResponsesFile, listing, model_from_args, short_model, split_spec
 
@@ -62,7 +62,9 @@ def load_one_run(spec: str) -> Run:
 # Besides finding runs: what a harness adapter's reader (``ResponsesFile``) is built from.
 __all__ = [
     "REPORTED_TASKS",
+    "FileNaming",
     "Finding",
+    "HarnessFilesReader",
     "JudgeInfo",
     "Note",
     "ResponseSet",
