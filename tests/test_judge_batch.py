@@ -145,7 +145,7 @@ def test_every_cost_of_a_batch_run_is_at_the_batch_price(small_data_dir: Path, t
             passes = copy.deepcopy([values, values])
             summary = run_summary(
                 run, passes[0], config, Pricing(config.model, config.endpoint, batch), passes[1:count]
-            )
+            ).to_dict()  # results.json as written
             summaries[batch] = summary
             assert summary["judge_cost_usd"] == summary["usage"]["cost_usd"] > 0, batch
         online, halved = summaries[None], summaries["openai"]

@@ -161,18 +161,19 @@ class SiuoGenDataset(SiuoDataset):
         config, settings = _judge(judge_kwargs), Settings.from_env()
         data = settings.data()
         pairs = match_items(read_predictions(Path(eval_file), data), data)
-        summary, values = judge_responses(pairs, config, Path(eval_file), settings.reasoning)
+        results, values = judge_responses(pairs, config, Path(eval_file), settings.reasoning)
+        summary = results.to_dict()
         _write_ours(eval_file, self.dataset_name, summary, values)
         per_item = [item_counts(value) for value in values]
         _JUDGE_FAILED[str(Path(eval_file).resolve())] = sum(1 for item in per_item if item.errors)
         report_judge_errors(self.dataset_name, per_item, cli_option("--work-dir") or "outputs")
         # "overall" in the first key makes VLMEvalKit's run summary pick Safe as the primary metric.
         scores = {
-            PRIMARY: summary.get("safe_rate"),
-            "Effective": summary.get("effective_rate"),
-            "Safe & Effective": summary.get("safe_effective_rate"),
-            "judge_errors": summary.get("judge_errors"),
-            "items": summary.get("n_items"),
+            PRIMARY: results.rate("safe_rate"),
+            "Effective": results.rate("effective_rate"),
+            "Safe & Effective": results.rate("safe_effective_rate"),
+            "judge_errors": results.metrics.get("judge_errors"),
+            "items": results.n_items,
         }
         dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
         return scores
