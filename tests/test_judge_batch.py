@@ -6,12 +6,20 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.helpers.batch_server import BatchServer, run_batch_file
-from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval, verdicts, write_json
+from tests.helpers.cli_runs import (
+    SECRET,
+    authors_rows,
+    judge_env,
+    read_run,
+    siuo_eval,
+    siuo_eval_command,
+    verdicts,
+    write_json,
+)
 from tests.helpers.judge_server import JudgeServer
 
 COMPARED = ("safe_rate", "effective_rate", "safe_effective_rate", "safe_rate_ci95", "judge_errors", "per_category")
@@ -70,17 +78,7 @@ def test_a_batch_interrupted_after_submission_is_resumed_not_resubmitted(small_d
     output = tmp_path / "out"
     with BatchServer(hold=True) as server:
         env = judge_env(small_data_dir, server.base_url, tmp_path / "cache.sqlite3")
-        command = [
-            sys.executable,
-            "-m",
-            "siuo_task.commands.cli",
-            "judge",
-            str(source),
-            "--output",
-            str(output),
-            "--batch",
-            "openai",
-        ]
+        command = siuo_eval_command("judge", source, "--output", output, "--batch", "openai")
         victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         state_file = output / ".siuo-batch" / "openai-batch.json"
         deadline = time.monotonic() + 60
