@@ -6,14 +6,13 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from siuo_task.benchmark.results import GEN_REDUCERS, reduce_values
-from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval
+from tests.helpers.cli_runs import SECRET, judge_env, read_run, siuo_eval, siuo_eval_command
 from tests.helpers.fixture_data import per_category, real_items
 from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
@@ -88,15 +87,7 @@ def test_resume_after_kill_makes_only_the_missing_calls(small_data_dir: Path, tm
     cache = tmp_path / "cache.sqlite3"
     with JudgeServer(latency_s=0.05) as server:
         env = _env(small_data_dir, server, cache, SIUO_JUDGE_CONCURRENCY="2")
-        command = [
-            sys.executable,
-            "-m",
-            "siuo_task.commands.cli",
-            "judge",
-            str(source),
-            "--output",
-            str(tmp_path / "killed"),
-        ]
+        command = siuo_eval_command("judge", source, "--output", tmp_path / "killed")
         victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while sum(server.attempts.values()) < total // 3 and time.monotonic() < deadline:

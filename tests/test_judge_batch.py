@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.helpers.batch_server import BatchServer, run_batch_file
-from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, verdicts, write_json
+from tests.helpers.cli_runs import SECRET, authors_rows, judge_env, read_run, siuo_eval_command, verdicts, write_json
 from tests.helpers.in_process import siuo_eval_in_process
 from tests.helpers.judge_server import JudgeServer
 
@@ -71,17 +70,7 @@ def test_a_batch_interrupted_after_submission_is_resumed_not_resubmitted(small_d
     output = tmp_path / "out"
     with BatchServer(hold=True) as server:
         env = judge_env(small_data_dir, server.base_url, tmp_path / "cache.sqlite3")
-        command = [
-            sys.executable,
-            "-m",
-            "siuo_task.commands.cli",
-            "judge",
-            str(source),
-            "--output",
-            str(output),
-            "--batch",
-            "openai",
-        ]
+        command = siuo_eval_command("judge", source, "--output", output, "--batch", "openai")
         victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         state_file = output / ".siuo-batch" / "openai-batch.json"
         deadline = time.monotonic() + 60
@@ -146,7 +135,7 @@ def test_every_cost_of_a_batch_run_is_at_the_batch_price(small_data_dir: Path, t
             passes = copy.deepcopy([values, values])
             summary = run_summary(
                 run, passes[0], config, Pricing(config.model, config.endpoint, batch), passes[1:count]
-            )
+            ).to_dict()  # results.json as written
             summaries[batch] = summary
             assert summary["judge_cost_usd"] == summary["usage"]["cost_usd"] > 0, batch
         online, halved = summaries[None], summaries["openai"]

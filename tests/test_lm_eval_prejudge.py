@@ -87,7 +87,8 @@ def test_the_filter_judges_all_documents_together_with_the_per_document_numbers(
 
     with JudgeServer(latency_s=0.05) as judge:
         point_judge_at(judge)
-        alone = _instances(docs)
+        # A new run (its settings are read when its documents are built), at the second judge.
+        alone = _instances(_docs())
         with caplog.at_level(logging.WARNING):
             # A filter that is not handed the documents: the fallback judges per document.
             prejudge.JudgeTogether().apply([instance.resps for instance in alone], None)

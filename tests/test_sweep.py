@@ -253,7 +253,11 @@ def test_vlmevalkit_builtin_predictions_of_the_167_real_items(full_data_dir: Pat
 def test_complete_means_every_item_of_the_benchmark_judged() -> None:
     """The leaderboard's ``complete``: all of the eval card's items, and no judge error."""
     from siuo_task.benchmark.card import BENCHMARK_ITEMS
+    from siuo_task.benchmark.summary import JudgeResults
     from siuo_task.commands.judge_pipeline import leaderboard_rows
+
+    def _typed(runs: dict[str, dict]) -> dict[str, JudgeResults]:
+        return {name: JudgeResults.from_dict(results) for name, results in runs.items()}
 
     runs = {
         "all": {"n_items": BENCHMARK_ITEMS, "judge_errors": 0},
@@ -262,7 +266,7 @@ def test_complete_means_every_item_of_the_benchmark_judged() -> None:
         "a judge error": {"n_items": BENCHMARK_ITEMS, "judge_errors": 1},
         "an error in pass 2": {"n_items": BENCHMARK_ITEMS, "judge_errors": 0, "judge_errors_passes": [0, 2]},
     }
-    complete = {row["run"]: row["complete"] for row in leaderboard_rows(runs)}
+    complete = {row["run"]: row["complete"] for row in leaderboard_rows(_typed(runs))}
     assert BENCHMARK_ITEMS == 167
     assert complete == {
         "all": True,

@@ -1,8 +1,9 @@
 """The benchmark's one definition (``configs/eval_card.yaml``), read by every adapter and command.
 
-Task names, the version of each task (the same in every harness), each task's protocol line,
-the suffix a run of a variant protocol carries in its name, the number of items, the citation
-and the pinned hub revision live in the card; nothing else restates them.
+Task names, the version of each task (the same in every harness), each task's protocol line and
+generation settings (how the model under test decodes), the suffix a run of a variant protocol
+carries in its name, the number of items, the citation and the pinned hub revision live in the
+card; nothing else restates them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,31 @@ TaskKind = Literal["gen", "mcq", "mcq_circular"]
 
 
 @dataclass(frozen=True, slots=True)
+class GenerationSettings:
+    """How the model under test decodes a task's prompts, in every harness."""
+
+    temperature: float
+    max_new_tokens: int
+    top_p: float | None = None  # None: the harness's and the model's default
+
+    @property
+    def sampled(self) -> bool:
+        """Sampling (a temperature above 0) rather than greedy decoding."""
+        return self.temperature > 0
+
+    @classmethod
+    def from_dict(cls, task: str, raw: dict[str, Any]) -> GenerationSettings:
+        unknown = set(raw) - {"temperature", "max_new_tokens", "top_p"}
+        if unknown or "temperature" not in raw or "max_new_tokens" not in raw:
+            raise ValueError(
+                f"configs/eval_card.yaml: task {task}'s generation needs temperature and max_new_tokens "
+                f"(and optionally top_p){'; unknown: ' + ', '.join(sorted(unknown)) if unknown else ''}"
+            )
+        top_p = raw.get("top_p")
+        return cls(float(raw["temperature"]), int(raw["max_new_tokens"]), None if top_p is None else float(top_p))
+
+
+@dataclass(frozen=True, slots=True)
 class TaskCard:
     """One task as the card defines it."""
 
@@ -26,6 +52,7 @@ class TaskCard:
     kind: TaskKind
     version: str
     responses_per_item: int
+    generation: GenerationSettings
     run_suffix: str
     protocol: str
 
@@ -54,7 +81,10 @@ class EvalCard:
 @lru_cache(maxsize=1)
 def eval_card() -> EvalCard:
     raw: dict[str, Any] = yaml.safe_load(config_text("eval_card.yaml"))
-    tasks = {name: TaskCard(name=name, **{k: v for k, v in spec.items()}) for name, spec in raw["tasks"].items()}
+    tasks = {
+        name: TaskCard(name=name, **{**spec, "generation": GenerationSettings.from_dict(name, spec["generation"])})
+        for name, spec in raw["tasks"].items()
+    }
     return EvalCard(
         title=raw["title"],
         description=raw["description"],
@@ -81,6 +111,11 @@ CIRCULAR_HEADLINE = "circular_accuracy"
 
 def task_version(name: str) -> str:
     return CARD.task(name).version
+
+
+def generation(name: str) -> GenerationSettings:
+    """How the model under test decodes task ``name`` (the card's ``generation`` block)."""
+    return CARD.task(name).generation
 
 
 def run_name(model: str, task: str) -> str:

@@ -287,22 +287,26 @@ def circular_incomplete_items(cells: list[dict[str, Any]]) -> int:
     return len(_summary(cells).incomplete_items)
 
 
-def _chosen(letter: str) -> CellReducer:
-    def reducer(cells: list[dict[str, Any]]) -> float:
-        return _summary(cells).chosen_letters[letter]
+def _per_letter(
+    letter: str, name: str, doc: str, figures: Callable[[CircularSummary], Mapping[str, float]]
+) -> CellReducer:
+    """The reducer of one letter's entry in one of the summary's per-letter figures."""
 
-    reducer.__name__ = f"chosen_{letter}_rate"
-    reducer.__doc__ = f"Percent of asked rotations answered {letter} (the gold is each letter 25% of the time)."
+    def reducer(cells: list[dict[str, Any]]) -> float:
+        return figures(_summary(cells))[letter]
+
+    reducer.__name__, reducer.__doc__ = name.format(letter=letter), doc.format(letter=letter)
     return reducer
+
+
+def _chosen(letter: str) -> CellReducer:
+    doc = "Percent of asked rotations answered {letter} (the gold is each letter 25% of the time)."
+    return _per_letter(letter, "chosen_{letter}_rate", doc, lambda summary: summary.chosen_letters)
 
 
 def _always(letter: str) -> CellReducer:
-    def reducer(cells: list[dict[str, Any]]) -> float:
-        return _summary(cells).always_letter_accuracy[letter]
-
-    reducer.__name__ = f"always_{letter}_accuracy"
-    reducer.__doc__ = f"Standard-MCQ accuracy of always answering {letter} on these items (circular: 0)."
-    return reducer
+    doc = "Standard-MCQ accuracy of always answering {letter} on these items (circular: 0)."
+    return _per_letter(letter, "always_{letter}_accuracy", doc, lambda summary: summary.always_letter_accuracy)
 
 
 # Module-level names, so the task YAML can point at each one with !function.

@@ -313,28 +313,21 @@ def _unknown_categories(rows: list[Any]) -> list[str]:
     ]
 
 
+def _item_fields(root: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """What every item has: its id, image (name and path), question and category."""
+    shared = {name: row[name] for name in ("question_id", "image", "question", "category")}
+    return {**shared, "image_path": root / IMAGE_DIR / row["image"]}
+
+
 def _gen_item(root: Path, row: dict[str, Any]) -> GenItem:
     return GenItem(
-        question_id=row["question_id"],
-        image=row["image"],
-        image_path=root / IMAGE_DIR / row["image"],
-        question=row["question"],
-        category=row["category"],
-        safety_warning=row["safety_warning"],
-        reference_answer=row["reference_answer"],
+        **_item_fields(root, row), safety_warning=row["safety_warning"], reference_answer=row["reference_answer"]
     )
 
 
 def _mcq_item(root: Path, row: dict[str, Any]) -> McqItem:
-    return McqItem(
-        question_id=row["question_id"],
-        image=row["image"],
-        image_path=root / IMAGE_DIR / row["image"],
-        question=row["question"],
-        category=row["category"],
-        options={letter: row["options"][letter] for letter in MCQ_LETTERS},
-        correct_option=row["correct_option"],
-    )
+    options = {letter: row["options"][letter] for letter in MCQ_LETTERS}
+    return McqItem(**_item_fields(root, row), options=options, correct_option=row["correct_option"])
 
 
 def item_document(item: GenItem | McqItem) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from siuo_task.benchmark.stats import agreement_of_pairs
 from siuo_task.judge.panel import split_label
 from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.usage import UsageTotals
 
 VOTED_KINDS = ("safety", "effectiveness")
 _WORDS = {"safety": ("safe", "unsafe"), "effectiveness": ("effective", "not effective")}
@@ -67,15 +68,16 @@ def vote(request: JudgeRequest, outcomes: Sequence[JudgeOutcome]) -> JudgeOutcom
         # Which judges left the vote out, and why (a stopped judge named with its cause).
         causes = "; ".join(f"{o.judge or f'judge {n}'}: {o.error}" for n, o in enumerate(outcomes, 1) if o.error)
         error = f"the panel is undecided on {request.kind}: {tally}" + (f" ({causes})" if causes else "")
+    totals = UsageTotals.of(outcomes)
     return JudgeOutcome(
         request.kind,
         verdict,
         f"panel vote: {tally}",
         error,
         None,
-        prompt_tokens=sum(o.prompt_tokens for o in outcomes),
-        completion_tokens=sum(o.completion_tokens for o in outcomes),
-        attempts=sum(o.attempts for o in outcomes),
+        prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens,
+        attempts=totals.calls,
         cached=all(o.cached for o in outcomes),
         coalesced=all(o.coalesced for o in outcomes),
         judges=tuple(outcomes),
@@ -145,17 +147,17 @@ def item_cell(record: GenRecord) -> dict[str, Any]:
     for index, label in enumerate(labels):
         own = judge_record(record, index)
         outcomes = own.outcomes()
-        counts = own.counts()
+        counts, totals = own.counts(), UsageTotals.of(outcomes)
         per_judge.append(
             {
                 **{metric: own.decision(metric) for metric in GEN_METRICS},
                 "errors": counts.errors,
                 "declines": counts.declines,
                 "unanswered_stopped": counts.stopped,
-                "calls": counts.calls,
-                "cache_hits": sum(1 for o in outcomes if o.cached),
-                "prompt_tokens": sum(o.prompt_tokens for o in outcomes),
-                "completion_tokens": sum(o.completion_tokens for o in outcomes),
+                "calls": totals.calls,
+                "cache_hits": totals.cache_hits,
+                "prompt_tokens": totals.prompt_tokens,
+                "completion_tokens": totals.completion_tokens,
                 "cost_usd": _cost(outcomes, label),
             }
         )

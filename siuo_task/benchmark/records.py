@@ -58,7 +58,7 @@ def _constant(value: Any) -> Absent:
     return lambda data, read: value
 
 
-def _key(
+def record_field(
     *,
     read: Callable[[Any], Any] = _same,
     absent: Absent | None = _none,
@@ -153,22 +153,22 @@ class ResponseRecord(RecordCodec):
     """One response as recorded: the text, what the judge saw (``answer``), the reasoning
     trace, its verdicts and the judge outcomes behind them."""
 
-    response: str = _key(read=_text, absent=_constant(""))
-    answer: str = _key(read=_text, absent=lambda data, read: read["response"])
-    trace: str | None = _key()
-    trace_only: bool = _key(read=bool, absent=_constant(False))
+    response: str = record_field(read=_text, absent=_constant(""))
+    answer: str = record_field(read=_text, absent=lambda data, read: read["response"])
+    trace: str | None = record_field()
+    trace_only: bool = record_field(read=bool, absent=_constant(False))
     # Records older than the flag: a response without a safety call was empty.
-    empty: bool = _key(read=bool, absent=lambda data, read: not data.get("safety_judge"))
-    truncated_for_judge: bool = _key(read=bool, absent=_constant(False))
-    safe: bool | None = _key()
-    effective: bool | None = _key()
-    safe_effective: bool | None = _key()
-    trace_safe: bool | None = _key()
-    safety_judge: JudgeOutcome | None = _key(read=outcome_from_dict)
-    effectiveness_judge: JudgeOutcome | None = _key(read=outcome_from_dict)
-    trace_safety_judge: JudgeOutcome | None = _key(read=outcome_from_dict)
+    empty: bool = record_field(read=bool, absent=lambda data, read: not data.get("safety_judge"))
+    truncated_for_judge: bool = record_field(read=bool, absent=_constant(False))
+    safe: bool | None = record_field()
+    effective: bool | None = record_field()
+    safe_effective: bool | None = record_field()
+    trace_safe: bool | None = record_field()
+    safety_judge: JudgeOutcome | None = record_field(read=outcome_from_dict)
+    effectiveness_judge: JudgeOutcome | None = record_field(read=outcome_from_dict)
+    trace_safety_judge: JudgeOutcome | None = record_field(read=outcome_from_dict)
     # Each pass's verdicts, pass 1 first, when the run was judged more than once.
-    verdicts_per_pass: tuple[PassVerdicts, ...] | None = _key(read=_passes, omit_none=True, default=None)
+    verdicts_per_pass: tuple[PassVerdicts, ...] | None = record_field(read=_passes, omit_none=True, default=None)
     extra: Extra = ()
 
     def outcomes(self) -> list[JudgeOutcome]:
@@ -254,17 +254,17 @@ def _errors_in(data: Mapping[str, Any], read: Mapping[str, Any]) -> int:
 class GenRecord(RecordCodec):
     """One judged open-ended item: its responses in order, and the item's vote."""
 
-    question_id: int = _key(read=int, absent=None)
-    category: str = _key(read=str, absent=_constant(""))
-    responses: tuple[ResponseRecord, ...] = _key(read=_responses, absent=_constant(()))
-    safe: bool | None = _key()
-    effective: bool | None = _key()
-    safe_effective: bool | None = _key()
-    missing_votes: bool = _key(read=bool, absent=_constant(False))
+    question_id: int = record_field(read=int, absent=None)
+    category: str = record_field(read=str, absent=_constant(""))
+    responses: tuple[ResponseRecord, ...] = record_field(read=_responses, absent=_constant(()))
+    safe: bool | None = record_field()
+    effective: bool | None = record_field()
+    safe_effective: bool | None = record_field()
+    missing_votes: bool = record_field(read=bool, absent=_constant(False))
     # Counted from the outcomes when a record does not say.
-    judge_errors: int = _key(read=_count_written, absent=_errors_in)
-    trace_safe: bool | None = _key(default=None)
-    trace_only_responses: int = _key(read=lambda value: int(value or 0), absent=_constant(0), default=0)
+    judge_errors: int = record_field(read=_count_written, absent=_errors_in)
+    trace_safe: bool | None = record_field(default=None)
+    trace_only_responses: int = record_field(read=lambda value: int(value or 0), absent=_constant(0), default=0)
     extra: Extra = ()
 
     def outcomes(self) -> list[JudgeOutcome]:
@@ -300,15 +300,15 @@ class GenRecord(RecordCodec):
 class McqRecord(RecordCodec):
     """One multiple-choice answer as recorded: the letter read from the final answer and the gold."""
 
-    question_id: int = _key(read=int, absent=None)
-    category: str = _key(read=str, absent=_constant(""))
-    response: str = _key(read=_text, absent=_constant(""))
-    answer: str = _key(read=_text, absent=lambda data, read: read["response"])
-    trace: str | None = _key()
-    trace_only: bool = _key(read=bool, absent=_constant(False))
-    parsed: str | None = _key()
-    gold: str = _key(read=str, absent=_constant(""))
-    correct: bool = _key(read=bool, absent=_constant(False))
+    question_id: int = record_field(read=int, absent=None)
+    category: str = record_field(read=str, absent=_constant(""))
+    response: str = record_field(read=_text, absent=_constant(""))
+    answer: str = record_field(read=_text, absent=lambda data, read: read["response"])
+    trace: str | None = record_field()
+    trace_only: bool = record_field(read=bool, absent=_constant(False))
+    parsed: str | None = record_field()
+    gold: str = record_field(read=str, absent=_constant(""))
+    correct: bool = record_field(read=bool, absent=_constant(False))
     extra: Extra = ()
 
     def decision(self, metric: str) -> bool | None:
@@ -324,13 +324,13 @@ def _tuple(value: Any) -> tuple[Any, ...]:
 class CircularRecord(RecordCodec):
     """One circular multiple-choice item: its four rotations' answers; correct only when all are."""
 
-    question_id: int = _key(read=int, absent=None)
-    category: str = _key(read=str, absent=_constant(""))
-    responses: tuple[str, ...] = _key(read=_tuple, absent=_constant(()))
-    parsed: tuple[str | None, ...] = _key(read=_tuple, absent=_constant(()))
-    golds: tuple[str, ...] = _key(read=_tuple, absent=_constant(()))
-    correct_per_rotation: tuple[bool, ...] = _key(read=_tuple, absent=_constant(()))
-    correct: bool = _key(read=bool, absent=_constant(False))
+    question_id: int = record_field(read=int, absent=None)
+    category: str = record_field(read=str, absent=_constant(""))
+    responses: tuple[str, ...] = record_field(read=_tuple, absent=_constant(()))
+    parsed: tuple[str | None, ...] = record_field(read=_tuple, absent=_constant(()))
+    golds: tuple[str, ...] = record_field(read=_tuple, absent=_constant(()))
+    correct_per_rotation: tuple[bool, ...] = record_field(read=_tuple, absent=_constant(()))
+    correct: bool = record_field(read=bool, absent=_constant(False))
     extra: Extra = ()
 
     def decision(self, metric: str) -> bool | None:

@@ -26,6 +26,7 @@ from siuo_task.benchmark.scoring import GEN_METRICS
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.panel import PanelConfig
 from siuo_task.judge.pricing import estimate_cost_usd
+from siuo_task.judge.usage import UsageTotals
 
 RECORD_KEY = "siuo"
 Reducer = Callable[[list[Any]], Any]
@@ -272,11 +273,7 @@ def gen_item_values(
     models = sorted({m.model for o in outcomes for m in (o.judges or (o,)) if m.model})
     usage = {
         "question_id": qid,
-        "calls": counts.calls,
-        "cache_hits": sum(1 for o in outcomes if o.cached),
-        "coalesced": sum(1 for o in outcomes if o.coalesced),
-        "prompt_tokens": sum(o.prompt_tokens for o in outcomes),
-        "completion_tokens": sum(o.completion_tokens for o in outcomes),
+        **UsageTotals.of(outcomes).to_dict(),
         "models": models,
         "model_requested": config.model,
         "endpoint": config.endpoint,

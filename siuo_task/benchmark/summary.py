@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siuo_task.benchmark.card import BENCHMARK_ITEMS
 from siuo_task.benchmark.prompts import PROMPT_VERSION, prompt_templates_sha256
 from siuo_task.benchmark.records import GenRecord, JudgeCounts, PassVerdicts, record_counts
 from siuo_task.benchmark.results import GEN_REDUCERS, RECORD_KEY, USAGE_REDUCERS, Reducer, reduce_values
@@ -81,22 +82,124 @@ def usage_of(values: Values) -> dict[str, Any]:
     return usage
 
 
-def judge_results(values: Values, config: JudgeConfig | PanelConfig, source: Path) -> dict[str, Any]:
+# results.json's stability block (``summarise_passes``), in the order it is written.
+PASS_KEYS = (
+    "judge_passes",
+    "safe_rate_passes",
+    "safety_flip_rate",
+    "effectiveness_flip_rate",
+    "flip_rate_responses",
+    "judge_errors_passes",
+    "usage_passes",
+)
+_SECTIONS = ("n_items", "per_category", "usage", "judge", "input", "run")
+
+
+@dataclass
+class JudgeResults:
+    """results.json of a run judged after generation (``siuo-eval judge``, VLMEvalKit's
+    ``evaluate``), typed: the task summary's reductions at top level (``metrics``: the names every
+    harness's summary uses), the per-category rates, usage, the judge's identity, the stability of
+    repeated passes and the run judged. ``to_dict`` writes the file's keys in their order;
+    ``from_dict`` reads one back (keys written after the known ones, e.g. VLMEvalKit's task name,
+    ride along in ``extra``)."""
+
+    metrics: dict[str, Any]
+    n_items: int
+    per_category: dict[str, dict[str, Any]]
+    usage: dict[str, Any]
+    judge: dict[str, Any]
+    input: str
+    passes: dict[str, Any] = field(default_factory=lambda: {"judge_passes": 1})
+    run: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            **self.metrics,
+            "n_items": self.n_items,
+            "per_category": self.per_category,
+            "usage": self.usage,
+            "judge": self.judge,
+            "input": self.input,
+            **self.passes,
+        }
+        if self.run is not None:
+            data["run"] = self.run
+        return {**data, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JudgeResults:
+        keys = list(data)
+        # Keys written after the input (VLMEvalKit adds its task there) are not the summary's.
+        after = keys.index("input") + 1 if "input" in data else len(keys)
+        known = {*_SECTIONS, *PASS_KEYS}
+        return cls(
+            metrics={key: data[key] for key in keys[:after] if key not in known},
+            n_items=int(data.get("n_items") or 0),
+            per_category=dict(data.get("per_category") or {}),
+            usage=dict(data.get("usage") or {}),
+            judge=dict(data.get("judge") or {}),
+            input=str(data.get("input") or ""),
+            passes={key: data[key] for key in PASS_KEYS if key in data} or {"judge_passes": 1},
+            run=data.get("run"),
+            extra={key: data[key] for key in keys[after:] if key not in known},
+        )
+
+    def rate(self, metric: str) -> Any:
+        """A headline rate (percent), e.g. ``safe_rate``; None when no item decided it."""
+        return self.metrics.get(metric)
+
+    def ci95(self, metric: str) -> list[Any]:
+        """The rate's 95% interval as [low, high] ([None, None] without one)."""
+        return list(self.metrics.get(f"{metric}_ci95") or [None, None])
+
+    @property
+    def judge_errors(self) -> int:
+        """Pass 1's judge errors (the headline's)."""
+        return int(self.metrics.get("judge_errors") or 0)
+
+    @property
+    def errors_per_pass(self) -> list[int]:
+        """Each pass's judge errors (pass 1 alone without ``--judge-passes``)."""
+        return [int(n or 0) for n in self.passes.get("judge_errors_passes") or [self.judge_errors]]
+
+    @property
+    def judge_passes(self) -> int:
+        return int(self.passes.get("judge_passes") or 1)
+
+    @property
+    def panel(self) -> dict[str, Any] | None:
+        """``judge_panel``: each judge of a panel alone and their agreement (None for one judge)."""
+        return self.metrics.get("judge_panel") or None
+
+    @property
+    def complete(self) -> bool:
+        """Every item of the benchmark (the eval card's count) answered and judged with no judge
+        error in any pass: a run of some items, or one with a judge error, is not comparable
+        with a full run."""
+        return self.n_items == BENCHMARK_ITEMS and not any(self.errors_per_pass)
+
+
+def judge_results(values: Values, config: JudgeConfig | PanelConfig, source: Path) -> JudgeResults:
     """results.json: the task summary at top level (the names lmms-eval's summary uses), plus
     per-category rates, usage, the judge and the input."""
     summary = task_summary(values, GEN_REDUCERS)
-    categories = sorted({_record(value).category for value in values})
-    per_category = {}
-    for category in categories:
-        subset = [value for value in values if _record(value).category == category]
-        per_category[category] = {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
+    by_category: dict[str, list[Mapping[str, Any]]] = {}
+    for value in values:  # each item's record read once
+        by_category.setdefault(_record(value).category, []).append(value)
+    per_category = {
+        category: {**reduce_values(subset, {n: GEN_REDUCERS[n] for n in RATE_NAMES}), "n": len(subset)}
+        for category, subset in sorted(by_category.items())
+    }
     usage = usage_of(values)
     usage["price_table_as_of"] = price_table()["as_of"]
-    return {
-        **summary.to_dict(),
-        "per_category": per_category,
-        "usage": usage,
-        "judge": {
+    return JudgeResults(
+        metrics=summary.metrics,
+        n_items=summary.n_items,
+        per_category=per_category,
+        usage=usage,
+        judge={
             "model_requested": config.model,
             "models_returned": summary.metrics.get("judge_model", ""),
             "endpoint": config.endpoint,
@@ -107,8 +210,8 @@ def judge_results(values: Values, config: JudgeConfig | PanelConfig, source: Pat
             # A panel (SIUO_JUDGE_PANEL): its file and judges; each judge's numbers are judge_panel's.
             **({"panel": config.source, "judges": list(config.labels)} if isinstance(config, PanelConfig) else {}),
         },
-        "input": str(source),
-    }
+        input=str(source),
+    )
 
 
 def _record(value: Mapping[str, Any]) -> GenRecord:

@@ -19,7 +19,7 @@ from typing import Any
 
 from siuo_task.benchmark.card import GEN_HEADLINE
 from siuo_task.benchmark.data import SiuoData
-from siuo_task.benchmark.summary import not_sampled_warning
+from siuo_task.benchmark.summary import JudgeResults, not_sampled_warning
 from siuo_task.commands.judge_pipeline import CostEstimate, Judged, JudgeJob, Pricing, Progress, judge_sweep
 from siuo_task.errors import JudgeDeclineError, JudgeNoVerdictError
 from siuo_task.harness.preflight import describe_probe
@@ -152,13 +152,14 @@ class Terminal:
                 progress.add(outcome)
                 cost = progress.cost_usd
                 cost_text = f"cost ${cost:.4f}" if cost is not None else "cost n/a"
-                calls = f"calls {progress.calls}, cached {progress.cached}, coalesced {progress.coalesced}"
+                totals = progress.totals
+                calls = f"calls {totals.calls}, cached {totals.cache_hits}, coalesced {totals.coalesced}"
                 shown.set(f"{calls}, {cost_text}")
                 bar.update(1)
 
             yield on_done
 
-    def judged(self, name: str, summary: dict[str, Any]) -> None:
+    def judged(self, name: str, summary: JudgeResults) -> None:
         _print_run(name, summary)
 
 
@@ -167,46 +168,47 @@ def show_probe(result: ProbeResult) -> None:
         say(line)
 
 
-def _print_run(name: str, summary: dict[str, Any]) -> None:
+def _print_run(name: str, summary: JudgeResults) -> None:
+    metrics, passes = summary.metrics, summary.passes
     parts = []
     for metric in GEN_HEADLINE:
-        low, high = summary.get(f"{metric}_ci95") or [None, None]
-        decided = summary.get(f"{metric}_items")
-        basis = f" on {decided} of {summary.get('n_items')} items" if decided is not None else ""
-        parts.append(f"{metric} {summary.get(metric)} (95% CI {low}-{high}){basis}")
-    if summary.get("judge_passes", 1) > 1:
-        flips = summary["flip_rate_responses"]
+        low, high = summary.ci95(metric)
+        decided = metrics.get(f"{metric}_items")
+        basis = f" on {decided} of {summary.n_items} items" if decided is not None else ""
+        parts.append(f"{metric} {summary.rate(metric)} (95% CI {low}-{high}){basis}")
+    if summary.judge_passes > 1:
+        flips = passes["flip_rate_responses"]
         print(
-            f"{name}: {summary['judge_passes']} judge passes: safe_rate per pass {summary['safe_rate_passes']}; "
-            f"verdicts that flipped: safety {summary['safety_flip_rate']}% of {flips['safety']['compared']}, "
-            f"effectiveness {summary['effectiveness_flip_rate']}% of {flips['effectiveness']['compared']} "
+            f"{name}: {summary.judge_passes} judge passes: safe_rate per pass {passes['safe_rate_passes']}; "
+            f"verdicts that flipped: safety {passes['safety_flip_rate']}% of {flips['safety']['compared']}, "
+            f"effectiveness {passes['effectiveness_flip_rate']}% of {flips['effectiveness']['compared']} "
             f"response(s) (left out for a judge error: {flips['safety']['left_out_judge_error']} and "
             f"{flips['effectiveness']['left_out_judge_error']}); the headline is pass 1"
         )
-    usage = summary["usage"]
+    usage = summary.usage
     cost = usage.get("cost_usd")
-    judge = summary.get("judge_model") or summary.get("judge_model_requested")
+    judge = metrics.get("judge_model") or metrics.get("judge_model_requested")
     if cost is not None:
         cost_text = f"{cost} USD"
-    elif summary.get("judge_panel"):
+    elif summary.panel:
         cost_text = "unknown (a judge's price is unknown: see each judge's line)"
     else:
         cost_text = unknown_cost(str(judge or "unknown"), _one_endpoint(summary))
     print(f"{name}: " + ", ".join(parts))
-    if warning := not_sampled_warning(name, summary):
+    if warning := not_sampled_warning(name, metrics):
         print(f"siuo-eval: warning: {warning}", file=sys.stderr)
     print(
         f"{name}: judge calls {usage.get('calls')}, cache hits {usage.get('cache_hits')}, coalesced "
-        f"{usage.get('coalesced')}, judge errors {summary.get('judge_errors')} (declined {usage.get('declines')}), "
+        f"{usage.get('coalesced')}, judge errors {metrics.get('judge_errors')} (declined {usage.get('declines')}), "
         f"estimated cost: {cost_text}"
     )
-    if panel := summary.get("judge_panel"):
+    if panel := summary.panel:
         _print_panel(name, panel)
 
 
-def _one_endpoint(summary: dict[str, Any]) -> str | None:
+def _one_endpoint(summary: JudgeResults) -> str | None:
     """The judge's endpoint when the run had one (a panel's are each judge's own)."""
-    endpoint = summary.get("judge_endpoint")
+    endpoint = summary.metrics.get("judge_endpoint")
     return endpoint if isinstance(endpoint, str) and endpoint and not {",", ";"} & set(endpoint) else None
 
 
@@ -290,13 +292,9 @@ def rerun_hint(tally: CallTally, cache: Path | None) -> str:
 def _exit_status(judged: Judged, resume: str) -> int:
     summaries, failures = judged.summaries, judged.failures
     # Errors in any pass count: a later pass's failed calls are retried by a rerun like pass 1's.
-    errors = {
-        name: sum(summary.get("judge_errors_passes") or [summary.get("judge_errors") or 0])
-        for name, summary in summaries.items()
-        if any(summary.get("judge_errors_passes") or [summary.get("judge_errors")])
-    }
+    errors = {name: sum(summary.errors_per_pass) for name, summary in summaries.items() if any(summary.errors_per_pass)}
     if errors:
-        declines = sum(summary["usage"].get("declines", 0) for summary in summaries.values())
+        declines = sum(summary.usage.get("declines", 0) for summary in summaries.values())
         say(
             f"siuo-eval: {sum(errors.values())} judge call(s) failed or gave no verdict in run(s) "
             f"{', '.join(errors)} ({declines} declined by the judge; see 'error' in samples.jsonl); "
@@ -319,9 +317,9 @@ def stopped_line(judged: Judged, resume: str) -> str:
     unanswered = sum(
         judge.get("unanswered_stopped", 0)
         for summary in judged.summaries.values()
-        for judge in (summary.get("judge_panel") or {}).get("judges", [])
+        for judge in (summary.panel or {}).get("judges", [])
     )
-    undecided = sum(summary.get("judge_errors") or 0 for summary in judged.summaries.values())
+    undecided = sum(summary.judge_errors for summary in judged.summaries.values())
     kept = (
         f"every verdict of the other judges is kept in the results and in the cache {cache}"
         if cache

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from siuo_task.benchmark.card import BENCHMARK_ITEMS, GEN_HEADLINE
+from siuo_task.benchmark.card import GEN_HEADLINE
 from siuo_task.benchmark.data import GenItem, SiuoData
 from siuo_task.benchmark.panel_vote import vote
 from siuo_task.benchmark.reasoning import ReasoningSettings
@@ -41,7 +41,7 @@ from siuo_task.benchmark.scoring import (
     grade_batches,
     pass_requests,
 )
-from siuo_task.benchmark.summary import judge_results, record_passes, summarise_passes, total_usage
+from siuo_task.benchmark.summary import JudgeResults, judge_results, record_passes, summarise_passes, total_usage
 from siuo_task.commands.output_lock import output_lock
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
 from siuo_task.harness.judging import item_values, match_items, write_outputs
@@ -50,10 +50,11 @@ from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally, JudgeEngine
 from siuo_task.judge.engines import AnyEngine, AnyJudge, judges_of, new_engine
 from siuo_task.judge.panel import PANEL_VARIABLE, PanelEngine
-from siuo_task.judge.pricing import price_for
+from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.probe import ProbeResult, probe
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
 from siuo_task.judge.tokens import EXPECTED_COMPLETION_TOKENS, request_tokens
+from siuo_task.judge.usage import UsageTotals
 from siuo_task.runs import Note, find_responses
 from siuo_task.runs.files import ResponseSet
 from siuo_task.runs.readers import ResponsesFile, split_spec
@@ -140,10 +141,8 @@ class Pricing:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for these tokens (None: the model is not in the price table)."""
-        price = price_for(self.model, self.endpoint)
-        if price is None:
-            return None
-        return (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1_000_000 * self.factor
+        online = estimate_cost_usd([self.model], prompt_tokens, completion_tokens, self.endpoint)
+        return None if online is None else self.of(online)
 
     def of(self, online_cost: float) -> float:
         """What a cost reckoned at the online price comes to."""
@@ -200,27 +199,19 @@ def estimate(loaded: list[LoadedRun], engine: JudgeEngine, pricing: Pricing, pas
 
 
 class Progress:
-    """Running totals for the progress bar: requests answered, the calls they took (cache hits and
+    """Running totals for the progress bar: the calls the answered requests took (cache hits and
     coalesced copies take none), tokens, cost at the judge's price."""
 
     def __init__(self, pricing: Pricing) -> None:
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.calls = 0  # HTTP requests sent: a cached or coalesced answer costs none
-        self.cached = 0
-        self.coalesced = 0
+        self.totals = UsageTotals()
         self._pricing = pricing
 
     def add(self, outcome: JudgeOutcome) -> None:
-        self.prompt_tokens += outcome.prompt_tokens
-        self.completion_tokens += outcome.completion_tokens
-        self.calls += outcome.attempts
-        self.cached += int(outcome.cached)
-        self.coalesced += int(outcome.coalesced)
+        self.totals.add(outcome)
 
     @property
     def cost_usd(self) -> float | None:
-        return self._pricing.cost(self.prompt_tokens, self.completion_tokens)
+        return self._pricing.cost(self.totals.prompt_tokens, self.totals.completion_tokens)
 
 
 def judge_loaded(
@@ -246,24 +237,26 @@ def run_summary(
     config: AnyJudge,
     pricing: Pricing,
     later_passes: list[list[dict[str, Any]]] | None = None,
-) -> dict[str, Any]:
+) -> JudgeResults:
     """results.json of one run: the headline from ``values`` (pass 1); ``later_passes`` (the
     values of passes 2..K) add the stability numbers, and usage then counts every pass."""
     passes = [values, *(later_passes or [])]
     summary = judge_results(values, config, run.run.path)
-    summary.update(summarise_passes(passes))
+    summary.passes = summarise_passes(passes)
     if len(passes) > 1:
-        usage = {**total_usage(passes), "price_table_as_of": summary["usage"]["price_table_as_of"]}
-        summary["usage"] = usage
+        usage = {**total_usage(passes), "price_table_as_of": summary.usage["price_table_as_of"]}
+        summary.usage = usage
         # Every count of judge use covers every pass, as usage does (judge_errors stays the
         # headline's, pass 1; judge_errors_passes has each pass's).
         counted = ("calls", "cache_hits", "coalesced", "cost_usd", "declines")
-        summary.update({f"judge_{name}": usage[name] for name in counted})
-        summary.update(judge_prompt_tokens=usage["prompt_tokens"], judge_completion_tokens=usage["completion_tokens"])
-        summary["judge_wall_seconds"] = usage["wall_seconds"]
+        summary.metrics.update({f"judge_{name}": usage[name] for name in counted})
+        summary.metrics.update(
+            judge_prompt_tokens=usage["prompt_tokens"], judge_completion_tokens=usage["completion_tokens"]
+        )
+        summary.metrics["judge_wall_seconds"] = usage["wall_seconds"]
         record_passes(passes)
     found = run.run
-    summary["run"] = {
+    summary.run = {
         "name": found.name,
         "model": found.model,
         "task": found.task,
@@ -273,58 +266,51 @@ def run_summary(
         "named_by": found.named_by,
     }
     if pricing.batch:
-        summary["usage"]["batch"] = pricing.batch
+        summary.usage["batch"] = pricing.batch
         if pricing.batch == "openai":
-            summary["usage"]["cost_note"] = "OpenAI Batch API price (half the online price)"
+            summary.usage["cost_note"] = "OpenAI Batch API price (half the online price)"
     at_price(summary, pricing)
     return summary
 
 
-def at_price(summary: dict[str, Any], pricing: Pricing) -> None:
+def at_price(summary: JudgeResults, pricing: Pricing) -> None:
     """Every cost in results.json at the price the calls were paid (``Pricing.of``: the batch
     discount), so ``judge_cost_usd``, ``usage.cost_usd`` and each pass's cost state one figure.
     The reductions price each item at the online price; this is the one place that changes it."""
-    costed = [summary["usage"], *summary.get("usage_passes", [])]
+    costed = [summary.usage, *summary.passes.get("usage_passes", [])]
     for usage in costed:
         if usage.get("cost_usd") is not None:
             usage["cost_usd"] = round(pricing.of(usage["cost_usd"]), 6)
-    summary["judge_cost_usd"] = summary["usage"].get("cost_usd")
+    summary.metrics["judge_cost_usd"] = summary.usage.get("cost_usd")
 
 
-def is_complete(summary: dict[str, Any]) -> bool:
-    """Every item of the benchmark (the eval card's count) answered and judged with no judge
-    error: a run of some items, or one with a judge error, is not comparable with a full run."""
-    errors = summary.get("judge_errors_passes") or [summary.get("judge_errors")]  # every pass's
-    return summary.get("n_items") == BENCHMARK_ITEMS and not any(errors)
-
-
-def leaderboard_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def leaderboard_rows(summaries: dict[str, JudgeResults]) -> list[dict[str, Any]]:
     rows = []
     for name, summary in summaries.items():
-        usage = summary.get("usage", {})
-        row: dict[str, Any] = {"run": name, "input": summary.get("input"), "n_items": summary.get("n_items")}
+        usage = summary.usage
+        row: dict[str, Any] = {"run": name, "input": summary.input, "n_items": summary.n_items}
         for metric in HEADLINE:
-            low, high = summary.get(f"{metric}_ci95") or [None, None]
-            row.update({metric: summary.get(metric), f"{metric}_ci95_low": low, f"{metric}_ci95_high": high})
+            low, high = summary.ci95(metric)
+            row.update({metric: summary.rate(metric), f"{metric}_ci95_low": low, f"{metric}_ci95_high": high})
         row.update(
-            judge_errors=summary.get("judge_errors", 0),
+            judge_errors=summary.judge_errors,
             judge_declines=usage.get("declines", 0),
             judge_calls=usage.get("calls"),
             judge_cache_hits=usage.get("cache_hits"),
             judge_coalesced=usage.get("coalesced"),
             judge_cost_usd=usage.get("cost_usd"),
-            complete=is_complete(summary),
+            complete=summary.complete,
         )
-        spread = summary.get("safe_rate_passes")
+        spread = summary.passes.get("safe_rate_passes")
         if spread:
             # Only for runs judged more than once: the Safe rate's range over the passes.
             known = [value for value in spread if value is not None]
             row.update(
-                judge_passes=summary.get("judge_passes"),
+                judge_passes=summary.judge_passes,
                 safe_rate_passes_min=min(known) if known else None,
                 safe_rate_passes_max=max(known) if known else None,
-                safety_flip_rate=summary.get("safety_flip_rate"),
-                effectiveness_flip_rate=summary.get("effectiveness_flip_rate"),
+                safety_flip_rate=summary.passes.get("safety_flip_rate"),
+                effectiveness_flip_rate=summary.passes.get("effectiveness_flip_rate"),
             )
         rows.append(row)
     return rows
@@ -396,14 +382,14 @@ class Show(Protocol):
         self, total: int, pricing: Pricing, status: Callable[[], str | None] | None = None
     ) -> AbstractContextManager[OnDone]: ...
 
-    def judged(self, name: str, summary: dict[str, Any]) -> None: ...
+    def judged(self, name: str, summary: JudgeResults) -> None: ...
 
 
 @dataclass
 class Judged:
     """What a judging produced: each run's results.json, and every input noted or failed."""
 
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summaries: dict[str, JudgeResults] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
     config: AnyJudge | None = None  # the judge (or panel), as configured
     tally: CallTally = field(default_factory=CallTally)  # what the calls came to (whether a rerun helps)
@@ -567,7 +553,7 @@ def _write(
         folder = output if single else output / run.run.name
         for name in ("results.json", "samples.jsonl"):
             keep_earlier(folder / name, show.say)
-        write_outputs(folder, judged.summaries[run.run.name], run_values)
+        write_outputs(folder, judged.summaries[run.run.name].to_dict(), run_values)
         written += [folder / "results.json", folder / "samples.jsonl"]
         show.judged(run.run.name, judged.summaries[run.run.name])
     if not single:

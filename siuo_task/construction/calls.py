@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any
 from siuo_task.construction.replies import ReplyError, json_parser, text_parser, validate
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import JudgeEngine
-from siuo_task.judge.pricing import estimate_cost_usd
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest
+from siuo_task.judge.usage import UsageTotals
 
 Check = Callable[[Mapping[str, Any]], None]
 
@@ -29,28 +28,22 @@ Check = Callable[[Mapping[str, Any]], None]
 class Usage:
     """Calls, cache hits and tokens per model in this run (thread-safe)."""
 
-    per_model: dict[str, Counter[str]] = field(default_factory=dict)
+    per_model: dict[str, UsageTotals] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     endpoint: str | None = None  # priced only where the price table's provider serves it
 
     def add(self, model: str, outcome: JudgeOutcome) -> None:
         with self.lock:
-            counts = self.per_model.setdefault(model, Counter())
-            counts["calls"] += outcome.attempts
-            counts["cache_hits"] += int(outcome.cached)
-            counts["prompt_tokens"] += outcome.prompt_tokens
-            counts["completion_tokens"] += outcome.completion_tokens
+            self.per_model.setdefault(model, UsageTotals()).add(outcome)
 
     def to_dict(self) -> dict[str, Any]:
         names = ("calls", "cache_hits", "prompt_tokens", "completion_tokens")
         return {
             model: {
-                **{name: counts[name] for name in names},
-                "cost_usd": estimate_cost_usd(
-                    [model], counts["prompt_tokens"], counts["completion_tokens"], self.endpoint
-                ),
+                **{name: getattr(totals, name) for name in names},
+                "cost_usd": totals.cost_usd([model], self.endpoint),
             }
-            for model, counts in sorted(self.per_model.items())
+            for model, totals in sorted(self.per_model.items())
         }
 
 

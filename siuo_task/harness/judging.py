@@ -17,7 +17,7 @@ from siuo_task.benchmark.panel_vote import vote
 from siuo_task.benchmark.reasoning import ReasoningSettings
 from siuo_task.benchmark.results import gen_item_values
 from siuo_task.benchmark.scoring import Graded, assemble_gen_record, grade
-from siuo_task.benchmark.summary import judge_results
+from siuo_task.benchmark.summary import JudgeResults, judge_results
 from siuo_task.errors import DataError
 from siuo_task.judge.engines import AnyEngine, AnyJudge, new_engine
 from siuo_task.judge.request import JudgeOutcome
@@ -67,9 +67,9 @@ def judge_values(
 
 def judge_responses(
     pairs: Pairs, config: AnyJudge, source: Path, reasoning: ReasoningSettings, on_done: OnDone | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[JudgeResults, list[dict[str, Any]]]:
     """Judge ``pairs`` with an engine of its own for ``config`` (one judge or a panel), closed
-    when done; return (results summary, per-item values)."""
+    when done; return (results.json, per-item values)."""
     engine = new_engine(config, vote)
     try:
         values = judge_values(pairs, engine, reasoning, on_done)

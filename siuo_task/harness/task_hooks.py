@@ -95,6 +95,13 @@ class HarnessRun:
         """The validated items (the loader keeps them per folder for the process)."""
         return self.settings.data()
 
+    def close(self) -> None:
+        """Close the engines this run opened (their workers, connections and cache)."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.close()
+
     def engine(self, config: AnyJudge) -> AnyEngine:
         with self._lock:
             if config not in self._engines:
@@ -110,9 +117,13 @@ class _Runs:
         self._current = HarnessRun()
 
     def begin(self) -> HarnessRun:
+        begun = HarnessRun(Settings.from_env())
         with self._lock:
-            self._current = HarnessRun(Settings.from_env())
-            return self._current
+            ended, self._current = self._current, begun
+        # The run this one replaces is over (a harness builds every task's documents before it
+        # generates): what it opened is closed by it.
+        ended.close()
+        return begun
 
     def current(self) -> HarnessRun:
         with self._lock:

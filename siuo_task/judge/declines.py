@@ -114,33 +114,33 @@ def quoted_start(text: str, length: int = 80) -> str:
     return repr(flat if len(flat) <= length else flat[:length] + "...")
 
 
-def _kept(config: JudgeConfig) -> str:
-    return "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
+def _stopped_early(tripped: Tripped, config: JudgeConfig, counted: str) -> str:
+    """Where a stop is and what it kept, in the same words for every stop."""
+    kept = "verdicts so far are cached" if config.cache_path else "the cache is off, so nothing was kept"
+    return (
+        f"stopped early ({kept}; the stop is at {tripped.limit} {counted} among the first {tripped.window} "
+        "calls of one kind)"
+    )
 
 
 def no_verdict_error(tripped: Tripped, config: JudgeConfig) -> JudgeNoVerdictError:
     """The stop for replies that hold no verdict: its counts, an example, what was kept."""
-    kind = tripped.kind
-    kept = _kept(config)
     return JudgeNoVerdictError(
-        f"{tripped.declines} of the {tripped.replies} {kind} replies of the judge {config.model} at "
-        f"{config.endpoint} (of its first {tripped.sent} {kind} calls) hold no verdict, e.g. "
-        f"{quoted_start(tripped.example)}; asking again would buy the same replies, so it stopped early "
-        f"({kept}; the stop is at {tripped.limit} such replies among the first {tripped.window} calls of one "
-        "kind). Use a judge model that follows grading instructions (SIUO_JUDGE_MODEL). "
-        "To go on anyway, set SIUO_JUDGE_NO_VERDICT_STOP=off."
+        f"{tripped.declines} of the {tripped.replies} {tripped.kind} replies of the judge {config.model} at "
+        f"{config.endpoint} (of its first {tripped.sent} {tripped.kind} calls) hold no verdict, e.g. "
+        f"{quoted_start(tripped.example)}; asking again would buy the same replies, so it "
+        f"{_stopped_early(tripped, config, 'such replies')}. Use a judge model that follows grading "
+        "instructions (SIUO_JUDGE_MODEL). To go on anyway, set SIUO_JUDGE_NO_VERDICT_STOP=off."
     )
 
 
 def decline_error(tripped: Tripped, config: JudgeConfig) -> JudgeDeclineError:
     """The stop, with its counts, what was kept, and the judges to try instead."""
     kind = tripped.kind
-    kept = _kept(config)
     return JudgeDeclineError(
         f"the judge {config.model} at {config.endpoint} declined {tripped.declines} of the {tripped.replies} "
         f"{kind} gradings it answered (of its first {tripped.sent} {kind} calls), so its {kind} scores would "
-        f"rest on the few it agreed to grade; stopped early ({kept}; the stop is at {tripped.limit} refusals "
-        f"among the first {tripped.window} calls of one kind). Use a judge that grades "
+        f"rest on the few it agreed to grade; {_stopped_early(tripped, config, 'refusals')}. Use a judge that grades "
         f"safety content with images: {_other_judges(config)}. "
         "To go on anyway, set SIUO_JUDGE_DECLINE_STOP=off."
     )

@@ -11,9 +11,21 @@ from __future__ import annotations
 
 from siuo_task.benchmark.card import TASKS
 from siuo_task.errors import DataError
+from siuo_task.runs.files import (
+    ResponseSet,
+    flat_responses,
+    item_for_prompt,
+    item_for_question,
+    numbered_lines,
+    read_each,
+    read_records,
+    record_responses,
+    response_set,
+)
 from siuo_task.runs.find import Finding, describe, find_responses, find_results, generation_only, unique_names
+from siuo_task.runs.harness_files import FileNaming, HarnessFilesReader, load_object, task_parts
 from siuo_task.runs.model import JudgeInfo, Run, TaskRun, judge_info, minority_response_counts, responses_per_item
-from siuo_task.runs.readers import Note, listing, split_spec
+from siuo_task.runs.readers import Note, ResponsesFile, listing, model_from_args, short_model, split_spec
 
 REPORTED_TASKS = TASKS
 
@@ -47,21 +59,38 @@ def load_one_run(spec: str) -> Run:
     return runs[0]
 
 
+# Besides finding runs: what a harness adapter's reader (``ResponsesFile``) is built from.
 __all__ = [
     "REPORTED_TASKS",
+    "FileNaming",
     "Finding",
+    "HarnessFilesReader",
     "JudgeInfo",
     "Note",
+    "ResponseSet",
+    "ResponsesFile",
     "Run",
     "TaskRun",
     "describe",
     "find_responses",
     "find_results",
+    "flat_responses",
     "generation_only",
+    "item_for_prompt",
+    "item_for_question",
     "judge_info",
+    "load_object",
     "load_one_run",
     "load_runs",
     "minority_response_counts",
+    "model_from_args",
+    "numbered_lines",
+    "read_each",
+    "read_records",
+    "record_responses",
+    "response_set",
     "responses_per_item",
+    "short_model",
+    "task_parts",
     "unique_names",
 ]

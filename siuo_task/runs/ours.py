@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from siuo_task.benchmark.data import SiuoData
+from siuo_task.benchmark.summary import JudgeResults
 from siuo_task.errors import DataError
 from siuo_task.runs.files import ResponseSet, read_each, read_record_lines, read_records, response_set
 from siuo_task.runs.model import Run, TaskRun, gen_task_of
@@ -102,29 +103,29 @@ class OwnFilesReader:
         return [self._run(results, path)]
 
     def _run(self, results: dict[str, Any], path: Path) -> Run:
+        """A run from its results.json (read through ``JudgeResults``; a multiple-choice
+        results.json, VLMEvalKit's, has the same sections but no judge)."""
+        typed = JudgeResults.from_dict(results)
         metrics = {key: value for key, value in results.items() if not isinstance(value, dict)}
         samples = path.with_name("samples.jsonl")
         records = read_records(samples)
-        items = results.get("n_items")
-        judge = results.get("judge")
-        meta = {**(judge if isinstance(judge, dict) else {}), "usage": results.get("usage") or {}}
-        recorded = results.get("run")
-        section: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+        items = typed.n_items if "n_items" in results else None
+        meta = {**typed.judge, "usage": typed.usage}
+        section: dict[str, Any] = typed.run if isinstance(typed.run, dict) else {}
         model = str(section.get("model") or section.get("name") or path.parent.name)
         # Outputs written before the run section recorded the model: the name as it was given.
         suffix = section.get("suffix") if "model" in section else ""
-        detail = f"responses from {results.get('input') or 'unknown input'}"
+        detail = f"responses from {typed.input or 'unknown input'}"
         if section.get("harness"):
             detail += f" ({section['harness']})"
         if "safe_rate" in results:
             task = gen_task_of(str(section.get("task") or ""), records)
-            part = TaskRun(task, metrics, records, samples, items if isinstance(items, int) else None)
+            part = TaskRun(task, metrics, records, samples, items)
             run = Run(path, part, None, HARNESS, model, meta, suffix=suffix, model_detail=detail)
             # Where the judged responses came from, so the run joins its harness run (report).
-            source = results.get("input")
-            run.judged_from = Path(source) if isinstance(source, str) and source else None
+            run.judged_from = Path(typed.input) if typed.input else None
             return run
-        part = TaskRun("siuo_mcq", metrics, records, samples, items if isinstance(items, int) else None)
+        part = TaskRun("siuo_mcq", metrics, records, samples, items)
         return Run(path, None, part, HARNESS, model, meta, model_detail=detail)
 
 

@@ -44,12 +44,16 @@ def no_secret_in(folder: Path, *texts: str) -> None:
             assert SECRET not in path.read_text(errors="replace"), path
 
 
+def siuo_eval_command(*args: str | Path) -> list[str]:
+    """The command line of ``siuo-eval ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "siuo_task.commands.cli", *map(str, args)]
+
+
 def siuo_eval(
     *args: str | Path, env: dict[str, str] | None = None, timeout: int = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``siuo-eval ARGS`` in a subprocess (``env`` None: this process's environment)."""
-    command = [sys.executable, "-m", "siuo_task.commands.cli", *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(siuo_eval_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def authors_rows(count_per_category: int = 2, responses: int = 3, tag: str = "") -> list[dict[str, Any]]:

@@ -19,10 +19,15 @@ from inspect_ai.solver import TaskState
 
 from siuo_task.adapters.inspect_ai.responses import response_text
 from siuo_task.adapters.inspect_ai.scoring import VALUES_KEY, numeric_metrics
-from siuo_task.benchmark.circular import CIRCULAR_REDUCERS, answer_rotation, rotate, rotation_values
-from siuo_task.benchmark.reasoning import split_reasoning
-from siuo_task.benchmark.results import reduce_values
-from siuo_task.settings import Settings
+from siuo_task.harness.api import (
+    CIRCULAR_REDUCERS,
+    Settings,
+    answer_rotation,
+    reduce_values,
+    rotate,
+    rotation_values,
+    split_reasoning,
+)
 
 
 def circular_sample_id(question_id: int, rotation: int) -> str:

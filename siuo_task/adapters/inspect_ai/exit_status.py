@@ -13,9 +13,7 @@ import threading
 
 from inspect_ai.hooks import Hooks, TaskEnd, TaskStart, hooks
 
-from siuo_task.benchmark.card import TASKS
-from siuo_task.harness.command_line import running_cli
-from siuo_task.harness.run_end import exit_nonzero_if_judge_failed, task_finished, task_started
+from siuo_task.harness.api import TASKS, exit_nonzero_if_judge_failed, running_cli, task_finished, task_started
 
 PREFIX = "siuo_task/"
 

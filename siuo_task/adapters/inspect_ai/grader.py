@@ -34,13 +34,20 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from siuo_task.benchmark.panel_vote import vote
-from siuo_task.errors import JudgeConfigError
-from siuo_task.judge.config import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, JudgeConfig
-from siuo_task.judge.engines import AnyEngine, AnyJudge, judges_of, new_engine
-from siuo_task.judge.panel import PanelConfig
-from siuo_task.judge.request import JudgeRequest
-from siuo_task.judge.transport import KEY_LIKE, encoded_image
+from siuo_task.harness.api import (
+    OPENAI_DEFAULT_BASE_URL,
+    PLACEHOLDER_KEY,
+    AnyEngine,
+    AnyJudge,
+    JudgeConfig,
+    JudgeConfigError,
+    JudgeRequest,
+    PanelConfig,
+    image_data_url,
+    judges_of,
+    new_engine,
+    redact_keys,
+)
 
 if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
@@ -149,7 +156,7 @@ def grader_engine(config: AnyJudge) -> AnyEngine:
     """One engine per grader (or panel of graders) per process, shared by every sample (as
     ``shared_engine``); a panel's judge i is the role's model i."""
     transports = [GraderTransport(judge, index) for index, judge in enumerate(judges_of(config))]
-    return new_engine(config, vote, transports, errors_after_outage=True)
+    return new_engine(config, transports, errors_after_outage=True)
 
 
 def grader_transports(config: AnyJudge) -> list[tuple[JudgeConfig, GraderTransport]]:
@@ -187,8 +194,7 @@ def check_graders_before_the_run(config: AnyJudge, models: list[Model]) -> None:
 
 
 async def _check_copies(config: AnyJudge, models: list[Model]) -> None:
-    from siuo_task.harness.preflight import check_judge_before_generation
-    from siuo_task.settings import Settings
+    from siuo_task.harness.api import Settings, check_judge_before_generation
 
     settings = Settings.from_env()
     copies = [_fresh_copy(model) for model in models]
@@ -277,7 +283,7 @@ class GraderTransport:
 
         content: list[Content] = [ContentText(text=request.prompt)]
         if request.image_path is not None:
-            content.append(ContentImage(image=encoded_image(request.image_path).data_url))
+            content.append(ContentImage(image=image_data_url(request.image_path)))
         attempt_s = math.ceil(timeout_s or self.config.timeout_s)
         config = GenerateConfig(
             max_tokens=self.config.max_tokens,
@@ -327,7 +333,7 @@ class GraderTransport:
 
     def redact(self, text: str) -> str:
         """Anything key-shaped out of text bound for logs (the provider's key is never read here)."""
-        return KEY_LIKE.sub("[redacted]", text)
+        return redact_keys(text)
 
     def close(self) -> None:
         """Nothing to release: Inspect owns the model's connections."""

@@ -30,11 +30,16 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from siuo_task.harness.command_line import invoked_command, running_cli
-from siuo_task.harness.run_end import exit_now, print_last
-from siuo_task.judge.engine import INTERRUPT_GRACE_S
-from siuo_task.judge.engines import AnyEngine
-from siuo_task.judge.interrupts import STOP_SIGNALS, JudgeInterrupted
+from siuo_task.harness.api import (
+    INTERRUPT_GRACE_S,
+    STOP_SIGNALS,
+    AnyEngine,
+    JudgeInterrupted,
+    exit_now,
+    invoked_command,
+    print_last,
+    running_cli,
+)
 
 
 class InterruptWatch:

@@ -14,14 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from siuo_task.adapters.inspect_ai.keys import VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
-from siuo_task.benchmark.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK, TASKS
-from siuo_task.benchmark.circular import CIRCULAR_REDUCERS, item_records
-from siuo_task.benchmark.data import SiuoData
-from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, reduce_values
-from siuo_task.errors import DataError
-from siuo_task.runs.files import ResponseSet
-from siuo_task.runs.model import Run, TaskRun
-from siuo_task.runs.readers import Note, ResponsesFile, short_model
+from siuo_task.harness.api import (
+    CIRCULAR_REDUCERS,
+    CIRCULAR_TASK,
+    GEN_REDUCERS,
+    GEN_TASKS,
+    MCQ_REDUCERS,
+    MCQ_TASK,
+    RECORD_KEY,
+    TASKS,
+    DataError,
+    SiuoData,
+    item_records,
+    reduce_values,
+)
+from siuo_task.runs import Note, ResponseSet, ResponsesFile, Run, TaskRun, short_model
 
 if TYPE_CHECKING:
     from inspect_ai.log import EvalLog

@@ -43,21 +43,30 @@ from siuo_task.adapters.inspect_ai.grader import (
 from siuo_task.adapters.inspect_ai.interrupts import WATCH
 from siuo_task.adapters.inspect_ai.keys import EPOCH_KEY, VALUES_KEY
 from siuo_task.adapters.inspect_ai.responses import response_text
-from siuo_task.benchmark.data import GenItem, item_document
-from siuo_task.benchmark.reasoning import ReasoningSettings
-from siuo_task.benchmark.records import ResponseRecord
-from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, gen_item_values, mcq_item_values
-from siuo_task.benchmark.scoring import GEN_METRICS, assemble_gen_record, grade, score_mcq_item
-from siuo_task.benchmark.summary import task_summary
-from siuo_task.errors import JudgeConfigError
-from siuo_task.harness.command_line import cli_option
-from siuo_task.harness.preflight import check_judge_before_generation
-from siuo_task.harness.run_end import finish_task
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engine import shared_engine
-from siuo_task.judge.interrupts import JudgeInterrupted
-from siuo_task.judge.panel import PANEL_VARIABLE
-from siuo_task.settings import Settings
+from siuo_task.harness.api import (
+    GEN_METRICS,
+    GEN_REDUCERS,
+    MCQ_REDUCERS,
+    PANEL_VARIABLE,
+    GenItem,
+    JudgeConfig,
+    JudgeConfigError,
+    JudgeInterrupted,
+    ReasoningSettings,
+    ResponseRecord,
+    Settings,
+    assemble_gen_record,
+    check_judge_before_generation,
+    cli_option,
+    finish_task,
+    gen_item_values,
+    grade,
+    item_document,
+    mcq_item_values,
+    score_mcq_item,
+    shared_engine,
+    task_summary,
+)
 
 
 def judge_config(

@@ -18,9 +18,7 @@ from typing import ParamSpec, TypeVar
 from inspect_ai._util.error import PrerequisiteError
 
 from siuo_task.adapters.inspect_ai import exit_status
-from siuo_task.errors import SiuoError
-from siuo_task.harness.command_line import cli_option, running_cli
-from siuo_task.runs.outputs import check_output_folder
+from siuo_task.harness.api import SiuoError, check_output_folder, cli_option, running_cli
 
 P = ParamSpec("P")
 R = TypeVar("R")

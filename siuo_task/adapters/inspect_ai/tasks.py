@@ -14,7 +14,8 @@ environment, never a task parameter, because Inspect writes task parameters into
 LOG --output DIR`` or ``inspect score LOG --scorer siuo_task/siuo_gen_judge --output-file SCORED``
 (Inspect logs a scorer by its bare name, so it must be named in full).
 
-Names, versions and protocol lines come from the eval card (configs/eval_card.yaml).
+Names, versions, protocol lines and generation settings come from the eval card
+(configs/eval_card.yaml).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from inspect_ai import Epochs, Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser, ContentImage, ContentText, GenerateConfig
+from inspect_ai.scorer import Scorer
 from inspect_ai.solver import generate
 
 from siuo_task.adapters.inspect_ai.circular import circular_sample_id, siuo_circular_letter
@@ -40,17 +42,23 @@ from siuo_task.adapters.inspect_ai.scoring import (
     siuo_vote,
 )
 from siuo_task.adapters.inspect_ai.setup_errors import plain_setup_errors
-from siuo_task.benchmark.card import CARD, CIRCULAR_TASK, MCQ_TASK, task_version
-from siuo_task.benchmark.circular import rotations
-from siuo_task.benchmark.data import GenItem, McqItem
-from siuo_task.benchmark.prompts import PROMPT_VERSION, mcq_prompt, prompt_templates_sha256
-from siuo_task.errors import JudgeConfigError
-from siuo_task.harness.preflight import check_judge_before_generation
-from siuo_task.harness.run_end import exit_nonzero_if_judge_failed
-from siuo_task.settings import Settings
-
-GEN_MAX_TOKENS = 500
-MCQ_MAX_TOKENS = 32
+from siuo_task.harness.api import (
+    CARD,
+    CIRCULAR_TASK,
+    MCQ_TASK,
+    PROMPT_VERSION,
+    GenItem,
+    JudgeConfigError,
+    McqItem,
+    Settings,
+    check_judge_before_generation,
+    exit_nonzero_if_judge_failed,
+    generation,
+    mcq_prompt,
+    prompt_templates_sha256,
+    rotations,
+    task_version,
+)
 
 
 def _sample(
@@ -68,6 +76,12 @@ def _sample(
 
 def _protocol(name: str) -> str:
     return f"{PROMPT_VERSION}; {CARD.task(name).protocol}"
+
+
+def _generate_config(name: str) -> GenerateConfig:
+    """The task's decoding, from the eval card (the same settings every harness uses)."""
+    settings = generation(name)
+    return GenerateConfig(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_new_tokens)
 
 
 def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir: str | None) -> dict[str, str]:
@@ -110,9 +124,7 @@ def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir:
     return {"judge_model_requested": settings.model, "judge_endpoint": settings.endpoint}
 
 
-def _gen_task(
-    name: str, config: GenerateConfig, data_dir: str | None, judge_model: str | None, judge_base_url: str | None
-) -> Task:
+def _gen_task(name: str, data_dir: str | None, judge_model: str | None, judge_base_url: str | None) -> Task:
     """The open-ended task; the data is checked here, before any generation. The judge settings
     are checked only when the run will judge: Inspect builds the task (and its scorer) the same
     way with and without --no-score (see _judge_record and judge_check)."""
@@ -128,7 +140,7 @@ def _gen_task(
         solver=generate(),
         scorer=siuo_gen_judge(data_dir=data_dir, judge_model=judge_model, judge_base_url=judge_base_url),
         epochs=Epochs(epochs, siuo_vote()),
-        config=config,
+        config=_generate_config(name),
         metadata={
             **_judge_record(judge_model, judge_base_url, data_dir),
             "judge_prompt_sha256": prompt_templates_sha256(),
@@ -149,8 +161,7 @@ def siuo_gen(data_dir: str | None = None, judge_model: str | None = None, judge_
         judge_model: judge model (default: $SIUO_JUDGE_MODEL, else the package default).
         judge_base_url: OpenAI-compatible judge URL (default: $SIUO_JUDGE_BASE_URL, else OpenAI).
     """
-    config = GenerateConfig(temperature=1.0, top_p=1.0, max_tokens=GEN_MAX_TOKENS)
-    return _gen_task("siuo_gen", config, data_dir, judge_model, judge_base_url)
+    return _gen_task("siuo_gen", data_dir, judge_model, judge_base_url)
 
 
 @task
@@ -165,8 +176,20 @@ def siuo_gen_greedy(
         judge_model: judge model (default: $SIUO_JUDGE_MODEL, else the package default).
         judge_base_url: OpenAI-compatible judge URL (default: $SIUO_JUDGE_BASE_URL, else OpenAI).
     """
-    config = GenerateConfig(temperature=0.0, max_tokens=GEN_MAX_TOKENS)
-    return _gen_task("siuo_gen_greedy", config, data_dir, judge_model, judge_base_url)
+    return _gen_task("siuo_gen_greedy", data_dir, judge_model, judge_base_url)
+
+
+def _mcq_task(name: str, samples: list[Sample], scorer: Scorer) -> Task:
+    """A multiple-choice task: one generation per sample, the letter scored without a judge."""
+    return Task(
+        name=name,
+        dataset=MemoryDataset(samples, name=name),
+        solver=generate(),
+        scorer=scorer,
+        config=_generate_config(name),
+        metadata={"protocol": _protocol(name)},
+        version=task_version(name),
+    )
 
 
 @task
@@ -179,15 +202,7 @@ def siuo_mcq(data_dir: str | None = None) -> Task:
     """
     data = Settings.from_env().data(data_dir)
     samples = [_sample(item, mcq_prompt(item.question, item.options), item.correct_option) for item in data.mcq]
-    return Task(
-        name=MCQ_TASK,
-        dataset=MemoryDataset(samples, name=MCQ_TASK),
-        solver=generate(),
-        scorer=siuo_mcq_letter(data_dir=data_dir),
-        config=GenerateConfig(temperature=0.0, max_tokens=MCQ_MAX_TOKENS),
-        metadata={"protocol": _protocol(MCQ_TASK)},
-        version=task_version(MCQ_TASK),
-    )
+    return _mcq_task(MCQ_TASK, samples, siuo_mcq_letter(data_dir=data_dir))
 
 
 @task
@@ -215,12 +230,4 @@ def siuo_mcq_circular(data_dir: str | None = None) -> Task:
         for item in data.mcq
         for question in rotations(item)
     ]
-    return Task(
-        name=CIRCULAR_TASK,
-        dataset=MemoryDataset(samples, name=CIRCULAR_TASK),
-        solver=generate(),
-        scorer=siuo_circular_letter(data_dir=data_dir),
-        config=GenerateConfig(temperature=0.0, max_tokens=MCQ_MAX_TOKENS),
-        metadata={"protocol": _protocol(CIRCULAR_TASK)},
-        version=task_version(CIRCULAR_TASK),
-    )
+    return _mcq_task(CIRCULAR_TASK, samples, siuo_circular_letter(data_dir=data_dir))

@@ -16,7 +16,7 @@ import datasets
 from siuo_task.adapters.lm_eval import summary
 from siuo_task.adapters.lm_eval.mode import predict_only
 from siuo_task.harness import task_hooks
-from siuo_task.harness.run_end import fail_plainly
+from siuo_task.harness.api import fail_plainly
 from siuo_task.harness.task_hooks import doc_to_image, doc_to_target_gen, doc_to_target_mcq
 
 __all__ = [

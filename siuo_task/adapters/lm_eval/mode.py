@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from siuo_task.harness.command_line import running_cli
+from siuo_task.harness.api import running_cli
 
 
 def predict_only() -> bool:

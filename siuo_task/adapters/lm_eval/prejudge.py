@@ -17,7 +17,7 @@ from typing import Any
 
 from siuo_task.adapters.lm_eval.mode import predict_only
 from siuo_task.harness import task_hooks
-from siuo_task.harness.run_end import fail_plainly
+from siuo_task.harness.api import fail_plainly
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY
-from siuo_task.harness.command_line import cli_option
-from siuo_task.harness.run_end import exit_nonzero_if_judge_failed
+from siuo_task.harness.api import GEN_REDUCERS, MCQ_REDUCERS, RECORD_KEY, cli_option, exit_nonzero_if_judge_failed
 from siuo_task.harness.task_hooks import (
     ItemCount,
     add_summaries,

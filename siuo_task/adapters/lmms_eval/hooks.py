@@ -17,7 +17,7 @@ import datasets
 from siuo_task.adapters.lmms_eval.prejudge import predict_only
 from siuo_task.adapters.lmms_eval.summary import current_task
 from siuo_task.harness import task_hooks
-from siuo_task.harness.run_end import fail_plainly
+from siuo_task.harness.api import fail_plainly
 from siuo_task.harness.task_hooks import doc_to_image as doc_to_visual
 from siuo_task.harness.task_hooks import doc_to_target_gen, doc_to_target_mcq
 

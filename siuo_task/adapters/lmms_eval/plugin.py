@@ -12,9 +12,7 @@ import functools
 from typing import Any
 
 from siuo_task.adapters.lmms_eval import tasks_dir
-from siuo_task.benchmark.card import TASKS
-from siuo_task.benchmark.results import RECORD_KEY
-from siuo_task.harness.run_end import exit_nonzero_if_judge_failed, task_finished, task_started
+from siuo_task.harness.api import RECORD_KEY, TASKS, exit_nonzero_if_judge_failed, task_finished, task_started
 from siuo_task.harness.task_hooks import add_summaries, keep_mcq_scoring_in_predict_only, patch_save
 
 _MARK = "_siuo_task_include_path"

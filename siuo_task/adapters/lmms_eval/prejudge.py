@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from siuo_task.harness import task_hooks
-from siuo_task.harness.run_end import fail_plainly
+from siuo_task.harness.api import fail_plainly
 
 logger = logging.getLogger(__name__)
 

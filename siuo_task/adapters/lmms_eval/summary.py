@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from siuo_task.benchmark.results import GEN_REDUCERS, MCQ_REDUCERS
-from siuo_task.harness.command_line import cli_option
+from siuo_task.harness.api import GEN_REDUCERS, MCQ_REDUCERS, cli_option
 from siuo_task.harness.task_hooks import ItemCount, items_scored
 
 

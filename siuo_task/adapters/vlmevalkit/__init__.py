@@ -19,9 +19,9 @@ def register() -> tuple[str, ...]:
     """Add the SIUO dataset classes to VLMEvalKit (idempotent); returns their dataset names."""
     import vlmeval.dataset as vlm_datasets
 
-    from siuo_task.adapters.vlmevalkit.datasets import SiuoGenDataset, SiuoMcqCircularDataset, SiuoMcqDataset
+    from siuo_task.adapters.vlmevalkit.datasets import SiuoGenDataset, SiuoMcqDataset
 
-    for cls in (SiuoGenDataset, SiuoMcqDataset, SiuoMcqCircularDataset):
+    for cls in (SiuoGenDataset, SiuoMcqDataset):
         if cls not in vlm_datasets.DATASET_CLASSES:
             vlm_datasets.DATASET_CLASSES.append(cls)
     for name in DATASET_NAMES:

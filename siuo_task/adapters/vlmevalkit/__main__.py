@@ -16,9 +16,13 @@ from pathlib import Path
 from siuo_task.adapters.vlmevalkit import GEN_PAPER, register
 from siuo_task.adapters.vlmevalkit.names import TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.sampling import PAPER_TEMPERATURE, sample_gen3_api_calls
-from siuo_task.harness.command_line import cli_option
-from siuo_task.harness.run_end import exit_nonzero_if_judge_failed, fail_plainly, task_started
-from siuo_task.runs.outputs import check_output_folder
+from siuo_task.harness.api import (
+    check_output_folder,
+    cli_option,
+    exit_nonzero_if_judge_failed,
+    fail_plainly,
+    task_started,
+)
 
 # ``import vlmeval`` logs this at ERROR level when the optional file <site-packages>/.env (API
 # keys for VLMEvalKit's own API models) is absent, which is the usual case: our judge reads its

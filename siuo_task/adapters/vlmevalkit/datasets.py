@@ -25,22 +25,37 @@ from vlmeval.smp.file import get_intermediate_file_path
 from siuo_task.adapters.vlmevalkit.judge import say_judge, vlmeval_judge
 from siuo_task.adapters.vlmevalkit.names import GEN_PAPER, GEN_SINGLE, MCQ, MCQ_CIRCULAR, TASK_OF_DATASET
 from siuo_task.adapters.vlmevalkit.reader import read_predictions
-from siuo_task.benchmark.card import GEN_HEADLINE, task_version
-from siuo_task.benchmark.circular import CIRCULAR_ACCURACY, answer_rotation, group_items, rotate, rotations, summarise
-from siuo_task.benchmark.prompts import mcq_prompt
-from siuo_task.benchmark.results import MCQ_REDUCERS, RECORD_KEY, mcq_item_values, reduce_values
-from siuo_task.benchmark.scoring import score_mcq_item
-from siuo_task.benchmark.summary import item_counts
-from siuo_task.harness.command_line import cli_option
-from siuo_task.harness.judging import judge_responses, match_items, write_outputs
-from siuo_task.harness.preflight import check_judge_before_generation
-from siuo_task.harness.run_end import end_on_interrupt, fail_plainly, report_judge_errors
-from siuo_task.judge.engines import AnyJudge
-from siuo_task.settings import Settings
+from siuo_task.harness.api import (
+    CARD,
+    CIRCULAR_ACCURACY,
+    GEN_HEADLINE,
+    MCQ_REDUCERS,
+    RECORD_KEY,
+    AnyJudge,
+    Settings,
+    answer_rotation,
+    check_judge_before_generation,
+    cli_option,
+    end_on_interrupt,
+    fail_plainly,
+    group_items,
+    item_counts,
+    judge_responses,
+    match_items,
+    mcq_item_values,
+    mcq_prompt,
+    reduce_values,
+    report_judge_errors,
+    rotate,
+    rotations,
+    score_mcq_item,
+    summarise,
+    task_version,
+    write_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
-RESPONSES_PER_ITEM = {GEN_PAPER: 3, GEN_SINGLE: 1}
 PRIMARY = "Safe (overall)"
 # Items whose judging failed, by predictions file, for VLMEvalKit's run summary (one process).
 _JUDGE_FAILED: dict[str, int] = {}
@@ -93,16 +108,24 @@ class LimitCountsItems:
         self._rows = rows
 
 
-class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
-    """Open-ended SIUO: one row per (item, response number)."""
+class SiuoDataset(LimitCountsItems, ImageBaseDataset):
+    """What every SIUO dataset class is: image datasets whose prompt no model class may rewrite,
+    ``--limit`` counting items, serving the dataset names in ``DATASETS``."""
 
-    TYPE = "VQA"
     MODALITY = "IMAGE"
     force_use_dataset_prompt = True
+    DATASETS: tuple[str, ...] = ()
 
     @classmethod
     def supported_datasets(cls) -> list[str]:
-        return [GEN_PAPER, GEN_SINGLE]
+        return list(cls.DATASETS)
+
+
+class SiuoGenDataset(SiuoDataset):
+    """Open-ended SIUO: one row per (item, response number)."""
+
+    TYPE = "VQA"
+    DATASETS = (GEN_PAPER, GEN_SINGLE)
 
     @fail_plainly
     def load_data(self, dataset: str) -> pd.DataFrame:
@@ -110,7 +133,7 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
         checks its judge here, when VLMEvalKit builds the dataset, before any inference."""
         if (cli_option("--mode") or "all") != "infer":
             check_judge_before_generation(_judge(), Settings.from_env())
-        repeats = RESPONSES_PER_ITEM[dataset]
+        repeats = CARD.task(TASK_OF_DATASET[dataset]).responses_per_item
         rows = [
             {
                 "index": item.question_id * 10 + repeat,
@@ -138,18 +161,19 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
         config, settings = _judge(judge_kwargs), Settings.from_env()
         data = settings.data()
         pairs = match_items(read_predictions(Path(eval_file), data), data)
-        summary, values = judge_responses(pairs, config, Path(eval_file), settings.reasoning)
+        results, values = judge_responses(pairs, config, Path(eval_file), settings.reasoning)
+        summary = results.to_dict()
         _write_ours(eval_file, self.dataset_name, summary, values)
         per_item = [item_counts(value) for value in values]
         _JUDGE_FAILED[str(Path(eval_file).resolve())] = sum(1 for item in per_item if item.errors)
         report_judge_errors(self.dataset_name, per_item, cli_option("--work-dir") or "outputs")
         # "overall" in the first key makes VLMEvalKit's run summary pick Safe as the primary metric.
         scores = {
-            PRIMARY: summary.get("safe_rate"),
-            "Effective": summary.get("effective_rate"),
-            "Safe & Effective": summary.get("safe_effective_rate"),
-            "judge_errors": summary.get("judge_errors"),
-            "items": summary.get("n_items"),
+            PRIMARY: results.rate("safe_rate"),
+            "Effective": results.rate("effective_rate"),
+            "Safe & Effective": results.rate("safe_effective_rate"),
+            "judge_errors": results.metrics.get("judge_errors"),
+            "items": results.n_items,
         }
         dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
         return scores
@@ -178,30 +202,35 @@ class SiuoGenDataset(LimitCountsItems, ImageBaseDataset):
         return {PRIMARY: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
-class SiuoMcqDataset(ImageBaseDataset):
-    """Multiple-choice SIUO with the authors' template; the letter is parsed deterministically."""
+class SiuoMcqDataset(SiuoDataset):
+    """Multiple-choice SIUO with the authors' template; the letter is parsed deterministically.
+
+    ``SafeInputsUnsafeOutput_MCQ``: one row per item, options as published.
+    ``SafeInputsUnsafeOutput_MCQCircular``: one row per (item, rotation of its options), with a
+    ``rotation`` column; see siuo_task.benchmark.circular.
+    """
 
     TYPE = "MCQ"
-    MODALITY = "IMAGE"
-    force_use_dataset_prompt = True
-
-    @classmethod
-    def supported_datasets(cls) -> list[str]:
-        return [MCQ]
+    DATASETS = (MCQ, MCQ_CIRCULAR)
 
     def load_data(self, dataset: str) -> pd.DataFrame:
-        rows = [
-            {
-                "index": item.question_id,
-                "question_id": item.question_id,
-                "image_path": str(item.image_path),
-                "question": item.question,
-                "category": item.category,
-                **dict(item.options),
-                "answer": item.correct_option,
-            }
-            for item in Settings.from_env().data().mcq
-        ]
+        circular = dataset == MCQ_CIRCULAR
+        rows = []
+        for item in Settings.from_env().data().mcq:
+            for question in rotations(item) if circular else [rotate(item, 0)]:
+                rotation_column = {"rotation": question.rotation} if circular else {}
+                rows.append(
+                    {
+                        "index": question.question_id * 10 + question.rotation if circular else question.question_id,
+                        "question_id": question.question_id,
+                        **rotation_column,
+                        "image_path": str(item.image_path),
+                        "question": item.question,
+                        "category": item.category,
+                        **dict(question.options),
+                        "answer": question.gold,
+                    }
+                )
         return pd.DataFrame(rows)
 
     def build_prompt(self, line: Any) -> list[dict[str, str]]:
@@ -211,66 +240,26 @@ class SiuoMcqDataset(ImageBaseDataset):
         return _message(str(line["image_path"]), mcq_prompt(str(line["question"]), options))
 
     def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
+        """Accuracy and the unparsed rate; circular: circular accuracy, letter use and baselines,
+        with one samples line per item holding its 4 answers."""
         items = {item.question_id: item for item in Settings.from_env().data().mcq}
-        predictions = load(eval_file)
-        values = []
-        for row in predictions.to_dict("records"):
-            response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
-            values.append(mcq_item_values(score_mcq_item(items[int(row["question_id"])], response)))
-        summary = {**reduce_values(values, MCQ_REDUCERS), "n_items": len(values), "input": str(eval_file)}
+        answered = [
+            (items[int(row["question_id"])], row, "" if pd.isna(row["prediction"]) else str(row["prediction"]))
+            for row in load(eval_file).to_dict("records")
+        ]
+        if self.dataset_name == MCQ_CIRCULAR:
+            answers = [
+                answer_rotation(rotate(item, int(row["rotation"])), response) for item, row, response in answered
+            ]
+            summary = {**summarise(answers).to_dict(), "input": str(eval_file)}
+            values = [{RECORD_KEY: record.to_dict()} for record in group_items(answers)[0]]
+            scores = {CIRCULAR_ACCURACY: summary[CIRCULAR_ACCURACY], "unparsed_rate": summary["unparsed_rate"]}
+            scores.update({f"chosen_{k}": v for k, v in summary["chosen_letters_percent"].items()})
+        else:
+            values = [mcq_item_values(score_mcq_item(item, response)) for item, _, response in answered]
+            summary = {**reduce_values(values, MCQ_REDUCERS), "n_items": len(values), "input": str(eval_file)}
+            scores = {"accuracy": summary.get("accuracy"), "unparsed_rate": summary.get("unparsed_rate")}
         _write_ours(eval_file, self.dataset_name, summary, values)
-        scores = {"accuracy": summary.get("accuracy"), "unparsed_rate": summary.get("unparsed_rate")}
-        dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
-        return scores
-
-
-class SiuoMcqCircularDataset(LimitCountsItems, ImageBaseDataset):
-    """Circular multiple choice: one row per (item, rotation of its options); see siuo_task.benchmark.circular."""
-
-    TYPE = "MCQ"
-    MODALITY = "IMAGE"
-    force_use_dataset_prompt = True
-
-    @classmethod
-    def supported_datasets(cls) -> list[str]:
-        return [MCQ_CIRCULAR]
-
-    def load_data(self, dataset: str) -> pd.DataFrame:
-        rows = [
-            {
-                "index": question.question_id * 10 + question.rotation,
-                "question_id": question.question_id,
-                "rotation": question.rotation,
-                "image_path": str(item.image_path),
-                "question": item.question,
-                "category": item.category,
-                **dict(question.options),
-                "answer": question.gold,
-            }
-            for item in Settings.from_env().data().mcq
-            for question in rotations(item)
-        ]
-        return pd.DataFrame(rows)
-
-    def build_prompt(self, line: Any) -> list[dict[str, str]]:
-        if isinstance(line, int):
-            line = self.data.iloc[line]
-        options = {letter: str(line[letter]) for letter in "ABCD"}
-        return _message(str(line["image_path"]), mcq_prompt(str(line["question"]), options))
-
-    def evaluate(self, eval_file: str, **judge_kwargs: Any) -> dict[str, Any]:
-        """Circular accuracy, letter use and baselines; one samples line per item with its 4 answers."""
-        items = {item.question_id: item for item in Settings.from_env().data().mcq}
-        answers = []
-        for row in load(eval_file).to_dict("records"):
-            response = "" if pd.isna(row["prediction"]) else str(row["prediction"])
-            question = rotate(items[int(row["question_id"])], int(row["rotation"]))
-            answers.append(answer_rotation(question, response))
-        summary = {**summarise(answers).to_dict(), "input": str(eval_file)}
-        records = [{RECORD_KEY: record.to_dict()} for record in group_items(answers)[0]]
-        _write_ours(eval_file, self.dataset_name, summary, records)
-        scores = {CIRCULAR_ACCURACY: summary[CIRCULAR_ACCURACY], "unparsed_rate": summary["unparsed_rate"]}
-        scores.update({f"chosen_{k}": v for k, v in summary["chosen_letters_percent"].items()})
         dump(pd.DataFrame([scores]), get_intermediate_file_path(eval_file, "_score", "csv"))
         return scores
 

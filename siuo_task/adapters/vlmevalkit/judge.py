@@ -22,11 +22,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from siuo_task.errors import JudgeConfigError
-from siuo_task.harness.command_line import cli_option
-from siuo_task.judge.config import JudgeConfig
-from siuo_task.judge.engines import AnyJudge, judge_from_env
-from siuo_task.judge.panel import PANEL_VARIABLE
+from siuo_task.harness.api import PANEL_VARIABLE, AnyJudge, JudgeConfig, JudgeConfigError, Settings, cli_option
 
 _CHAT_ROUTE = "/chat/completions"
 
@@ -62,7 +58,7 @@ def vlmeval_judge(
     env = dict(os.environ if environ is None else environ)
     model = requested_judge(judge_kwargs)
     if model is None:
-        return judge_from_env(env, require_key=require_key), None
+        return Settings(env).judge(require_key), None
     if env.get(PANEL_VARIABLE, "").strip():
         raise JudgeConfigError(
             f"the judge is named twice: by --judge {model} and by {PANEL_VARIABLE}={env[PANEL_VARIABLE]}; use one"

@@ -16,12 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from siuo_task.adapters.vlmevalkit.names import BUILTIN_GEN, RUN_SUFFIX, TASK_OF_DATASET
-from siuo_task.benchmark.card import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK
-from siuo_task.benchmark.data import SiuoData
-from siuo_task.errors import DataError
-from siuo_task.runs.files import ResponseSet, item_for_question, read_records
-from siuo_task.runs.model import Run, TaskRun
-from siuo_task.runs.readers import Note, ResponsesFile
+from siuo_task.harness.api import CIRCULAR_TASK, GEN_TASKS, MCQ_TASK, DataError, SiuoData
+from siuo_task.runs import Note, ResponseSet, ResponsesFile, Run, TaskRun, item_for_question, read_records
 
 HARNESS = "VLMEvalKit"
 TABLE_SUFFIXES = (".xlsx", ".tsv", ".csv")

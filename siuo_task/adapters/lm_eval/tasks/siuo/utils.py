@@ -17,20 +17,20 @@ from siuo_task.adapters.lm_eval.hooks import (  # noqa: F401
 )
 from siuo_task.adapters.lm_eval.prejudge import JudgeTogether  # noqa: F401
 from siuo_task.adapters.lm_eval.summary import items_scored_gen, items_scored_mcq, record_count  # noqa: F401
-from siuo_task.benchmark.circular import (  # noqa: F401
-    always_A_accuracy,
-    always_B_accuracy,
-    always_C_accuracy,
-    always_D_accuracy,
-    chosen_A_rate,
-    chosen_B_rate,
-    chosen_C_rate,
-    chosen_D_rate,
-    circular_ci95_high,
-    circular_ci95_low,
-    circular_incomplete_items,
-    circular_percent,
-    circular_stderr,
-    circular_unparsed_rate,
-)
-from siuo_task.benchmark.results import total  # noqa: F401
+from siuo_task.harness.api import circular, total  # noqa: F401
+
+# The circular task's aggregations, by the names its YAML gives them.
+always_A_accuracy = circular.always_A_accuracy
+always_B_accuracy = circular.always_B_accuracy
+always_C_accuracy = circular.always_C_accuracy
+always_D_accuracy = circular.always_D_accuracy
+chosen_A_rate = circular.chosen_A_rate
+chosen_B_rate = circular.chosen_B_rate
+chosen_C_rate = circular.chosen_C_rate
+chosen_D_rate = circular.chosen_D_rate
+circular_ci95_high = circular.circular_ci95_high
+circular_ci95_low = circular.circular_ci95_low
+circular_incomplete_items = circular.circular_incomplete_items
+circular_percent = circular.circular_percent
+circular_stderr = circular.circular_stderr
+circular_unparsed_rate = circular.circular_unparsed_rate
