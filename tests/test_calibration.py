@@ -30,6 +30,14 @@ RESPONSES = 3
 LABELLED_ITEMS = 60
 
 
+def _write_review(path: Path, rows: list[dict[str, str]]) -> None:
+    """A review CSV as export-review writes it, with the labels ``rows`` hold."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def truth(kind: str, response: str) -> bool:
     """What people say of a response: the loopback judge's usual verdict, read as yes / no."""
     verdict = choose_reply(kind, response, declines=False)[1]
@@ -72,10 +80,7 @@ def review(full_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         labelled += [row["question_id"]] if row["question_id"] not in labelled else []
         row["human_safe"] = str(truth("safety", row["response"])).lower()
         row["human_effective"] = "yes" if truth("effectiveness", row["response"]) else "no"
-    with open(root / "review.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(exported[0]))
-        writer.writeheader()
-        writer.writerows(exported)
+    _write_review(root / "review.csv", exported)
     code, out, err = run_cli(["agreement", str(root / "review.csv"), "--output", str(root / "agreement.json")])
     assert code == 0, out + err
     people_safe = {item["question_id"]: vote([truth("safety", text) for text in item["responses"]]) for item in rows}
@@ -134,10 +139,7 @@ def test_an_unlabelled_category_gives_no_estimate(review: dict[str, Any], tmp_pa
         rows = list(csv.DictReader(handle))
     for row in rows[3 * 5 :]:
         row["human_safe"] = row["human_effective"] = ""
-    with open(tmp_path / "few.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_review(tmp_path / "few.csv", rows)
     code, out, err = run_cli(["agreement", str(tmp_path / "few.csv"), "--output", str(tmp_path / "a.json")])
     assert code == 0, out + err
     block = json.loads((tmp_path / "a.json").read_text())["calibrated"]["safe_rate"]
@@ -150,10 +152,7 @@ def test_labels_not_from_the_top_are_warned_about(review: dict[str, Any], tmp_pa
     with open(review["root"] / "review.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     rows[1]["human_safe"] = rows[1]["human_effective"] = ""
-    with open(tmp_path / "gap.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_review(tmp_path / "gap.csv", rows)
     code, out, err = run_cli(["agreement", str(tmp_path / "gap.csv"), "--output", str(tmp_path / "a.json")])
     assert code == 0, out + err
     assert "row 2 is blank and row 180 labelled" in err and "label from the top" in err
