@@ -19,7 +19,7 @@ compare items across runs; each record answers ``decision(metric)``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -246,8 +246,13 @@ def _count_written(value: Any) -> Any:
     return value if isinstance(value, int) else _NOT_GIVEN
 
 
+def responses_with_errors(responses: Sequence[ResponseRecord]) -> int:
+    """How many of the responses' judge outcomes are errors: an item's ``judge_errors``."""
+    return sum(1 for response in responses for outcome in response.outcomes() if outcome.error)
+
+
 def _errors_in(data: Mapping[str, Any], read: Mapping[str, Any]) -> int:
-    return sum(1 for response in read["responses"] for outcome in response.outcomes() if outcome.error)
+    return responses_with_errors(read["responses"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from siuo_task.benchmark.parsing import (
 )
 from siuo_task.benchmark.prompts import PROMPT_VERSION, effectiveness_judge_prompt, frame_response, safety_judge_prompt
 from siuo_task.benchmark.reasoning import ReasoningSettings, ReasoningSplit, split_reasoning
-from siuo_task.benchmark.records import GenRecord, McqRecord, ResponseRecord
+from siuo_task.benchmark.records import GenRecord, McqRecord, ResponseRecord, responses_with_errors
 from siuo_task.judge.engine import JudgeEngine
 from siuo_task.judge.panel import PanelEngine
 from siuo_task.judge.request import JudgeOutcome, JudgeRequest, ReplyParser
@@ -241,7 +241,7 @@ def item_record(item: GenItem, responses: Sequence[ResponseRecord]) -> GenRecord
         category=item.category,
         responses=tuple(responses),
         missing_votes=missing,
-        judge_errors=sum(1 for response in responses for outcome in response.outcomes() if outcome.error),
+        judge_errors=responses_with_errors(responses),
         trace_safe=majority(judged_traces) if judged_traces else None,
         trace_only_responses=sum(1 for response in responses if response.trace_only),
         safe=vote("safe"),

@@ -44,7 +44,7 @@ from siuo_task.benchmark.scoring import (
 from siuo_task.benchmark.summary import JudgeResults, judge_results, record_passes, summarise_passes, total_usage
 from siuo_task.commands.output_lock import output_lock
 from siuo_task.errors import DataError, JudgeConfigError, SiuoError
-from siuo_task.harness.judging import item_values, match_items, write_outputs
+from siuo_task.harness.judging import OnDone, item_values, match_items, write_outputs
 from siuo_task.judge.bar_status import rate_limit_status
 from siuo_task.judge.config import JudgeConfig
 from siuo_task.judge.engine import CallTally, JudgeEngine
@@ -61,7 +61,6 @@ from siuo_task.runs.readers import ResponsesFile, split_spec
 from siuo_task.settings import Settings
 
 Log = Callable[[str], None]
-OnDone = Callable[[JudgeOutcome], None]
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price relative to online calls
 HEADLINE = GEN_HEADLINE
 

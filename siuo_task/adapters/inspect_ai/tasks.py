@@ -84,7 +84,9 @@ def _generate_config(name: str) -> GenerateConfig:
     return GenerateConfig(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_new_tokens)
 
 
-def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir: str | None) -> dict[str, str]:
+def _judge_record(
+    judge_model: str | None, judge_base_url: str | None, data_dir: str | None, run_settings: Settings
+) -> dict[str, str]:
     """The judge the settings name, for the log (nothing for a run that will not judge).
 
     A command line that will score and whose judge settings cannot work (e.g. no key and no
@@ -113,14 +115,14 @@ def _judge_record(judge_model: str | None, judge_base_url: str | None, data_dir:
             check_graders_before_the_run(graders, models)
         return {"judge_role": "grader", "judge_model_requested": grader}
     try:
-        settings = judge_config(judge_model, judge_base_url)
+        settings = judge_config(judge_model, judge_base_url, run_settings=run_settings)
     except JudgeConfigError:
         if scores:
             raise
         return {}
     if scores:
         # One real judge call now, so a broken judge ends the run before any generation.
-        check_judge_before_generation(settings, Settings.from_env(), data_dir)
+        check_judge_before_generation(settings, run_settings, data_dir)
     return {"judge_model_requested": settings.model, "judge_endpoint": settings.endpoint}
 
 
@@ -130,7 +132,8 @@ def _gen_task(name: str, data_dir: str | None, judge_model: str | None, judge_ba
     way with and without --no-score (see _judge_record and judge_check)."""
     # Early, so that after judge errors `inspect eval` ends non-zero once its log is written.
     exit_nonzero_if_judge_failed("inspect")
-    data = Settings.from_env().data(data_dir)
+    run_settings = Settings.from_env()  # read once for the task's build: its data and its judge
+    data = run_settings.data(data_dir)
     samples = [_sample(item, item.question, item.reference_answer) for item in data.gen]
     epochs = CARD.task(name).responses_per_item
     return Task(
@@ -142,7 +145,7 @@ def _gen_task(name: str, data_dir: str | None, judge_model: str | None, judge_ba
         epochs=Epochs(epochs, siuo_vote()),
         config=_generate_config(name),
         metadata={
-            **_judge_record(judge_model, judge_base_url, data_dir),
+            **_judge_record(judge_model, judge_base_url, data_dir, run_settings),
             "judge_prompt_sha256": prompt_templates_sha256(),
             # --epochs N changes the count (the vote stays); the log's eval config records it.
             "protocol": _protocol(name),
